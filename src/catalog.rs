@@ -1,0 +1,524 @@
+//! The image catalog: `images.toml` at the top of the repository, embedded in the binary, and
+//! extended or overridden by a user's catalog file. It maps distro names and aliases to download
+//! URLs, checksums and osinfo ids, and resolves the distro part of node specs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::toml_file::{self, FileError, line_of};
+
+/// The catalog shipped with vnode.
+pub const BUILTIN: &str = include_str!("../images.toml");
+/// How the built-in catalog is named in messages.
+pub const BUILTIN_PATH: &str = "<built-in images.toml>";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestAlgo {
+    Sha256,
+    Sha512,
+}
+
+impl DigestAlgo {
+    /// Hex digits in a digest of this kind.
+    pub fn hex_len(self) -> usize {
+        match self {
+            DigestAlgo::Sha256 => 64,
+            DigestAlgo::Sha512 => 128,
+        }
+    }
+}
+
+impl fmt::Display for DigestAlgo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DigestAlgo::Sha256 => "sha256",
+            DigestAlgo::Sha512 => "sha512",
+        })
+    }
+}
+
+/// Where the expected digest of an image comes from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Checksum {
+    /// The distribution's published checksum file (Fedora CHECKSUM, Ubuntu SHA256SUMS, Debian SHA512SUMS).
+    File { url: String, algo: DigestAlgo },
+    /// A digest written into the catalog.
+    Inline { algo: DigestAlgo, digest: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CatalogEntry {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub family: String,
+    pub version: String,
+    /// osinfo short id for virt-install's `--osinfo`.
+    pub osinfo: String,
+    pub url: String,
+    pub checksum: Checksum,
+    /// The entry a bare family name (and the catalog default) means.
+    pub family_default: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    default_family: Option<Spanned<String>>,
+    #[serde(default, rename = "image")]
+    images: Vec<EntryFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    aliases: Vec<Spanned<String>>,
+    family: String,
+    version: String,
+    osinfo: String,
+    url: String,
+    checksum_url: Option<String>,
+    checksum_algo: Option<DigestAlgo>,
+    sha256: Option<String>,
+    sha512: Option<String>,
+    #[serde(default)]
+    family_default: bool,
+}
+
+/// What a distro name in a spec resolved to. `name` is the image's canonical name, which is also
+/// its name in the image cache.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct ImageRef {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: ImageKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ImageKind {
+    /// A catalog entry, downloaded by `vnode images pull`.
+    Catalog,
+    /// An image derived from `base` (`f43-k8s`: `k8s` made from fedora-43).
+    Derived { base: String, variant: String },
+    /// A local image added with `vnode images import`.
+    Local,
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CatalogError {
+    #[error("{0}")]
+    File(#[from] FileError),
+    #[error("unknown distro '{name}'{}", suggest(.suggestions))]
+    UnknownDistro {
+        name: String,
+        suggestions: Vec<String>,
+    },
+}
+
+fn suggest(names: &[String]) -> String {
+    if names.is_empty() {
+        "; `vnode images list --available` shows the catalog".into()
+    } else {
+        format!(
+            "; did you mean {}? (`vnode images list --available` shows all)",
+            names.join(", ")
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Catalog {
+    entries: Vec<CatalogEntry>,
+    default_family: String,
+}
+
+impl Catalog {
+    /// The built-in catalog, extended by `user` (path, text) where entries with the same name
+    /// replace built-in ones.
+    pub fn load(user: Option<(&Path, &str)>) -> Result<Catalog, FileError> {
+        let mut catalog = Catalog::parse(Path::new(BUILTIN_PATH), BUILTIN)?;
+        if let Some((path, text)) = user {
+            let extra = Catalog::parse_file(path, text)?;
+            for entry in extra.1 {
+                catalog.entries.retain(|e| e.name != entry.name);
+                catalog.entries.push(entry);
+            }
+            if let Some(family) = extra.0 {
+                catalog.default_family = family;
+            }
+            catalog.check(path, text)?;
+        }
+        Ok(catalog)
+    }
+
+    /// Parses one complete catalog file.
+    pub fn parse(path: &Path, text: &str) -> Result<Catalog, FileError> {
+        let (default_family, entries) = Catalog::parse_file(path, text)?;
+        let default_family = default_family.ok_or_else(|| FileError {
+            path: path.into(),
+            line: None,
+            field: Some("default_family".into()),
+            message: "missing: name the family whose default image a spec without distro gets"
+                .into(),
+        })?;
+        let catalog = Catalog {
+            entries,
+            default_family,
+        };
+        catalog.check(path, text)?;
+        Ok(catalog)
+    }
+
+    fn parse_file(
+        path: &Path,
+        text: &str,
+    ) -> Result<(Option<String>, Vec<CatalogEntry>), FileError> {
+        let file: CatalogFile = toml_file::parse(path, text)?;
+        let mut entries = Vec::new();
+        for (i, e) in file.images.into_iter().enumerate() {
+            let at = |span: std::ops::Range<usize>, field: &str, message: String| FileError {
+                path: path.into(),
+                line: Some(line_of(text, span.start)),
+                field: Some(format!("image[{i}].{field}")),
+                message,
+            };
+            let name_span = e.name.span();
+            check_name(e.name.get_ref()).map_err(|m| at(name_span.clone(), "name", m))?;
+            for a in &e.aliases {
+                check_name(a.get_ref()).map_err(|m| at(a.span(), "aliases", m))?;
+            }
+            let checksum = match (e.checksum_url, e.checksum_algo, e.sha256, e.sha512) {
+                (Some(url), Some(algo), None, None) => Checksum::File { url, algo },
+                (None, None, Some(d), None) => inline(DigestAlgo::Sha256, d),
+                (None, None, None, Some(d)) => inline(DigestAlgo::Sha512, d),
+                _ => {
+                    return Err(at(
+                        name_span,
+                        "checksum",
+                        "give either checksum_url with checksum_algo (sha256 or sha512), or one \
+                         inline sha256 = \"HEX\" / sha512 = \"HEX\""
+                            .into(),
+                    ));
+                }
+            };
+            if let Checksum::Inline { algo, digest } = &checksum {
+                if digest.len() != algo.hex_len() || !digest.bytes().all(|b| b.is_ascii_hexdigit())
+                {
+                    return Err(at(
+                        name_span,
+                        &algo.to_string(),
+                        format!("not a {algo} digest ({} hex digits)", algo.hex_len()),
+                    ));
+                }
+            }
+            if !e.url.starts_with("http://") && !e.url.starts_with("https://") {
+                return Err(at(
+                    name_span,
+                    "url",
+                    format!("'{}' is not an http(s) URL", e.url),
+                ));
+            }
+            entries.push(CatalogEntry {
+                name: e.name.into_inner(),
+                aliases: e.aliases.into_iter().map(Spanned::into_inner).collect(),
+                family: e.family,
+                version: e.version,
+                osinfo: e.osinfo,
+                url: e.url,
+                checksum,
+                family_default: e.family_default,
+            });
+        }
+        Ok((file.default_family.map(Spanned::into_inner), entries))
+    }
+
+    /// Whole-catalog rules: unique names and aliases, one default per family.
+    fn check(&self, path: &Path, text: &str) -> Result<(), FileError> {
+        // Find where a name is written, for the line number; the entry may come from another file.
+        let locate = |name: &str| text.find(&format!("\"{name}\"")).map(|o| line_of(text, o));
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        for e in &self.entries {
+            for n in std::iter::once(&e.name).chain(&e.aliases) {
+                if let Some(other) = seen.insert(n.as_str(), e.name.as_str()) {
+                    return Err(FileError {
+                        path: path.into(),
+                        line: locate(n),
+                        field: Some("aliases".into()),
+                        message: format!("'{n}' names both '{other}' and '{}'", e.name),
+                    });
+                }
+            }
+        }
+        let mut defaults: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for e in self.entries.iter().filter(|e| e.family_default) {
+            defaults.entry(&e.family).or_default().push(&e.name);
+        }
+        if let Some((family, names)) = defaults.iter().find(|(_, n)| n.len() > 1) {
+            return Err(FileError {
+                path: path.into(),
+                line: locate(names[1]),
+                field: Some("family_default".into()),
+                message: format!(
+                    "family '{family}' has more than one default: {}",
+                    names.join(", ")
+                ),
+            });
+        }
+        if !defaults.contains_key(self.default_family.as_str()) {
+            return Err(FileError {
+                path: path.into(),
+                line: None,
+                field: Some("default_family".into()),
+                message: format!(
+                    "family '{}' has no entry with family_default = true",
+                    self.default_family
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn entries(&self) -> &[CatalogEntry] {
+        &self.entries
+    }
+
+    pub fn get(&self, name: &str) -> Option<&CatalogEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// The catalog entry a name or alias means (case-insensitive), or a family's default.
+    pub fn lookup(&self, name: &str) -> Option<&CatalogEntry> {
+        let name = name.to_ascii_lowercase();
+        self.entries
+            .iter()
+            .find(|e| e.name == name || e.aliases.contains(&name))
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .find(|e| e.family_default && e.family == name)
+            })
+    }
+
+    /// The image a spec without distro gets.
+    pub fn default_image(&self) -> &CatalogEntry {
+        self.lookup(&self.default_family)
+            .expect("checked: the default family has a default")
+    }
+
+    /// Resolves a distro name from a spec. `local` lists the names of images in the cache that are
+    /// not catalog entries (imported and derived ones).
+    pub fn resolve(&self, name: &str, local: &[String]) -> Result<ImageRef, CatalogError> {
+        let lower = name.to_ascii_lowercase();
+        if let Some(e) = self.lookup(&lower) {
+            return Ok(ImageRef {
+                name: e.name.clone(),
+                kind: ImageKind::Catalog,
+            });
+        }
+        if local.contains(&lower) {
+            return Ok(ImageRef {
+                name: lower,
+                kind: ImageKind::Local,
+            });
+        }
+        // BASE-VARIANT, with the longest BASE that is a catalog image or a local one.
+        for (i, _) in lower
+            .match_indices('-')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let (base, variant) = (&lower[..i], &lower[i + 1..]);
+            if variant.is_empty() || check_name(variant).is_err() {
+                continue;
+            }
+            let base = match self.lookup(base) {
+                Some(e) => e.name.clone(),
+                None if local.iter().any(|l| l == base) => base.to_string(),
+                None => continue,
+            };
+            return Ok(ImageRef {
+                name: format!("{base}-{variant}"),
+                kind: ImageKind::Derived {
+                    base,
+                    variant: variant.to_string(),
+                },
+            });
+        }
+        Err(CatalogError::UnknownDistro {
+            name: name.to_string(),
+            suggestions: self.closest(&lower, local),
+        })
+    }
+
+    /// Up to three known names closest to `name`.
+    fn closest(&self, name: &str, local: &[String]) -> Vec<String> {
+        let mut scored: Vec<(f64, String)> = self
+            .entries
+            .iter()
+            .flat_map(|e| std::iter::once(&e.name).chain(&e.aliases))
+            .chain(local)
+            .map(|n| {
+                // Same leading letters (`f` of f99 and f43, `ubuntu-` of ubuntu-25.04): same family.
+                let letters = |s: &str| {
+                    s.chars()
+                        .take_while(|c| !c.is_ascii_digit())
+                        .collect::<String>()
+                };
+                let family = !letters(name).is_empty() && letters(name) == letters(n);
+                (
+                    strsim::jaro_winkler(name, n) + if family { 0.3 } else { 0.0 },
+                    n.clone(),
+                )
+            })
+            .filter(|(s, _)| *s > 0.7)
+            .collect();
+        // Best first; among equals the newest (highest version sorts last by name).
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+        scored.into_iter().take(3).map(|(_, n)| n).collect()
+    }
+}
+
+fn inline(algo: DigestAlgo, digest: String) -> Checksum {
+    Checksum::Inline {
+        algo,
+        digest: digest.to_ascii_lowercase(),
+    }
+}
+
+/// Image names and aliases: lowercase letters, digits, '.', '-', '_', starting with a letter or digit.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a valid image name (lowercase letters, digits, '.', '-', '_'; at most 64)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin() -> Catalog {
+        Catalog::load(None).unwrap()
+    }
+
+    #[test]
+    fn builtin_catalog_has_the_seeds_names_and_current_releases() {
+        let c = builtin();
+        for n in [
+            "f33", "f34", "f35", "u18.04", "u20.04", "u21.04", "u21.10", "u22.04", "u24.04",
+            "u26.04", "d12", "d13", "f43",
+        ] {
+            assert!(c.lookup(n).is_some(), "{n}");
+        }
+        assert_eq!(c.default_image().family, "fedora");
+    }
+
+    #[test]
+    fn resolves_names_aliases_and_case() {
+        let c = builtin();
+        assert_eq!(c.resolve("F33", &[]).unwrap().name, "fedora-33");
+        assert_eq!(c.resolve("ubuntu-24.04", &[]).unwrap().name, "ubuntu-24.04");
+        assert_eq!(c.resolve("u24.04", &[]).unwrap().name, "ubuntu-24.04");
+    }
+
+    #[test]
+    fn resolves_derived_and_local_images() {
+        let c = builtin();
+        let r = c.resolve("f43-k8s", &[]).unwrap();
+        assert_eq!(r.name, "fedora-43-k8s");
+        assert_eq!(
+            r.kind,
+            ImageKind::Derived {
+                base: "fedora-43".into(),
+                variant: "k8s".into()
+            }
+        );
+        assert_eq!(c.resolve("fedora-43-k8s", &[]).unwrap(), r);
+        let local = vec!["mylab".to_string()];
+        assert_eq!(c.resolve("mylab", &local).unwrap().kind, ImageKind::Local);
+        let r = c.resolve("mylab-v2", &local).unwrap();
+        assert_eq!(
+            r.kind,
+            ImageKind::Derived {
+                base: "mylab".into(),
+                variant: "v2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_distro_suggests_close_names() {
+        let e = builtin().resolve("f99", &[]).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("unknown distro 'f99'; did you mean"),
+            "{msg}"
+        );
+        let e = builtin().resolve("zzzzzz", &[]).unwrap_err().to_string();
+        assert!(e.contains("vnode images list --available"), "{e}");
+    }
+
+    #[test]
+    fn malformed_catalogs_name_file_line_and_field() {
+        let p = Path::new("my.toml");
+        let e = Catalog::parse(
+            p,
+            "default_family = \"x\"\n[[image]]\nname = \"a\"\nfamily = 3\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.path.as_path(), e.line), (p, Some(4)), "{e}");
+        let dup = r#"default_family = "x"
+[[image]]
+name = "a"
+family = "x"
+version = "1"
+osinfo = "x"
+url = "https://e/a"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+family_default = true
+[[image]]
+name = "b"
+aliases = ["a"]
+family = "x"
+version = "2"
+osinfo = "x"
+url = "https://e/b"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+"#;
+        let e = Catalog::parse(p, dup).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().contains("'a' names both 'a' and 'b'"), "{e}");
+        let bad_digest = dup.replace("sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nfamily_default", "sha256 = \"00\"\nfamily_default");
+        let e = Catalog::parse(p, &bad_digest).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("image[0].sha256"), "{e}");
+        let e = Catalog::parse(p, "default_family = \"x\"\nbogus = 1\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+}

@@ -1,0 +1,295 @@
+//! Every command-line flag of vnode, and nothing else. Parsed once into these types; the rest of
+//! the program works on the validated values they lead to.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::VirtType;
+use crate::plan::PlanFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vnode",
+    version,
+    about = "Spawn many fresh libvirt/qemu VMs at once from cloud images; returns when every one answers on ssh",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Node specs: [STEM]NUMBER[-NUMBER][:DISTRO], e.g. `vnode 3:f43 vnode4 vnode18:u24.04 20-22`.\n\
+                  `vnode SPECS...` is short for `vnode spawn SPECS...`."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `vnode SPECS...` without a subcommand spawns.
+    #[command(flatten)]
+    pub spawn: SpawnArgs,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// Config file (default: $VNODE_CONFIG, ~/.config/vnode/config.toml, /etc/vnode/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Act inside vnode's namespace lab (`vnode lab up`); `--lab=NAME` for another lab than "vnode".
+    #[arg(long, global = true, value_name = "NAME", num_args = 0..=1, require_equals = true, default_missing_value = "vnode", env = "VNODE_LAB")]
+    pub lab: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create nodes in parallel and wait until every one answers on ssh.
+    Spawn(SpawnArgs),
+    /// vnode's nodes with state, image, MACs and addresses.
+    List,
+    /// Destroy nodes and remove everything vnode made for them.
+    Destroy(DestroyArgs),
+    /// ssh into a node (vnode's known_hosts, strict host key checking).
+    Ssh(SshArgs),
+    /// The serial console of a node (`virsh console`).
+    Console { node: String },
+    /// The console log of a node.
+    Log { node: String },
+    /// An ssh_config for the ready nodes.
+    SshConfig,
+    /// An Ansible inventory of the ready nodes.
+    Inventory {
+        #[arg(long, value_enum, default_value_t = InventoryFormat::Ini)]
+        format: InventoryFormat,
+    },
+    /// The DHCP/DNS plan (MAC -> name [-> address]) for the site's admin.
+    Plan(PlanArgs),
+    /// The image cache: pull, list, import, rm, verify, derive.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+    /// Show the effective config, or print a commented example.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// vnode's self-contained namespace lab (libvirtd, networks and a site DHCP, all in namespaces).
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Check or prepare this host.
+    #[command(subcommand)]
+    Host(HostCommand),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct SpawnArgs {
+    /// Node specs: [STEM]NUMBER[-NUMBER][:DISTRO].
+    #[arg(value_name = "SPECS")]
+    pub specs: Vec<String>,
+    /// Image for specs without ":DISTRO" (default: the catalog's default).
+    #[arg(short, long)]
+    pub distro: Option<String>,
+    /// Print what would be created; touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Create the nodes' files (disk, seed, keys) and print them and the virt-install command; do not define VMs.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub prepare_only: bool,
+    /// Destroy and undefine an existing node of the same name first.
+    #[arg(long)]
+    pub force: bool,
+    /// Pull missing catalog images first (spawn never downloads otherwise).
+    #[arg(long)]
+    pub pull: bool,
+    /// Seconds each node may take to become ready.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
+    /// Hypervisor: kvm, qemu (TCG) or auto (overrides the config).
+    #[arg(long, value_enum)]
+    pub virt_type: Option<VirtType>,
+    /// Which address readiness is checked on.
+    #[arg(long, value_enum, default_value_t = WaitOn::Private)]
+    pub wait_on: WaitOn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum WaitOn {
+    #[default]
+    Private,
+    Public,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Nodes to destroy (specs without distro).
+    #[arg(required = true)]
+    pub specs: Vec<String>,
+    /// Keep the node's disk (the domain is still undefined).
+    #[arg(long)]
+    pub keep_disk: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    pub node: String,
+    /// Command to run instead of a login shell.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InventoryFormat {
+    Ini,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Nodes to plan for (default: every node of every pool).
+    pub specs: Vec<String>,
+    /// Only this pool's nodes.
+    #[arg(long, conflicts_with = "specs")]
+    pub pool: Option<String>,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Download catalog images into the cache (verified, resumable).
+    Pull {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Download again even when cached.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Cached images (with --available: the catalog).
+    List {
+        #[arg(long)]
+        available: bool,
+    },
+    /// Add a local qcow2 file to the cache under NAME.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Expected sha256 of the file.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// osinfo id for virt-install.
+        #[arg(long)]
+        osinfo: Option<String>,
+    },
+    /// Remove images from the cache.
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Re-hash cached images against their recorded digests.
+    Verify { names: Vec<String> },
+    /// Make a new image BASE-NAME by running commands in a fresh node of BASE.
+    Derive {
+        base: String,
+        name: String,
+        /// The temporary node (default: a free number of the default pool).
+        #[arg(long)]
+        node: Option<String>,
+        /// A script to run as root in the node.
+        #[arg(long)]
+        script: Option<PathBuf>,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// The effective config and where it came from.
+    Show,
+    /// A commented example config.
+    Example,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Create the lab (namespaces, libvirtd, private network, public bridge with its DHCP).
+    Up,
+    /// Stop everything the lab started and remove its namespaces.
+    Down,
+    /// What runs in the lab.
+    Status,
+    /// Run a command inside the lab's namespaces.
+    Exec {
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Can this host run vnode? Each check: ok, warn or fail, with the fix.
+    Check,
+    /// Create or delete the public bridge.
+    #[command(subcommand)]
+    Bridge(BridgeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BridgeCommand {
+    Create {
+        #[arg(long)]
+        uplink: String,
+        #[arg(long, default_value = "br0")]
+        name: String,
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    Delete {
+        #[arg(long, default_value = "br0")]
+        name: String,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+impl Cli {
+    /// The command to run: an explicit subcommand, or spawn from the top-level specs.
+    pub fn into_command(self) -> (GlobalArgs, Command) {
+        let command = self.command.unwrap_or(Command::Spawn(self.spawn));
+        (self.global, command)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bare_specs_mean_spawn() {
+        let cli = Cli::try_parse_from(["vnode", "--dry-run", "3:f33", "vnode4"]).unwrap();
+        let (_, cmd) = cli.into_command();
+        let Command::Spawn(s) = cmd else {
+            panic!("not spawn")
+        };
+        assert_eq!(s.specs, ["3:f33", "vnode4"]);
+        assert!(s.dry_run);
+    }
+
+    #[test]
+    fn lab_flag_does_not_eat_a_spec() {
+        let cli = Cli::try_parse_from(["vnode", "--lab", "3"]).unwrap();
+        assert_eq!(cli.global.lab.as_deref(), Some("vnode"));
+        assert_eq!(cli.spawn.specs, ["3"]);
+        let cli = Cli::try_parse_from(["vnode", "--lab=other", "plan"]).unwrap();
+        assert_eq!(cli.global.lab.as_deref(), Some("other"));
+    }
+}

@@ -1,0 +1,47 @@
+//! What every command works with: the effective config, where it came from, the catalog, and the
+//! output mode.
+
+use crate::catalog::Catalog;
+use crate::cli::GlobalArgs;
+use crate::config::{Config, ConfigSource};
+use crate::error::Result;
+
+pub struct Context {
+    pub config: Config,
+    pub source: ConfigSource,
+    pub catalog: Catalog,
+    /// `--json`: machine-readable output on stdout.
+    pub json: bool,
+    /// `--lab[=NAME]`: the lab this process acts in (it has already entered its namespaces).
+    pub lab: Option<String>,
+}
+
+impl Context {
+    pub fn load(global: &GlobalArgs) -> Result<Context> {
+        let (config, source) = Config::load(global.config.as_deref())?;
+        let catalog = config.load_catalog()?;
+        Ok(Context {
+            config,
+            source,
+            catalog,
+            json: global.json,
+            lab: global.lab.clone(),
+        })
+    }
+
+    /// Names of cached images that are not catalog entries (imported, derived), for spec resolution.
+    pub fn local_images(&self) -> Vec<String> {
+        crate::images::local_names(&self.config.cache_dir)
+            .into_iter()
+            .filter(|n| self.catalog.get(n).is_none())
+            .collect()
+    }
+
+    /// Prints a value as pretty JSON on stdout.
+    pub fn print_json<T: serde::Serialize>(&self, value: &T) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("output serializes")
+        );
+    }
+}

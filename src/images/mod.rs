@@ -1,0 +1,33 @@
+//! The image cache: pull (verified, resumable), list, import, rm, verify.
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("image {name} is not in the cache ({dir}); run `vnode images pull {name}`")]
+    NotCached { name: String, dir: String },
+}
+
+impl ImageError {
+    pub fn exit_code(&self) -> u8 {
+        crate::error::EXIT_FAILED
+    }
+}
+
+/// Names of the images in the cache directory.
+pub fn local_names(cache_dir: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(cache_dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".qcow2")
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names
+}

@@ -1,0 +1,25 @@
+//! vnode: spawn many fresh libvirt/qemu VMs at once from cloud images.
+//!
+//! Data flows one way: specs ([`spec`]) → plan (names, MACs, images: [`pool`], [`mac`], [`catalog`])
+//! → artifacts ([`node`]) → domain ([`libvirt`]) → readiness and report ([`spawn`]).
+
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod images;
+pub mod lab;
+pub mod libvirt;
+pub mod mac;
+pub mod node;
+pub mod plan;
+pub mod pool;
+pub mod spawn;
+pub mod spec;
+pub mod table;
+pub mod toml_file;
+
+mod run;
+pub use run::{not_yet, run};

@@ -1,0 +1,59 @@
+//! Plain aligned text tables for human output (`vnode list`, `vnode plan`, ...).
+
+/// A table with a header row; columns are padded to their widest cell, the last one is not.
+#[derive(Debug, Default)]
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Table {
+        Table {
+            header: header.into_iter().map(Into::into).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
+        self.rows.push(cells.into_iter().map(Into::into).collect());
+    }
+
+    pub fn render(&self) -> String {
+        let cols = self.header.len();
+        let mut widths = vec![0; cols];
+        for row in std::iter::once(&self.header).chain(&self.rows) {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for row in std::iter::once(&self.header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 < cols {
+                    line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+                } else {
+                    line.push_str(cell);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_align() {
+        let mut t = super::Table::new(["NAME", "IP"]);
+        t.row(["vnode03", "198.18.0.103"]);
+        t.row(["x", "-"]);
+        assert_eq!(
+            t.render(),
+            "NAME     IP\nvnode03  198.18.0.103\nx        -\n"
+        );
+    }
+}
