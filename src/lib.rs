@@ -16,6 +16,7 @@ pub mod mac;
 pub mod node;
 pub mod plan;
 pub mod pool;
+pub mod qcow2;
 pub mod spawn;
 pub mod spec;
 pub mod table;
