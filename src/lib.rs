@@ -3,6 +3,7 @@
 //! Data flows one way: specs ([`spec`]) → plan (names, MACs, images: [`pool`], [`mac`], [`catalog`])
 //! → artifacts ([`node`]) → domain ([`libvirt`]) → readiness and report ([`spawn`]).
 
+pub mod accel;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
@@ -19,6 +20,7 @@ pub mod pool;
 pub mod qcow2;
 pub mod spawn;
 pub mod spec;
+pub mod ssh;
 pub mod table;
 pub mod toml_file;
 
