@@ -76,3 +76,7 @@ pub mod known_hosts {
         Ok(())
     }
 }
+
+pub fn remove_keeping_disk(config: &Config, name: &str) -> Result<(), NodeError> {
+    remove(config, name)
+}

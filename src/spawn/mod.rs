@@ -6,6 +6,7 @@
 pub mod preflight;
 pub mod progress;
 pub mod ready;
+pub mod record;
 pub mod report;
 
 use std::collections::HashMap;
