@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod host;
 pub mod images;
 pub mod lab;
 pub mod libvirt;
