@@ -178,7 +178,9 @@ async fn bring_up(
     report: &Mutex<NodeReport>,
 ) {
     let set = |stage: Stage, detail: &str| {
-        report.lock().expect("not poisoned").stage = stage;
+        let mut r = report.lock().expect("not poisoned");
+        r.stage = stage;
+        r.stages.push((stage, shared.start.elapsed().as_secs_f64()));
         line.stage(stage, detail);
     };
     let result = bring_up_inner(shared, request, image, baseline, &set, report).await;
@@ -188,6 +190,7 @@ async fn bring_up(
         Ok(Outcome::Ready) => {
             r.outcome = Outcome::Ready;
             r.stage = Stage::Ready;
+            r.stages.push((Stage::Ready, r.seconds));
             line.finish(&format!("ready {}", r.os.clone().unwrap_or_default()));
         }
         Ok(outcome) => {

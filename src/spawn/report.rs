@@ -31,6 +31,8 @@ pub struct NodeReport {
     pub hostname: Option<String>,
     /// Seconds from the start of the command to ready (or to the failure).
     pub seconds: f64,
+    /// Seconds from the start of the command to each stage the node entered.
+    pub stages: Vec<(Stage, f64)>,
     pub error: Option<String>,
     /// The last lines of the node's serial console, for failures.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -49,6 +51,7 @@ impl NodeReport {
             os: None,
             hostname: None,
             seconds: 0.0,
+            stages: Vec::new(),
             error: None,
             console_tail: Vec::new(),
         }
