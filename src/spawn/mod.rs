@@ -190,7 +190,8 @@ async fn bring_up(
         Ok(Outcome::Ready) => {
             r.outcome = Outcome::Ready;
             r.stage = Stage::Ready;
-            r.stages.push((Stage::Ready, r.seconds));
+            let at = r.seconds;
+            r.stages.push((Stage::Ready, at));
             line.finish(&format!("ready {}", r.os.clone().unwrap_or_default()));
         }
         Ok(outcome) => {
