@@ -61,23 +61,32 @@ struct Shared {
     start: Instant,
 }
 
-pub fn run(ctx: &Context, args: &SpawnArgs, requests: Vec<NodeRequest>) -> Result<ExitCode> {
-    // Offline-first: every image must be cached before libvirt is touched.
-    let images = preflight::images(&ctx.config.cache_dir, &requests)?;
-    let accel = accel::resolve(args.virt_type.unwrap_or(ctx.config.virt_type));
-    if !ctx.json {
-        eprintln!(
-            "vnode: {} node(s); virt type {} ({})",
-            requests.len(),
-            accel.virt_type,
-            accel.reason
-        );
+/// How nodes are brought up (the spawn command's flags, for callers other than the command).
+#[derive(Clone, Debug)]
+pub struct SpawnOptions {
+    pub virt_type: VirtType,
+    pub timeout: Duration,
+    pub wait_on: WaitOn,
+    pub force: bool,
+    /// Print the virt type decision and per-node progress on stderr.
+    pub verbose: bool,
+}
+
+impl SpawnOptions {
+    pub fn from_args(ctx: &Context, args: &SpawnArgs) -> SpawnOptions {
+        SpawnOptions {
+            virt_type: args.virt_type.unwrap_or(ctx.config.virt_type),
+            timeout: Duration::from_secs(args.timeout),
+            wait_on: args.wait_on,
+            force: args.force,
+            verbose: !ctx.json,
+        }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(SpawnError::Runtime)?;
-    let reports = runtime.block_on(spawn_all(ctx, args, requests, images, accel.virt_type))?;
+}
+
+/// `vnode spawn`: bring the nodes up, print the report, exit 0 only when all are ready.
+pub fn run(ctx: &Context, args: &SpawnArgs, requests: Vec<NodeRequest>) -> Result<ExitCode> {
+    let reports = spawn_nodes(ctx, &SpawnOptions::from_args(ctx, args), requests)?;
     report::print(&reports, ctx.json);
     let code = if reports.iter().any(|r| r.outcome == Outcome::Interrupted) {
         EXIT_INTERRUPTED
@@ -89,9 +98,34 @@ pub fn run(ctx: &Context, args: &SpawnArgs, requests: Vec<NodeRequest>) -> Resul
     Ok(ExitCode::from(code))
 }
 
+/// Brings nodes up concurrently and reports on each; errors only for whole-command problems
+/// (an image not cached, libvirt unreachable, ...), before anything is created.
+pub fn spawn_nodes(
+    ctx: &Context,
+    options: &SpawnOptions,
+    requests: Vec<NodeRequest>,
+) -> Result<Vec<NodeReport>> {
+    // Offline-first: every image must be cached before libvirt is touched.
+    let images = preflight::images(&ctx.config.cache_dir, &requests)?;
+    let accel = accel::resolve(options.virt_type);
+    if options.verbose {
+        eprintln!(
+            "vnode: {} node(s); virt type {} ({})",
+            requests.len(),
+            accel.virt_type,
+            accel.reason
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(SpawnError::Runtime)?;
+    runtime.block_on(spawn_all(ctx, options, requests, images, accel.virt_type))
+}
+
 async fn spawn_all(
     ctx: &Context,
-    args: &SpawnArgs,
+    options: &SpawnOptions,
     requests: Vec<NodeRequest>,
     images: Vec<CachedImage>,
     virt_type: VirtType,
@@ -116,9 +150,9 @@ async fn spawn_all(
         client,
         leases,
         virt_type,
-        timeout: Duration::from_secs(args.timeout),
-        wait_on: args.wait_on,
-        force: args.force,
+        timeout: options.timeout,
+        wait_on: options.wait_on,
+        force: options.force,
         start: Instant::now(),
     });
     let progress = Progress::new(shared.start);
