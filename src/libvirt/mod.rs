@@ -1,4 +1,10 @@
-//! libvirt: the virt-install argument builder and virsh queries.
+//! libvirt: the virt-install argument builder, the osinfo ids it accepts, and (later) virsh queries.
+
+pub mod osinfo;
+pub mod virt_install;
+
+pub use osinfo::{OsinfoChoice, OsinfoDb};
+pub use virt_install::{Accel, DomainMetadata, NetSource, NicSpec, VirtInstall};
 
 pub mod virsh;
 
