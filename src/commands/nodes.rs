@@ -151,7 +151,7 @@ pub fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
         let removed = if args.keep_disk {
             node::remove_keeping_disk(&ctx.config, &name)
         } else {
-            node::remove(&ctx.config, &name)
+            node::remove_if_present(&ctx.config, &name)
         };
         match removed {
             Ok(()) => eprintln!(

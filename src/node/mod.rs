@@ -194,7 +194,11 @@ pub fn prepare(
     let backing = std::fs::canonicalize(&base.path)
         .map_err(io_err("cannot resolve the base image", &base.path))?;
 
-    let root_keys = ssh_keys::resolve(&config.ssh_keys)?;
+    let mut root_keys = ssh_keys::resolve(&config.ssh_keys)?;
+    // vnode's own client key, so readiness checks and `vnode ssh` need no agent or passphrase.
+    let client = crate::ssh::ClientKey::load_or_create(&config.state_dir)
+        .map_err(|e| invalid(e.to_string()))?;
+    root_keys.push(client.public_openssh);
     let mut users = UserData::defaults().users;
     for u in &config.users {
         users.push(User::Account(Account::from_config(
@@ -457,71 +461,40 @@ impl Swapped {
     }
 }
 
-// --- Stand-in until the per-node artifacts land (branch `node`); same names and shapes. ---
-use std::ffi::OsString;
-use std::path::PathBuf;
-
-use crate::config::{Config, VirtType};
-use crate::spec::NodeRequest;
-
-pub struct BaseImage {
-    pub path: PathBuf,
-    pub osinfo: String,
-    pub digest: String,
-}
-
-pub struct VirtInstall {
-    argv: Vec<OsString>,
-}
-
-impl VirtInstall {
-    pub fn argv(&self) -> Vec<OsString> {
-        self.argv.clone()
+/// Like [`remove`], but a node that was already gone is fine.
+pub fn remove_if_present(config: &Config, name: &str) -> Result<(), NodeError> {
+    match remove(config, name) {
+        Err(NodeError::NotFound { .. }) => Ok(()),
+        other => other,
     }
 }
 
-pub struct NodeArtifacts {
-    pub name: String,
-    pub dir: PathBuf,
-    pub overlay: PathBuf,
-    pub seed: PathBuf,
-    pub console_log: PathBuf,
-    pub host_public_key: String,
-    pub instance_id: String,
-    pub virt_install: VirtInstall,
-}
-
-pub fn prepare(
-    _config: &Config,
-    request: &NodeRequest,
-    _base: &BaseImage,
-    _virt_type: VirtType,
-) -> Result<NodeArtifacts, NodeError> {
-    Err(NodeError::Artifact {
-        node: request.name.to_string(),
-        message: "per-node artifacts are not built yet".into(),
-    })
-}
-
-pub fn remove(config: &Config, name: &str) -> Result<(), NodeError> {
-    let dir = config.state_dir.join(name);
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(NodeError::Artifact {
-            node: name.into(),
-            message: format!("cannot remove {}: {e}", dir.display()),
-        }),
-        _ => Ok(()),
-    }
-}
-
-pub mod known_hosts {
-    use std::path::Path;
-
-    pub fn add_address(_path: &Path, _name: &str, _addr: &str) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
+/// Removes everything of the node but its disk (`vnode destroy --keep-disk`).
 pub fn remove_keeping_disk(config: &Config, name: &str) -> Result<(), NodeError> {
-    remove(config, name)
+    let dir = node_dir(&config.state_dir, name);
+    let io_err = |path: &Path| {
+        let (node, path) = (name.to_string(), path.to_path_buf());
+        move |source| NodeError::Io {
+            node,
+            stage: "cannot remove",
+            path,
+            source,
+        }
+    };
+    let entries = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
+    for entry in entries {
+        let path = entry.map_err(io_err(&dir))?.path();
+        if path.file_name().is_some_and(|n| n == DISK) {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .map_err(io_err(&path))?;
+    }
+    let known_hosts = known_hosts_path(&config.state_dir);
+    known_hosts::remove(&known_hosts, name).map_err(io_err(&known_hosts))?;
+    Ok(())
 }

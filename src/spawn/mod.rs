@@ -189,7 +189,7 @@ async fn spawn_all(
             // A node whose domain was never defined must not leave files behind.
             if stage <= Stage::Defining && matches!(shared.virsh.domain_state(name).await, Ok(None))
             {
-                let _ = node::remove(&shared.config, name);
+                let _ = node::remove_if_present(&shared.config, name);
             }
             let mut r = report.lock().expect("not poisoned");
             r.outcome = Outcome::Interrupted;
@@ -284,7 +284,7 @@ async fn bring_up_inner(
             .undefine(&name)
             .await
             .map_err(|e| e.to_string())?;
-        node::remove(&shared.config, &name).map_err(|e| e.to_string())?;
+        node::remove_if_present(&shared.config, &name).map_err(|e| e.to_string())?;
     }
 
     set(Stage::Preparing, "");
@@ -305,7 +305,7 @@ async fn bring_up_inner(
     set(Stage::Defining, "");
     if let Err(e) = virt_install(&artifacts.virt_install.argv()).await {
         // The domain was not created: nothing of the node may stay behind.
-        let _ = node::remove(&shared.config, &name);
+        let _ = node::remove_if_present(&shared.config, &name);
         return Err(e);
     }
 
