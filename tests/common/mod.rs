@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod consumers;
+pub mod e2e;
 pub mod netns;
