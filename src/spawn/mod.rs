@@ -235,15 +235,16 @@ async fn bring_up(
         Err(e) => {
             r.outcome = Outcome::Failed;
             r.console_tail = report::console_tail(
-                &shared
-                    .config
-                    .state_dir
-                    .join(r.name.as_str())
-                    .join("console.log"),
+                &node::node_dir(&shared.config.state_dir, &r.name).join(node::CONSOLE_LOG),
                 15,
             );
+            let hint = if r.console_tail.is_empty() && r.stage >= Stage::Booting {
+                "; the node printed nothing on its serial console: is its image bootable?"
+            } else {
+                ""
+            };
             line.finish(&format!("failed at {}: {e}", r.stage));
-            r.error = Some(format!("failed at stage {}: {e}", r.stage));
+            r.error = Some(format!("failed at stage {}: {e}{hint}", r.stage));
         }
     }
 }
