@@ -174,6 +174,9 @@ pub enum ImagesCommand {
         /// osinfo id for virt-install.
         #[arg(long)]
         osinfo: Option<String>,
+        /// Replace an image of the same name.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove images from the cache.
     Rm {

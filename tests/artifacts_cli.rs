@@ -14,9 +14,10 @@ impl Prep {
         let cache = dir.path().join("cache");
         std::fs::create_dir_all(&cache).unwrap();
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let base = dir.path().join("base.qcow2");
         let out = Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2"])
-            .arg(cache.join("debian-12.qcow2"))
+            .arg(&base)
             .arg("1G")
             .output()
             .expect("qemu-img is needed for this test (Debian package qemu-utils)");
@@ -30,6 +31,21 @@ impl Prep {
             key.public
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        // The base image enters the cache as a user would bring it: `vnode images import`.
+        let out = Command::new(env!("CARGO_BIN_EXE_vnode"))
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .args(["images", "import"])
+            .arg(&base)
+            .args(["--name", "debian-12"])
+            .env("HOME", dir.path().join("home"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Prep { dir }
     }
 

@@ -6,14 +6,12 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::catalog::{ImageKind, ImageRef};
 use crate::config::VirtType;
 use crate::context::Context;
 use crate::error::Result;
-use crate::images::ImageError;
 use crate::spec::NodeRequest;
 
-use super::{BaseImage, NodeArtifacts};
+use super::NodeArtifacts;
 
 #[derive(Serialize)]
 struct Prepared<'a> {
@@ -24,15 +22,14 @@ struct Prepared<'a> {
 }
 
 pub fn run(ctx: &Context, requests: &[NodeRequest], virt_type: VirtType) -> Result<ExitCode> {
-    let (virt_type, how) = resolve_virt_type(virt_type);
-    if let Some(how) = how {
-        eprintln!("vnode: {how}");
-    }
+    let accel = crate::accel::resolve(virt_type);
+    let virt_type = accel.virt_type;
+    eprintln!("vnode: virt type {virt_type} ({})", accel.reason);
+    let bases = crate::spawn::preflight::base_images(ctx, requests)?;
     let mut prepared = Vec::with_capacity(requests.len());
     let mut notes: Vec<String> = Vec::new();
-    for r in requests {
-        let base = cached_base(ctx, &r.image)?;
-        let a = super::prepare(&ctx.config, r, &base, virt_type)?;
+    for (r, base) in requests.iter().zip(&bases) {
+        let a = super::prepare(&ctx.config, r, base, virt_type)?;
         if let Some(n) = &a.osinfo.note
             && !notes.contains(n)
         {
@@ -79,58 +76,6 @@ fn command(a: &NodeArtifacts) -> Vec<OsString> {
     c
 }
 
-/// `auto` becomes kvm when /dev/kvm can be opened, else qemu. This is a guess: only booting
-/// a guest proves KVM works (the spawn pipeline's probe), so the output says how it was chosen.
-fn resolve_virt_type(v: VirtType) -> (VirtType, Option<String>) {
-    if v != VirtType::Auto {
-        return (v, None);
-    }
-    let kvm = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    let chosen = if kvm { VirtType::Kvm } else { VirtType::Qemu };
-    (
-        chosen,
-        Some(format!(
-            "virt type auto: using {chosen} ({}); pass --virt-type to choose",
-            if kvm {
-                "/dev/kvm opens, not proven to run guests"
-            } else {
-                "/dev/kvm cannot be opened"
-            }
-        )),
-    )
-}
-
-/// Until the image cache lands, a stand-in for `Cache::require`: the image is
-/// `<cache_dir>/<name>.qcow2`, its osinfo id the catalog's (a derived image's base's), its
-/// digest unknown.
-fn cached_base(ctx: &Context, image: &ImageRef) -> Result<BaseImage> {
-    let path = ctx.config.cache_dir.join(format!("{}.qcow2", image.name));
-    if !path.is_file() {
-        return Err(ImageError::NotCached {
-            name: image.name.clone(),
-            dir: ctx.config.cache_dir.display().to_string(),
-        }
-        .into());
-    }
-    let catalog_name = match &image.kind {
-        ImageKind::Derived { base, .. } => base.as_str(),
-        _ => image.name.as_str(),
-    };
-    let osinfo = ctx
-        .catalog
-        .get(catalog_name)
-        .map_or_else(|| "linux2022".to_string(), |e| e.osinfo.clone());
-    Ok(BaseImage {
-        path,
-        osinfo,
-        digest: "unknown".into(),
-    })
-}
-
 /// For display only: the argument as a POSIX shell word.
 fn shell_quote(arg: &std::ffi::OsStr) -> String {
     let s = arg.to_string_lossy();
@@ -160,13 +105,5 @@ mod tests {
         );
         assert_eq!(shell_quote("it's".as_ref()), r"'it'\''s'");
         assert_eq!(shell_quote("".as_ref()), "''");
-    }
-
-    #[test]
-    fn explicit_virt_types_are_kept() {
-        assert_eq!(resolve_virt_type(VirtType::Qemu), (VirtType::Qemu, None));
-        let (v, how) = resolve_virt_type(VirtType::Auto);
-        assert_ne!(v, VirtType::Auto);
-        assert!(how.unwrap().contains("auto"));
     }
 }

@@ -22,7 +22,6 @@ use crate::cli::{SpawnArgs, WaitOn};
 use crate::config::{Config, VirtType};
 use crate::context::Context;
 use crate::error::{EXIT_INTERRUPTED, EXIT_NOT_READY, Error, Result};
-use crate::images::CachedImage;
 use crate::libvirt::virsh::{Lease, Virsh};
 use crate::mac::Nic;
 use crate::node::{self, BaseImage};
@@ -106,7 +105,7 @@ pub fn spawn_nodes(
     requests: Vec<NodeRequest>,
 ) -> Result<Vec<NodeReport>> {
     // Offline-first: every image must be cached before libvirt is touched.
-    let images = preflight::images(&ctx.config.cache_dir, &requests)?;
+    let images = preflight::base_images(ctx, &requests)?;
     let accel = accel::resolve(options.virt_type);
     if options.verbose {
         eprintln!(
@@ -127,7 +126,7 @@ async fn spawn_all(
     ctx: &Context,
     options: &SpawnOptions,
     requests: Vec<NodeRequest>,
-    images: Vec<CachedImage>,
+    images: Vec<BaseImage>,
     virt_type: VirtType,
 ) -> Result<Vec<NodeReport>> {
     let virsh = Virsh::new(&ctx.config.libvirt_uri);
@@ -206,7 +205,7 @@ async fn spawn_all(
 async fn bring_up(
     shared: &Shared,
     request: &NodeRequest,
-    image: &CachedImage,
+    base: &BaseImage,
     baseline: &[Lease],
     line: &NodeLine,
     report: &Mutex<NodeReport>,
@@ -217,7 +216,7 @@ async fn bring_up(
         r.stages.push((stage, shared.start.elapsed().as_secs_f64()));
         line.stage(stage, detail);
     };
-    let result = bring_up_inner(shared, request, image, baseline, &set, report).await;
+    let result = bring_up_inner(shared, request, base, baseline, &set, report).await;
     let mut r = report.lock().expect("not poisoned");
     r.seconds = shared.start.elapsed().as_secs_f64();
     match result {
@@ -252,7 +251,7 @@ async fn bring_up(
 async fn bring_up_inner(
     shared: &Shared,
     request: &NodeRequest,
-    image: &CachedImage,
+    base: &BaseImage,
     baseline: &[Lease],
     set: &impl Fn(Stage, &str),
     report: &Mutex<NodeReport>,
@@ -289,11 +288,7 @@ async fn bring_up_inner(
     }
 
     set(Stage::Preparing, "");
-    let base = BaseImage {
-        path: image.path.clone(),
-        osinfo: image.meta.osinfo.clone().unwrap_or_default(),
-        digest: image.meta.digest.clone(),
-    };
+    let base = base.clone();
     let artifacts = {
         let (config, request, virt_type) =
             (shared.config.clone(), request.clone(), shared.virt_type);

@@ -4,19 +4,47 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::images::{Cache, CachedImage};
+use crate::catalog::ImageKind;
+use crate::context::Context;
+use crate::images::Cache;
 use crate::libvirt::virsh::Virsh;
+use crate::node::BaseImage;
 use crate::spec::NodeRequest;
 
-/// The cached image of every request, in request order.
-pub fn images(
-    cache_dir: &Path,
+/// The cached base image of every request, in request order. Offline-first: an image that is not
+/// cached is an error that says how to get it. The osinfo id is the image's own (imported images),
+/// else its catalog entry's, else its base's (derived images).
+pub fn base_images(
+    ctx: &Context,
     requests: &[NodeRequest],
-) -> Result<Vec<CachedImage>, crate::error::Error> {
-    let cache = Cache::open(cache_dir)?;
+) -> Result<Vec<BaseImage>, crate::error::Error> {
+    let cache = Cache::open(&ctx.config.cache_dir)?;
     let mut out = Vec::new();
     for r in requests {
-        out.push(cache.require(&r.image)?);
+        let cached = cache.require(&r.image)?;
+        let catalog_name = match &r.image.kind {
+            ImageKind::Derived { base, .. } => base.as_str(),
+            _ => r.image.name.as_str(),
+        };
+        let osinfo = cached
+            .meta
+            .osinfo
+            .clone()
+            .or_else(|| ctx.catalog.get(catalog_name).map(|e| e.osinfo.clone()))
+            .or_else(|| {
+                cached
+                    .meta
+                    .parent
+                    .as_deref()
+                    .and_then(|p| ctx.catalog.get(p))
+                    .map(|e| e.osinfo.clone())
+            })
+            .unwrap_or_default();
+        out.push(BaseImage {
+            path: cached.path,
+            osinfo,
+            digest: cached.meta.digest,
+        });
     }
     Ok(out)
 }

@@ -1,0 +1,294 @@
+//! Everything that can go wrong with the image cache, each with one message that names the image,
+//! the URL or file, and what to do next.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use indicatif::HumanBytes;
+
+use crate::catalog::{DigestAlgo, ImageKind};
+use crate::error::{EXIT_BAD_INPUT, EXIT_FAILED};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("image {name} is not in the cache ({}); {}", dir.display(), not_cached_hint(name, kind, *partial))]
+    NotCached {
+        name: String,
+        dir: PathBuf,
+        kind: ImageKind,
+        /// A partial download exists.
+        partial: bool,
+    },
+
+    #[error("no image {name} in the cache ({}); `vnode images list` shows what is there", dir.display())]
+    NotInCache { name: String, dir: PathBuf },
+
+    #[error("'{name}' cannot name an image: {reason}")]
+    BadName { name: String, reason: String },
+
+    #[error("--sha256 {value:?} is not a sha256 digest (64 hex digits)")]
+    BadDigest { value: String },
+
+    #[error("image {name} is already in the cache; pass --force to replace it")]
+    AlreadyCached { name: String },
+
+    #[error("the image cache {} is not a directory; set cache_dir in the config to a directory", dir.display())]
+    NotADirectory { dir: PathBuf },
+
+    #[error("cannot create the image cache {}: {source}; create it once as root \
+             (`sudo install -d -m 0755 -o $USER {}`) or set cache_dir in the config", dir.display(), dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("the qemu user {user} cannot {} {} (mode {mode:04o}), so libvirt's qemu cannot open images in the cache; \
+             run `chmod {} {}`, or set cache_dir to a directory it can reach (the default /var/lib/vnode/images)",
+            if *is_dir { "enter" } else { "read" }, path.display(), if *is_dir { "o+x" } else { "o+r" }, path.display())]
+    QemuAccess {
+        user: String,
+        path: PathBuf,
+        mode: u32,
+        is_dir: bool,
+    },
+
+    #[error("cannot {action} {}: {source}{}", path.display(), io_hint(source, path))]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(
+        "cannot set up the HTTP client: {reason}; check the proxy variables (https_proxy, http_proxy, no_proxy)"
+    )]
+    HttpClient { reason: String },
+
+    #[error(
+        "cannot download image {name} from {url}: {reason}; check the URL, the network and the proxy \
+             variables (https_proxy, no_proxy)"
+    )]
+    Request {
+        name: String,
+        url: String,
+        reason: String,
+    },
+
+    #[error(
+        "{url} answered {status} for image {name}; the catalog entry may be out of date \
+             (`vnode images list --available`) or the mirror is down: try again later"
+    )]
+    HttpStatus {
+        name: String,
+        url: String,
+        status: String,
+    },
+
+    #[error("the download of image {name} from {url} broke off after {} of {}: {reason}; \
+             run `vnode images pull {name}` again to resume", HumanBytes(*got), total.map_or("?".into(), |t| HumanBytes(t).to_string()))]
+    Interrupted {
+        name: String,
+        url: String,
+        got: u64,
+        total: Option<u64>,
+        reason: String,
+    },
+
+    #[error(
+        "cannot use the checksum file {url} of image {name}: {reason}; fix checksum_url in the catalog, \
+             or try again later"
+    )]
+    ChecksumFile {
+        name: String,
+        url: String,
+        reason: String,
+    },
+
+    #[error(
+        "the checksum file {url} has no {algo} line for {file} (image {name}; it lists {}); \
+             fix url or checksum_url of the catalog entry",
+        listed_files(listed)
+    )]
+    ChecksumNotListed {
+        name: String,
+        url: String,
+        file: String,
+        algo: DigestAlgo,
+        listed: Vec<String>,
+    },
+
+    #[error(
+        "image {name} from {url} does not match its published {algo} digest (expected {expected}, \
+             got {actual}); the download was discarded: pull again, or use another mirror if it happens again"
+    )]
+    DigestMismatch {
+        name: String,
+        url: String,
+        algo: DigestAlgo,
+        expected: String,
+        actual: String,
+    },
+
+    #[error(
+        "image {name} from {from} is not a qcow2 image: {reason}; vnode needs qcow2 base images \
+             (convert others with `qemu-img convert -O qcow2 IN OUT`)"
+    )]
+    NotQcow2 {
+        name: String,
+        from: String,
+        reason: String,
+    },
+
+    #[error(
+        "image {name} from {from} has a backing file ({backing}); a base image must stand alone: \
+             flatten it with `qemu-img convert -O qcow2 IN OUT`"
+    )]
+    HasBackingFile {
+        name: String,
+        from: String,
+        backing: String,
+    },
+
+    #[error("{} does not match --sha256 (expected {expected}, got {actual}); nothing was imported", file.display())]
+    ImportMismatch {
+        file: PathBuf,
+        expected: String,
+        actual: String,
+    },
+
+    #[error(
+        "image {name} is being pulled by another vnode process right now; wait for it to finish"
+    )]
+    Busy { name: String },
+
+    #[error("the metadata of image {name} ({}) is unreadable: {reason}; `vnode images rm {name}` and pull \
+             or import it again", path.display())]
+    BadMeta {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
+
+    #[error("{} failed verification (listed above); remove and fetch again: `vnode images rm NAME`, then \
+             `vnode images pull NAME` or import it again", names.join(", "))]
+    VerifyFailed { names: Vec<String> },
+
+    #[error("{}", several(.0))]
+    Several(Vec<ImageError>),
+}
+
+impl ImageError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ImageError::NotInCache { .. }
+            | ImageError::BadName { .. }
+            | ImageError::BadDigest { .. }
+            | ImageError::AlreadyCached { .. } => EXIT_BAD_INPUT,
+            ImageError::Several(all) if all.iter().all(|e| e.exit_code() == EXIT_BAD_INPUT) => {
+                EXIT_BAD_INPUT
+            }
+            _ => EXIT_FAILED,
+        }
+    }
+
+    pub(super) fn io(action: &'static str, path: &Path, source: io::Error) -> ImageError {
+        ImageError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// One error for a batch: itself when alone.
+    pub fn from_many(mut errors: Vec<ImageError>) -> Option<ImageError> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(ImageError::Several(errors)),
+        }
+    }
+}
+
+fn not_cached_hint(name: &str, kind: &ImageKind, partial: bool) -> String {
+    match kind {
+        ImageKind::Catalog if partial => {
+            format!("run `vnode images pull {name}` (it resumes the partial download)")
+        }
+        ImageKind::Catalog => format!("run `vnode images pull {name}`"),
+        ImageKind::Local => format!("add it with `vnode images import FILE --name {name}`"),
+        ImageKind::Derived { base, variant } => {
+            format!("make it with `vnode images derive {base} {variant} -- COMMAND...`")
+        }
+    }
+}
+
+/// What to do about common I/O failures in the cache.
+fn io_hint(e: &io::Error, path: &Path) -> String {
+    let dir = path.parent().unwrap_or(path).display();
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            format!("; free space in {dir} (or set cache_dir elsewhere) and try again")
+        }
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+            format!("; make {dir} writable for you, or run vnode as root")
+        }
+        _ => String::new(),
+    }
+}
+
+fn listed_files(listed: &[String]) -> String {
+    match listed {
+        [] => "no files".into(),
+        [a, b, c, _, ..] => format!("{a}, {b}, {c} and {} more", listed.len() - 3),
+        _ => listed.join(", "),
+    }
+}
+
+fn several(errors: &[ImageError]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
+    format!("{} images failed:\n{}", errors.len(), lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_cached_says_what_to_run() {
+        let e = ImageError::NotCached {
+            name: "fedora-43".into(),
+            dir: "/var/lib/vnode/images".into(),
+            kind: ImageKind::Catalog,
+            partial: false,
+        };
+        assert_eq!(
+            e.to_string(),
+            "image fedora-43 is not in the cache (/var/lib/vnode/images); run `vnode images pull fedora-43`"
+        );
+        let e = ImageError::NotCached {
+            name: "fedora-43-k8s".into(),
+            dir: "/c".into(),
+            kind: ImageKind::Derived {
+                base: "fedora-43".into(),
+                variant: "k8s".into(),
+            },
+            partial: false,
+        };
+        assert!(
+            e.to_string().contains("vnode images derive fedora-43 k8s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_full_disk_says_to_free_space() {
+        let e = ImageError::io(
+            "write",
+            Path::new("/c/x.qcow2.part"),
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert!(e.to_string().contains("free space in /c"), "{e}");
+    }
+}

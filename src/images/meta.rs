@@ -1,0 +1,85 @@
+//! The metadata file beside each cached image (`NAME.meta.json`): where the image came from and
+//! the digest it was verified against. Written last, just before the image gets its final name.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::DigestAlgo;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageMeta {
+    pub name: String,
+    pub origin: Origin,
+    /// The URL it was downloaded from, or the path it was imported from.
+    pub source: String,
+    /// The catalog entry's version, for pulled images.
+    #[serde(default)]
+    pub version: Option<String>,
+    pub algo: DigestAlgo,
+    /// Lowercase hex.
+    pub digest: String,
+    /// Bytes of the qcow2 file.
+    pub size: u64,
+    /// Bytes of the virtual disk.
+    pub virtual_size: u64,
+    /// When it entered the cache, RFC 3339 UTC.
+    pub created: String,
+    #[serde(default)]
+    pub osinfo: Option<String>,
+    /// The image a derived image was made from.
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
+/// How an image entered the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// `vnode images pull` from the catalog.
+    Pulled,
+    /// `vnode images import`.
+    Imported,
+    /// `vnode images derive`.
+    Derived,
+}
+
+impl ImageMeta {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("metadata serializes") + "\n"
+    }
+
+    pub fn from_json(text: &str) -> Result<ImageMeta, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+/// Now, as RFC 3339 UTC to the second.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_tolerates_missing_optional_fields() {
+        let meta = ImageMeta {
+            name: "fedora-43".into(),
+            origin: Origin::Pulled,
+            source: "https://example.org/f.qcow2".into(),
+            version: Some("43".into()),
+            algo: DigestAlgo::Sha256,
+            digest: "ab".repeat(32),
+            size: 10,
+            virtual_size: 1 << 30,
+            created: now(),
+            osinfo: Some("fedora43".into()),
+            parent: None,
+        };
+        assert_eq!(ImageMeta::from_json(&meta.to_json()).unwrap(), meta);
+        let minimal = r#"{"name":"x","origin":"imported","source":"/x","algo":"sha256",
+            "digest":"00","size":1,"virtual_size":2,"created":"2026-01-01T00:00:00Z"}"#;
+        assert_eq!(ImageMeta::from_json(minimal).unwrap().osinfo, None);
+        assert_eq!(now().len(), "2026-01-01T00:00:00Z".len());
+    }
+}

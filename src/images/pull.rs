@@ -1,0 +1,593 @@
+//! `vnode images pull`: catalog images into the cache, verified and resumable.
+//!
+//! For each image: the expected digest (from the distribution's checksum file, or inline in the
+//! catalog); the body streamed into `NAME.qcow2.part` and hashed on the way (one pass, see
+//! [`super::sink`]); the digest compared; the qcow2 header checked; the file renamed into place.
+//! An interrupted download keeps its `.part`. The next pull hashes what is there and asks for
+//! the rest with a Range request. It trusts only a `206` whose `Content-Range` starts exactly
+//! there, and otherwise starts again from zero.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use indicatif::HumanBytes;
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::{Client, Response, StatusCode};
+
+use super::cache::{Cache, CachedImage};
+use super::checksum_file;
+use super::digest::{Hasher, hash_file};
+use super::error::ImageError;
+use super::meta::{self, ImageMeta, Origin};
+use super::progress::{Bar, Progress, rate};
+use super::sink::Sink;
+use super::validate::check_base_image;
+use crate::catalog::{CatalogEntry, Checksum, DigestAlgo};
+
+/// A checksum file is a few KiB; anything much larger is not one.
+const CHECKSUM_FILE_LIMIT: usize = 4 << 20;
+
+/// Pulls catalog entries into the cache, all at once, each with its own progress bar. Images
+/// already cached are kept unless `force`. Every image that could be pulled is in the cache
+/// afterwards, even when others failed; the error then lists each failure.
+pub async fn pull(
+    cache: &Cache,
+    entries: &[CatalogEntry],
+    force: bool,
+    progress: &Progress,
+) -> Result<Vec<CachedImage>, ImageError> {
+    let mut unique: Vec<&CatalogEntry> = Vec::new();
+    for e in entries {
+        if !unique.iter().any(|u| u.name == e.name) {
+            unique.push(e);
+        }
+    }
+    if let Some(warning) = cache.prepare()? {
+        progress.note(&format!("warning: {warning}"));
+    }
+    let client = client()?;
+    let pulls = unique.into_iter().map(|entry| {
+        let bar = progress.bar(&entry.name);
+        let client = &client;
+        async move {
+            let result = pull_one(cache, client, entry, force, &bar).await;
+            if result.is_err() {
+                bar.failed("failed (see below)");
+            }
+            result
+        }
+    });
+    let mut images = Vec::new();
+    let mut errors = Vec::new();
+    for result in futures_util::future::join_all(pulls).await {
+        match result {
+            Ok(image) => images.push(image),
+            Err(e) => errors.push(e),
+        }
+    }
+    match ImageError::from_many(errors) {
+        Some(e) => Err(e),
+        None => Ok(images),
+    }
+}
+
+/// reqwest honours `http_proxy`, `https_proxy`, `all_proxy` and `no_proxy` (either case) by
+/// default. No compression is requested: Range offsets must count bytes of the file.
+fn client() -> Result<Client, ImageError> {
+    Client::builder()
+        .user_agent(concat!("vnode/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        // A stalled mirror fails the pull (which can then resume) instead of hanging it.
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| ImageError::HttpClient {
+            reason: describe(e),
+        })
+}
+
+async fn pull_one(
+    cache: &Cache,
+    client: &Client,
+    entry: &CatalogEntry,
+    force: bool,
+    bar: &Bar,
+) -> Result<CachedImage, ImageError> {
+    if !force && let Some(image) = cache.find(&entry.name) {
+        bar.done("already in the cache");
+        return Ok(image);
+    }
+    let (algo, expected) = expected_digest(client, entry, bar).await?;
+    let part = cache.part_path(&entry.name);
+    let mut got = download(client, entry, &part, algo, bar).await?;
+    if got.digest != expected && got.resumed_from > 0 {
+        // The partial file was damaged, or from an earlier version of the image at this URL.
+        discard(&part);
+        bar.status("the resumed download does not match; downloading it again from zero");
+        got = download(client, entry, &part, algo, bar).await?;
+    }
+    if got.digest != expected {
+        discard(&part);
+        return Err(ImageError::DigestMismatch {
+            name: entry.name.clone(),
+            url: entry.url.clone(),
+            algo,
+            expected,
+            actual: got.digest,
+        });
+    }
+    let info = check_base_image(&entry.name, &entry.url, &part).inspect_err(|_| discard(&part))?;
+    let meta = ImageMeta {
+        name: entry.name.clone(),
+        origin: Origin::Pulled,
+        source: entry.url.clone(),
+        version: Some(entry.version.clone()),
+        algo,
+        digest: expected,
+        size: got.size,
+        virtual_size: info.virtual_size,
+        created: meta::now(),
+        osinfo: Some(entry.osinfo.clone()),
+        parent: None,
+    };
+    let image = cache.commit(&part, &meta)?;
+    let (bytes, took) = bar.transferred();
+    bar.done(&format!(
+        "{} in {:.1} s ({}), {algo} verified",
+        HumanBytes(got.size),
+        took.as_secs_f64(),
+        rate(bytes, took)
+    ));
+    Ok(image)
+}
+
+/// The digest the image must have.
+async fn expected_digest(
+    client: &Client,
+    entry: &CatalogEntry,
+    bar: &Bar,
+) -> Result<(DigestAlgo, String), ImageError> {
+    let (url, algo) = match &entry.checksum {
+        Checksum::Inline { algo, digest } => return Ok((*algo, digest.clone())),
+        Checksum::File { url, algo } => (url, *algo),
+    };
+    bar.status("fetching the checksum file");
+    let unusable = |reason: String| ImageError::ChecksumFile {
+        name: entry.name.clone(),
+        url: url.clone(),
+        reason,
+    };
+    let text = fetch_text(client, url).await.map_err(unusable)?;
+    let lines = checksum_file::parse(&text).map_err(|e| unusable(e.to_string()))?;
+    let file = checksum_file::url_file_name(&entry.url);
+    match checksum_file::find(&lines, &file, algo) {
+        Some(digest) => Ok((algo, digest.to_string())),
+        None => Err(ImageError::ChecksumNotListed {
+            name: entry.name.clone(),
+            url: url.clone(),
+            file,
+            algo,
+            listed: lines.into_iter().map(|l| l.file).collect(),
+        }),
+    }
+}
+
+async fn fetch_text(client: &Client, url: &str) -> Result<String, String> {
+    let resp = client.get(url).send().await.map_err(describe)?;
+    if resp.status() != StatusCode::OK {
+        return Err(format!("it answered {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk.map_err(describe)?);
+        if body.len() > CHECKSUM_FILE_LIMIT {
+            return Err(format!(
+                "it is larger than {}, so not a checksum file",
+                HumanBytes(CHECKSUM_FILE_LIMIT as u64)
+            ));
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A `.part` file holding the whole body.
+struct Fetched {
+    size: u64,
+    digest: String,
+    /// Bytes that were already there (0: a fresh download).
+    resumed_from: u64,
+}
+
+/// Brings `part` to the complete body of the image (resuming what is there) and returns its
+/// digest. On failure the `.part` stays only if it holds bytes worth resuming.
+async fn download(
+    client: &Client,
+    entry: &CatalogEntry,
+    part: &Path,
+    algo: DigestAlgo,
+    bar: &Bar,
+) -> Result<Fetched, ImageError> {
+    let file = open_locked(part, &entry.name)?;
+    let result = transfer(client, entry, part, &file, algo, bar).await;
+    if let Err(e) = &result {
+        let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
+        // A failed write or a body that is not qcow2 leaves nothing worth resuming.
+        if empty || matches!(e, ImageError::Io { .. } | ImageError::NotQcow2 { .. }) {
+            discard(part);
+        }
+    }
+    result
+}
+
+/// Opens (creating) the `.part` file and locks it, so that two vnode processes never write the
+/// same download. The lock goes with the file descriptor.
+fn open_locked(part: &Path, name: &str) -> Result<File, ImageError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(part)
+        .map_err(|e| ImageError::io("create", part, e))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => ImageError::Busy {
+                name: name.to_string(),
+            },
+            _ => ImageError::io("lock", part, e),
+        });
+    }
+    Ok(file)
+}
+
+async fn transfer(
+    client: &Client,
+    entry: &CatalogEntry,
+    part: &Path,
+    file: &File,
+    algo: DigestAlgo,
+    bar: &Bar,
+) -> Result<Fetched, ImageError> {
+    let io_err = |action| move |e| ImageError::io(action, part, e);
+    let existing = file.metadata().map_err(io_err("read"))?.len();
+    let mut hasher = Hasher::new(algo);
+    if existing > 0 {
+        bar.start(Some(existing), 0, "checking the partial download");
+        let (path, b) = (part.to_path_buf(), bar.clone());
+        let (h, n) = tokio::task::spawn_blocking(move || hash_file(&path, algo, |n| b.advance(n)))
+            .await
+            .expect("hashing task")
+            .map_err(io_err("read"))?;
+        if n != existing {
+            return Err(ImageError::io(
+                "read",
+                part,
+                io::Error::other("it changed while it was read"),
+            ));
+        }
+        hasher = h;
+    }
+    let resp = get(client, entry, existing).await?;
+    let status = resp.status();
+    let range = header(&resp, CONTENT_RANGE);
+    let (resp, offset) = match decide(existing, status, range.as_deref(), resp.content_length()) {
+        Decision::Fresh => {
+            if existing > 0 {
+                bar.status("the server ignored the range request; downloading from zero");
+            }
+            (resp, 0)
+        }
+        Decision::Resume => (resp, existing),
+        Decision::Complete => {
+            return Ok(Fetched {
+                size: existing,
+                digest: hasher.finish(),
+                resumed_from: existing,
+            });
+        }
+        Decision::Restart(why) => {
+            bar.status(&format!("{why}; downloading from zero"));
+            let resp = get(client, entry, 0).await?;
+            if resp.status() != StatusCode::OK {
+                return Err(bad_status(entry, resp.status()));
+            }
+            (resp, 0)
+        }
+        Decision::Failed => return Err(bad_status(entry, status)),
+    };
+    if offset == 0 {
+        hasher = Hasher::new(algo);
+    }
+    let mut out = file.try_clone().map_err(io_err("open"))?;
+    out.set_len(offset).map_err(io_err("truncate"))?;
+    out.seek(SeekFrom::Start(offset))
+        .map_err(io_err("seek in"))?;
+    let total = resp.content_length().map(|len| offset + len);
+    let what = if offset > 0 {
+        format!("resuming at {}", HumanBytes(offset))
+    } else {
+        "downloading".to_string()
+    };
+    bar.start(total, offset, &what);
+
+    let sink = Sink::start(hasher, out);
+    let mut got = offset;
+    let mut head = Vec::new();
+    let mut not_qcow2 = None;
+    let mut broke = None;
+    let mut stream = resp.bytes_stream();
+    while let Some(item) = stream.next().await {
+        let chunk = match item {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                broke = Some(describe(e));
+                break;
+            }
+        };
+        // Refuse a web page or a compressed image at the first bytes, not after gigabytes.
+        if got == 0 && head.len() < 4 {
+            head.extend_from_slice(&chunk[..chunk.len().min(4 - head.len())]);
+            if head.len() == 4 && head != b"QFI\xfb" {
+                let start = &chunk[..chunk.len().min(24)];
+                not_qcow2 = Some(format!("it starts with \"{}\"", start.escape_ascii()));
+                break;
+            }
+        }
+        got += chunk.len() as u64;
+        bar.advance(chunk.len() as u64);
+        if !sink.push(chunk).await {
+            break;
+        }
+    }
+    let complete = broke.is_none() && not_qcow2.is_none() && total.is_none_or(|t| got == t);
+    let (hasher, written) = tokio::task::spawn_blocking(move || sink.finish(complete))
+        .await
+        .expect("sink task");
+    written.map_err(io_err("write"))?;
+    if let Some(reason) = not_qcow2 {
+        return Err(ImageError::NotQcow2 {
+            name: entry.name.clone(),
+            from: entry.url.clone(),
+            reason,
+        });
+    }
+    let short = total.is_some_and(|t| got != t);
+    if broke.is_some() || short {
+        return Err(ImageError::Interrupted {
+            name: entry.name.clone(),
+            url: entry.url.clone(),
+            got,
+            total,
+            reason: broke
+                .unwrap_or_else(|| "the server sent a different length than announced".into()),
+        });
+    }
+    Ok(Fetched {
+        size: got,
+        digest: hasher.finish(),
+        resumed_from: offset,
+    })
+}
+
+async fn get(client: &Client, entry: &CatalogEntry, from: u64) -> Result<Response, ImageError> {
+    let mut req = client.get(&entry.url);
+    if from > 0 {
+        req = req.header(RANGE, format!("bytes={from}-"));
+    }
+    req.send().await.map_err(|e| ImageError::Request {
+        name: entry.name.clone(),
+        url: entry.url.clone(),
+        reason: describe(e),
+    })
+}
+
+fn header(resp: &Response, name: reqwest::header::HeaderName) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn bad_status(entry: &CatalogEntry, status: StatusCode) -> ImageError {
+    ImageError::HttpStatus {
+        name: entry.name.clone(),
+        url: entry.url.clone(),
+        status: status.to_string(),
+    }
+}
+
+/// What to do with the answer to a request for the bytes from `existing` on.
+#[derive(Debug, PartialEq)]
+enum Decision {
+    /// A whole body: (re)start from zero.
+    Fresh,
+    /// Exactly the rest of the file.
+    Resume,
+    /// The `.part` already holds the whole file (`416` with `bytes */SIZE` where SIZE is its length).
+    Complete,
+    /// A range answer that cannot be trusted: ask again for the whole file.
+    Restart(&'static str),
+    Failed,
+}
+
+fn decide(
+    existing: u64,
+    status: StatusCode,
+    content_range: Option<&str>,
+    content_length: Option<u64>,
+) -> Decision {
+    if status == StatusCode::OK {
+        return Decision::Fresh;
+    }
+    if existing == 0 {
+        return Decision::Failed;
+    }
+    let range = content_range.and_then(ContentRange::parse);
+    match status {
+        StatusCode::PARTIAL_CONTENT => match range {
+            Some(ContentRange::Bytes { start, end, total })
+                if start == existing
+                    && total.is_none_or(|t| end + 1 == t)
+                    && content_length.is_none_or(|l| l == end + 1 - start) =>
+            {
+                Decision::Resume
+            }
+            _ => Decision::Restart("the server's range answer does not fit the partial download"),
+        },
+        StatusCode::RANGE_NOT_SATISFIABLE => match range {
+            Some(ContentRange::Unsatisfied { total }) if total == existing => Decision::Complete,
+            _ => Decision::Restart("the partial download is longer than the file"),
+        },
+        _ => Decision::Failed,
+    }
+}
+
+/// A `Content-Range` header (RFC 9110 §14.4).
+#[derive(Debug, PartialEq)]
+enum ContentRange {
+    /// `bytes START-END/TOTAL`, TOTAL may be `*`.
+    Bytes {
+        start: u64,
+        end: u64,
+        total: Option<u64>,
+    },
+    /// `bytes */TOTAL`, with a 416.
+    Unsatisfied { total: u64 },
+}
+
+impl ContentRange {
+    fn parse(value: &str) -> Option<ContentRange> {
+        let rest = value.trim().strip_prefix("bytes ")?.trim_start();
+        let (range, total) = rest.split_once('/')?;
+        if range == "*" {
+            return Some(ContentRange::Unsatisfied {
+                total: total.parse().ok()?,
+            });
+        }
+        let (start, end) = range.split_once('-')?;
+        let (start, end): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
+        let total = match total {
+            "*" => None,
+            t => Some(t.parse().ok()?),
+        };
+        (start <= end && total.is_none_or(|t| end < t)).then_some(ContentRange::Bytes {
+            start,
+            end,
+            total,
+        })
+    }
+}
+
+/// A reqwest error with its causes ("connection refused", "operation timed out"); the URL is
+/// left out because every message that uses this names it already.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn discard(part: &Path) {
+    let _ = fs::remove_file(part);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_forms() {
+        assert_eq!(
+            ContentRange::parse("bytes 100-199/200"),
+            Some(ContentRange::Bytes {
+                start: 100,
+                end: 199,
+                total: Some(200)
+            })
+        );
+        assert_eq!(
+            ContentRange::parse("bytes 0-9/*"),
+            Some(ContentRange::Bytes {
+                start: 0,
+                end: 9,
+                total: None
+            })
+        );
+        assert_eq!(
+            ContentRange::parse("bytes */200"),
+            Some(ContentRange::Unsatisfied { total: 200 })
+        );
+        for bad in [
+            "bytes 9-0/10",
+            "bytes 0-10/10",
+            "items 0-1/2",
+            "bytes x-1/2",
+            "",
+        ] {
+            assert_eq!(ContentRange::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_a_matching_206_resumes() {
+        let partial = StatusCode::PARTIAL_CONTENT;
+        assert_eq!(
+            decide(100, partial, Some("bytes 100-199/200"), Some(100)),
+            Decision::Resume
+        );
+        assert_eq!(
+            decide(100, partial, Some("bytes 100-199/*"), None),
+            Decision::Resume
+        );
+        for (range, len) in [
+            (Some("bytes 0-199/200"), Some(200)),
+            (Some("bytes 100-149/200"), Some(50)),
+            (Some("bytes 100-199/200"), Some(99)),
+            (None, Some(100)),
+        ] {
+            assert!(
+                matches!(decide(100, partial, range, len), Decision::Restart(_)),
+                "{range:?}"
+            );
+        }
+        assert_eq!(
+            decide(100, StatusCode::OK, None, Some(200)),
+            Decision::Fresh
+        );
+        assert_eq!(
+            decide(0, partial, Some("bytes 0-1/2"), None),
+            Decision::Failed
+        );
+        assert_eq!(
+            decide(100, StatusCode::NOT_FOUND, None, None),
+            Decision::Failed
+        );
+    }
+
+    #[test]
+    fn a_416_for_exactly_the_length_means_complete() {
+        let unsat = StatusCode::RANGE_NOT_SATISFIABLE;
+        assert_eq!(
+            decide(200, unsat, Some("bytes */200"), None),
+            Decision::Complete
+        );
+        assert!(matches!(
+            decide(300, unsat, Some("bytes */200"), None),
+            Decision::Restart(_)
+        ));
+    }
+}
