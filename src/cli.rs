@@ -1,9 +1,10 @@
 //! Every command-line flag of vnode, and nothing else. Parsed once into these types; the rest of
 //! the program works on the validated values they lead to.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::VirtType;
 use crate::plan::PlanFormat;
@@ -14,7 +15,6 @@ use crate::plan::PlanFormat;
     version,
     about = "Spawn many fresh libvirt/qemu VMs at once from cloud images; returns when every one answers on ssh",
     long_about = None,
-    args_conflicts_with_subcommands = true,
     after_help = "Node specs: [STEM]NUMBER[-NUMBER][:DISTRO], e.g. `vnode 3:f43 vnode4 vnode18:u24.04 20-22`.\n\
                   `vnode SPECS...` is short for `vnode spawn SPECS...`."
 )]
@@ -22,10 +22,7 @@ pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
-    pub command: Option<Command>,
-    /// `vnode SPECS...` without a subcommand spawns.
-    #[command(flatten)]
-    pub spawn: SpawnArgs,
+    pub command: Command,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -256,17 +253,77 @@ pub enum BridgeCommand {
 }
 
 impl Cli {
-    /// The command to run: an explicit subcommand, or spawn from the top-level specs.
-    pub fn into_command(self) -> (GlobalArgs, Command) {
-        let command = self.command.unwrap_or(Command::Spawn(self.spawn));
-        (self.global, command)
+    /// Parses vnode's arguments; `vnode SPECS...` is read as `vnode spawn SPECS...`.
+    pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Cli::try_parse_from(with_implicit_spawn(
+            args.into_iter().map(Into::into).collect(),
+        ))
     }
+}
+
+/// Inserts `spawn` after the program name when the first positional argument is not a
+/// subcommand (`vnode --dry-run 3:f43` → `vnode spawn --dry-run 3:f43`). Global options are
+/// accepted after the subcommand too, so inserting right after the program name is enough.
+fn with_implicit_spawn(mut args: Vec<OsString>) -> Vec<OsString> {
+    let cmd = Cli::command();
+    let spawn = cmd.find_subcommand("spawn").expect("spawn exists");
+    let subcommands: Vec<&str> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name())
+        .chain(["help"])
+        .collect();
+    // Options that take their value as the next argument (`--config FILE`, `-d f43`).
+    let valued: Vec<String> = cmd
+        .get_arguments()
+        .chain(spawn.get_arguments())
+        .filter(|a| {
+            !a.is_positional() && a.get_action().takes_values() && !a.is_require_equals_set()
+        })
+        .flat_map(|a| {
+            let long = a.get_long().map(|l| format!("--{l}"));
+            let short = a.get_short().map(|s| format!("-{s}"));
+            long.into_iter().chain(short)
+        })
+        .collect();
+    let mut rest = args.iter().skip(1).map(|a| a.to_string_lossy());
+    let mut first_positional = None;
+    let mut asks_for_help = false;
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            first_positional = rest.next().map(|a| a.into_owned());
+            break;
+        } else if valued.iter().any(|v| *v == arg) {
+            rest.next();
+        } else if ["-h", "--help", "-V", "--version"].contains(&arg.as_ref()) {
+            asks_for_help = true;
+        } else if !arg.starts_with('-') {
+            first_positional = Some(arg.into_owned());
+            break;
+        }
+    }
+    let is_subcommand = first_positional
+        .as_deref()
+        .is_some_and(|p| subcommands.contains(&p));
+    if !is_subcommand && !(first_positional.is_none() && asks_for_help) && !args.is_empty() {
+        args.insert(1, "spawn".into());
+    }
+    args
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+
+    fn spawn_args(args: &[&str]) -> SpawnArgs {
+        match Cli::parse_args(args).unwrap().command {
+            Command::Spawn(s) => s,
+            other => panic!("not spawn: {other:?}"),
+        }
+    }
 
     #[test]
     fn cli_is_consistent() {
@@ -275,21 +332,34 @@ mod tests {
 
     #[test]
     fn bare_specs_mean_spawn() {
-        let cli = Cli::try_parse_from(["vnode", "--dry-run", "3:f33", "vnode4"]).unwrap();
-        let (_, cmd) = cli.into_command();
-        let Command::Spawn(s) = cmd else {
-            panic!("not spawn")
-        };
+        let s = spawn_args(&["vnode", "--dry-run", "3:f33", "vnode4"]);
         assert_eq!(s.specs, ["3:f33", "vnode4"]);
         assert!(s.dry_run);
+        let s = spawn_args(&["vnode", "--config", "plan", "-d", "list", "3"]);
+        assert_eq!(s.specs, ["3"]);
+        assert_eq!(s.distro.as_deref(), Some("list"));
+        assert!(matches!(
+            Cli::parse_args(["vnode", "--config", "x", "plan"])
+                .unwrap()
+                .command,
+            Command::Plan(_)
+        ));
+        assert!(matches!(
+            Cli::parse_args(["vnode", "--json", "list"])
+                .unwrap()
+                .command,
+            Command::List
+        ));
+        let help = Cli::parse_args(["vnode", "--help"]).unwrap_err();
+        assert!(help.to_string().contains("Commands:"), "{help}");
     }
 
     #[test]
     fn lab_flag_does_not_eat_a_spec() {
-        let cli = Cli::try_parse_from(["vnode", "--lab", "3"]).unwrap();
+        let cli = Cli::parse_args(["vnode", "--lab", "3"]).unwrap();
         assert_eq!(cli.global.lab.as_deref(), Some("vnode"));
-        assert_eq!(cli.spawn.specs, ["3"]);
-        let cli = Cli::try_parse_from(["vnode", "--lab=other", "plan"]).unwrap();
+        assert!(matches!(cli.command, Command::Spawn(s) if s.specs == ["3"]));
+        let cli = Cli::parse_args(["vnode", "--lab=other", "plan"]).unwrap();
         assert_eq!(cli.global.lab.as_deref(), Some("other"));
     }
 }

@@ -274,15 +274,7 @@ impl Config {
         )?;
         let config = match source.path() {
             None => Config::defaults(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| FileError {
-                    path: path.into(),
-                    line: None,
-                    field: None,
-                    message: format!("cannot read it: {e}"),
-                })?;
-                Config::parse(path, &text)?
-            }
+            Some(path) => Config::parse(path, &toml_file::read_text(path)?)?,
         };
         Ok((config, source))
     }
@@ -298,7 +290,7 @@ impl Config {
         match user {
             None => Catalog::load(None),
             Some(path) => {
-                let (_, text): (toml::Table, String) = toml_file::read(&path)?;
+                let text = toml_file::read_text(&path)?;
                 Catalog::load(Some((&path, &text)))
             }
         }

@@ -3,15 +3,13 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::commands;
 use crate::context::Context;
 use crate::error::{Error, Result};
 
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::parse_args(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -29,7 +27,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let (global, command) = cli.into_command();
+    let Cli { global, command } = cli;
     // Lab commands manage the lab itself; every other command may run inside one. Entering the
     // lab's namespaces must happen before any thread starts (setns into a mount namespace fails
     // in a multi-threaded process), so it is the first thing done.

@@ -49,13 +49,12 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, FileErro
     })
 }
 
-/// Reads and parses a file; a missing or unreadable file is a [`FileError`] too.
-pub fn read<T: DeserializeOwned>(path: &Path) -> Result<(T, String), FileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+/// Reads a data file's text; a missing or unreadable file is a [`FileError`].
+pub fn read_text(path: &Path) -> Result<String, FileError> {
+    std::fs::read_to_string(path).map_err(|e| FileError {
         path: path.to_path_buf(),
         line: None,
         field: None,
         message: format!("cannot read it: {e}"),
-    })?;
-    Ok((parse(path, &text)?, text))
+    })
 }

@@ -615,7 +615,9 @@ fn preparing_again_replaces_the_node_cleanly() {
             "known_hosts",
             "known_hosts.lock",
             ".osinfo-ids",
-            ".virt-install"
+            ".virt-install",
+            "client_ed25519",
+            "client_ed25519.pub"
         ]
         .contains(&e.as_str())),
         "{entries:?}"

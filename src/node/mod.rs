@@ -113,6 +113,8 @@ pub enum NodeError {
     Invalid { node: String, message: String },
     #[error("{node}: cannot generate the host key: {message}")]
     HostKey { node: String, message: String },
+    #[error("{node}: {message}")]
+    ClientKey { node: String, message: String },
     #[error("{node}: {stage} {}: {source}", path.display())]
     Io {
         node: String,
@@ -302,6 +304,18 @@ fn user_data(
     u.hostname = request.name.to_string();
     u.fqdn = request.pool.fqdn(request.name.number);
     u.ssh_authorized_keys = ssh_keys::resolve(&config.ssh_keys)?;
+    // vnode's own client key, so readiness checks and `vnode ssh` need no agent or passphrase.
+    // Nodes are prepared in parallel threads: the first use creates the key, and two threads
+    // creating it at once would each authorize a different key, only one of which is kept.
+    static CLIENT_KEY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = CLIENT_KEY.lock().unwrap_or_else(|e| e.into_inner());
+    let client = crate::ssh::ClientKey::load_or_create(&config.state_dir).map_err(|e| {
+        NodeError::ClientKey {
+            node: request.name.to_string(),
+            message: e.to_string(),
+        }
+    })?;
+    u.ssh_authorized_keys.push(client.public_openssh);
     for user in &config.users {
         let keys = ssh_keys::resolve_user(&user.ssh_keys)?;
         u.users
@@ -467,4 +481,42 @@ impl Swapped {
             let _ = std::fs::rename(old, dir);
         }
     }
+}
+
+/// Like [`remove`], but a node that was already gone is fine.
+pub fn remove_if_present(config: &Config, name: &str) -> Result<(), NodeError> {
+    match remove(config, name) {
+        Err(NodeError::NotFound { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+/// Removes everything of the node but its disk (`vnode destroy --keep-disk`).
+pub fn remove_keeping_disk(config: &Config, name: &str) -> Result<(), NodeError> {
+    let dir = node_dir(&config.state_dir, name);
+    let io_err = |path: &Path| {
+        let (node, path) = (name.to_string(), path.to_path_buf());
+        move |source| NodeError::Io {
+            node,
+            stage: "cannot remove",
+            path,
+            source,
+        }
+    };
+    let entries = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
+    for entry in entries {
+        let path = entry.map_err(io_err(&dir))?.path();
+        if path.file_name().is_some_and(|n| n == DISK) {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .map_err(io_err(&path))?;
+    }
+    let known_hosts = known_hosts_path(&config.state_dir);
+    known_hosts::remove(&known_hosts, name).map_err(io_err(&known_hosts))?;
+    Ok(())
 }

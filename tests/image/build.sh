@@ -149,6 +149,7 @@ for stale in "$dir"/.build.*; do
 done
 
 tmp=$(mktemp -d "$dir/.build.XXXXXX")
+chmod 755 "$tmp" # lets apt download as _apt (sandboxed) inside mmdebstrap's chroot
 export TMPDIR=$tmp
 
 # Runs a command in the background and waits for it, so that INT/TERM reach our trap at once

@@ -1,0 +1,249 @@
+//! The foundation through the real binary: spec grammar, dry runs, plans (checked by the real
+//! dnsmasq and dhcpd), config and catalog errors.
+
+mod common;
+
+use common::cli::Vnode;
+
+#[test]
+fn the_readme_dry_run_prints_four_nodes() {
+    let out = Vnode::new()
+        .args([
+            "--dry-run",
+            "3:f33",
+            "vnode4",
+            "vnode18:u18.04",
+            "20:u20.04",
+            "--json",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let nodes = v["nodes"].as_array().unwrap();
+    let got: Vec<(&str, &str, &str)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap(),
+                n["image"]["name"].as_str().unwrap(),
+                n["public_mac"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("vnode03", "fedora-33", "52:54:00:00:00:03"),
+            ("vnode04", "fedora-43", "52:54:00:00:00:04"),
+            ("vnode18", "ubuntu-18.04", "52:54:00:00:00:18"),
+            ("vnode20", "ubuntu-20.04", "52:54:00:00:00:20"),
+        ]
+    );
+    assert_eq!(nodes[2]["private_mac"], "52:54:00:10:00:18");
+    assert_eq!(nodes[0]["bridge"], "br0");
+    assert_eq!(nodes[0]["network"], "default");
+}
+
+#[test]
+fn spawn_subcommand_and_bare_specs_agree() {
+    let a = Vnode::new()
+        .args(["--dry-run", "--json", "3-5:u24.04"])
+        .ok();
+    let b = Vnode::new()
+        .args(["spawn", "--dry-run", "--json", "vnode3-5:ubuntu-24.04"])
+        .ok();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn distro_flag_sets_the_default() {
+    let out = Vnode::new()
+        .args(["--dry-run", "--json", "-d", "d12", "3", "4:f43"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["nodes"][0]["image"]["name"], "debian-12");
+    assert_eq!(v["nodes"][1]["image"]["name"], "fedora-43");
+}
+
+#[test]
+fn every_bad_spec_exits_2_naming_it() {
+    for bad in [
+        ":f33",
+        "vnode",
+        "3:",
+        "3-1",
+        "x7",
+        "99999999999999999999",
+        "vnode99x:f99",
+        "3:f99",
+        "100",
+        "vnode-3",
+    ] {
+        let (code, stderr) = Vnode::new().args(["--dry-run", bad]).fails();
+        assert_eq!(code, 2, "{bad}: {stderr}");
+        assert!(stderr.contains(&format!("'{bad}'")), "{bad}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{bad}: {stderr}");
+    }
+    let (code, stderr) = Vnode::new().args(["--dry-run", "3", "vnode03"]).fails();
+    assert_eq!(code, 2);
+    assert!(stderr.contains("vnode03 is named twice"), "{stderr}");
+    let (code, stderr) = Vnode::new().args(["--dry-run"]).fails();
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no node specs"), "{stderr}");
+}
+
+#[test]
+fn unknown_distro_suggests() {
+    let (_, stderr) = Vnode::new().args(["--dry-run", "3:u24.4"]).fails();
+    assert!(
+        stderr.contains("did you mean") && stderr.contains("u24.04"),
+        "{stderr}"
+    );
+}
+
+const LAB_CONFIG: &str = r#"
+[[pool]]
+stem = "vnode"
+domain = "pub.test"
+public_subnet = "198.18.0.0/24"
+
+[[pool]]
+stem = "big"
+width = 3
+last = 120
+public_subnet = "198.18.1.0/24"
+"#;
+
+#[test]
+fn plan_for_dnsmasq_is_accepted_by_dnsmasq() {
+    for config in [None, Some(LAB_CONFIG)] {
+        let mut v = Vnode::new();
+        if let Some(c) = config {
+            v = v.config(c);
+        }
+        let plan = v.args(["plan", "0-30", "--format", "dnsmasq"]).ok();
+        assert_eq!(
+            plan.lines().filter(|l| l.starts_with("dhcp-host=")).count(),
+            31
+        );
+        common::consumers::dnsmasq_accepts(&plan);
+    }
+    let plan = Vnode::new()
+        .config(LAB_CONFIG)
+        .args(["plan", "--format", "dnsmasq"])
+        .ok();
+    assert!(
+        plan.contains("dhcp-host=52:54:00:01:01:20,big120,198.18.1.220\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("host-record=vnode07.pub.test,vnode07,198.18.0.107\n"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn plan_for_isc_dhcpd_is_accepted_by_dhcpd() {
+    for config in [None, Some(LAB_CONFIG)] {
+        let mut v = Vnode::new();
+        if let Some(c) = config {
+            v = v.config(c);
+        }
+        let plan = v.args(["plan", "0-30", "--format", "isc-dhcpd"]).ok();
+        assert_eq!(plan.matches("hardware ethernet").count(), 31);
+        common::consumers::dhcpd_accepts(&plan);
+    }
+}
+
+#[test]
+fn plan_formats_and_pool_selection() {
+    let csv = Vnode::new()
+        .config(LAB_CONFIG)
+        .args(["plan", "--pool", "big", "--format", "csv"])
+        .ok();
+    assert_eq!(csv.lines().count(), 1 + 121);
+    assert_eq!(
+        csv.lines().nth(1),
+        Some("big000,big,0,52:54:00:01:00:00,198.18.1.100,,52:54:00:11:00:00,br0")
+    );
+    let hosts = Vnode::new()
+        .config(LAB_CONFIG)
+        .args(["plan", "3", "--format", "hosts"])
+        .ok();
+    assert!(
+        hosts.contains("198.18.0.103\tvnode03.pub.test vnode03\n"),
+        "{hosts}"
+    );
+    let (code, stderr) = Vnode::new()
+        .args(["plan", "3", "--format", "hosts"])
+        .fails();
+    assert_eq!(code, 2);
+    assert!(stderr.contains("has no public_subnet"), "{stderr}");
+    let json = Vnode::new().args(["--json", "plan", "18"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["entries"][0]["public_mac"], "52:54:00:00:00:18");
+    let (code, stderr) = Vnode::new().args(["plan", "--pool", "nope"]).fails();
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no pool 'nope'"), "{stderr}");
+}
+
+#[test]
+fn config_show_names_its_source_and_example_is_valid() {
+    let example = Vnode::new().args(["config", "example"]).ok();
+    let shown = Vnode::new().config(&example).args(["config", "show"]).ok();
+    assert!(shown.contains("(from --config)"), "{shown}");
+    assert!(shown.contains("stem = \"big\""), "{shown}");
+    let defaults = Vnode::new().args(["config", "show"]).ok();
+    assert!(defaults.contains("built-in defaults"), "{defaults}");
+}
+
+#[test]
+fn bad_config_exits_2_naming_file_and_line() {
+    let (code, stderr) = Vnode::new()
+        .config("virt_type = \"qemu\"\n[[pool]]\nstem = \"a\"\nmac_id = 12\n")
+        .args(["plan"])
+        .fails();
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("config.toml:3: pool[0]: mac_id 12"),
+        "{stderr}"
+    );
+    let (code, stderr) = Vnode::new()
+        .args(["--config", "/nonexistent/vnode.toml", "plan"])
+        .fails();
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("/nonexistent/vnode.toml: no such config file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn user_catalog_extends_the_builtin_one() {
+    let v = Vnode::new();
+    let catalog = v.write("mine.toml", "[[image]]\nname = \"alma-9\"\naliases = [\"a9\"]\nfamily = \"alma\"\nversion = \"9\"\nosinfo = \"almalinux9\"\nurl = \"https://example.invalid/a.qcow2\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n");
+    let out = v
+        .config(&format!("catalog = {catalog:?}\n"))
+        .args(["--dry-run", "--json", "3:a9"])
+        .ok();
+    assert!(out.contains("\"alma-9\""), "{out}");
+    let v = Vnode::new();
+    let catalog = v.write("bad.toml", "[[image]]\nfamily = \"x\"\nname = \"Bad Name\"\nversion = \"1\"\nosinfo = \"x\"\nurl = \"https://e/x\"\nsha256 = \"00\"\n");
+    let (code, stderr) = v
+        .config(&format!("catalog = {catalog:?}\n"))
+        .args(["--dry-run", "3"])
+        .fails();
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml:3: image[0].name: 'Bad Name' is not a valid image name"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn images_list_available_shows_the_catalog() {
+    let out = Vnode::new().args(["images", "list", "--available"]).ok();
+    let f43 = out.lines().find(|l| l.starts_with("fedora-43")).unwrap();
+    assert!(f43.ends_with("default"), "{f43}");
+    assert!(out.lines().any(|l| l.starts_with("ubuntu-26.04")));
+    assert!(out.lines().any(|l| l.starts_with("debian-13")));
+}

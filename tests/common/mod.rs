@@ -1,0 +1,7 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+pub mod cli;
+pub mod consumers;
+pub mod e2e;
+pub mod netns;
