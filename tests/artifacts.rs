@@ -688,3 +688,26 @@ fn without_configured_keys_the_invoking_users_keys_are_used_or_a_clear_error() {
         }
     }
 }
+
+#[test]
+fn nodes_prepared_in_parallel_threads_all_get_their_key_recorded() {
+    let site = Site::new();
+    let all: Vec<NodeArtifacts> = std::thread::scope(|s| {
+        let handles: Vec<_> = (10..18)
+            .map(|n| {
+                let site = &site;
+                s.spawn(move || site.prepare(&format!("{n}:debian-12")))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let kh = std::fs::read_to_string(site.state().join("known_hosts")).unwrap();
+    assert_eq!(kh.lines().count(), 8, "{kh}");
+    for a in &all {
+        assert!(
+            kh.contains(&format!("{} {}", a.name, a.host_public_key)),
+            "{kh}"
+        );
+        assert!(a.overlay.is_file() && a.seed.is_file());
+    }
+}

@@ -147,10 +147,12 @@ fn load_or_ask(state_dir: &Path) -> Result<OsinfoDb, String> {
         return Ok(OsinfoDb::parse_list(list));
     }
     let list = ask_virt_install(state_dir)?;
-    // A cache that cannot be written only costs the next run half a second.
-    let _ = std::fs::create_dir_all(state_dir).and_then(|()| {
-        crate::node::fsutil::write_atomic(&cache, format!("{stamp}\n{list}"), 0o644)
-    });
+    // A cache that cannot be written only costs the next run half a second. Written beside and
+    // renamed, so a concurrent reader never sees half of it.
+    let tmp = state_dir.join(format!("{CACHE_FILE}.{}", std::process::id()));
+    let _ = std::fs::create_dir_all(state_dir)
+        .and_then(|()| std::fs::write(&tmp, format!("{stamp}\n{list}")))
+        .and_then(|()| std::fs::rename(&tmp, &cache));
     Ok(OsinfoDb::parse_list(&list))
 }
 

@@ -212,6 +212,77 @@ mod tests {
         }
     }
 
+    #[derive(Clone, Debug)]
+    enum Op {
+        Add(usize, usize),
+        Address(usize, usize),
+        Remove(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..4usize, 0..3usize).prop_map(|(n, k)| Op::Add(n, k)),
+            (0..4usize, 0..3usize).prop_map(|(n, a)| Op::Address(n, a)),
+            (0..4usize).prop_map(Op::Remove),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any sequence of changes leaves one line per node, with its latest key, and each
+        /// address on the line of the node that got it last.
+        #[test]
+        fn the_file_follows_a_simple_model(ops in proptest::collection::vec(op(), 0..24)) {
+            use std::collections::BTreeMap;
+            let d = tempfile::tempdir().unwrap();
+            let p = d.path().join("known_hosts");
+            let keys = [K3, K4, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKEY5"];
+            let mut model: BTreeMap<String, (&str, Vec<String>)> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Add(n, k) => {
+                        add(&p, &[&format!("n{n}")], keys[k]).unwrap();
+                        model.insert(format!("n{n}"), (keys[k], vec![]));
+                    }
+                    Op::Address(n, a) => {
+                        let (name, addr) = (format!("n{n}"), format!("10.0.0.{a}"));
+                        let r = add_address(&p, &name, &addr);
+                        if model.contains_key(&name) {
+                            r.unwrap();
+                            for (other, (_, addrs)) in model.iter_mut() {
+                                if *other == name {
+                                    if !addrs.contains(&addr) {
+                                        addrs.push(addr.clone());
+                                    }
+                                } else {
+                                    addrs.retain(|x| *x != addr);
+                                }
+                            }
+                        } else {
+                            proptest::prop_assert_eq!(r.unwrap_err().kind(), io::ErrorKind::NotFound);
+                        }
+                    }
+                    Op::Remove(n) => {
+                        let had = model.remove(&format!("n{n}")).is_some();
+                        proptest::prop_assert_eq!(remove(&p, &format!("n{n}")).unwrap(), had);
+                    }
+                }
+            }
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let mut seen: BTreeMap<String, (&str, Vec<String>)> = BTreeMap::new();
+            for line in text.lines() {
+                let (hosts, key) = line.split_once(' ').unwrap();
+                let mut hosts = hosts.split(',').map(str::to_string);
+                let name = hosts.next().unwrap();
+                let key = keys.iter().find(|k| **k == key).unwrap();
+                proptest::prop_assert!(seen.insert(name, (*key, hosts.collect())).is_none());
+            }
+            proptest::prop_assert_eq!(seen, model);
+        }
+    }
+
     #[test]
     fn parallel_writers_lose_nothing() {
         let d = tempfile::tempdir().unwrap();

@@ -12,21 +12,21 @@
 //! | `node.json`                 | 0644 | what the node was made from ([`metadata`])              |
 //!
 //! The directory is 0711: the qemu user may open the files it is given but not list the
-//! directory. The disk and the seed belong to root (vnode runs as root) with mode 0600; libvirt's
-//! DAC driver with `dynamic_ownership = 1` (the default in qemu.conf) chowns every disk of a
-//! domain, the read-only cdrom included, to the qemu user when the domain starts and gives it back
-//! when it stops (it remembers the owner in `trusted.libvirt.security.*` xattrs). So only root
-//! and the qemu process can read the private host key, and no group or world bit is needed. A
-//! host with `dynamic_ownership = 0` must run qemu as root or give the files to the qemu user
-//! itself. (The shared base image gets chowned too, and is not given back while another domain
-//! still uses it: the cache must stay readable by the qemu user.)
+//! directory. The disk and the seed belong to root (vnode runs as root) with mode 0600, and no
+//! group or world bit: libvirt's DAC driver with `dynamic_ownership = 1` (qemu.conf's default)
+//! chowns every disk of a domain to the qemu user when the domain starts. It gives writable disks
+//! back to their owner when the domain stops, but leaves read-only ones (the seed, the shared base
+//! image) with the qemu user, as other domains may still use them (`security_dac.c`, "Don't
+//! restore labels on readonly/shared disks"). Either way the seed, which carries the private host
+//! key, stays readable by root and the qemu user only. A host with `dynamic_ownership = 0` must
+//! give the files to the qemu user itself; the image cache must be readable by the qemu user.
 //!
 //! Creating a node builds everything in a hidden sibling directory and swaps it in with one
 //! `renameat2(RENAME_EXCHANGE)`: a failure half way leaves the old node (or nothing), never a mix.
 //! The node's host key then goes into vnode's known_hosts ([`known_hosts`]).
 
 pub mod cloud_init;
-pub mod fsutil;
+mod fsutil;
 pub mod host_key;
 pub mod known_hosts;
 pub mod metadata;
@@ -111,6 +111,10 @@ pub enum NodeError {
     Keys(#[from] KeysError),
     #[error("{node}: {message}")]
     Invalid { node: String, message: String },
+    #[error("{node}: cannot generate the host key: {message}")]
+    HostKey { node: String, message: String },
+    #[error("{node}: {message}")]
+    ClientKey { node: String, message: String },
     #[error("{node}: {stage} {}: {source}", path.display())]
     Io {
         node: String,
@@ -154,88 +158,33 @@ pub fn prepare(
     virt_type: VirtType,
 ) -> Result<NodeArtifacts, NodeError> {
     let name = request.name.to_string();
-    let pool = &request.pool;
-    let number = request.name.number;
-    let invalid = |message: String| NodeError::Invalid {
-        node: name.clone(),
-        message,
-    };
-    let io_err = |stage: &'static str, path: &Path| {
-        let node = name.clone();
-        let path = path.to_path_buf();
-        move |source| NodeError::Io {
-            node,
-            stage,
-            path,
-            source,
-        }
-    };
+    let fail = Fail(&name);
     let accel = Accel::from_virt_type(virt_type).ok_or_else(|| NodeError::Unresolved {
         node: name.clone(),
         virt_type,
     })?;
     let dir = node_dir(&config.state_dir, &name);
-    virt_install::check_path(&dir).map_err(invalid)?;
-
-    let info = crate::qcow2::inspect(&base.path).map_err(|source| NodeError::Base {
+    virt_install::check_path(&dir).map_err(|message| NodeError::Invalid {
         node: name.clone(),
-        source,
+        message,
     })?;
-    let disk_bytes = u64::from(pool.resources.disk_gib) << 30;
-    if disk_bytes < info.virtual_size {
-        return Err(NodeError::DiskTooSmall {
-            node: name.clone(),
-            pool: pool.stem.clone(),
-            disk_gib: pool.resources.disk_gib,
-            image: request.image.name.clone(),
-            base_bytes: info.virtual_size,
-        });
-    }
-    let backing = std::fs::canonicalize(&base.path)
-        .map_err(io_err("cannot resolve the base image", &base.path))?;
-
-    let mut root_keys = ssh_keys::resolve(&config.ssh_keys)?;
-    // vnode's own client key, so readiness checks and `vnode ssh` need no agent or passphrase.
-    let client = crate::ssh::ClientKey::load_or_create(&config.state_dir)
-        .map_err(|e| invalid(e.to_string()))?;
-    root_keys.push(client.public_openssh);
-    let mut users = UserData::defaults().users;
-    for u in &config.users {
-        users.push(User::Account(Account::from_config(
-            u,
-            ssh_keys::resolve_user(&u.ssh_keys)?,
-        )));
-    }
-    let host_key = HostKey::generate(&name)
-        .map_err(|m| invalid(format!("cannot generate the host key: {m}")))?;
+    let (backing, disk_bytes) = check_base(request, base)?;
+    let host_key = HostKey::generate(&name).map_err(|message| NodeError::HostKey {
+        node: name.clone(),
+        message,
+    })?;
     let instance_id = format!("{name}-{}", uuid::Uuid::new_v4().simple());
-    let (public_mac, private_mac) = (
-        pool.mac(Nic::Public, number),
-        pool.mac(Nic::Private, number),
-    );
-    let fqdn = pool.fqdn(number);
-
+    let user_data = user_data(config, request, &host_key)?;
     let meta_data = MetaData {
         instance_id: instance_id.clone(),
         local_hostname: name.clone(),
     };
-    let mut user_data = UserData::defaults();
-    user_data.hostname = name.clone();
-    user_data.fqdn = fqdn.clone();
-    user_data.ssh_authorized_keys = root_keys;
-    user_data.users = users;
-    user_data.ssh_keys = Some(HostKeys {
-        ed25519_private: host_key.private_openssh.as_str().to_string(),
-        ed25519_public: host_key.public.clone(),
-    });
-    user_data
-        .packages
-        .extend(config.cloud_init.packages.iter().cloned());
-    user_data
-        .runcmd
-        .extend(config.cloud_init.runcmd.iter().cloned());
-    let network_config = NetworkConfig::for_node(public_mac, private_mac);
-
+    let pool = &request.pool;
+    let number = request.name.number;
+    let network_config = NetworkConfig::for_node(
+        pool.mac(Nic::Public, number),
+        pool.mac(Nic::Private, number),
+    );
     let osinfo = osinfo::choose_on_host(&config.state_dir, &base.osinfo);
     let (created_unix, created) = metadata::now();
     let node_metadata = NodeMetadata {
@@ -245,8 +194,8 @@ pub fn prepare(
         image: request.image.name.clone(),
         base: backing.clone(),
         base_digest: base.digest.clone(),
-        public_mac,
-        private_mac,
+        public_mac: pool.mac(Nic::Public, number),
+        private_mac: pool.mac(Nic::Private, number),
         instance_id: instance_id.clone(),
         host_key: host_key.public.clone(),
         osinfo: osinfo.id.clone(),
@@ -255,77 +204,43 @@ pub fn prepare(
         created_unix,
     };
 
-    std::fs::create_dir_all(&config.state_dir).map_err(io_err(
-        "cannot create the state directory",
-        &config.state_dir,
-    ))?;
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(fail.io("cannot create the state directory", &config.state_dir))?;
     let staging =
-        Staging::create(&dir).map_err(io_err("cannot create a directory beside", &dir))?;
-    overlay::create(&staging.path.join(DISK), &backing, disk_bytes)
-        .map_err(io_err("cannot write the overlay in", &staging.path))?;
-    let user_data_text = user_data.render();
-    seed::write(
-        &staging.path.join(SEED),
-        &[
-            ("meta-data", meta_data.render().as_bytes()),
-            ("user-data", user_data_text.as_bytes()),
-            ("network-config", network_config.render().as_bytes()),
-        ],
-    )
-    .map_err(io_err("cannot write the seed in", &staging.path))?;
-    fsutil::create_new(&staging.path.join(HOST_KEY_PUB), 0o644)
-        .and_then(|mut f| {
-            io::Write::write_all(&mut f, format!("{} {name}\n", host_key.public).as_bytes())
-        })
-        .map_err(io_err("cannot write the host key in", &staging.path))?;
-    let json = serde_json::to_vec_pretty(&node_metadata).expect("metadata serializes");
-    fsutil::create_new(&staging.path.join(metadata::FILE), 0o644)
-        .and_then(|mut f| io::Write::write_all(&mut f, &json))
-        .map_err(io_err("cannot write node.json in", &staging.path))?;
+        Staging::create(&dir).map_err(fail.io("cannot create a directory beside", &dir))?;
+    let at = |file: &str| staging.path.join(file);
+    overlay::create(&at(DISK), &backing, disk_bytes)
+        .map_err(fail.io("cannot write the overlay", &at(DISK)))?;
+    let seed_files = [
+        ("meta-data", meta_data.render()),
+        ("user-data", user_data.render()),
+        ("network-config", network_config.render()),
+    ];
+    let seed_files = seed_files.each_ref().map(|(n, t)| (*n, t.as_bytes()));
+    seed::write(&at(SEED), &seed_files).map_err(fail.io("cannot write the seed", &at(SEED)))?;
+    write_new(&at(HOST_KEY_PUB), format!("{} {name}\n", host_key.public))
+        .map_err(fail.io("cannot write the host key", &at(HOST_KEY_PUB)))?;
+    let json = serde_json::to_string_pretty(&node_metadata).expect("metadata serializes");
+    write_new(&at(metadata::FILE), json + "\n")
+        .map_err(fail.io("cannot write", &at(metadata::FILE)))?;
 
     let swapped = staging
         .swap_in(&dir)
-        .map_err(io_err("cannot move the new node into", &dir))?;
+        .map_err(fail.io("cannot move the new node into", &dir))?;
     let known_hosts = known_hosts_path(&config.state_dir);
     let mut names = vec![name.as_str()];
-    if let Some(f) = &fqdn {
-        names.push(f);
-    }
+    names.extend(user_data.fqdn.as_deref());
     if let Err(e) = known_hosts::add(&known_hosts, &names, &host_key.public) {
         swapped.undo(&dir);
-        return Err(io_err("cannot record the host key in", &known_hosts)(e));
+        return Err(fail.io("cannot record the host key in", &known_hosts)(e));
     }
     swapped.finish();
 
-    let virt_install = VirtInstall {
-        connect: config.libvirt_uri.clone(),
-        name: name.clone(),
-        memory_mib: pool.resources.memory_mib,
-        vcpus: pool.resources.vcpus,
-        osinfo: osinfo.id.clone(),
-        disk: dir.join(DISK),
-        seed: dir.join(SEED),
-        private_nic: NicSpec {
-            source: NetSource::Network(pool.network.clone()),
-            mac: private_mac,
-        },
-        public_nic: NicSpec {
-            source: NetSource::Bridge(pool.bridge.clone()),
-            mac: public_mac,
-        },
-        console_log: dir.join(CONSOLE_LOG),
-        accel,
-        tb_cache_mib: TB_CACHE_MIB,
-        metadata: DomainMetadata {
-            pool: pool.stem.clone(),
-            number,
-            image: request.image.name.clone(),
-        },
-    };
+    let virt_install = virt_install(config, request, &dir, &osinfo.id, accel);
     Ok(NodeArtifacts {
-        overlay: dir.join(DISK),
-        seed: dir.join(SEED),
-        console_log: dir.join(CONSOLE_LOG),
+        overlay: virt_install.disk.clone(),
+        seed: virt_install.seed.clone(),
+        console_log: virt_install.console_log.clone(),
         metadata: dir.join(metadata::FILE),
         dir,
         name,
@@ -337,6 +252,122 @@ pub fn prepare(
     })
 }
 
+/// Builds [`NodeError::Io`]s that name the node.
+struct Fail<'a>(&'a str);
+
+impl Fail<'_> {
+    fn io(&self, stage: &'static str, path: &Path) -> impl FnOnce(io::Error) -> NodeError {
+        let (node, path) = (self.0.to_string(), path.to_path_buf());
+        move |source| NodeError::Io {
+            node,
+            stage,
+            path,
+            source,
+        }
+    }
+}
+
+fn write_new(path: &Path, text: String) -> io::Result<()> {
+    io::Write::write_all(&mut fsutil::create_new(path, 0o644)?, text.as_bytes())
+}
+
+/// The base image's absolute path and the overlay's size, which must hold the base's disk.
+fn check_base(request: &NodeRequest, base: &BaseImage) -> Result<(PathBuf, u64), NodeError> {
+    let node = request.name.to_string();
+    let info = crate::qcow2::inspect(&base.path).map_err(|source| NodeError::Base {
+        node: node.clone(),
+        source,
+    })?;
+    let resources = &request.pool.resources;
+    let disk_bytes = u64::from(resources.disk_gib) << 30;
+    if disk_bytes < info.virtual_size {
+        return Err(NodeError::DiskTooSmall {
+            node,
+            pool: request.pool.stem.clone(),
+            disk_gib: resources.disk_gib,
+            image: request.image.name.clone(),
+            base_bytes: info.virtual_size,
+        });
+    }
+    let backing = std::fs::canonicalize(&base.path)
+        .map_err(Fail(&node).io("cannot resolve the base image", &base.path))?;
+    Ok((backing, disk_bytes))
+}
+
+/// vnode's cloud-config with this node's names, keys, users and the config's extras.
+fn user_data(
+    config: &Config,
+    request: &NodeRequest,
+    host_key: &HostKey,
+) -> Result<UserData, NodeError> {
+    let mut u = UserData::defaults();
+    u.hostname = request.name.to_string();
+    u.fqdn = request.pool.fqdn(request.name.number);
+    u.ssh_authorized_keys = ssh_keys::resolve(&config.ssh_keys)?;
+    // vnode's own client key, so readiness checks and `vnode ssh` need no agent or passphrase.
+    // Nodes are prepared in parallel threads: the first use creates the key, and two threads
+    // creating it at once would each authorize a different key, only one of which is kept.
+    static CLIENT_KEY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = CLIENT_KEY.lock().unwrap_or_else(|e| e.into_inner());
+    let client = crate::ssh::ClientKey::load_or_create(&config.state_dir).map_err(|e| {
+        NodeError::ClientKey {
+            node: request.name.to_string(),
+            message: e.to_string(),
+        }
+    })?;
+    u.ssh_authorized_keys.push(client.public_openssh);
+    for user in &config.users {
+        let keys = ssh_keys::resolve_user(&user.ssh_keys)?;
+        u.users
+            .push(User::Account(Account::from_config(user, keys)));
+    }
+    u.ssh_keys = Some(HostKeys {
+        ed25519_private: host_key.private_openssh.as_str().to_string(),
+        ed25519_public: host_key.public.clone(),
+    });
+    u.packages
+        .extend(config.cloud_init.packages.iter().cloned());
+    u.runcmd.extend(config.cloud_init.runcmd.iter().cloned());
+    Ok(u)
+}
+
+/// The virt-install command for the node whose directory is `dir`.
+fn virt_install(
+    config: &Config,
+    request: &NodeRequest,
+    dir: &Path,
+    osinfo: &str,
+    accel: Accel,
+) -> VirtInstall {
+    let pool = &request.pool;
+    let number = request.name.number;
+    VirtInstall {
+        connect: config.libvirt_uri.clone(),
+        name: request.name.to_string(),
+        memory_mib: pool.resources.memory_mib,
+        vcpus: pool.resources.vcpus,
+        osinfo: osinfo.to_string(),
+        disk: dir.join(DISK),
+        seed: dir.join(SEED),
+        private_nic: NicSpec {
+            source: NetSource::Network(pool.network.clone()),
+            mac: pool.mac(Nic::Private, number),
+        },
+        public_nic: NicSpec {
+            source: NetSource::Bridge(pool.bridge.clone()),
+            mac: pool.mac(Nic::Public, number),
+        },
+        console_log: dir.join(CONSOLE_LOG),
+        accel,
+        tb_cache_mib: TB_CACHE_MIB,
+        metadata: DomainMetadata {
+            pool: pool.stem.clone(),
+            number,
+            image: request.image.name.clone(),
+        },
+    }
+}
+
 /// Removes the node's directory and its known_hosts lines. `NotFound` if there was neither.
 pub fn remove(config: &Config, name: &str) -> Result<(), NodeError> {
     if name.is_empty() || name.starts_with('.') || name.contains('/') {
@@ -346,30 +377,21 @@ pub fn remove(config: &Config, name: &str) -> Result<(), NodeError> {
         });
     }
     let dir = node_dir(&config.state_dir, name);
-    let io_err = |stage: &'static str, path: &Path| {
-        let node = name.to_string();
-        let path = path.to_path_buf();
-        move |source| NodeError::Io {
-            node,
-            stage,
-            path,
-            source,
-        }
-    };
+    let fail = Fail(name);
     let had_dir = match std::fs::symlink_metadata(&dir) {
         Ok(_) => {
             // Out of the way first, so a half-removed directory never looks like a node.
             let doomed = fsutil::sibling(&dir, "old");
-            std::fs::rename(&dir, &doomed).map_err(io_err("cannot remove", &dir))?;
-            std::fs::remove_dir_all(&doomed).map_err(io_err("cannot remove", &doomed))?;
+            std::fs::rename(&dir, &doomed).map_err(fail.io("cannot remove", &dir))?;
+            std::fs::remove_dir_all(&doomed).map_err(fail.io("cannot remove", &doomed))?;
             true
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(io_err("cannot look at", &dir)(e)),
+        Err(e) => return Err(fail.io("cannot look at", &dir)(e)),
     };
     let known_hosts = known_hosts_path(&config.state_dir);
     let had_key =
-        known_hosts::remove(&known_hosts, name).map_err(io_err("cannot update", &known_hosts))?;
+        known_hosts::remove(&known_hosts, name).map_err(fail.io("cannot update", &known_hosts))?;
     if !had_dir && !had_key {
         return Err(NodeError::NotFound {
             node: name.to_string(),
