@@ -107,9 +107,7 @@ fn up_serves_the_plan_and_down_leaves_nothing_twice() {
 
         // Up again: says so and changes nothing.
         let pids = recorded_pids(&lab);
-        let again = lab.vnode(["lab", "up"]);
-        assert!(again.status.success());
-        assert!(String::from_utf8_lossy(&again.stderr).contains("already up"));
+        assert!(lab.vnode_ok(["lab", "up"]).contains("already up"));
         assert_eq!(recorded_pids(&lab), pids);
         for (role, pid, start) in &pids {
             assert!(runs(*pid, *start), "{role} (pid {pid}) does not run");
@@ -152,10 +150,8 @@ fn a_crashed_lab_is_detected_and_cleaned() {
         serde_json::from_str(&lab.vnode_ok(["--json", "lab", "status"])).unwrap();
     assert_eq!(status["up"], false);
     // `up` cleans the stale lab (its holder and virtlogd still run) and starts a new one.
-    let out = lab.vnode(["lab", "up"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("removed stale state"), "{stderr}");
+    let out = lab.vnode_ok(["lab", "up"]);
+    assert!(out.contains("removed stale state"), "{out}");
     for (role, pid, start) in &pids {
         assert!(!runs(*pid, *start), "old {role} (pid {pid}) still runs");
     }
@@ -187,7 +183,7 @@ fn commands_in_a_lab_that_is_not_up_say_how_to_start_it() {
         .output()
         .unwrap();
     assert!(down.status.success());
-    assert!(String::from_utf8_lossy(&down.stderr).contains("not up"));
+    assert!(String::from_utf8_lossy(&down.stdout).contains("not up"));
 }
 
 /// The Debian test image (built and cached by tests/image/build.sh), or None without the script.

@@ -10,7 +10,7 @@ pub fn run(ctx: &Context, cmd: LabCommand) -> Result<()> {
     let name = LabName::new(ctx.lab.as_deref().unwrap_or(DEFAULT_LAB))?;
     match cmd {
         LabCommand::Up => up(ctx, &name),
-        LabCommand::Down => down(&name),
+        LabCommand::Down => down(ctx, &name),
         LabCommand::Status => status(ctx, &name),
         LabCommand::Exec { command } => Err(lab::exec(&name, &command).into()),
     }
@@ -21,19 +21,31 @@ fn up(ctx: &Context, name: &LabName) -> Result<()> {
     for w in &report.warnings {
         eprintln!("vnode: warning: {w}");
     }
-    let secs = report.elapsed.as_secs_f64();
+    let (outcome, cleaned) = match &report.outcome {
+        UpOutcome::AlreadyUp => ("already-up", None),
+        UpOutcome::Started { cleaned } => ("started", cleaned.as_deref()),
+    };
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "lab": name,
+            "outcome": outcome,
+            "cleaned_stale": cleaned,
+            "seconds": report.elapsed.as_secs_f64(),
+            "state": report.state,
+        }));
+        return Ok(());
+    }
+    if let Some(stale) = cleaned {
+        println!("lab {name}: removed stale state first ({stale})");
+    }
     match report.outcome {
-        UpOutcome::AlreadyUp => eprintln!("lab {name} is already up"),
-        UpOutcome::Started { cleaned } => {
-            if let Some(stale) = cleaned {
-                eprintln!("lab {name}: removed stale state first ({stale})");
-            }
-            eprintln!("lab {name} is up ({secs:.1} s)");
+        UpOutcome::AlreadyUp => println!("lab {name} is already up"),
+        UpOutcome::Started { .. } => {
+            println!("lab {name} is up ({:.1} s)", report.elapsed.as_secs_f64())
         }
     }
-    let s = &report.state;
-    for net in &s.public {
-        eprintln!(
+    for net in &report.state.public {
+        println!(
             "  pool {}: {} on {}, lab at {}, domain {}",
             net.pool,
             net.subnet,
@@ -42,23 +54,30 @@ fn up(ctx: &Context, name: &LabName) -> Result<()> {
             net.domain.as_deref().unwrap_or("-")
         );
     }
-    eprintln!(
+    println!(
         "  use it: vnode {flag} <command>, vnode {flag} lab exec -- <command>; stop it: vnode {flag} lab down",
         flag = name.flag()
     );
     Ok(())
 }
 
-fn down(name: &LabName) -> Result<()> {
+fn down(ctx: &Context, name: &LabName) -> Result<()> {
     let report = lab::down(name)?;
-    if !report.was_up {
-        eprintln!("lab {name} is not up; nothing to do");
-        return Ok(());
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "lab": name,
+            "was_up": report.was_up,
+            "done": report.done,
+            "seconds": report.elapsed.as_secs_f64(),
+        }));
+    } else if !report.was_up {
+        println!("lab {name} is not up; nothing to do");
+    } else {
+        for d in &report.done {
+            println!("  {d}");
+        }
+        println!("lab {name} is down ({:.1} s)", report.elapsed.as_secs_f64());
     }
-    for d in &report.done {
-        eprintln!("  {d}");
-    }
-    eprintln!("lab {name} is down ({:.1} s)", report.elapsed.as_secs_f64());
     Ok(())
 }
 

@@ -12,7 +12,6 @@ use super::namespace::Namespaces;
 use super::paths::LabDir;
 use super::process::{self, Proc};
 use super::state::{LabLock, LabState};
-use super::up::{io_error, load};
 use super::{LabError, LabName, netns_path, require_root, tool};
 
 pub struct DownReport {
@@ -27,8 +26,8 @@ pub fn down(name: &LabName) -> Result<DownReport, LabError> {
     require_root()?;
     let t0 = Instant::now();
     let dir = LabDir::of(name);
-    let _lock = LabLock::acquire(&dir.lock()).map_err(|e| io_error(name, "lock", e))?;
-    let state = load(name, &dir)?;
+    let _lock = LabLock::acquire(name, &dir)?;
+    let state = LabState::load(name, &dir)?;
     let was_up = state.is_some() || netns_path(name).exists() || dir.root().exists();
     let done = if was_up {
         teardown(name, &dir, state.as_ref())?
@@ -57,6 +56,16 @@ pub(super) fn teardown(
     let mut done = Vec::new();
     let alive = |p: Option<Proc>| p.filter(Proc::is_alive);
     let holder = alive(state.and_then(|s| s.holder));
+    // From inside the lab (`lab exec -- vnode lab down`) this process would be among those it
+    // stops.
+    let me = Proc::of(std::process::id() as i32);
+    if holder.is_some_and(|h| process::netns_inode(&h) == me.and_then(|m| process::netns_inode(&m)))
+    {
+        return Err(fail(
+            "down",
+            "this command runs inside the lab; run it outside (not through `lab exec`)".into(),
+        ));
+    }
     let ns = holder.and_then(|h| Namespaces::of(&h, &dir.xdg_cache()).ok());
     if let (Some(ns), Some(_)) = (&ns, alive(state.and_then(|s| s.libvirtd))) {
         done.extend(remove_domains(ns));

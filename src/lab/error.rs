@@ -46,6 +46,14 @@ pub enum LabError {
 }
 
 impl LabError {
+    pub fn io(lab: &LabName, stage: &str, source: io::Error) -> LabError {
+        LabError::Io {
+            lab: lab.clone(),
+            stage: stage.into(),
+            source,
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             LabError::BadName(_) | LabError::NoSubnet { .. } | LabError::Pools { .. } => {

@@ -87,7 +87,7 @@ pub fn exec(name: &LabName, command: &[String]) -> LabError {
 /// The namespaces of a lab that is fully up.
 fn namespaces(name: &LabName) -> Result<Namespaces, LabError> {
     let dir = LabDir::of(name);
-    let Some(state) = up::load(name, &dir)? else {
+    let Some(state) = LabState::load(name, &dir)? else {
         return Err(LabError::NotUp { lab: name.clone() });
     };
     let problems = state.problems();

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use super::LabName;
 use super::paths::LabDir;
 use super::process::Proc;
+use super::{LabError, LabName};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LabState {
@@ -110,22 +110,28 @@ impl LabState {
         out
     }
 
-    pub fn load(path: &Path) -> io::Result<Option<LabState>> {
-        match fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+    pub fn load(name: &LabName, dir: &LabDir) -> Result<Option<LabState>, LabError> {
+        match fs::read_to_string(dir.state()) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                LabError::io(
+                    name,
+                    "read state.json",
+                    io::Error::new(io::ErrorKind::InvalidData, e),
+                )
+            }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(LabError::io(name, "read state.json", e)),
         }
     }
 
     /// Writes the state atomically (a crash leaves the old or the new file, never half of one).
-    pub fn save(&self, path: &Path) -> io::Result<()> {
+    pub fn save(&self, dir: &LabDir) -> Result<(), LabError> {
+        let path = dir.state();
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self).expect("state serializes");
-        fs::write(&tmp, text + "\n")?;
-        fs::rename(&tmp, path)
+        fs::write(&tmp, text + "\n")
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| LabError::io(&self.name, "write state.json", e))
     }
 }
 
@@ -135,7 +141,11 @@ pub struct LabLock {
 }
 
 impl LabLock {
-    pub fn acquire(path: &Path) -> io::Result<LabLock> {
+    pub fn acquire(name: &LabName, dir: &LabDir) -> Result<LabLock, LabError> {
+        Self::acquire_path(&dir.lock()).map_err(|e| LabError::io(name, "lock the lab", e))
+    }
+
+    fn acquire_path(path: &Path) -> io::Result<LabLock> {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::namespace::Namespaces;
 use super::paths::LabDir;
+use super::state::LabState;
 use super::state::PublicNet;
-use super::up::load;
 use super::{LabError, LabName, netns_path, require_root, tool};
 
 #[derive(Debug, Serialize)]
@@ -56,7 +56,7 @@ pub struct Domain {
 pub fn status(name: &LabName) -> Result<LabStatus, LabError> {
     require_root()?;
     let dir = LabDir::of(name);
-    let state = load(name, &dir)?;
+    let state = LabState::load(name, &dir)?;
     let mut st = LabStatus {
         name: name.clone(),
         up: false,

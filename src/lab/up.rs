@@ -4,8 +4,7 @@
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,7 +26,7 @@ const KVM: &str = "/dev/kvm";
 /// lacks it.
 const DEFAULT_NETWORK_XML: &str = "/usr/share/libvirt/networks/default.xml";
 
-/// The holder: bind-mounts each (lab copy, libvirt directory) pair given as arguments, then
+/// The holder: bind-mounts each (source, target) pair given as arguments (see `mounts`), then
 /// sleeps, keeping the namespaces alive. `-e`: a failed mount ends it before it sleeps.
 const HOLDER_SCRIPT: &str =
     "while [ $# -gt 0 ]; do mount --bind \"$1\" \"$2\"; shift 2; done; exec sleep infinity";
@@ -52,9 +51,9 @@ pub fn up(name: &LabName, pools: &Pools) -> Result<UpReport, LabError> {
     let t0 = Instant::now();
     let pools = lab_pools(pools, name)?;
     let dir = LabDir::of(name);
-    let _lock = LabLock::acquire(&dir.lock()).map_err(|e| io_error(name, "lock", e))?;
+    let _lock = LabLock::acquire(name, &dir)?;
     let mut cleaned = None;
-    match load(name, &dir)? {
+    match LabState::load(name, &dir)? {
         Some(state) => {
             let problems = state.problems();
             if problems.is_empty() {
@@ -97,18 +96,6 @@ pub fn up(name: &LabName, pools: &Pools) -> Result<UpReport, LabError> {
         outcome: UpOutcome::Started { cleaned },
         elapsed: t0.elapsed(),
     })
-}
-
-pub(super) fn load(name: &LabName, dir: &LabDir) -> Result<Option<LabState>, LabError> {
-    LabState::load(&dir.state()).map_err(|e| io_error(name, "read state.json", e))
-}
-
-pub(super) fn io_error(name: &LabName, stage: &str, source: std::io::Error) -> LabError {
-    LabError::Io {
-        lab: name.clone(),
-        stage: stage.into(),
-        source,
-    }
 }
 
 /// The lab serves the plan it was started with; say so when the config now asks for another.
@@ -169,9 +156,7 @@ impl Starter<'_> {
     }
 
     fn save(&self) -> Result<(), LabError> {
-        self.state
-            .save(&self.dir.state())
-            .map_err(|e| io_error(self.name, "write state.json", e))
+        self.state.save(self.dir)
     }
 
     fn ns(&self) -> &Namespaces {
@@ -194,7 +179,7 @@ impl Starter<'_> {
     /// The lab directory with fresh copies of libvirt's configuration and state directories.
     fn prepare_dir(&mut self) -> Result<(), LabError> {
         let stage = "prepare the lab directory";
-        let io = |e| io_error(self.name, stage, e);
+        let io = |e| LabError::io(self.name, stage, e);
         fs::create_dir_all(self.dir.root()).map_err(io)?;
         fs::set_permissions(self.dir.root(), fs::Permissions::from_mode(0o755)).map_err(io)?;
         self.save()?;
@@ -240,7 +225,8 @@ impl Starter<'_> {
     /// qemu user can open it. A host without udev (a container) may have it root-only; libvirt
     /// then judges KVM unusable while its qemu probe (as root) found it usable, throws its
     /// capability cache away on every lookup and probes qemu again: ~12 s for `lab up` and
-    /// 4-7 s for every virt-install. The host's node is left as it is.
+    /// 4-7 s for every capabilities query (virt-install makes several). The host's node is
+    /// left as it is.
     fn make_kvm_node(&self) -> std::io::Result<()> {
         let Ok(meta) = fs::metadata(KVM) else {
             return Ok(());
@@ -284,8 +270,10 @@ impl Starter<'_> {
     fn start_holder(&mut self) -> Result<(), LabError> {
         let stage = "start the namespace holder";
         let log = self.dir.holder_log();
-        let out = tool::append(&log).map_err(|e| io_error(self.name, stage, e))?;
-        let err = out.try_clone().map_err(|e| io_error(self.name, stage, e))?;
+        let out = tool::append(&log).map_err(|e| LabError::io(self.name, stage, e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| LabError::io(self.name, stage, e))?;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.state.netns])
             .args(["unshare", "--mount", "--propagation", "private", "--"])
@@ -322,7 +310,7 @@ impl Starter<'_> {
         self.state.netns_inode = process::netns_inode(&holder);
         self.ns = Some(
             Namespaces::of(&holder, &self.dir.xdg_cache())
-                .map_err(|e| io_error(self.name, stage, e))?,
+                .map_err(|e| LabError::io(self.name, stage, e))?,
         );
         self.save()
     }
@@ -452,7 +440,7 @@ impl Starter<'_> {
     /// The site DHCP/DNS: dnsmasq on the bridges, serving the plan.
     fn start_dhcp(&mut self, pools: &Pools, nets: Vec<PublicNet>) -> Result<(), LabError> {
         let stage = "start the public DHCP/DNS (dnsmasq)";
-        let io = |e| io_error(self.name, stage, e);
+        let io = |e| LabError::io(self.name, stage, e);
         let dhcp = PublicDhcp {
             nets,
             pid_file: self.dir.public("dnsmasq.pid"),
