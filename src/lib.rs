@@ -3,12 +3,14 @@
 //! Data flows one way: specs ([`spec`]) → plan (names, MACs, images: [`pool`], [`mac`], [`catalog`])
 //! → artifacts ([`node`]) → domain ([`libvirt`]) → readiness and report ([`spawn`]).
 
+pub mod accel;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod host;
 pub mod images;
 pub mod lab;
 pub mod libvirt;
@@ -19,6 +21,7 @@ pub mod pool;
 pub mod qcow2;
 pub mod spawn;
 pub mod spec;
+pub mod ssh;
 pub mod table;
 pub mod toml_file;
 

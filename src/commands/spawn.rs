@@ -105,5 +105,8 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if args.prepare_only {
+        return crate::node::prepare_only::run(ctx, &requests, virt_type);
+    }
     crate::spawn::run(ctx, args, requests)
 }

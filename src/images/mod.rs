@@ -31,3 +31,49 @@ pub fn local_names(cache_dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+// --- Stand-in until the image cache lands (branch `images`); same names and shapes. ---
+use std::path::PathBuf;
+
+use crate::catalog::ImageRef;
+
+pub struct ImageMeta {
+    pub osinfo: Option<String>,
+    pub digest: String,
+}
+
+pub struct CachedImage {
+    pub name: String,
+    pub path: PathBuf,
+    pub meta: ImageMeta,
+}
+
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    pub fn open(dir: &Path) -> Result<Cache, ImageError> {
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn require(&self, image: &ImageRef) -> Result<CachedImage, ImageError> {
+        let path = self.dir.join(format!("{}.qcow2", image.name));
+        if !path.exists() {
+            return Err(ImageError::NotCached {
+                name: image.name.clone(),
+                dir: self.dir.display().to_string(),
+            });
+        }
+        Ok(CachedImage {
+            name: image.name.clone(),
+            path,
+            meta: ImageMeta {
+                osinfo: None,
+                digest: String::new(),
+            },
+        })
+    }
+}

@@ -1,9 +1,23 @@
-//! libvirt: the virt-install argument builder and virsh queries.
+//! libvirt: the virt-install argument builder, the osinfo ids it accepts, and (later) virsh queries.
+
+pub mod osinfo;
+pub mod virt_install;
+
+pub use osinfo::{OsinfoChoice, OsinfoDb};
+pub use virt_install::{Accel, DomainMetadata, NetSource, NicSpec, VirtInstall};
+
+pub mod virsh;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LibvirtError {
-    #[error("{0}")]
-    Command(String),
+    #[error(
+        "libvirt is not reachable at {uri}: {message}; is libvirtd running? (`vnode host check` tells more)"
+    )]
+    Unreachable { uri: String, message: String },
+    #[error("`virsh {args}` failed: {message}")]
+    Virsh { args: String, message: String },
+    #[error("{tool}: {message}")]
+    Tool { tool: String, message: String },
 }
 
 impl LibvirtError {

@@ -1,13 +1,500 @@
-//! Per-node artifacts: qcow2 overlay, NoCloud seed ISO, cloud-init documents, host keys.
+//! Per-node artifacts: qcow2 overlay, NoCloud seed ISO, cloud-init documents, host keys, and the
+//! virt-install command that boots them.
+//!
+//! Each node has a directory `<state_dir>/<name>/`:
+//!
+//! | file                        | mode | what                                                    |
+//! |-----------------------------|------|---------------------------------------------------------|
+//! | `disk.qcow2`                | 0600 | overlay on the cached base image ([`overlay`])          |
+//! | `seed.iso`                  | 0600 | NoCloud seed, carries the private host key ([`seed`])   |
+//! | `console.log`               |      | the serial console, written by virtlogd once it runs    |
+//! | `ssh_host_ed25519_key.pub`  | 0644 | the node's host public key                              |
+//! | `node.json`                 | 0644 | what the node was made from ([`metadata`])              |
+//!
+//! The directory is 0711: the qemu user may open the files it is given but not list the
+//! directory. The disk and the seed belong to root (vnode runs as root) with mode 0600; libvirt's
+//! DAC driver with `dynamic_ownership = 1` (the default in qemu.conf) chowns every disk of a
+//! domain, the read-only cdrom included, to the qemu user when the domain starts and gives it back
+//! when it stops (it remembers the owner in `trusted.libvirt.security.*` xattrs). So only root
+//! and the qemu process can read the private host key, and no group or world bit is needed. A
+//! host with `dynamic_ownership = 0` must run qemu as root or give the files to the qemu user
+//! itself. (The shared base image gets chowned too, and is not given back while another domain
+//! still uses it: the cache must stay readable by the qemu user.)
+//!
+//! Creating a node builds everything in a hidden sibling directory and swaps it in with one
+//! `renameat2(RENAME_EXCHANGE)`: a failure half way leaves the old node (or nothing), never a mix.
+//! The node's host key then goes into vnode's known_hosts ([`known_hosts`]).
+
+pub mod cloud_init;
+pub mod fsutil;
+pub mod host_key;
+pub mod known_hosts;
+pub mod metadata;
+pub mod overlay;
+pub mod prepare_only;
+pub mod seed;
+pub mod ssh_keys;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{Config, VirtType};
+use crate::libvirt::osinfo::{self, OsinfoChoice};
+use crate::libvirt::virt_install::{self, TB_CACHE_MIB};
+use crate::libvirt::{Accel, DomainMetadata, NetSource, NicSpec, VirtInstall};
+use crate::mac::Nic;
+use crate::spec::NodeRequest;
+
+use cloud_init::{Account, HostKeys, MetaData, NetworkConfig, User, UserData};
+use host_key::HostKey;
+use metadata::NodeMetadata;
+use ssh_keys::KeysError;
+
+/// File names in a node's directory, and vnode's known_hosts in the state directory.
+pub const DISK: &str = "disk.qcow2";
+pub const SEED: &str = "seed.iso";
+pub const CONSOLE_LOG: &str = "console.log";
+pub const HOST_KEY_PUB: &str = "ssh_host_ed25519_key.pub";
+pub const KNOWN_HOSTS: &str = "known_hosts";
+
+/// A cached base image, as the image cache describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BaseImage {
+    pub path: PathBuf,
+    /// The catalog's osinfo id (checked against the host's osinfo-db when preparing).
+    pub osinfo: String,
+    pub digest: String,
+}
+
+/// Everything made for one node, with the command that boots it.
+#[derive(Debug, Serialize)]
+pub struct NodeArtifacts {
+    pub name: String,
+    pub dir: PathBuf,
+    pub overlay: PathBuf,
+    pub seed: PathBuf,
+    pub console_log: PathBuf,
+    pub metadata: PathBuf,
+    /// `ssh-ed25519 AAAA...`, also in `known_hosts` under the node's name (and FQDN).
+    pub host_public_key: String,
+    pub known_hosts: PathBuf,
+    pub instance_id: String,
+    pub osinfo: OsinfoChoice,
+    #[serde(skip)]
+    pub virt_install: VirtInstall,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    #[error("{node}: virt type '{virt_type}' must be resolved to kvm or qemu before preparing")]
+    Unresolved { node: String, virt_type: VirtType },
+    #[error(
+        "{node}: the disk size of pool '{pool}' ({disk_gib} GiB) is smaller than the virtual size of \
+         image {image} ({base_bytes} bytes); raise disk_gib for the pool"
+    )]
+    DiskTooSmall {
+        node: String,
+        pool: String,
+        disk_gib: u32,
+        image: String,
+        base_bytes: u64,
+    },
+    #[error("{node}: base image: {source}")]
+    Base {
+        node: String,
+        #[source]
+        source: crate::qcow2::Qcow2Error,
+    },
+    #[error(transparent)]
+    Keys(#[from] KeysError),
     #[error("{node}: {message}")]
-    Artifact { node: String, message: String },
+    Invalid { node: String, message: String },
+    #[error("{node}: {stage} {}: {source}", path.display())]
+    Io {
+        node: String,
+        stage: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{node}: no such node (nothing in {} or its known_hosts)", dir.display())]
+    NotFound { node: String, dir: PathBuf },
 }
 
 impl NodeError {
     pub fn exit_code(&self) -> u8 {
-        crate::error::EXIT_FAILED
+        match self {
+            NodeError::DiskTooSmall { .. } | NodeError::Keys(_) | NodeError::Invalid { .. } => {
+                crate::error::EXIT_BAD_INPUT
+            }
+            _ => crate::error::EXIT_FAILED,
+        }
     }
+}
+
+/// `<state_dir>/<name>`.
+pub fn node_dir(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join(name)
+}
+
+/// vnode's known_hosts: `<state_dir>/known_hosts`.
+pub fn known_hosts_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(KNOWN_HOSTS)
+}
+
+/// Creates (or re-creates) the node's directory with a fresh overlay, seed, host key and
+/// instance id, and records the host key in vnode's known_hosts. `virt_type` must be resolved
+/// (kvm or qemu).
+pub fn prepare(
+    config: &Config,
+    request: &NodeRequest,
+    base: &BaseImage,
+    virt_type: VirtType,
+) -> Result<NodeArtifacts, NodeError> {
+    let name = request.name.to_string();
+    let pool = &request.pool;
+    let number = request.name.number;
+    let invalid = |message: String| NodeError::Invalid {
+        node: name.clone(),
+        message,
+    };
+    let io_err = |stage: &'static str, path: &Path| {
+        let node = name.clone();
+        let path = path.to_path_buf();
+        move |source| NodeError::Io {
+            node,
+            stage,
+            path,
+            source,
+        }
+    };
+    let accel = Accel::from_virt_type(virt_type).ok_or_else(|| NodeError::Unresolved {
+        node: name.clone(),
+        virt_type,
+    })?;
+    let dir = node_dir(&config.state_dir, &name);
+    virt_install::check_path(&dir).map_err(invalid)?;
+
+    let info = crate::qcow2::inspect(&base.path).map_err(|source| NodeError::Base {
+        node: name.clone(),
+        source,
+    })?;
+    let disk_bytes = u64::from(pool.resources.disk_gib) << 30;
+    if disk_bytes < info.virtual_size {
+        return Err(NodeError::DiskTooSmall {
+            node: name.clone(),
+            pool: pool.stem.clone(),
+            disk_gib: pool.resources.disk_gib,
+            image: request.image.name.clone(),
+            base_bytes: info.virtual_size,
+        });
+    }
+    let backing = std::fs::canonicalize(&base.path)
+        .map_err(io_err("cannot resolve the base image", &base.path))?;
+
+    let mut root_keys = ssh_keys::resolve(&config.ssh_keys)?;
+    // vnode's own client key, so readiness checks and `vnode ssh` need no agent or passphrase.
+    let client = crate::ssh::ClientKey::load_or_create(&config.state_dir)
+        .map_err(|e| invalid(e.to_string()))?;
+    root_keys.push(client.public_openssh);
+    let mut users = UserData::defaults().users;
+    for u in &config.users {
+        users.push(User::Account(Account::from_config(
+            u,
+            ssh_keys::resolve_user(&u.ssh_keys)?,
+        )));
+    }
+    let host_key = HostKey::generate(&name)
+        .map_err(|m| invalid(format!("cannot generate the host key: {m}")))?;
+    let instance_id = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+    let (public_mac, private_mac) = (
+        pool.mac(Nic::Public, number),
+        pool.mac(Nic::Private, number),
+    );
+    let fqdn = pool.fqdn(number);
+
+    let meta_data = MetaData {
+        instance_id: instance_id.clone(),
+        local_hostname: name.clone(),
+    };
+    let mut user_data = UserData::defaults();
+    user_data.hostname = name.clone();
+    user_data.fqdn = fqdn.clone();
+    user_data.ssh_authorized_keys = root_keys;
+    user_data.users = users;
+    user_data.ssh_keys = Some(HostKeys {
+        ed25519_private: host_key.private_openssh.as_str().to_string(),
+        ed25519_public: host_key.public.clone(),
+    });
+    user_data
+        .packages
+        .extend(config.cloud_init.packages.iter().cloned());
+    user_data
+        .runcmd
+        .extend(config.cloud_init.runcmd.iter().cloned());
+    let network_config = NetworkConfig::for_node(public_mac, private_mac);
+
+    let osinfo = osinfo::choose_on_host(&config.state_dir, &base.osinfo);
+    let (created_unix, created) = metadata::now();
+    let node_metadata = NodeMetadata {
+        name: name.clone(),
+        pool: pool.stem.clone(),
+        number,
+        image: request.image.name.clone(),
+        base: backing.clone(),
+        base_digest: base.digest.clone(),
+        public_mac,
+        private_mac,
+        instance_id: instance_id.clone(),
+        host_key: host_key.public.clone(),
+        osinfo: osinfo.id.clone(),
+        disk_gib: pool.resources.disk_gib,
+        created,
+        created_unix,
+    };
+
+    std::fs::create_dir_all(&config.state_dir).map_err(io_err(
+        "cannot create the state directory",
+        &config.state_dir,
+    ))?;
+    let staging =
+        Staging::create(&dir).map_err(io_err("cannot create a directory beside", &dir))?;
+    overlay::create(&staging.path.join(DISK), &backing, disk_bytes)
+        .map_err(io_err("cannot write the overlay in", &staging.path))?;
+    let user_data_text = user_data.render();
+    seed::write(
+        &staging.path.join(SEED),
+        &[
+            ("meta-data", meta_data.render().as_bytes()),
+            ("user-data", user_data_text.as_bytes()),
+            ("network-config", network_config.render().as_bytes()),
+        ],
+    )
+    .map_err(io_err("cannot write the seed in", &staging.path))?;
+    fsutil::create_new(&staging.path.join(HOST_KEY_PUB), 0o644)
+        .and_then(|mut f| {
+            io::Write::write_all(&mut f, format!("{} {name}\n", host_key.public).as_bytes())
+        })
+        .map_err(io_err("cannot write the host key in", &staging.path))?;
+    let json = serde_json::to_vec_pretty(&node_metadata).expect("metadata serializes");
+    fsutil::create_new(&staging.path.join(metadata::FILE), 0o644)
+        .and_then(|mut f| io::Write::write_all(&mut f, &json))
+        .map_err(io_err("cannot write node.json in", &staging.path))?;
+
+    let swapped = staging
+        .swap_in(&dir)
+        .map_err(io_err("cannot move the new node into", &dir))?;
+    let known_hosts = known_hosts_path(&config.state_dir);
+    let mut names = vec![name.as_str()];
+    if let Some(f) = &fqdn {
+        names.push(f);
+    }
+    if let Err(e) = known_hosts::add(&known_hosts, &names, &host_key.public) {
+        swapped.undo(&dir);
+        return Err(io_err("cannot record the host key in", &known_hosts)(e));
+    }
+    swapped.finish();
+
+    let virt_install = VirtInstall {
+        connect: config.libvirt_uri.clone(),
+        name: name.clone(),
+        memory_mib: pool.resources.memory_mib,
+        vcpus: pool.resources.vcpus,
+        osinfo: osinfo.id.clone(),
+        disk: dir.join(DISK),
+        seed: dir.join(SEED),
+        private_nic: NicSpec {
+            source: NetSource::Network(pool.network.clone()),
+            mac: private_mac,
+        },
+        public_nic: NicSpec {
+            source: NetSource::Bridge(pool.bridge.clone()),
+            mac: public_mac,
+        },
+        console_log: dir.join(CONSOLE_LOG),
+        accel,
+        tb_cache_mib: TB_CACHE_MIB,
+        metadata: DomainMetadata {
+            pool: pool.stem.clone(),
+            number,
+            image: request.image.name.clone(),
+        },
+    };
+    Ok(NodeArtifacts {
+        overlay: dir.join(DISK),
+        seed: dir.join(SEED),
+        console_log: dir.join(CONSOLE_LOG),
+        metadata: dir.join(metadata::FILE),
+        dir,
+        name,
+        host_public_key: host_key.public.clone(),
+        known_hosts,
+        instance_id,
+        osinfo,
+        virt_install,
+    })
+}
+
+/// Removes the node's directory and its known_hosts lines. `NotFound` if there was neither.
+pub fn remove(config: &Config, name: &str) -> Result<(), NodeError> {
+    if name.is_empty() || name.starts_with('.') || name.contains('/') {
+        return Err(NodeError::Invalid {
+            node: name.to_string(),
+            message: "not a node name".into(),
+        });
+    }
+    let dir = node_dir(&config.state_dir, name);
+    let io_err = |stage: &'static str, path: &Path| {
+        let node = name.to_string();
+        let path = path.to_path_buf();
+        move |source| NodeError::Io {
+            node,
+            stage,
+            path,
+            source,
+        }
+    };
+    let had_dir = match std::fs::symlink_metadata(&dir) {
+        Ok(_) => {
+            // Out of the way first, so a half-removed directory never looks like a node.
+            let doomed = fsutil::sibling(&dir, "old");
+            std::fs::rename(&dir, &doomed).map_err(io_err("cannot remove", &dir))?;
+            std::fs::remove_dir_all(&doomed).map_err(io_err("cannot remove", &doomed))?;
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_err("cannot look at", &dir)(e)),
+    };
+    let known_hosts = known_hosts_path(&config.state_dir);
+    let had_key =
+        known_hosts::remove(&known_hosts, name).map_err(io_err("cannot update", &known_hosts))?;
+    if !had_dir && !had_key {
+        return Err(NodeError::NotFound {
+            node: name.to_string(),
+            dir: config.state_dir.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// A node directory being built beside its final place; removed unless swapped in.
+struct Staging {
+    path: PathBuf,
+    done: bool,
+}
+
+impl Staging {
+    fn create(dir: &Path) -> io::Result<Staging> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let path = fsutil::sibling(dir, "new");
+        std::fs::DirBuilder::new().mode(0o711).create(&path)?;
+        let staging = Staging { path, done: false };
+        // Exactly 0711 whatever the umask: the qemu user must be able to reach the files.
+        std::fs::set_permissions(&staging.path, std::fs::Permissions::from_mode(0o711))?;
+        Ok(staging)
+    }
+
+    /// Puts the new directory at `dir`; the old one (if any) ends up where the new one was.
+    fn swap_in(mut self, dir: &Path) -> io::Result<Swapped> {
+        let had_old = match std::fs::symlink_metadata(dir) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        if !had_old {
+            std::fs::rename(&self.path, dir)?;
+            self.done = true;
+            return Ok(Swapped { old: None });
+        }
+        match fsutil::exchange(&self.path, dir) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                // No RENAME_EXCHANGE on this file system (NFS, for one): two renames, with a
+                // moment in which the node has no directory.
+                let old = fsutil::sibling(dir, "old");
+                std::fs::rename(dir, &old)?;
+                if let Err(e) = std::fs::rename(&self.path, dir) {
+                    let _ = std::fs::rename(&old, dir);
+                    return Err(e);
+                }
+                self.done = true;
+                return Ok(Swapped { old: Some(old) });
+            }
+            Err(e) => return Err(e),
+        }
+        self.done = true;
+        Ok(Swapped {
+            old: Some(self.path.clone()),
+        })
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A swapped-in node directory, with the directory it replaced still at hand.
+struct Swapped {
+    old: Option<PathBuf>,
+}
+
+impl Swapped {
+    /// Drops the replaced directory.
+    fn finish(self) {
+        if let Some(old) = self.old {
+            let _ = std::fs::remove_dir_all(old);
+        }
+    }
+
+    /// Puts the replaced directory (or nothing) back at `dir`.
+    fn undo(self, dir: &Path) {
+        let _ = std::fs::remove_dir_all(dir);
+        if let Some(old) = self.old {
+            let _ = std::fs::rename(old, dir);
+        }
+    }
+}
+
+/// Like [`remove`], but a node that was already gone is fine.
+pub fn remove_if_present(config: &Config, name: &str) -> Result<(), NodeError> {
+    match remove(config, name) {
+        Err(NodeError::NotFound { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+/// Removes everything of the node but its disk (`vnode destroy --keep-disk`).
+pub fn remove_keeping_disk(config: &Config, name: &str) -> Result<(), NodeError> {
+    let dir = node_dir(&config.state_dir, name);
+    let io_err = |path: &Path| {
+        let (node, path) = (name.to_string(), path.to_path_buf());
+        move |source| NodeError::Io {
+            node,
+            stage: "cannot remove",
+            path,
+            source,
+        }
+    };
+    let entries = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
+    for entry in entries {
+        let path = entry.map_err(io_err(&dir))?.path();
+        if path.file_name().is_some_and(|n| n == DISK) {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .map_err(io_err(&path))?;
+    }
+    let known_hosts = known_hosts_path(&config.state_dir);
+    known_hosts::remove(&known_hosts, name).map_err(io_err(&known_hosts))?;
+    Ok(())
 }

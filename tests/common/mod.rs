@@ -3,4 +3,6 @@
 
 pub mod cli;
 pub mod consumers;
+pub mod e2e;
 pub mod lab;
+pub mod netns;

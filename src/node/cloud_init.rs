@@ -1,0 +1,277 @@
+//! The three NoCloud documents — `meta-data`, `user-data` (`#cloud-config`) and `network-config`
+//! (version 2) — as typed structs.
+//!
+//! vnode's policy lives in the top-level `cloud-init/` directory (`user-data.yaml`,
+//! `network-config.yaml`), embedded at build time and read with **serde_norway** (a maintained
+//! fork of the deprecated serde_yaml); the config's `[cloud_init]`, `[[users]]` and `ssh_keys`
+//! extend it, and each node adds its names, MACs and host key.
+//!
+//! The documents are *written* as JSON (serde_json), which is YAML: cloud-init reads them with
+//! PyYAML, a YAML 1.1 parser, and YAML 1.1 reads a plain `52:54:00:00:00:03` as the base-60
+//! integer 41135040003 (and `yes`, `on`, `0755`, `1_000` as booleans and numbers). vnode's MACs
+//! are all decimal digits, so nearly every one would be misread (cloud-init 22.4's net-convert
+//! crashes on it: `'int' object has no attribute 'lower'`). serde_norway writes YAML 1.2 and
+//! quotes only what YAML 1.2 would misread, with no way to force quotes; JSON's always-quoted
+//! strings mean what they say under any YAML version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::UserConfig;
+use crate::mac::Mac;
+
+/// vnode's default cloud-config (see the file's comments).
+pub const USER_DATA_DEFAULTS: &str = include_str!("../../cloud-init/user-data.yaml");
+/// vnode's NIC configuration (see the file's comments).
+pub const NETWORK_CONFIG_DEFAULTS: &str = include_str!("../../cloud-init/network-config.yaml");
+
+/// `meta-data`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MetaData {
+    /// New for every creation of the node, so cloud-init runs again in a re-created node.
+    pub instance_id: String,
+    pub local_hostname: String,
+}
+
+/// `user-data`: the cloud-config keys vnode sets; anything else from the defaults file is kept
+/// in `extra` and passed through.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserData {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<String>,
+    pub prefer_fqdn_over_hostname: bool,
+    pub disable_root: bool,
+    pub ssh_pwauth: bool,
+    /// Root's keys (and the default user's).
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<User>,
+    pub ssh_deletekeys: bool,
+    /// The node's host key pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_keys: Option<HostKeys>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runcmd: Vec<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// An entry of cloud-config's `users`: `default` (the distribution's user) or an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum User {
+    Named(String),
+    Account(Account),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    /// No password, so no password login.
+    pub lock_passwd: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_authorized_keys: Vec<String>,
+}
+
+impl Account {
+    /// A config user with its keys already resolved.
+    pub fn from_config(user: &UserConfig, keys: Vec<String>) -> Account {
+        Account {
+            name: user.name.clone(),
+            sudo: user.sudo.then(|| "ALL=(ALL) NOPASSWD:ALL".to_string()),
+            shell: user.shell.clone(),
+            lock_passwd: true,
+            ssh_authorized_keys: keys,
+        }
+    }
+}
+
+/// cloud-config `ssh_keys`: the host key pair sshd will present.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostKeys {
+    pub ed25519_private: String,
+    pub ed25519_public: String,
+}
+
+impl std::fmt::Debug for HostKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostKeys")
+            .field("ed25519_private", &"..")
+            .field("ed25519_public", &self.ed25519_public)
+            .finish()
+    }
+}
+
+impl UserData {
+    /// vnode's defaults (`cloud-init/user-data.yaml`).
+    pub fn defaults() -> UserData {
+        serde_norway::from_str(USER_DATA_DEFAULTS)
+            .expect("cloud-init/user-data.yaml is valid (checked by the tests)")
+    }
+
+    /// The `user-data` file: the `#cloud-config` marker line, then the document.
+    pub fn render(&self) -> String {
+        format!("#cloud-config\n{}\n", to_json(self))
+    }
+}
+
+/// `network-config` version 2.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub version: u8,
+    pub ethernets: BTreeMap<String, Ethernet>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Ethernet {
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub match_mac: Option<MatchMac>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_name: Option<String>,
+    pub dhcp4: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp4_overrides: Option<Dhcp4Overrides>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchMac {
+    pub macaddress: Mac,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Dhcp4Overrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_metric: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_routes: Option<bool>,
+}
+
+/// The keys of the two NICs in `cloud-init/network-config.yaml`.
+pub const PUBLIC_NIC: &str = "public";
+pub const PRIVATE_NIC: &str = "private";
+
+impl NetworkConfig {
+    /// vnode's NIC configuration (`cloud-init/network-config.yaml`) with both NICs matched by MAC.
+    pub fn for_node(public: Mac, private: Mac) -> NetworkConfig {
+        let mut config: NetworkConfig = serde_norway::from_str(NETWORK_CONFIG_DEFAULTS)
+            .expect("cloud-init/network-config.yaml is valid (checked by the tests)");
+        for (key, mac) in [(PUBLIC_NIC, public), (PRIVATE_NIC, private)] {
+            let nic = config
+                .ethernets
+                .get_mut(key)
+                .expect("cloud-init/network-config.yaml configures both NICs");
+            nic.match_mac = Some(MatchMac { macaddress: mac });
+        }
+        config
+    }
+
+    pub fn render(&self) -> String {
+        format!("{}\n", to_json(self))
+    }
+}
+
+impl MetaData {
+    pub fn render(&self) -> String {
+        format!("{}\n", to_json(self))
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("documents serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mac::Nic;
+
+    #[test]
+    fn defaults_parse_and_say_what_the_lab_needed() {
+        let u = UserData::defaults();
+        assert!(!u.disable_root && !u.ssh_pwauth && !u.prefer_fqdn_over_hostname);
+        assert!(u.ssh_deletekeys);
+        assert_eq!(u.users, [User::Named("default".into())]);
+        assert!(u.extra.is_empty(), "{:?}", u.extra);
+        let n = NetworkConfig::for_node(
+            Mac::for_node(0, Nic::Public, 3),
+            Mac::for_node(0, Nic::Private, 3),
+        );
+        assert_eq!(n.version, 2);
+        let public = &n.ethernets[PUBLIC_NIC];
+        let private = &n.ethernets[PRIVATE_NIC];
+        assert!(public.dhcp4 && private.dhcp4);
+        let metric = |e: &Ethernet| e.dhcp4_overrides.as_ref().unwrap().route_metric.unwrap();
+        assert!(
+            metric(public) < metric(private),
+            "public must win the default route"
+        );
+        assert_eq!(public.set_name.as_deref(), Some(PUBLIC_NIC));
+        assert_eq!(private.set_name.as_deref(), Some(PRIVATE_NIC));
+    }
+
+    #[test]
+    fn macs_are_quoted_so_yaml_1_1_reads_strings() {
+        let n = NetworkConfig::for_node(
+            Mac::for_node(0, Nic::Public, 3),
+            Mac::for_node(0, Nic::Private, 3),
+        );
+        let text = n.render();
+        assert!(
+            text.contains("\"macaddress\": \"52:54:00:00:00:03\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"macaddress\": \"52:54:00:10:00:03\""),
+            "{text}"
+        );
+        // And it is still YAML that serde_norway reads back to the same document.
+        let back: NetworkConfig = serde_norway::from_str(&text).unwrap();
+        assert_eq!(back, n);
+    }
+
+    #[test]
+    fn user_data_renders_with_the_marker_and_passes_extra_keys_through() {
+        let mut u = UserData::defaults();
+        u.hostname = "vnode03".into();
+        u.extra
+            .insert("manage_etc_hosts".into(), serde_json::Value::Bool(true));
+        let text = u.render();
+        assert!(text.starts_with("#cloud-config\n{"), "{text}");
+        assert!(text.contains("\"manage_etc_hosts\": true"), "{text}");
+        let back: UserData = serde_norway::from_str(&text).unwrap();
+        assert_eq!(back, u);
+    }
+
+    #[test]
+    fn config_users_become_locked_accounts() {
+        let user = UserConfig {
+            name: "alice".into(),
+            ssh_keys: vec![],
+            sudo: true,
+            shell: Some("/bin/bash".into()),
+        };
+        let a = Account::from_config(&user, vec!["ssh-ed25519 AAAA a".into()]);
+        let json = serde_json::to_value(User::Account(a)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "alice", "sudo": "ALL=(ALL) NOPASSWD:ALL",
+                "shell": "/bin/bash", "lock_passwd": true,
+                "ssh_authorized_keys": ["ssh-ed25519 AAAA a"]})
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! Live per-node status while nodes come up: one spinner line per node on a terminal, or one plain
+//! log line per stage change when stderr is not a terminal (CI logs, pipes).
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Where a node is in its bring-up. Ordered: later stages compare greater.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Queued,
+    /// Removing the existing domain (--force).
+    Replacing,
+    /// Writing overlay, seed and keys.
+    Preparing,
+    /// virt-install is defining and starting the domain.
+    Defining,
+    /// The domain runs; waiting for its private DHCP lease.
+    Booting,
+    /// Address known; waiting for sshd's banner.
+    Lease,
+    /// sshd answers; logging in with the pinned host key.
+    Ssh,
+    /// Logged in; waiting for cloud-init to finish.
+    CloudInit,
+    Ready,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Queued => "queued",
+            Stage::Replacing => "replacing",
+            Stage::Preparing => "preparing",
+            Stage::Defining => "defining",
+            Stage::Booting => "booting",
+            Stage::Lease => "lease",
+            Stage::Ssh => "ssh",
+            Stage::CloudInit => "cloud-init",
+            Stage::Ready => "ready",
+        })
+    }
+}
+
+pub struct Progress {
+    start: Instant,
+    bars: Option<MultiProgress>,
+}
+
+/// One node's status line.
+pub struct NodeLine {
+    name: String,
+    start: Instant,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(start: Instant) -> Progress {
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Progress { start, bars }
+    }
+
+    pub fn node(&self, name: &str) -> NodeLine {
+        let bar = self.bars.as_ref().map(|m| {
+            let bar = m.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:<10} {msg}")
+                    .expect("valid template"),
+            );
+            bar.set_prefix(name.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        NodeLine {
+            name: name.to_string(),
+            start: self.start,
+            bar,
+        }
+    }
+}
+
+impl NodeLine {
+    /// Reports a stage change with an optional detail (an address, a reason).
+    pub fn stage(&self, stage: Stage, detail: &str) {
+        let secs = self.start.elapsed().as_secs_f64();
+        let text = if detail.is_empty() {
+            stage.to_string()
+        } else {
+            format!("{stage} {detail}")
+        };
+        match &self.bar {
+            Some(bar) => bar.set_message(format!("{text}  ({secs:.1} s)")),
+            None => eprintln!("[{secs:7.1}s] {:<10} {text}", self.name),
+        }
+    }
+
+    pub fn finish(&self, text: &str) {
+        let secs = self.start.elapsed().as_secs_f64();
+        match &self.bar {
+            Some(bar) => bar.finish_with_message(format!("{text}  ({secs:.1} s)")),
+            None => eprintln!("[{secs:7.1}s] {:<10} {text}", self.name),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The end of a spawn: one line per node (table) or `--json`, and the exit code.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::progress::Stage;
+use crate::table::Table;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ready,
+    Failed,
+    /// A domain of that name existed and was left alone (no --force).
+    Exists,
+    Interrupted,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeReport {
+    pub name: String,
+    pub image: String,
+    pub outcome: Outcome,
+    /// The last stage the node reached.
+    pub stage: Stage,
+    pub private_ip: Option<Ipv4Addr>,
+    pub public_ip: Option<Ipv4Addr>,
+    pub os: Option<String>,
+    pub hostname: Option<String>,
+    /// Seconds from the start of the command to ready (or to the failure).
+    pub seconds: f64,
+    /// Seconds from the start of the command to each stage the node entered.
+    pub stages: Vec<(Stage, f64)>,
+    pub error: Option<String>,
+    /// The last lines of the node's serial console, for failures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub console_tail: Vec<String>,
+}
+
+impl NodeReport {
+    pub fn new(name: &str, image: &str) -> NodeReport {
+        NodeReport {
+            name: name.into(),
+            image: image.into(),
+            outcome: Outcome::Failed,
+            stage: Stage::Queued,
+            private_ip: None,
+            public_ip: None,
+            os: None,
+            hostname: None,
+            seconds: 0.0,
+            stages: Vec::new(),
+            error: None,
+            console_tail: Vec::new(),
+        }
+    }
+}
+
+/// The last `n` non-empty lines of a console log, without terminal control characters.
+pub fn console_tail(path: &Path, n: usize) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            l.chars()
+                .filter(|c| !c.is_control() || *c == '\t')
+                .collect::<String>()
+        })
+        .map(|l| l.trim_end().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+pub fn print(reports: &[NodeReport], json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "nodes": reports }))
+                .expect("serializes")
+        );
+        return;
+    }
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut t = Table::new([
+        "NODE",
+        "IMAGE",
+        "STATE",
+        "PRIVATE IP",
+        "PUBLIC IP",
+        "OS",
+        "SECONDS",
+    ]);
+    for r in reports {
+        let state = match r.outcome {
+            Outcome::Ready => "ready".to_string(),
+            Outcome::Exists => "exists".to_string(),
+            Outcome::Failed => format!("failed at {}", r.stage),
+            Outcome::Interrupted => format!("interrupted at {}", r.stage),
+        };
+        t.row([
+            r.name.clone(),
+            r.image.clone(),
+            state,
+            dash(r.private_ip.map(|i| i.to_string())),
+            dash(r.public_ip.map(|i| i.to_string())),
+            dash(r.os.clone()),
+            format!("{:.1}", r.seconds),
+        ]);
+    }
+    print!("{}", t.render());
+    for r in reports.iter().filter(|r| r.outcome != Outcome::Ready) {
+        if let Some(e) = &r.error {
+            println!("\n{}: {e}", r.name);
+        }
+        if !r.console_tail.is_empty() {
+            println!("  last console lines of {}:", r.name);
+            for l in &r.console_tail {
+                println!("  | {l}");
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! What the end-to-end tests with real VMs share: the Debian test image (built once per machine by
+//! tests/image/build.sh and cached outside the clone), a site directory the qemu user can read, and
+//! a vnode config for the lab.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Builds (or finds in its cache) the test image; returns its path.
+pub fn test_image() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/image/build.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "building the test image failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .expect("build.sh prints the path")
+        .trim()
+        .to_string();
+    PathBuf::from(path)
+}
+
+/// Cache and node directories for one test, below /var/lib/vnode/test (the qemu user must be able
+/// to traverse them, which /tmp's private temp dirs do not allow). Removed on drop.
+pub struct Site {
+    pub root: PathBuf,
+    pub key: String,
+}
+
+impl Site {
+    pub fn new(tag: &str) -> Site {
+        let root = PathBuf::from(format!("/var/lib/vnode/test/{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in [root.clone(), root.join("images"), root.join("nodes")] {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        for a in root
+            .ancestors()
+            .skip(1)
+            .take_while(|a| a.starts_with("/var/lib/vnode"))
+        {
+            std::fs::set_permissions(a, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        // A user key to authorize (vnode authorizes its own client key besides).
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f"])
+            .arg(root.join("id_ed25519"))
+            .status()
+            .expect("ssh-keygen (openssh-client) is installed");
+        assert!(status.success());
+        let key = std::fs::read_to_string(root.join("id_ed25519.pub"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Site { root, key }
+    }
+
+    /// The vnode config for this site; `extra` is appended.
+    pub fn config(&self, extra: &str) -> String {
+        format!(
+            "virt_type = \"qemu\"\ncache_dir = \"{}\"\nstate_dir = \"{}\"\nssh_keys = [\"{}\"]\n\n[resources]\nmemory_mib = 512\nvcpus = 1\ndisk_gib = 4\n{extra}",
+            self.root.join("images").display(),
+            self.root.join("nodes").display(),
+            self.key
+        )
+    }
+
+    pub fn nodes(&self) -> PathBuf {
+        self.root.join("nodes")
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
