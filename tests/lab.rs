@@ -186,24 +186,6 @@ fn commands_in_a_lab_that_is_not_up_say_how_to_start_it() {
     assert!(String::from_utf8_lossy(&down.stdout).contains("not up"));
 }
 
-/// The Debian test image (built and cached by tests/image/build.sh), or None without the script.
-fn test_image() -> Option<String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/image/build.sh");
-    if !script.exists() {
-        eprintln!("skipped: no {}", script.display());
-        return None;
-    }
-    let out = Command::new(&script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{} failed:\n{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    Some(stdout.lines().last().unwrap().trim().to_string())
-}
-
 /// The address `mac` holds in a dnsmasq lease file ("EXPIRY MAC IP NAME CLIENT-ID" lines).
 fn leased(lease_file: &Path, mac: &str) -> Option<Ipv4Addr> {
     let text = std::fs::read_to_string(lease_file).ok()?;
@@ -229,7 +211,8 @@ fn a_node_boots_and_gets_the_addresses_of_the_plan() {
     if !lab::available() {
         return;
     }
-    let Some(image) = test_image() else { return };
+    let image = common::e2e::test_image();
+    let image = image.to_str().unwrap();
     // Declared before the lab so that it is removed after the lab (and its VM) is gone.
     let work = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
@@ -267,7 +250,7 @@ fn a_node_boots_and_gets_the_addresses_of_the_plan() {
     )
     .unwrap();
     let status = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", &image])
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image])
         .arg(&disk)
         .arg("4G")
         .status()
