@@ -146,11 +146,15 @@ fn render(st: &LabStatus) -> String {
         out.push('\n');
         out.push_str(&t.render());
     }
-    let mut t = Table::new(["DOMAIN", "STATE"]);
-    for d in &st.domains {
-        t.row([d.name.clone(), d.state.clone()]);
-    }
     out.push('\n');
-    out.push_str(&t.render());
+    if st.domains.is_empty() {
+        out.push_str("no domains\n");
+    } else {
+        let mut t = Table::new(["DOMAIN", "STATE"]);
+        for d in &st.domains {
+            t.row([d.name.clone(), d.state.clone()]);
+        }
+        out.push_str(&t.render());
+    }
     out
 }

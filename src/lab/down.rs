@@ -53,58 +53,47 @@ pub(super) fn teardown(
         stage: stage.into(),
         message,
     };
-    let mut done = Vec::new();
     let alive = |p: Option<Proc>| p.filter(Proc::is_alive);
     let holder = alive(state.and_then(|s| s.holder));
-    // From inside the lab (`lab exec -- vnode lab down`) this process would be among those it
-    // stops.
-    let me = Proc::of(std::process::id() as i32);
-    if holder.is_some_and(|h| process::netns_inode(&h) == me.and_then(|m| process::netns_inode(&m)))
-    {
-        return Err(fail(
-            "down",
-            "this command runs inside the lab; run it outside (not through `lab exec`)".into(),
-        ));
-    }
-    let ns = holder.and_then(|h| Namespaces::of(&h, &dir.xdg_cache()).ok());
-    if let (Some(ns), Some(_)) = (&ns, alive(state.and_then(|s| s.libvirtd))) {
-        done.extend(remove_domains(ns));
-    }
-    if let Some(s) = state {
-        for (role, p) in [
-            ("dnsmasq", s.dnsmasq),
-            ("libvirtd", s.libvirtd),
-            ("virtlogd", s.virtlogd),
-        ] {
-            if let Some(p) = alive(p) {
-                p.stop(Duration::from_secs(15))
-                    .map_err(|e| fail(&format!("stop {role}"), e.to_string()))?;
-                done.push(format!("stopped {role} (pid {})", p.pid));
-            }
-        }
-    }
-    // What is left in the namespace (qemu after a libvirtd crash, libvirt's dnsmasq, shells of
-    // `lab exec`) goes too. Only while the namespace is known to be this lab's: through the
-    // live holder or the `ip netns` name, never through an inode number alone, which a later
-    // namespace may reuse.
+    // The namespace is known to be this lab's through the live holder or the `ip netns` name,
+    // never through a recorded inode number alone, which a later namespace may reuse.
     let netns = netns_path(name);
     let inode = match holder {
         Some(h) => process::netns_inode(&h),
         None => fs::metadata(&netns).ok().map(|m| m.ino()),
     };
-    if let Some(inode) = inode {
-        for p in process::in_netns(inode)
-            .into_iter()
-            .filter(|p| Some(*p) != holder)
-        {
-            // Gone meanwhile (a helper ends with its parent): nothing to stop.
-            let Some(comm) = p.comm() else { continue };
-            p.stop(Duration::from_secs(5))
-                .map_err(|e| fail("stop the lab's processes", e.to_string()))?;
-            done.push(format!("stopped {comm} (pid {}) left in the lab", p.pid));
+    // From inside the lab (`lab exec -- vnode lab down`) this process would stop itself.
+    let me = Proc::of(std::process::id() as i32).and_then(|me| process::netns_inode(&me));
+    if inode.is_some() && inode == me {
+        return Err(fail(
+            "down",
+            "this command runs inside the lab; run it outside (not through `lab exec`)".into(),
+        ));
+    }
+    let mut done = Vec::new();
+    let libvirtd = alive(state.and_then(|s| s.libvirtd));
+    if let (Some(h), Some(_)) = (holder, libvirtd)
+        && let Ok(ns) = Namespaces::of(&h, &dir.xdg_cache())
+    {
+        done.extend(remove_domains(&ns));
+    }
+    let daemons = state.map_or(Vec::new(), |s| {
+        vec![
+            ("dnsmasq", s.dnsmasq),
+            ("libvirtd", s.libvirtd),
+            ("virtlogd", s.virtlogd),
+        ]
+    });
+    for (role, p) in daemons {
+        if let Some(p) = alive(p) {
+            p.stop(Duration::from_secs(15))
+                .map_err(|e| fail(&format!("stop {role}"), e.to_string()))?;
+            done.push(format!("stopped {role} (pid {})", p.pid));
         }
     }
-    drop(ns);
+    if let Some(inode) = inode {
+        done.extend(stop_the_rest(inode, holder).map_err(|m| fail("stop the lab's processes", m))?);
+    }
     if let Some(h) = holder {
         h.stop(Duration::from_secs(5))
             .map_err(|e| fail("stop the namespace holder", e.to_string()))?;
@@ -125,6 +114,22 @@ pub(super) fn teardown(
         ));
     }
     remove_dir(dir).map_err(|m| fail("remove the lab directory", m))?;
+    Ok(done)
+}
+
+/// Stops what else runs in the lab's network namespace, except the holder: qemu after a libvirtd
+/// crash, libvirt's dnsmasq, daemons started by hand, shells of `lab exec`.
+fn stop_the_rest(netns_inode: u64, holder: Option<Proc>) -> Result<Vec<String>, String> {
+    let mut done = Vec::new();
+    for p in process::in_netns(netns_inode) {
+        if Some(p) == holder {
+            continue;
+        }
+        // Gone meanwhile (a helper ends with its parent): nothing to stop.
+        let Some(comm) = p.comm() else { continue };
+        p.stop(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        done.push(format!("stopped {comm} (pid {}) left in the lab", p.pid));
+    }
     Ok(done)
 }
 
