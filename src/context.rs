@@ -18,7 +18,13 @@ pub struct Context {
 
 impl Context {
     pub fn load(global: &GlobalArgs) -> Result<Context> {
-        let (config, source) = Config::load(global.config.as_deref())?;
+        let (mut config, source) = Config::load(global.config.as_deref())?;
+        // In a lab every pool has the public subnet and domain the lab's DHCP serves, so plans
+        // and nodes show the addresses the nodes really get.
+        if let Some(lab) = &global.lab {
+            let name = crate::lab::LabName::new(lab)?;
+            config.pools = crate::lab::lab_pools(&config.pools, &name)?;
+        }
         let catalog = config.load_catalog()?;
         Ok(Context {
             config,

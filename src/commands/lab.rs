@@ -1,14 +1,160 @@
-//! `vnode lab ...`.
+//! `vnode lab up|down|status|exec`: the lab is the one named by `--lab[=NAME]`, "vnode" without.
 
 use crate::cli::LabCommand;
 use crate::context::Context;
 use crate::error::Result;
+use crate::lab::{self, DEFAULT_LAB, LabName, LabStatus, UpOutcome};
+use crate::table::Table;
 
-pub fn run(_ctx: &Context, cmd: LabCommand) -> Result<()> {
+pub fn run(ctx: &Context, cmd: LabCommand) -> Result<()> {
+    let name = LabName::new(ctx.lab.as_deref().unwrap_or(DEFAULT_LAB))?;
     match cmd {
-        LabCommand::Up => Err(crate::not_yet("lab up")),
-        LabCommand::Down => Err(crate::not_yet("lab down")),
-        LabCommand::Status => Err(crate::not_yet("lab status")),
-        LabCommand::Exec { .. } => Err(crate::not_yet("lab exec")),
+        LabCommand::Up => up(ctx, &name),
+        LabCommand::Down => down(ctx, &name),
+        LabCommand::Status => status(ctx, &name),
+        LabCommand::Exec { command } => Err(lab::exec(&name, &command).into()),
     }
+}
+
+fn up(ctx: &Context, name: &LabName) -> Result<()> {
+    let report = lab::up(name, &ctx.config.pools)?;
+    for w in &report.warnings {
+        eprintln!("vnode: warning: {w}");
+    }
+    let (outcome, cleaned) = match &report.outcome {
+        UpOutcome::AlreadyUp => ("already-up", None),
+        UpOutcome::Started { cleaned } => ("started", cleaned.as_deref()),
+    };
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "lab": name,
+            "outcome": outcome,
+            "cleaned_stale": cleaned,
+            "seconds": report.elapsed.as_secs_f64(),
+            "state": report.state,
+        }));
+        return Ok(());
+    }
+    if let Some(stale) = cleaned {
+        println!("lab {name}: removed stale state first ({stale})");
+    }
+    match report.outcome {
+        UpOutcome::AlreadyUp => println!("lab {name} is already up"),
+        UpOutcome::Started { .. } => {
+            println!("lab {name} is up ({:.1} s)", report.elapsed.as_secs_f64())
+        }
+    }
+    for net in &report.state.public {
+        println!(
+            "  pool {}: {} on {}, lab at {}, domain {}",
+            net.pool,
+            net.subnet,
+            net.bridge,
+            net.host,
+            net.domain.as_deref().unwrap_or("-")
+        );
+    }
+    println!(
+        "  use it: vnode {flag} <command>, vnode {flag} lab exec -- <command>; stop it: vnode {flag} lab down",
+        flag = name.flag()
+    );
+    Ok(())
+}
+
+fn down(ctx: &Context, name: &LabName) -> Result<()> {
+    let report = lab::down(name)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "lab": name,
+            "was_up": report.was_up,
+            "done": report.done,
+            "seconds": report.elapsed.as_secs_f64(),
+        }));
+    } else if !report.was_up {
+        println!("lab {name} is not up; nothing to do");
+    } else {
+        for d in &report.done {
+            println!("  {d}");
+        }
+        println!("lab {name} is down ({:.1} s)", report.elapsed.as_secs_f64());
+    }
+    Ok(())
+}
+
+fn status(ctx: &Context, name: &LabName) -> Result<()> {
+    let st = lab::status(name)?;
+    if ctx.json {
+        ctx.print_json(&st);
+    } else {
+        print!("{}", render(&st));
+    }
+    Ok(())
+}
+
+fn render(st: &LabStatus) -> String {
+    let mut out = if st.up {
+        format!("lab {}: up ({}, netns {})\n", st.name, st.dir, st.netns)
+    } else if st.processes.is_empty() && st.problems.is_empty() {
+        return format!("lab {}: not up\n", st.name);
+    } else {
+        format!(
+            "lab {}: NOT healthy ({}, netns {})\n",
+            st.name, st.dir, st.netns
+        )
+    };
+    for p in &st.problems {
+        out.push_str(&format!("  problem: {p}\n"));
+    }
+    let mut t = Table::new(["PROCESS", "PID", "STATE"]);
+    for p in &st.processes {
+        t.row([
+            p.role.to_string(),
+            p.pid.to_string(),
+            if p.alive { "running" } else { "gone" }.into(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&t.render());
+    let mut t = Table::new(["POOL", "BRIDGE", "SUBNET", "LAB ADDRESS", "DOMAIN"]);
+    for n in &st.public {
+        t.row([
+            n.pool.clone(),
+            n.bridge.clone(),
+            n.subnet.to_string(),
+            n.host.to_string(),
+            n.domain.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&t.render());
+    if !st.interfaces.is_empty() {
+        let mut t = Table::new(["INTERFACE", "STATE", "ADDRESSES"]);
+        for i in &st.interfaces {
+            t.row([i.name.clone(), i.state.clone(), i.addresses.join(" ")]);
+        }
+        out.push('\n');
+        out.push_str(&t.render());
+    }
+    if !st.networks.is_empty() {
+        let mut t = Table::new(["NETWORK", "STATE"]);
+        for n in &st.networks {
+            t.row([
+                n.name.clone(),
+                if n.active { "active" } else { "inactive" }.into(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&t.render());
+    }
+    out.push('\n');
+    if st.domains.is_empty() {
+        out.push_str("no domains\n");
+    } else {
+        let mut t = Table::new(["DOMAIN", "STATE"]);
+        for d in &st.domains {
+            t.row([d.name.clone(), d.state.clone()]);
+        }
+        out.push_str(&t.render());
+    }
+    out
 }

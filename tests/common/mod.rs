@@ -4,4 +4,5 @@
 pub mod cli;
 pub mod consumers;
 pub mod e2e;
+pub mod lab;
 pub mod netns;

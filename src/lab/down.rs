@@ -1,0 +1,190 @@
+//! `vnode lab down`, and the teardown `up` uses for stale state and for its own failures:
+//! domains and networks through libvirt, then every recorded process by PID, then whatever
+//! still runs in the lab's network namespace, then the namespace and the lab directory.
+//! Works from any state: dead PIDs are skipped, a missing namespace is fine.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::namespace::Namespaces;
+use super::paths::LabDir;
+use super::process::{self, Proc};
+use super::state::{LabLock, LabState};
+use super::{LabError, LabName, netns_path, require_root, tool};
+
+pub struct DownReport {
+    /// Something of the lab existed.
+    pub was_up: bool,
+    /// What was stopped or removed, for the user.
+    pub done: Vec<String>,
+    pub elapsed: Duration,
+}
+
+pub fn down(name: &LabName) -> Result<DownReport, LabError> {
+    require_root()?;
+    let t0 = Instant::now();
+    let dir = LabDir::of(name);
+    let _lock = LabLock::acquire(name, &dir)?;
+    let state = LabState::load(name, &dir)?;
+    let was_up = state.is_some() || netns_path(name).exists() || dir.root().exists();
+    let done = if was_up {
+        teardown(name, &dir, state.as_ref())?
+    } else {
+        Vec::new()
+    };
+    // Removed while locked; a waiting command notices and locks the new file (see LabLock).
+    let _ = fs::remove_file(dir.lock());
+    Ok(DownReport {
+        was_up,
+        done,
+        elapsed: t0.elapsed(),
+    })
+}
+
+pub(super) fn teardown(
+    name: &LabName,
+    dir: &LabDir,
+    state: Option<&LabState>,
+) -> Result<Vec<String>, LabError> {
+    let fail = |stage: &str, message: String| LabError::Failed {
+        lab: name.clone(),
+        stage: stage.into(),
+        message,
+    };
+    let alive = |p: Option<Proc>| p.filter(Proc::is_alive);
+    let holder = alive(state.and_then(|s| s.holder));
+    // The namespace is known to be this lab's through the live holder or the `ip netns` name,
+    // never through a recorded inode number alone, which a later namespace may reuse.
+    let netns = netns_path(name);
+    let inode = match holder {
+        Some(h) => process::netns_inode(&h),
+        None => fs::metadata(&netns).ok().map(|m| m.ino()),
+    };
+    // From inside the lab (`lab exec -- vnode lab down`) this process would stop itself.
+    let me = Proc::of(std::process::id() as i32).and_then(|me| process::netns_inode(&me));
+    if inode.is_some() && inode == me {
+        return Err(fail(
+            "down",
+            "this command runs inside the lab; run it outside (not through `lab exec`)".into(),
+        ));
+    }
+    let mut done = Vec::new();
+    let libvirtd = alive(state.and_then(|s| s.libvirtd));
+    if let (Some(h), Some(_)) = (holder, libvirtd)
+        && let Ok(ns) = Namespaces::of(&h, &dir.xdg_cache())
+    {
+        done.extend(remove_domains(&ns));
+    }
+    let daemons = state.map_or(Vec::new(), |s| {
+        vec![
+            ("dnsmasq", s.dnsmasq),
+            ("libvirtd", s.libvirtd),
+            ("virtlogd", s.virtlogd),
+        ]
+    });
+    for (role, p) in daemons {
+        if let Some(p) = alive(p) {
+            p.stop(Duration::from_secs(15))
+                .map_err(|e| fail(&format!("stop {role}"), e.to_string()))?;
+            done.push(format!("stopped {role} (pid {})", p.pid));
+        }
+    }
+    if let Some(inode) = inode {
+        done.extend(stop_the_rest(inode, holder).map_err(|m| fail("stop the lab's processes", m))?);
+    }
+    if let Some(h) = holder {
+        h.stop(Duration::from_secs(5))
+            .map_err(|e| fail("stop the namespace holder", e.to_string()))?;
+        done.push(format!("stopped the namespace holder (pid {})", h.pid));
+    }
+    if netns.exists() {
+        let mut del = Command::new("ip");
+        del.args(["netns", "del", &name.netns()]);
+        tool::output(&mut del, Duration::from_secs(10))
+            .map_err(|m| fail("delete the network namespace", m))?;
+        done.push(format!("deleted network namespace {}", name.netns()));
+    }
+    if let Some(left) = inode.map(process::in_netns).filter(|l| !l.is_empty()) {
+        let pids: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
+        return Err(fail(
+            "stop the lab's processes",
+            format!("still running in the lab: pids {}", pids.join(", ")),
+        ));
+    }
+    remove_dir(dir).map_err(|m| fail("remove the lab directory", m))?;
+    Ok(done)
+}
+
+/// Stops what else runs in the lab's network namespace, except the holder: qemu after a libvirtd
+/// crash, libvirt's dnsmasq, daemons started by hand, shells of `lab exec`.
+fn stop_the_rest(netns_inode: u64, holder: Option<Proc>) -> Result<Vec<String>, String> {
+    let mut done = Vec::new();
+    for p in process::in_netns(netns_inode) {
+        if Some(p) == holder {
+            continue;
+        }
+        // Gone meanwhile (a helper ends with its parent): nothing to stop.
+        let Some(comm) = p.comm() else { continue };
+        p.stop(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        done.push(format!("stopped {comm} (pid {}) left in the lab", p.pid));
+    }
+    Ok(done)
+}
+
+/// Destroys and undefines every domain, then stops every network, through the lab's libvirtd.
+/// Best effort: whatever fails here is stopped by PID afterwards.
+fn remove_domains(ns: &Namespaces) -> Vec<String> {
+    let virsh = |args: &[&str]| {
+        let mut cmd = ns.command("virsh");
+        cmd.args(["-c", "qemu:///system", "-q"]).args(args);
+        tool::output(&mut cmd, Duration::from_secs(30))
+    };
+    let names = |out: String| -> Vec<String> {
+        out.lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let mut done = Vec::new();
+    for domain in virsh(&["list", "--all", "--name"])
+        .map(names)
+        .unwrap_or_default()
+    {
+        let _ = virsh(&["destroy", &domain]);
+        if virsh(&["undefine", "--nvram", &domain]).is_ok() {
+            done.push(format!("removed domain {domain}"));
+        }
+    }
+    for net in virsh(&["net-list", "--name"])
+        .map(names)
+        .unwrap_or_default()
+    {
+        if virsh(&["net-destroy", &net]).is_ok() {
+            done.push(format!("stopped network {net}"));
+        }
+    }
+    done
+}
+
+/// Removes the lab directory; refuses when anything is mounted below it (nothing of the lab
+/// is, in this mount namespace), since removing would then reach into that mount.
+fn remove_dir(dir: &LabDir) -> Result<(), String> {
+    let root = dir.root();
+    if !root.exists() {
+        return Ok(());
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    if let Some(m) = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .find(|m| std::path::Path::new(m).starts_with(root))
+    {
+        return Err(format!(
+            "{m} is a mount point below {}; unmount it first",
+            root.display()
+        ));
+    }
+    fs::remove_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))
+}

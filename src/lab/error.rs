@@ -1,0 +1,74 @@
+//! What can go wrong with a lab; every message names the lab, the stage and what to do next.
+
+use std::io;
+
+use super::LabName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(
+        "'{0}' is not a valid lab name: use 1-32 lowercase letters, digits or '-', not starting \
+         or ending with '-'"
+    )]
+    BadName(String),
+    #[error(
+        "the lab needs root (it creates namespaces, mounts, bridges and daemons); run vnode as root"
+    )]
+    NotRoot,
+    #[error("lab {lab} is not up; run `vnode {flag} lab up` first", flag = lab.flag())]
+    NotUp { lab: LabName },
+    #[error(
+        "lab {lab} is broken ({problems}); run `vnode {flag} lab down` and `vnode {flag} lab up`",
+        flag = lab.flag()
+    )]
+    Broken { lab: LabName, problems: String },
+    #[error(
+        "lab {lab}: no room left in 198.18.0.0/15 for a public subnet of pool '{pool}'; give the \
+         pool a public_subnet in the config"
+    )]
+    NoSubnet { lab: LabName, pool: String },
+    #[error("lab {lab}: the pools as the lab serves them are invalid: {message}")]
+    Pools { lab: LabName, message: String },
+    /// A step failed; `message` says what happened and, where known, what the logs say.
+    #[error("lab {lab}: {stage}: {message}")]
+    Failed {
+        lab: LabName,
+        stage: String,
+        message: String,
+    },
+    #[error("lab {lab}: {stage}: {source}")]
+    Io {
+        lab: LabName,
+        stage: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LabError {
+    pub fn io(lab: &LabName, stage: &str, source: io::Error) -> LabError {
+        LabError::Io {
+            lab: lab.clone(),
+            stage: stage.into(),
+            source,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LabError::BadName(_) | LabError::NoSubnet { .. } | LabError::Pools { .. } => {
+                crate::error::EXIT_BAD_INPUT
+            }
+            _ => crate::error::EXIT_FAILED,
+        }
+    }
+}
+
+/// Root is needed for everything a lab does; checked first so the message is about that.
+pub fn require_root() -> Result<(), LabError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(LabError::NotRoot);
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Where a lab keeps its files. Everything a lab writes is below its directory, so `lab down`
+//! removes it all with the directory (the image cache lives elsewhere and is kept).
+//!
+//! ```text
+//! /var/lib/vnode/lab/NAME.lock     serializes up/down/status of one lab
+//! /var/lib/vnode/lab/NAME/
+//!   state.json                     what `up` started (see state.rs)
+//!   holder.log                     the namespace holder's output
+//!   libvirt/{etc,lib,run,log,cache}  bind-mounted over libvirt's directories inside the lab
+//!   public/                        the site DHCP/DNS: dnsmasq.conf, plan.conf, pid, leases, log
+//!   xdg-cache/                     XDG_CACHE_HOME of everything run in the lab (virt-install's log)
+//!   kvm                            /dev/kvm as the lab sees it (root:kvm 0660)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use super::LabName;
+
+pub const LAB_ROOT: &str = "/var/lib/vnode/lab";
+
+/// libvirt's probe of each qemu binary (~6 s each under TCG on a small host), kept across labs
+/// like the image cache: libvirt re-probes by itself when qemu or libvirt have changed.
+pub const QEMU_CAPS_CACHE: &str = "/var/cache/vnode/lab/qemu-capabilities";
+
+/// Where libvirt keeps that probe, below the lab's copy of /var/cache/libvirt.
+pub const QEMU_CAPS_SUB: &str = "qemu/capabilities";
+
+/// libvirt's directories and the lab's copy that replaces each inside the lab's mount namespace.
+/// The holder bind-mounts them; `seed` is copied into a fresh lab (config, default network).
+pub struct LibvirtDir {
+    pub target: &'static str,
+    pub sub: &'static str,
+    pub seed: bool,
+}
+
+pub const LIBVIRT_DIRS: [LibvirtDir; 5] = [
+    LibvirtDir {
+        target: "/etc/libvirt",
+        sub: "etc",
+        seed: true,
+    },
+    LibvirtDir {
+        target: "/var/lib/libvirt",
+        sub: "lib",
+        seed: true,
+    },
+    LibvirtDir {
+        target: "/run/libvirt",
+        sub: "run",
+        seed: false,
+    },
+    LibvirtDir {
+        target: "/var/log/libvirt",
+        sub: "log",
+        seed: false,
+    },
+    LibvirtDir {
+        target: "/var/cache/libvirt",
+        sub: "cache",
+        seed: false,
+    },
+];
+
+#[derive(Clone, Debug)]
+pub struct LabDir {
+    root: PathBuf,
+}
+
+impl LabDir {
+    pub fn of(name: &LabName) -> LabDir {
+        LabDir {
+            root: Path::new(LAB_ROOT).join(name.as_str()),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn lock(&self) -> PathBuf {
+        self.root.with_extension("lock")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    pub fn holder_log(&self) -> PathBuf {
+        self.root.join("holder.log")
+    }
+
+    /// The lab's copy of one of libvirt's directories (`sub` of [`LIBVIRT_DIRS`]).
+    pub fn libvirt(&self, sub: &str) -> PathBuf {
+        self.root.join("libvirt").join(sub)
+    }
+
+    /// A file in libvirt's /run/libvirt as seen from outside the lab.
+    pub fn libvirt_run(&self, file: &str) -> PathBuf {
+        self.libvirt("run").join(file)
+    }
+
+    /// A file in libvirt's /var/log/libvirt as seen from outside the lab.
+    pub fn libvirt_log(&self, file: &str) -> PathBuf {
+        self.libvirt("log").join(file)
+    }
+
+    pub fn public(&self, file: &str) -> PathBuf {
+        self.root.join("public").join(file)
+    }
+
+    /// The lab's /dev/kvm (see `up`).
+    pub fn kvm(&self) -> PathBuf {
+        self.root.join("kvm")
+    }
+
+    pub fn xdg_cache(&self) -> PathBuf {
+        self.root.join("xdg-cache")
+    }
+}
