@@ -50,9 +50,16 @@ impl ClientKey {
             let pem = key
                 .to_openssh(russh::keys::ssh_key::LineEnding::LF)
                 .map_err(|e| err(e.to_string()))?;
-            write_private(&path, pem.as_bytes())
-                .map_err(|e| err(format!("cannot write it: {e}")))?;
-            key
+            // Several processes (or threads) may create the key at once: the first to link its
+            // file in wins, the others use that one.
+            match write_private_new(&path, pem.as_bytes()) {
+                Ok(()) => key,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    russh::keys::load_secret_key(&path, None)
+                        .map_err(|e| err(format!("cannot load it: {e}")))?
+                }
+                Err(e) => return Err(err(format!("cannot write it: {e}"))),
+            }
         };
         let public_openssh = key
             .public_key()
@@ -68,20 +75,17 @@ impl ClientKey {
     }
 }
 
-/// Writes a file readable by its owner only, atomically.
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Writes a new file readable by its owner only; fails with AlreadyExists if `path` exists.
+/// The content is complete before the name appears (temp file + hard link).
+fn write_private_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".client-key")
+        .tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map(|_| ()).map_err(|e| e.error)
 }
 
 struct Pinned {

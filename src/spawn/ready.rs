@@ -125,10 +125,10 @@ pub const FACTS_COMMAND: &str = "cloud-init status --wait >/dev/null 2>&1; \
     echo '== cloud-init'; cloud-init status 2>&1; \
     echo '== os-release'; cat /etc/os-release; \
     echo '== hostname'; hostname; \
-    echo '== ip'; ip -j -4 addr show";
+    echo '== ip'; ip -j addr show";
 
 /// Just the addresses (to wait for a NIC whose DHCP answer comes later).
-pub const ADDRESSES_COMMAND: &str = "echo '== ip'; ip -j -4 addr show";
+pub const ADDRESSES_COMMAND: &str = "echo '== ip'; ip -j addr show";
 
 pub fn parse_facts(output: &str) -> Facts {
     let mut sections: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -158,7 +158,7 @@ pub fn parse_facts(output: &str) -> Facts {
     }
 }
 
-/// `ip -j -4 addr show` → (MAC, address) pairs.
+/// `ip -j addr show` → (MAC, address) pairs.
 fn parse_ip_json(text: &str) -> Vec<(Mac, Ipv4Addr)> {
     #[derive(serde::Deserialize)]
     struct Link {
