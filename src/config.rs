@@ -359,6 +359,13 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_resources_table_keeps_the_other_defaults() {
+        let c = Config::parse(Path::new("c.toml"), "[resources]\nmemory_mib = 512\n").unwrap();
+        let r = c.pools.default_pool().resources;
+        assert_eq!((r.memory_mib, r.vcpus, r.disk_gib), (512, 1, 10));
+    }
+
+    #[test]
     fn one_key_is_enough() {
         let c = Config::parse(Path::new("c.toml"), "virt_type = \"qemu\"\n").unwrap();
         assert_eq!(c.virt_type, VirtType::Qemu);

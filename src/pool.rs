@@ -11,7 +11,7 @@ use crate::mac::{MAX_MAC_ID, MAX_NUMBER, Mac, Nic};
 
 /// What a node gets from the hypervisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Resources {
     pub memory_mib: u32,
     pub vcpus: u32,

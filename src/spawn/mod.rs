@@ -365,6 +365,19 @@ async fn bring_up_inner(
             facts.hostname
         ));
     }
+    let record = record::ReadyRecord {
+        name: name.clone(),
+        image: request.image.name.clone(),
+        private_ip: r.private_ip,
+        public_ip: r.public_ip,
+        os: r.os.clone(),
+        ready_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    record
+        .save(&shared.config.state_dir)
+        .map_err(|e| format!("cannot record the node's addresses: {e}"))?;
     Ok(Outcome::Ready)
 }
 
