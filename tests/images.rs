@@ -282,6 +282,33 @@ fn a_clean_pull_verifies_and_records_the_image() {
 }
 
 #[test]
+fn a_cache_the_qemu_user_cannot_reach_is_reported() {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let Some(user) = ["libvirt-qemu", "qemu"]
+        .into_iter()
+        .find(|u| passwd.lines().any(|l| l.starts_with(&format!("{u}:"))))
+    else {
+        return; // No libvirt system instance here: nothing to check against.
+    };
+    let mut t = Images::new();
+    let alpha = t.qcow2(1);
+    t.add(img("alpha", &alpha));
+    // As a home directory often is.
+    fs::set_permissions(t.dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    t.run(&["images", "pull", "alpha"])
+        .success()
+        .stderr(contains(format!(
+            "warning: the qemu user {user} cannot enter {} (mode 0700)",
+            t.dir.path().display()
+        )));
+    fs::set_permissions(t.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    t.run(&["images", "pull", "--force", "alpha"])
+        .success()
+        .stderr(contains("warning").not());
+    assert_eq!(t.cache_files(), ["alpha.meta.json", "alpha.qcow2"]);
+}
+
+#[test]
 fn a_cut_download_keeps_its_part_and_resumes_with_a_range_request() {
     let mut t = Images::new();
     let alpha = t.qcow2(4);

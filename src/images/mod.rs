@@ -8,6 +8,7 @@ mod access;
 mod cache;
 mod checksum_file;
 mod digest;
+mod disk_writer;
 mod error;
 mod import;
 mod meta;

@@ -32,10 +32,13 @@ impl Progress {
         }
     }
 
+    /// Plain `NAME: what happens` lines on stderr, whatever stderr is.
     pub fn lines() -> Progress {
         Progress { mode: Mode::Lines }
     }
 
+    /// Nothing at all, warnings included: for callers that report on their own (they can ask
+    /// [`super::Cache::check_qemu_access`] themselves).
     pub fn hidden() -> Progress {
         Progress { mode: Mode::Hidden }
     }

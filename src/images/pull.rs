@@ -590,4 +590,13 @@ mod tests {
             Decision::Restart(_)
         ));
     }
+
+    /// The spawn pipeline may run a pull on a multi-threaded runtime (`tokio::spawn`).
+    #[test]
+    fn the_pull_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let cache = Cache::open(Path::new("/nonexistent")).unwrap();
+        let progress = Progress::hidden();
+        assert_send(&pull(&cache, &[], false, &progress));
+    }
 }

@@ -4,27 +4,21 @@
 //! after another on one core they reach about half the throughput of `curl | openssl dgst`,
 //! which runs two of them in parallel. Here the hash runs on one core while receiving and
 //! writing share another. Chunks are reference-counted `Bytes`, so giving one to both threads
-//! copies nothing.
+//! copies nothing. How the writer writes is [`super::disk_writer`]'s business.
 
 use std::fs::File;
-use std::io::{self, Seek, Write};
-use std::os::fd::AsRawFd;
+use std::io;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::digest::Hasher;
+use super::disk_writer::DiskWriter;
 
 /// Chunks in flight per thread. hyper yields chunks of up to a few hundred KiB, so this bounds
 /// the memory a download holds to some MiB while absorbing short stalls of either thread.
 const QUEUE: usize = 64;
-
-/// Bytes after which the writer asks the kernel to start writing them to disk. Without this,
-/// a 1 GiB image stays dirty in the page cache (below the background writeback threshold) and
-/// the final fsync writes all of it while the user waits; with it, the disk works while the
-/// download runs and the fsync finds little left to do.
-const WRITE_BEHIND: u64 = 32 << 20;
 
 pub struct Sink {
     hash_tx: mpsc::Sender<Bytes>,
@@ -51,21 +45,13 @@ impl Sink {
         let writer = std::thread::Builder::new()
             .name("vnode-write".into())
             .spawn(move || {
-                let mut file = file;
-                let mut flushed = file.stream_position()?;
-                let mut pending = 0u64;
+                let mut out = DiskWriter::new(file)?;
                 while let Some(chunk) = write_rx.blocking_recv() {
                     // On an error the receiver is dropped, so the next push fails and the
                     // caller learns the error from finish().
-                    file.write_all(&chunk)?;
-                    pending += chunk.len() as u64;
-                    if pending >= WRITE_BEHIND {
-                        start_writeback(&file, flushed, pending);
-                        flushed += pending;
-                        pending = 0;
-                    }
+                    out.write(&chunk)?;
                 }
-                Ok(file)
+                out.finish()
             })
             .expect("spawn the writing thread");
         Sink {
@@ -108,24 +94,11 @@ impl Sink {
     }
 }
 
-/// Starts (does not wait for) writeback of a range of `file`. Only a hint: durability comes
-/// from the fsync in `finish`, so a failure here changes nothing.
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    // SAFETY: sync_file_range reads no memory of ours; the descriptor is open for the call.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::catalog::DigestAlgo;
+    use std::io::Seek;
 
     #[test]
     fn writes_and_hashes_the_same_bytes() {
@@ -150,7 +123,7 @@ mod tests {
     }
 
     #[test]
-    fn resumes_at_the_file_position_across_write_behind_windows() {
+    fn goes_on_from_the_file_position() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
         std::fs::write(&path, b"head").unwrap();
@@ -158,7 +131,7 @@ mod tests {
         file.seek(io::SeekFrom::End(0)).unwrap();
         let sink = Sink::start(Hasher::new(DigestAlgo::Sha256), file);
         let chunk = Bytes::from(vec![7u8; 1 << 20]);
-        let chunks = (WRITE_BEHIND >> 20) as usize + 3;
+        let chunks = 9;
         for _ in 0..chunks {
             assert!(sink.push_blocking(chunk.clone()));
         }
