@@ -67,6 +67,8 @@ pub struct SpawnOptions {
     pub timeout: Duration,
     pub wait_on: WaitOn,
     pub force: bool,
+    /// Pull missing catalog images first (spawn never downloads otherwise).
+    pub pull: bool,
     /// Print the virt type decision and per-node progress on stderr.
     pub verbose: bool,
 }
@@ -78,6 +80,7 @@ impl SpawnOptions {
             timeout: Duration::from_secs(args.timeout),
             wait_on: args.wait_on,
             force: args.force,
+            pull: args.pull,
             verbose: !ctx.json,
         }
     }
@@ -105,6 +108,9 @@ pub fn spawn_nodes(
     requests: Vec<NodeRequest>,
 ) -> Result<Vec<NodeReport>> {
     // Offline-first: every image must be cached before libvirt is touched.
+    if options.pull {
+        preflight::pull_missing(ctx, &requests)?;
+    }
     let images = preflight::base_images(ctx, &requests)?;
     let accel = accel::resolve(options.virt_type);
     if options.verbose {

@@ -22,6 +22,8 @@ pub fn base_images(
     let mut out = Vec::new();
     for r in requests {
         let cached = cache.require(&r.image)?;
+        // qemu runs as its own user: the base image must be readable by it, or the boot fails late.
+        cache.check_qemu_access(Some(&cached))?;
         let catalog_name = match &r.image.kind {
             ImageKind::Derived { base, .. } => base.as_str(),
             _ => r.image.name.as_str(),
@@ -47,6 +49,34 @@ pub fn base_images(
         });
     }
     Ok(out)
+}
+
+/// `spawn --pull`: downloads the catalog images of `requests` that are not cached yet.
+pub fn pull_missing(ctx: &Context, requests: &[NodeRequest]) -> Result<(), crate::error::Error> {
+    let cache = Cache::open(&ctx.config.cache_dir)?;
+    let mut missing: Vec<crate::catalog::CatalogEntry> = Vec::new();
+    for r in requests {
+        if r.image.kind == ImageKind::Catalog
+            && cache.find(&r.image.name).is_none()
+            && !missing.iter().any(|e| e.name == r.image.name)
+        {
+            missing.extend(ctx.catalog.get(&r.image.name).cloned());
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::error::Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(crate::images::pull(
+        &cache,
+        &missing,
+        false,
+        &crate::images::Progress::auto(),
+    ))?;
+    Ok(())
 }
 
 /// libvirt answers, every pool network is active, every pool bridge exists. All problems at once.
