@@ -187,15 +187,19 @@ pub fn verdicts(f: &HostFacts) -> Vec<Verdict> {
             "allow it narrowly: iptables -I FORWARD -m physdev --physdev-is-bridged -j ACCEPT (do not disable bridge netfilter globally)",
         ),
     });
-    out.push(if f.ssh_keys.is_empty() {
-        v(
+    out.push(match &f.ssh_keys {
+        Result::Ok(n) => v(
+            "ssh key",
+            Ok,
+            format!("{n} public key(s) to authorize for root"),
+            "",
+        ),
+        Err(e) => v(
             "ssh key",
             Fail,
-            "no public key to authorize in nodes",
+            e.clone(),
             "ssh-keygen -t ed25519, or set ssh_keys in the config",
-        )
-    } else {
-        v("ssh key", Ok, f.ssh_keys.join(", "), "")
+        ),
     });
     out
 }
@@ -237,7 +241,7 @@ mod tests {
                 free_bytes: None,
             },
             bridge_nf_call_iptables: None,
-            ssh_keys: vec!["/root/.ssh/id_ed25519.pub".into()],
+            ssh_keys: Ok(1),
         }
     }
 
@@ -285,7 +289,7 @@ mod tests {
         let mut f = healthy();
         f.bridge_nf_call_iptables = Some(true);
         assert_eq!(level(&f, "bridge netfilter"), Level::Warn);
-        f.ssh_keys.clear();
+        f.ssh_keys = Err("no key".into());
         assert_eq!(level(&f, "ssh key"), Level::Fail);
         f.cache.free_bytes = Some(GIB);
         assert_eq!(level(&f, "disk space"), Level::Warn);

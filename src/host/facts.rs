@@ -52,8 +52,8 @@ pub struct HostFacts {
     pub state: PathFacts,
     /// /proc/sys/net/bridge/bridge-nf-call-iptables: None when br_netfilter is not loaded.
     pub bridge_nf_call_iptables: Option<bool>,
-    /// The public keys that would be authorized in nodes (paths or "config").
-    pub ssh_keys: Vec<String>,
+    /// How many public keys nodes would authorize for root, or why there are none.
+    pub ssh_keys: Result<usize, String>,
 }
 
 fn tool_version(program: &str, args: &[&str]) -> Option<String> {
@@ -165,32 +165,6 @@ fn bridge_facts(name: &str) -> BridgeFacts {
     }
 }
 
-/// The public keys nodes would get: the config's, else the invoking user's ~/.ssh/id_*.pub.
-fn ssh_keys(config: &Config) -> Vec<String> {
-    if !config.ssh_keys.is_empty() {
-        return config.ssh_keys.clone();
-    }
-    let Some(home) = std::env::var_os("HOME") else {
-        return Vec::new();
-    };
-    let dir = PathBuf::from(home).join(".ssh");
-    let mut keys: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("id_") && n.ends_with(".pub"))
-                })
-                .map(|p| p.display().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    keys.sort();
-    keys
-}
-
 /// Gathers the facts. Blocking: runs virsh, virt-install and the KVM probe.
 pub fn gather(config: &Config) -> HostFacts {
     let qemu = qemu_user();
@@ -262,6 +236,8 @@ pub fn gather(config: &Config) -> HostFacts {
         )
         .ok()
         .map(|s| s.trim() == "1"),
-        ssh_keys: ssh_keys(config),
+        ssh_keys: crate::node::ssh_keys::resolve(&config.ssh_keys)
+            .map(|k| k.len())
+            .map_err(|e| e.to_string()),
     }
 }
