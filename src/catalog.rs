@@ -215,15 +215,15 @@ impl Catalog {
                     ));
                 }
             };
-            if let Checksum::Inline { algo, digest } = &checksum {
-                if digest.len() != algo.hex_len() || !digest.bytes().all(|b| b.is_ascii_hexdigit())
-                {
-                    return Err(at(
-                        name_span,
-                        &algo.to_string(),
-                        format!("not a {algo} digest ({} hex digits)", algo.hex_len()),
-                    ));
-                }
+            if let Checksum::Inline { algo, digest } = &checksum
+                && (digest.len() != algo.hex_len()
+                    || !digest.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(at(
+                    name_span,
+                    &algo.to_string(),
+                    format!("not a {algo} digest ({} hex digits)", algo.hex_len()),
+                ));
             }
             if !e.url.starts_with("http://") && !e.url.starts_with("https://") {
                 return Err(at(

@@ -311,7 +311,8 @@ fn with_implicit_spawn(mut args: Vec<OsString>) -> Vec<OsString> {
     let is_subcommand = first_positional
         .as_deref()
         .is_some_and(|p| subcommands.contains(&p));
-    if !is_subcommand && !(first_positional.is_none() && asks_for_help) && !args.is_empty() {
+    let help_only = first_positional.is_none() && asks_for_help;
+    if !is_subcommand && !help_only && !args.is_empty() {
         args.insert(1, "spawn".into());
     }
     args

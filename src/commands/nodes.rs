@@ -66,7 +66,7 @@ pub fn list(ctx: &Context) -> Result<()> {
     let mut nodes = Vec::new();
     for name in names {
         let (pool, node) =
-            crate::spec::resolve_names(&[name.clone()], &ctx.config.pools)?.remove(0);
+            crate::spec::resolve_names(std::slice::from_ref(&name), &ctx.config.pools)?.remove(0);
         let state = block_on(virsh.domain_state(&name))?
             .map_err(Error::from)?
             .unwrap_or_else(|| "no domain".into());

@@ -33,10 +33,10 @@ impl Leases {
     /// The network's leases, at most one poll interval old.
     pub async fn current(&self, net: &str) -> Result<Vec<Lease>, crate::libvirt::LibvirtError> {
         let mut cache = self.cache.lock().await;
-        if let Some((at, leases)) = cache.get(net) {
-            if at.elapsed() < POLL {
-                return Ok(leases.clone());
-            }
+        if let Some((at, leases)) = cache.get(net)
+            && at.elapsed() < POLL
+        {
+            return Ok(leases.clone());
         }
         let leases = self.virsh.leases(net).await?;
         cache.insert(net.to_string(), (Instant::now(), leases.clone()));
