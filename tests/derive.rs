@@ -35,7 +35,7 @@ fn assert_no_nodes(lab: &Lab, site: &Site) {
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("vnode") || n.starts_with('.'))
+        .filter(|n| n.starts_with("vnode") || n.starts_with(".vnode"))
         .collect();
     assert!(left.is_empty(), "node files left: {left:?}");
 }
