@@ -155,16 +155,35 @@ fn derive_an_image_then_spawn_fresh_nodes_from_it() {
         "{report:#}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut ids = Vec::new();
+    let (mut ids, mut keys) = (Vec::new(), Vec::new());
     for name in ["vnode03", "vnode04"] {
         assert_eq!(ssh(&lab, name, &["cat", "/etc/vnode-marker"]), "hi");
         // `vnode ssh` checks the pinned host key (StrictHostKeyChecking=yes).
         assert_eq!(ssh(&lab, name, &["hostname"]), name);
+        // The host key the guest presents is the one vnode generated for this node.
+        let pinned =
+            std::fs::read_to_string(site.nodes().join(name).join("ssh_host_ed25519_key.pub"))
+                .unwrap();
+        let served = ssh(&lab, name, &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]);
+        let body = |k: &str| k.split_whitespace().nth(1).unwrap().to_string();
+        assert_eq!(body(&served), body(&pinned), "{name}");
+        keys.push(body(&pinned));
+        // The image carried no authorized key of the temporary node: each key is there once.
+        let authorized = ssh(&lab, name, &["cat", "/root/.ssh/authorized_keys"]);
+        let mut lines: Vec<_> = authorized
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let count = lines.len();
+        lines.sort();
+        lines.dedup();
+        assert_eq!(lines.len(), count, "{name}: duplicated keys:\n{authorized}");
         let id = ssh(&lab, name, &["cat", "/etc/machine-id"]);
         assert_eq!(id.len(), 32, "{name}: machine-id {id:?}");
         ids.push(id);
     }
     assert_ne!(ids[0], ids[1], "the nodes share a machine-id");
+    assert_ne!(keys[0], keys[1], "the nodes share a host key");
     lab.vnode_ok(["destroy", "3", "4"]);
     assert_no_nodes(&lab, &site);
     eprintln!("all done at {:?}", t0.elapsed());
