@@ -195,6 +195,9 @@ pub enum ImagesCommand {
         /// A script to run as root in the node.
         #[arg(long)]
         script: Option<PathBuf>,
+        /// Seconds to wait for the temporary node to be ready.
+        #[arg(long, default_value_t = 300, value_name = "SECS")]
+        timeout: u64,
         #[arg(last = true)]
         command: Vec<String>,
     },

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod derive;
 pub mod error;
 pub mod host;
 pub mod images;

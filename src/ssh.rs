@@ -199,6 +199,35 @@ impl Session {
         })
     }
 
+    /// Runs `command` with `stdin` as its standard input, handing its output (stdout and stderr)
+    /// to `output` as it arrives. Returns the exit status; `None` when the command died of a
+    /// signal or the channel closed without a status.
+    pub async fn exec_streaming(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        mut output: impl FnMut(&[u8]),
+    ) -> Result<Option<u32>, SshError> {
+        let err = |e: russh::Error| SshError::Session {
+            addr: self.addr.clone(),
+            message: e.to_string(),
+        };
+        let mut channel = self.handle.channel_open_session().await.map_err(err)?;
+        channel.exec(true, command).await.map_err(err)?;
+        channel.data(stdin).await.map_err(err)?;
+        channel.eof().await.map_err(err)?;
+        let mut status = None;
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => output(&data),
+                ChannelMsg::ExtendedData { data, .. } => output(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                _ => {}
+            }
+        }
+        Ok(status)
+    }
+
     pub async fn close(self) {
         let _ = self
             .handle

@@ -27,7 +27,24 @@ pub fn run(ctx: &Context, cmd: ImagesCommand) -> Result<()> {
         } => import(ctx, file, name, sha256, osinfo, force),
         ImagesCommand::Rm { names } => rm(ctx, &names),
         ImagesCommand::Verify { names } => verify(ctx, &names),
-        ImagesCommand::Derive { .. } => Err(crate::not_yet("images derive")),
+        ImagesCommand::Derive {
+            base,
+            name,
+            node,
+            script,
+            timeout,
+            command,
+        } => derive(
+            ctx,
+            &crate::derive::DeriveRequest {
+                base,
+                name,
+                node,
+                script,
+                command,
+                timeout,
+            },
+        ),
     }
 }
 
@@ -127,11 +144,11 @@ fn list(ctx: &Context) -> Result<()> {
         return Ok(());
     }
     let mut t = Table::new([
-        "NAME", "VERSION", "SIZE", "DISK", "ADDED", "ORIGIN", "DIGEST", "STATUS",
+        "NAME", "VERSION", "SIZE", "DISK", "ADDED", "ORIGIN", "PARENT", "DIGEST", "STATUS",
     ]);
     for l in &listed {
         let version = || ctx.catalog.get(&l.name).map(|e| e.version.clone());
-        let row: [String; 8] = match &l.state {
+        let row: [String; 9] = match &l.state {
             State::Complete(m) => [
                 l.name.clone(),
                 m.version.clone().or_else(version).unwrap_or("-".into()),
@@ -139,6 +156,7 @@ fn list(ctx: &Context) -> Result<()> {
                 HumanBytes(m.virtual_size).to_string(),
                 m.created.get(..16).unwrap_or(&m.created).replace('T', " "),
                 format!("{:?}", m.origin).to_lowercase(),
+                m.parent.clone().unwrap_or("-".into()),
                 format!("{}:{}", m.algo, m.digest.get(..12).unwrap_or(&m.digest)),
                 "ok".into(),
             ],
@@ -150,12 +168,24 @@ fn list(ctx: &Context) -> Result<()> {
                 "-".into(),
                 "-".into(),
                 "-".into(),
+                "-".into(),
                 status(state).into(),
             ],
         };
         t.row(row);
     }
     print!("{}", t.render());
+    Ok(())
+}
+
+/// `vnode images derive BASE NAME [--node SPEC] [--script FILE] [-- CMD...]`.
+fn derive(ctx: &Context, req: &crate::derive::DeriveRequest) -> Result<()> {
+    let image = crate::derive::derive(ctx, req)?;
+    if ctx.json {
+        ctx.print_json(&image);
+    } else {
+        println!("{}", image.name);
+    }
     Ok(())
 }
 

@@ -175,6 +175,13 @@ pub enum ImageError {
              `vnode images pull NAME` or import it again", names.join(", "))]
     VerifyFailed { names: Vec<String> },
 
+    #[error("cannot flatten {} into image {name}: {reason}", overlay.display())]
+    Flatten {
+        name: String,
+        overlay: PathBuf,
+        reason: String,
+    },
+
     #[error("{}", several(.0))]
     Several(Vec<ImageError>),
 }

@@ -7,6 +7,7 @@
 mod access;
 mod cache;
 mod checksum_file;
+mod derive;
 mod digest;
 mod disk_writer;
 mod error;
@@ -19,6 +20,7 @@ mod validate;
 mod verify;
 
 pub use cache::{Cache, CachedImage, Listed, State, local_names};
+pub use derive::{DerivedImage, commit_flattened};
 pub use error::ImageError;
 pub use import::Import;
 pub use meta::{ImageMeta, Origin};

@@ -1,0 +1,418 @@
+//! `vnode images derive BASE NAME [--node SPEC] [--script FILE] [-- CMD...]`: a new image made by
+//! running commands in a temporary node of BASE.
+//!
+//! The node is spawned like any other (so it is ready, reachable with its pinned host key), the
+//! commands run as root over ssh with `set -e` and live output, and the first failure stops
+//! everything: the node is destroyed and nothing is added to the cache. On success the guest is
+//! cleaned for reuse (cloud-init state, machine-id, ssh host keys, the keys vnode authorized),
+//! powered off through ACPI, and its disk flattened into a standalone qcow2 that enters the cache
+//! as `BASE-NAME` with its parent recorded ([`crate::images::commit_flattened`]). The temporary
+//! node is destroyed in every case.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::catalog::check_name;
+use crate::cli::WaitOn;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::images::{Cache, CachedImage, DerivedImage, commit_flattened};
+use crate::libvirt::virsh::Virsh;
+use crate::node;
+use crate::spawn::record::ReadyRecord;
+use crate::spawn::report::Outcome;
+use crate::spawn::{SpawnOptions, spawn_nodes};
+use crate::spec::NodeRequest;
+use crate::ssh::{ClientKey, Session};
+
+/// How long the guest may take to power off after the ACPI request.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Where the commands are copied in the guest (tmpfs: never part of the image).
+const GUEST_SCRIPT: &str = "/run/vnode-derive.sh";
+/// The authorized keys vnode put in the guest, one key body a line, for the cleanup.
+const GUEST_KEYS: &str = "/run/vnode-derive.keys";
+
+/// What `vnode images derive` was asked.
+#[derive(Clone, Debug)]
+pub struct DeriveRequest {
+    pub base: String,
+    pub name: String,
+    pub node: Option<String>,
+    pub script: Option<PathBuf>,
+    pub command: Vec<String>,
+    /// Seconds the temporary node may take to be ready.
+    pub timeout: u64,
+}
+
+/// Quotes a word for a POSIX shell.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The script to run and how the metadata describes it.
+fn script_of(req: &DeriveRequest) -> Result<(String, String)> {
+    match (&req.script, req.command.is_empty()) {
+        (Some(_), false) => Err(Error::Usage(
+            "give either --script FILE or -- COMMAND..., not both".into(),
+        )),
+        (None, true) => Err(Error::Usage(
+            "nothing to run: give --script FILE or -- COMMAND...".into(),
+        )),
+        (Some(path), true) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Usage(format!("cannot read the script {}: {e}", path.display()))
+            })?;
+            Ok((text.clone(), format!("script {}:\n{text}", path.display())))
+        }
+        (None, false) => {
+            let line: Vec<String> = req.command.iter().map(|w| shell_quote(w)).collect();
+            let line = line.join(" ");
+            Ok((format!("{line}\n"), line))
+        }
+    }
+}
+
+/// The shell command that runs the uploaded script: through its own interpreter when it has a
+/// `#!` line, else with `sh -e` (stop at the first failure).
+fn run_command(script: &str) -> String {
+    if script.starts_with("#!") {
+        format!("chmod 700 {GUEST_SCRIPT} && exec {GUEST_SCRIPT} </dev/null")
+    } else {
+        format!("exec sh -e {GUEST_SCRIPT} </dev/null")
+    }
+}
+
+/// Makes the guest reusable as a base image: the next boot is a first boot for cloud-init, with a
+/// new machine-id and the host keys of the new node's seed.
+fn cleanup_script() -> String {
+    format!(
+        r#"set -e
+cloud-init clean --logs
+truncate -s 0 /etc/machine-id
+rm -f /var/lib/dbus/machine-id /etc/ssh/ssh_host_*
+for f in /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys; do
+  [ -f "$f" ] || continue
+  grep -v -F -f {GUEST_KEYS} "$f" > "$f.vnode-derive" || true
+  if [ -s "$f.vnode-derive" ]; then cat "$f.vnode-derive" > "$f"; fi
+  rm -f "$f.vnode-derive"
+  [ -s "$f" ] || rm -f "$f"
+done
+rm -f {GUEST_KEYS} {GUEST_SCRIPT}
+sync
+"#
+    )
+}
+
+/// The key bodies vnode authorized in the node (its client key, the config's keys and users').
+fn injected_keys(ctx: &Context, client: &ClientKey) -> Result<String> {
+    let mut keys = node::ssh_keys::resolve(&ctx.config.ssh_keys).map_err(node::NodeError::from)?;
+    for user in &ctx.config.users {
+        keys.extend(node::ssh_keys::resolve_user(&user.ssh_keys).map_err(node::NodeError::from)?);
+    }
+    keys.push(client.public_openssh.clone());
+    let mut out = String::new();
+    for k in keys {
+        if let Some(body) = k.split_whitespace().nth(1) {
+            out.push_str(body);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+/// Runs `vnode images derive`; returns the new image.
+pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
+    let local = ctx.local_images();
+    let base = ctx.catalog.resolve(&req.base, &local)?;
+    let cache = Cache::open(&ctx.config.cache_dir)?;
+    let base_image = cache.require(&base)?;
+    let name = format!("{}-{}", base.name, req.name.to_ascii_lowercase());
+    check_name(&name)
+        .map_err(|reason| Error::Usage(format!("'{name}' cannot name an image: {reason}")))?;
+    if cache.image_path(&name).exists() {
+        return Err(Error::Usage(format!(
+            "image {name} is already in the cache; `vnode images rm {name}` first to make it again"
+        )));
+    }
+    let (script, source) = script_of(req)?;
+    let virsh = Virsh::new(&ctx.config.libvirt_uri);
+    let rt = runtime()?;
+    let request = rt.block_on(temporary_node(ctx, &virsh, req.node.as_deref(), &base))?;
+    let node_name = request.name.to_string();
+    if !ctx.json {
+        eprintln!(
+            "vnode: deriving {name} from {} in temporary node {node_name}",
+            base.name
+        );
+    }
+    let options = SpawnOptions {
+        virt_type: ctx.config.virt_type,
+        timeout: Duration::from_secs(req.timeout),
+        wait_on: WaitOn::default(),
+        force: false,
+        pull: false,
+        verbose: !ctx.json,
+    };
+    let result = spawn_nodes(ctx, &options, vec![request]).and_then(|reports| {
+        let report = reports.into_iter().next().expect("one node, one report");
+        if report.outcome != Outcome::Ready {
+            return Err(Error::Failed(format!(
+                "the temporary node {node_name} did not become ready ({:?}): {}",
+                report.outcome,
+                report.error.unwrap_or_default()
+            )));
+        }
+        rt.block_on(build(ctx, &virsh, &node_name, &script))?;
+        let overlay = node::node_dir(&ctx.config.state_dir, &node_name).join(node::DISK);
+        if !ctx.json {
+            eprintln!("vnode: flattening {} into {name}", overlay.display());
+        }
+        let image = DerivedImage {
+            name: name.clone(),
+            parent: base_image.name.clone(),
+            osinfo: base_image
+                .meta
+                .osinfo
+                .clone()
+                .or_else(|| ctx.catalog.get(&base.name).map(|e| e.osinfo.clone())),
+            source: source.clone(),
+        };
+        Ok(commit_flattened(&cache, &overlay, &image)?)
+    });
+    let removed = rt.block_on(remove_node(ctx, &virsh, &node_name));
+    match (result, removed) {
+        (Ok(image), Ok(())) => Ok(image),
+        (Ok(_), Err(e)) => Err(Error::Failed(format!(
+            "image {name} was made, but the temporary node could not be removed: {e}; `vnode destroy {node_name}`"
+        ))),
+        (Err(e), Ok(())) => Err(Error::Failed(format!(
+            "{e}\nnothing was added to the cache; the temporary node {node_name} is destroyed"
+        ))),
+        (Err(e), Err(r)) => Err(Error::Failed(format!(
+            "{e}\nnothing was added to the cache, and the temporary node could not be removed: {r}; `vnode destroy {node_name}`"
+        ))),
+    }
+}
+
+/// The temporary node: `--node SPEC` (which must not exist), or the lowest free number of the
+/// default pool (no domain, no node directory).
+async fn temporary_node(
+    ctx: &Context,
+    virsh: &Virsh,
+    spec: Option<&str>,
+    base: &crate::catalog::ImageRef,
+) -> Result<NodeRequest> {
+    let domains = virsh.domains().await?;
+    let free = |name: &str| {
+        !domains.iter().any(|d| d == name) && !node::node_dir(&ctx.config.state_dir, name).exists()
+    };
+    let (pool, name) = match spec {
+        Some(spec) => {
+            let mut nodes = crate::spec::resolve_names(&[spec.to_string()], &ctx.config.pools)?;
+            if nodes.len() != 1 {
+                return Err(Error::Usage(format!("--node {spec}: name one node")));
+            }
+            let (pool, name) = nodes.remove(0);
+            if !free(&name.to_string()) {
+                return Err(Error::Usage(format!(
+                    "--node {spec}: {name} exists; destroy it or choose another node"
+                )));
+            }
+            (pool, name)
+        }
+        None => {
+            let pool = ctx.config.pools.default_pool().clone();
+            let name = (pool.first..=pool.last)
+                .map(|n| pool.node(n))
+                .find(|n| free(&n.to_string()))
+                .ok_or_else(|| {
+                    Error::Failed(format!(
+                        "no free node in pool {}; pass --node SPEC",
+                        pool.stem
+                    ))
+                })?;
+            (pool, name)
+        }
+    };
+    Ok(NodeRequest {
+        name,
+        pool,
+        image: base.clone(),
+    })
+}
+
+/// In the ready node: the commands, the cleanup, then a clean power-off.
+async fn build(ctx: &Context, virsh: &Virsh, node_name: &str, script: &str) -> Result<()> {
+    let state = &ctx.config.state_dir;
+    let record = ReadyRecord::load(state, node_name)
+        .and_then(|r| r.address())
+        .ok_or_else(|| Error::Failed(format!("{node_name} has no known address")))?;
+    let host_key_path = node::node_dir(state, node_name).join(node::HOST_KEY_PUB);
+    let host_key = std::fs::read_to_string(&host_key_path)
+        .map_err(|e| Error::Failed(format!("cannot read {}: {e}", host_key_path.display())))?;
+    let client = ClientKey::load_or_create(state).map_err(crate::spawn::SpawnError::from)?;
+    let session = Session::connect(
+        &format!("{record}:22"),
+        host_key.trim(),
+        &client,
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(crate::spawn::SpawnError::from)?;
+    let ssh_err = |e| Error::from(crate::spawn::SpawnError::from(e));
+    let quiet = |_: &[u8]| {};
+    let live = |data: &[u8]| {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(data);
+        let _ = err.flush();
+    };
+    // Upload, then run: the script reads no stdin, so a command in it cannot eat the rest of it.
+    let status = session
+        .exec_streaming(
+            &format!("umask 077 && cat > {GUEST_SCRIPT}"),
+            script.as_bytes(),
+            quiet,
+        )
+        .await
+        .map_err(ssh_err)?;
+    if status != Some(0) {
+        return Err(Error::Failed(format!(
+            "cannot copy the commands to {node_name} (exit status {status:?})"
+        )));
+    }
+    let status = session
+        .exec_streaming(&run_command(script), b"", live)
+        .await
+        .map_err(ssh_err)?;
+    match status {
+        Some(0) => {}
+        Some(n) => {
+            return Err(Error::Failed(format!(
+                "the commands failed in {node_name} with exit status {n}"
+            )));
+        }
+        None => {
+            return Err(Error::Failed(format!(
+                "the commands in {node_name} ended without an exit status (killed by a signal?)"
+            )));
+        }
+    }
+    let keys = injected_keys(ctx, &client)?;
+    let status = session
+        .exec_streaming(&format!("cat > {GUEST_KEYS}"), keys.as_bytes(), quiet)
+        .await
+        .map_err(ssh_err)?;
+    if status == Some(0) {
+        let mut out = Vec::new();
+        let status = session
+            .exec_streaming("exec sh -s", cleanup_script().as_bytes(), |d| {
+                out.extend_from_slice(d)
+            })
+            .await
+            .map_err(ssh_err)?;
+        if status != Some(0) {
+            return Err(Error::Failed(format!(
+                "cleaning {node_name} for reuse failed (exit status {status:?}): {}",
+                String::from_utf8_lossy(&out).trim()
+            )));
+        }
+    } else {
+        return Err(Error::Failed(format!(
+            "cannot copy the key list to {node_name} (exit status {status:?})"
+        )));
+    }
+    session.close().await;
+    shutdown(virsh, node_name).await
+}
+
+/// ACPI power-off, repeated now and then (a guest may miss the first event), until the domain is
+/// off.
+async fn shutdown(virsh: &Virsh, node_name: &str) -> Result<()> {
+    let start = Instant::now();
+    let mut asked = None::<Instant>;
+    loop {
+        match virsh.domain_state(node_name).await? {
+            None => {
+                return Err(Error::Failed(format!(
+                    "the domain {node_name} disappeared while shutting down"
+                )));
+            }
+            Some(s) if s == "shut off" => return Ok(()),
+            Some(_) => {}
+        }
+        if start.elapsed() > SHUTDOWN_TIMEOUT {
+            return Err(Error::Failed(format!(
+                "{node_name} did not power off within {} s of the ACPI shutdown request",
+                SHUTDOWN_TIMEOUT.as_secs()
+            )));
+        }
+        if asked.is_none_or(|t| t.elapsed() > Duration::from_secs(20)) {
+            // A guest that is already on its way down may refuse; the state decides.
+            let _ = virsh.shutdown(node_name).await;
+            asked = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Destroys the temporary node: domain and files.
+async fn remove_node(ctx: &Context, virsh: &Virsh, node_name: &str) -> Result<()> {
+    virsh.destroy(node_name).await?;
+    virsh.undefine(node_name).await?;
+    node::remove_if_present(&ctx.config, node_name)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_for_sh() {
+        assert_eq!(shell_quote("echo"), "echo");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("echo hi > /x"), "'echo hi > /x'");
+    }
+
+    #[test]
+    fn script_comes_from_the_command_or_the_file_never_both() {
+        let mut req = DeriveRequest {
+            base: "b".into(),
+            name: "n".into(),
+            node: None,
+            script: None,
+            command: vec!["sh".into(), "-c".into(), "echo hi > /etc/m".into()],
+            timeout: 1,
+        };
+        let (script, source) = script_of(&req).unwrap();
+        assert_eq!(script, "sh -c 'echo hi > /etc/m'\n");
+        assert_eq!(source, "sh -c 'echo hi > /etc/m'");
+        assert!(run_command(&script).contains("sh -e"));
+        req.script = Some("/nonexistent".into());
+        assert!(matches!(script_of(&req), Err(Error::Usage(_))));
+        req.command.clear();
+        assert!(matches!(script_of(&req), Err(Error::Usage(_))));
+        req.script = None;
+        assert!(matches!(script_of(&req), Err(Error::Usage(_))));
+        assert!(run_command("#!/bin/bash\n").contains("exec /run"));
+    }
+}
