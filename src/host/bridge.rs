@@ -15,6 +15,11 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+/// `ip link add NAME` + these: a bridge without STP or forwarding delay, so ports forward at once
+/// (the lab's bridge and `vnode host bridge create` alike).
+pub const BRIDGE_LINK_OPTIONS: [&str; 6] =
+    ["type", "bridge", "stp_state", "0", "forward_delay", "0"];
+
 /// One command of a plan, as an argument vector.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Step {
@@ -199,18 +204,11 @@ pub fn create_plan(bridge: &str, uplink: &Uplink, backend: Backend, nf: Option<b
     let mut steps = Vec::new();
     match backend {
         Backend::Iproute2 => {
-            steps.push(Step::new([
-                "ip",
-                "link",
-                "add",
-                bridge,
-                "type",
-                "bridge",
-                "stp_state",
-                "0",
-                "forward_delay",
-                "0",
-            ]));
+            steps.push(Step::new(
+                ["ip", "link", "add", bridge]
+                    .into_iter()
+                    .chain(BRIDGE_LINK_OPTIONS),
+            ));
             steps.push(Step::new([
                 "ip",
                 "link",

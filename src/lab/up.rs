@@ -409,21 +409,11 @@ impl Starter<'_> {
     fn create_bridges(&mut self, nets: &[PublicNet]) -> Result<(), LabError> {
         let stage = "create the public bridges";
         for bridge in bridges(nets) {
-            self.run_in(
-                stage,
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    bridge,
-                    "type",
-                    "bridge",
-                    "stp_state",
-                    "0",
-                    "forward_delay",
-                    "0",
-                ],
-            )?;
+            let add: Vec<&str> = ["link", "add", bridge]
+                .into_iter()
+                .chain(crate::host::bridge::BRIDGE_LINK_OPTIONS)
+                .collect();
+            self.run_in(stage, "ip", &add)?;
             for net in nets.iter().filter(|n| n.bridge == bridge) {
                 self.run_in(
                     stage,
