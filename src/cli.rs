@@ -4,10 +4,49 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::VirtType;
 use crate::plan::PlanFormat;
+use crate::spawn::WaitOn;
+
+/// `ValueEnum` for the library's own enums, so that the library needs no clap: the names on the
+/// command line, with their help.
+macro_rules! value_enum {
+    ($ty:ty { $($variant:path => $name:literal $(, $help:literal)?;)* }) => {
+        impl ValueEnum for $ty {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$($variant),*]
+            }
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(match self {
+                    $($variant => PossibleValue::new($name)$(.help($help))?,)*
+                })
+            }
+        }
+    };
+}
+
+value_enum!(VirtType {
+    VirtType::Auto => "auto", "Probe the host: use KVM only when a guest can really run under it, else TCG";
+    VirtType::Kvm => "kvm", "Hardware virtualization";
+    VirtType::Qemu => "qemu", "Software emulation (TCG): slow, but works everywhere";
+});
+
+value_enum!(PlanFormat {
+    PlanFormat::Table => "table";
+    PlanFormat::Json => "json";
+    PlanFormat::Csv => "csv";
+    PlanFormat::Dnsmasq => "dnsmasq";
+    PlanFormat::IscDhcpd => "isc-dhcpd";
+    PlanFormat::Hosts => "hosts";
+});
+
+value_enum!(WaitOn {
+    WaitOn::Private => "private", "The private address from libvirt's DHCP lease";
+    WaitOn::Public => "public", "The plan's (or DNS's) public address";
+});
 
 #[derive(Debug, Parser)]
 #[command(
@@ -104,13 +143,6 @@ pub struct SpawnArgs {
     /// Which address readiness is checked on.
     #[arg(long, value_enum, default_value_t = WaitOn::Private)]
     pub wait_on: WaitOn,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum WaitOn {
-    #[default]
-    Private,
-    Public,
 }
 
 #[derive(Debug, Args)]

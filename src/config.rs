@@ -19,7 +19,7 @@ use crate::toml_file::{self, FileError, line_of};
 pub const EXAMPLE: &str = include_str!("config_example.toml");
 
 /// Which hypervisor acceleration guests run under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum VirtType {
     /// Probe the host: use KVM only when a guest can really run under it, else TCG.

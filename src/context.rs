@@ -1,8 +1,9 @@
 //! What every command works with: the effective config, where it came from, the catalog, and the
 //! output mode.
 
+use std::path::Path;
+
 use crate::catalog::Catalog;
-use crate::cli::GlobalArgs;
 use crate::config::{Config, ConfigSource};
 use crate::error::Result;
 
@@ -17,11 +18,13 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn load(global: &GlobalArgs) -> Result<Context> {
-        let (mut config, source) = Config::load(global.config.as_deref())?;
+    /// The context of a command: the config file named (else looked up), the lab it runs in,
+    /// JSON output or not.
+    pub fn load(config: Option<&Path>, lab: Option<&str>, json: bool) -> Result<Context> {
+        let (mut config, source) = Config::load(config)?;
         // In a lab every pool has the public subnet and domain the lab's DHCP serves, so plans
         // and nodes show the addresses the nodes really get.
-        if let Some(lab) = &global.lab {
+        if let Some(lab) = lab {
             let name = crate::lab::LabName::new(lab)?;
             config.pools = crate::lab::lab_pools(&config.pools, &name)?;
         }
@@ -30,8 +33,8 @@ impl Context {
             config,
             source,
             catalog,
-            json: global.json,
-            lab: global.lab.clone(),
+            json,
+            lab: lab.map(String::from),
         })
     }
 

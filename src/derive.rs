@@ -14,15 +14,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::catalog::check_name;
-use crate::cli::WaitOn;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::hypervisor::{Hypervisor, Keep};
 use crate::images::{Cache, CachedImage, DerivedImage, commit_flattened};
-use crate::libvirt::virsh::Virsh;
+use crate::libvirt::virt_install::Accel;
 use crate::node;
-use crate::spawn::record::ReadyRecord;
+use crate::node::ready::ReadyRecord;
+use crate::runtime::{self, Flavor};
 use crate::spawn::report::Outcome;
-use crate::spawn::{SpawnOptions, spawn_nodes};
+use crate::spawn::{SpawnOptions, WaitOn};
 use crate::spec::NodeRequest;
 use crate::ssh::{ClientKey, Session};
 
@@ -45,19 +46,6 @@ pub struct DeriveRequest {
     pub timeout: u64,
 }
 
-/// Quotes a word for a POSIX shell.
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 /// The script to run and how the metadata describes it.
 fn script_of(req: &DeriveRequest) -> Result<(String, String)> {
     match (&req.script, req.command.is_empty()) {
@@ -74,8 +62,7 @@ fn script_of(req: &DeriveRequest) -> Result<(String, String)> {
             Ok((text.clone(), format!("script {}:\n{text}", path.display())))
         }
         (None, false) => {
-            let line: Vec<String> = req.command.iter().map(|w| shell_quote(w)).collect();
-            let line = line.join(" ");
+            let line = crate::shell::join(&req.command);
             Ok((format!("{line}\n"), line))
         }
     }
@@ -129,14 +116,6 @@ fn injected_keys(ctx: &Context, client: &ClientKey) -> Result<String> {
     Ok(out)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
-}
-
 /// Runs `vnode images derive`; returns the new image.
 pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
     let local = ctx.local_images();
@@ -152,9 +131,9 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         )));
     }
     let (script, source) = script_of(req)?;
-    let virsh = Virsh::new(&ctx.config.libvirt_uri);
-    let rt = runtime()?;
-    let request = rt.block_on(temporary_node(ctx, &virsh, req.node.as_deref(), &base))?;
+    let host = Hypervisor::local(&ctx.config);
+    let rt = runtime::build(Flavor::MultiThread)?;
+    let request = rt.block_on(temporary_node(ctx, &host, req.node.as_deref(), &base))?;
     let node_name = request.name.to_string();
     if !ctx.json {
         eprintln!(
@@ -162,16 +141,19 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
             base.name
         );
     }
+    let nodes = crate::planned::plan_cached(vec![request], &cache, &ctx.catalog, host.name())?;
     let options = SpawnOptions {
-        virt_type: ctx.config.virt_type,
+        accel: accel(ctx),
         timeout: Duration::from_secs(req.timeout),
         wait_on: WaitOn::default(),
         force: false,
-        pull: false,
-        verbose: !ctx.json,
     };
-    let result = spawn_nodes(ctx, &options, vec![request]).and_then(|reports| {
-        let report = reports.into_iter().next().expect("one node, one report");
+    let result = rt.block_on(async {
+        let report = crate::spawn::spawn(&ctx.config, &host, &options, nodes)
+            .await?
+            .into_iter()
+            .next()
+            .expect("one node, one report");
         if report.outcome != Outcome::Ready {
             return Err(Error::Failed(format!(
                 "the temporary node {node_name} did not become ready ({:?}): {}",
@@ -179,8 +161,10 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
                 report.error.unwrap_or_default()
             )));
         }
-        rt.block_on(build(ctx, &virsh, &node_name, &script))?;
-        let overlay = node::node_dir(&ctx.config.state_dir, &node_name).join(node::DISK);
+        build(ctx, &host, &node_name, &script).await
+    });
+    let result = result.and_then(|()| {
+        let overlay = host.node_paths(&node_name).disk();
         if !ctx.json {
             eprintln!("vnode: flattening {} into {name}", overlay.display());
         }
@@ -196,7 +180,7 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         };
         Ok(commit_flattened(&cache, &overlay, &image)?)
     });
-    let removed = rt.block_on(remove_node(ctx, &virsh, &node_name));
+    let removed = rt.block_on(host.remove_node(&node_name, Keep::Nothing));
     match (result, removed) {
         (Ok(image), Ok(())) => Ok(image),
         (Ok(_), Err(e)) => Err(Error::Failed(format!(
@@ -211,18 +195,23 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
     }
 }
 
+/// The config's virt type, resolved (never auto).
+fn accel(ctx: &Context) -> Accel {
+    let resolved = crate::accel::resolve(ctx.config.virt_type);
+    Accel::from_virt_type(resolved.virt_type).expect("resolve never returns auto")
+}
+
 /// The temporary node: `--node SPEC` (which must not exist), or the lowest free number of the
 /// default pool (no domain, no node directory).
 async fn temporary_node(
     ctx: &Context,
-    virsh: &Virsh,
+    host: &Hypervisor,
     spec: Option<&str>,
     base: &crate::catalog::ImageRef,
 ) -> Result<NodeRequest> {
-    let domains = virsh.domains().await?;
-    let free = |name: &str| {
-        !domains.iter().any(|d| d == name) && !node::node_dir(&ctx.config.state_dir, name).exists()
-    };
+    let domains = host.virsh().domains().await?;
+    let free =
+        |name: &str| !domains.iter().any(|d| d == name) && !host.node_paths(name).dir.exists();
     let (pool, name) = match spec {
         Some(spec) => {
             let mut nodes = crate::spec::resolve_names(&[spec.to_string()], &ctx.config.pools)?;
@@ -259,17 +248,17 @@ async fn temporary_node(
 }
 
 /// In the ready node: the commands, the cleanup, then a clean power-off.
-async fn build(ctx: &Context, virsh: &Virsh, node_name: &str, script: &str) -> Result<()> {
-    let state = &ctx.config.state_dir;
-    let record = ReadyRecord::load(state, node_name)
+async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) -> Result<()> {
+    let paths = host.node_paths(node_name);
+    let address = ReadyRecord::load(&paths)
         .and_then(|r| r.address())
         .ok_or_else(|| Error::Failed(format!("{node_name} has no known address")))?;
-    let host_key_path = node::node_dir(state, node_name).join(node::HOST_KEY_PUB);
+    let host_key_path = paths.host_key_pub();
     let host_key = std::fs::read_to_string(&host_key_path)
         .map_err(|e| Error::Failed(format!("cannot read {}: {e}", host_key_path.display())))?;
-    let client = ClientKey::load_or_create(state).map_err(crate::spawn::SpawnError::from)?;
+    let client = ClientKey::load_or_create(host.state_dir()).map_err(crate::spawn::SpawnError::from)?;
     let session = Session::connect(
-        &format!("{record}:22"),
+        &host.guest_ssh(address).to_string(),
         host_key.trim(),
         &client,
         Duration::from_secs(30),
@@ -339,12 +328,13 @@ async fn build(ctx: &Context, virsh: &Virsh, node_name: &str, script: &str) -> R
         )));
     }
     session.close().await;
-    shutdown(virsh, node_name).await
+    shutdown(host, node_name).await
 }
 
 /// ACPI power-off, repeated now and then (a guest may miss the first event), until the domain is
 /// off.
-async fn shutdown(virsh: &Virsh, node_name: &str) -> Result<()> {
+async fn shutdown(host: &Hypervisor, node_name: &str) -> Result<()> {
+    let virsh = host.virsh();
     let start = Instant::now();
     let mut asked = None::<Instant>;
     loop {
@@ -372,26 +362,9 @@ async fn shutdown(virsh: &Virsh, node_name: &str) -> Result<()> {
     }
 }
 
-/// Destroys the temporary node: domain and files.
-async fn remove_node(ctx: &Context, virsh: &Virsh, node_name: &str) -> Result<()> {
-    virsh.destroy(node_name).await?;
-    virsh.undefine(node_name).await?;
-    node::remove_if_present(&ctx.config, node_name)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn words_are_quoted_for_sh() {
-        assert_eq!(shell_quote("echo"), "echo");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("echo hi > /x"), "'echo hi > /x'");
-    }
 
     #[test]
     fn script_comes_from_the_command_or_the_file_never_both() {

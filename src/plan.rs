@@ -3,49 +3,22 @@
 //! vnode's lab serves exactly the dnsmasq rendering, which proves the plan with a real DHCP server.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::mac::{Mac, Nic};
-use crate::pool::{NodeName, Pool};
+use crate::planned::NodeIdentity;
+use crate::pool::Pool;
 use crate::table::Table;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PlanEntry {
-    pub name: NodeName,
-    pub pool: String,
-    pub number: u32,
-    /// The NIC on the site's bridge: what the site's DHCP serves.
-    pub public_mac: Mac,
-    /// The NIC on libvirt's network (served by libvirt, listed for completeness).
-    pub private_mac: Mac,
-    pub public_ip: Option<Ipv4Addr>,
-    pub fqdn: Option<String>,
-    pub bridge: String,
-}
-
-impl PlanEntry {
-    pub fn new(pool: &Pool, number: u32) -> PlanEntry {
-        PlanEntry {
-            name: pool.node(number),
-            pool: pool.stem.clone(),
-            number,
-            public_mac: pool.mac(Nic::Public, number),
-            private_mac: pool.mac(Nic::Private, number),
-            public_ip: pool.public_ip(number),
-            fqdn: pool.fqdn(number),
-            bridge: pool.bridge.clone(),
-        }
-    }
-}
+/// One node of the plan: its identity (see [`crate::planned`]).
+pub type PlanEntry = NodeIdentity;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Plan {
     pub entries: Vec<PlanEntry>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlanFormat {
     Table,
     Json,
@@ -69,7 +42,7 @@ impl Plan {
     pub fn for_pools<'a>(pools: impl IntoIterator<Item = &'a Pool>) -> Plan {
         let entries = pools
             .into_iter()
-            .flat_map(|p| (p.first..=p.last).map(|n| PlanEntry::new(p, n)))
+            .flat_map(|p| (p.first..=p.last).map(|n| NodeIdentity::new(p, n)))
             .collect();
         Plan { entries }
     }
@@ -78,7 +51,7 @@ impl Plan {
         Plan {
             entries: nodes
                 .into_iter()
-                .map(|(p, n)| PlanEntry::new(p, n))
+                .map(|(p, n)| NodeIdentity::new(p, n))
                 .collect(),
         }
     }

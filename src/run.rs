@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::commands;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let cli = match Cli::parse_args(args) {
@@ -38,7 +38,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         print!("{}", crate::config::EXAMPLE);
         return Ok(ExitCode::SUCCESS);
     }
-    let ctx = Context::load(&global)?;
+    let ctx = Context::load(global.config.as_deref(), global.lab.as_deref(), global.json)?;
     let done = match command {
         Command::Spawn(args) => return commands::spawn::run(&ctx, &args),
         Command::Plan(args) => commands::plan::run(&ctx, &args),
@@ -46,21 +46,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Config(ConfigCommand::Example) => unreachable!("handled above"),
         Command::Images(cmd) => commands::images::run(&ctx, cmd),
         Command::Lab(cmd) => commands::lab::run(&ctx, cmd),
-        Command::List => commands::nodes::list(&ctx),
-        Command::Destroy(args) => commands::nodes::destroy(&ctx, &args),
-        Command::Ssh(args) => commands::nodes::ssh(&ctx, &args),
-        Command::Console { node } => commands::nodes::console(&ctx, &node),
-        Command::Log { node } => commands::nodes::log(&ctx, &node),
-        Command::SshConfig => commands::nodes::ssh_config(&ctx),
-        Command::Inventory { format } => commands::nodes::inventory(&ctx, format),
+        Command::List => commands::list::run(&ctx),
+        Command::Destroy(args) => commands::destroy::run(&ctx, &args),
+        Command::Ssh(args) => commands::ssh::run(&ctx, &args),
+        Command::Console { node } => commands::console::console(&ctx, &node),
+        Command::Log { node } => commands::console::log(&ctx, &node),
+        Command::SshConfig => commands::ssh::config(&ctx),
+        Command::Inventory { format } => commands::inventory::run(&ctx, format),
         Command::Host(cmd) => commands::host::run(&ctx, cmd),
     };
     done.map(|()| ExitCode::SUCCESS)
-}
-
-/// For commands whose issue has not landed yet: an honest error rather than a silent no-op.
-pub fn not_yet(what: &str) -> Error {
-    Error::Failed(format!(
-        "`vnode {what}` is not implemented yet in this version of vnode"
-    ))
 }

@@ -34,7 +34,7 @@ pub enum SshError {
 impl ClientKey {
     /// Loads `<state_dir>/client_ed25519`, creating it (0600) on first use.
     pub fn load_or_create(state_dir: &Path) -> Result<ClientKey, SshError> {
-        let path = state_dir.join("client_ed25519");
+        let path = crate::node::paths::client_key(state_dir);
         let err = |message: String| SshError::Key {
             path: path.clone(),
             message,

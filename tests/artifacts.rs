@@ -8,9 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use vnode::catalog::Catalog;
-use vnode::config::{Config, VirtType};
-use vnode::node::{self, BaseImage, NodeArtifacts, NodeError};
-use vnode::spec::{self, NodeRequest};
+use vnode::config::Config;
+use vnode::hypervisor::Hypervisor;
+use vnode::images::BaseImage;
+use vnode::libvirt::VirtInstall;
+use vnode::libvirt::virt_install::Accel;
+use vnode::node::{self, NodeArtifacts, NodeError};
+use vnode::planned::{self, HostName, PlannedNode};
+use vnode::spec;
 
 /// A state directory, an image cache with a small base image, and a config pointing at both.
 struct Site {
@@ -77,20 +82,30 @@ impl Site {
         }
     }
 
-    fn request(&self, spec: &str) -> NodeRequest {
+    fn planned(&self, spec: &str) -> PlannedNode {
         let catalog = Catalog::load(None).unwrap();
-        let mut r =
+        let r =
             spec::resolve(&[spec.to_string()], &self.config.pools, &catalog, None, &[]).unwrap();
-        r.remove(0)
+        planned::plan(r, Some(vec![self.base.clone()]), &HostName::local()).remove(0)
+    }
+
+    fn host(&self) -> Hypervisor {
+        Hypervisor::local(&self.config)
     }
 
     fn try_prepare(&self, spec: &str) -> Result<NodeArtifacts, NodeError> {
+        let (node, host) = (self.planned(spec), self.host());
         node::prepare(
             &self.config,
-            &self.request(spec),
-            &self.base,
-            VirtType::Qemu,
+            &node,
+            &host.node_paths(&node.name()),
+            &host.known_hosts(),
         )
+    }
+
+    /// The virt-install command spawn would run for the node of `spec` prepared as `a`.
+    fn command(&self, spec: &str, a: &NodeArtifacts) -> VirtInstall {
+        vnode::spawn::stages::virt_install(&self.host(), &self.planned(spec), a, Accel::Tcg)
     }
 
     fn prepare(&self, spec: &str) -> NodeArtifacts {
@@ -163,10 +178,10 @@ fn a_node_directory_has_every_file_with_the_right_mode() {
         0o600,
         "the seed carries the private host key"
     );
-    assert_eq!(mode(&a.dir.join(node::HOST_KEY_PUB)), 0o644);
+    assert_eq!(mode(&a.dir.join(node::paths::HOST_KEY_PUB)), 0o644);
     assert!(!a.console_log.exists(), "virtlogd creates the console log");
     assert_eq!(a.console_log, a.dir.join("console.log"));
-    let pubkey = std::fs::read_to_string(a.dir.join(node::HOST_KEY_PUB)).unwrap();
+    let pubkey = std::fs::read_to_string(a.dir.join(node::paths::HOST_KEY_PUB)).unwrap();
     assert_eq!(pubkey, format!("{} vnode03\n", a.host_public_key));
 
     let m = node::metadata::NodeMetadata::load(&a.dir).unwrap();
@@ -487,8 +502,8 @@ fn blocks<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
 fn virt_install_print_xml_on_the_test_driver_has_both_nics_and_both_disks() {
     let site = Site::new();
     let a = site.prepare("3:debian-12");
-    let mut argv: Vec<String> = a
-        .virt_install
+    let mut argv: Vec<String> = site
+        .command("3:debian-12", &a)
         .print_xml_argv()
         .into_iter()
         .map(|s| s.into_string().unwrap())
@@ -574,7 +589,7 @@ fn the_osinfo_id_falls_back_when_the_host_does_not_know_it() {
         assert_eq!(a.osinfo.id, "debian11");
         assert!(a.osinfo.note.as_deref().unwrap().contains("debian12"));
     }
-    assert_eq!(a.virt_install.osinfo, a.osinfo.id);
+    assert_eq!(site.command("3:debian-12", &a).osinfo, a.osinfo.id);
 }
 
 #[test]
@@ -583,7 +598,7 @@ fn preparing_again_replaces_the_node_cleanly() {
     let first = site.prepare("3:debian-12");
     let other = site.prepare("4:debian-12");
     node::known_hosts::add_address(
-        &node::known_hosts_path(&site.state()),
+        &node::paths::known_hosts(&site.state()),
         "vnode03",
         "10.0.0.3",
     )
@@ -629,7 +644,7 @@ fn a_failure_half_way_leaves_the_old_node_in_place() {
     let site = Site::new();
     let first = site.prepare("3:debian-12");
     // known_hosts cannot be written once the new directory is complete and swapped in.
-    let kh = node::known_hosts_path(&site.state());
+    let kh = node::paths::known_hosts(&site.state());
     std::fs::remove_file(&kh).unwrap();
     std::fs::create_dir(&kh).unwrap();
     let e = site.try_prepare("3:debian-12").unwrap_err();
@@ -655,14 +670,14 @@ fn remove_takes_the_directory_and_the_known_hosts_lines() {
     let site = Site::new();
     site.prepare("3:debian-12");
     let four = site.prepare("4:debian-12");
-    node::remove(&site.config, "vnode03").unwrap();
+    node::remove(&site.state(), "vnode03").unwrap();
     assert!(!site.state().join("vnode03").exists());
     let kh = std::fs::read_to_string(site.state().join("known_hosts")).unwrap();
     assert_eq!(kh, format!("vnode04 {}\n", four.host_public_key));
-    let e = node::remove(&site.config, "vnode03").unwrap_err();
+    let e = node::remove(&site.state(), "vnode03").unwrap_err();
     assert!(matches!(e, NodeError::NotFound { .. }), "{e}");
-    assert!(node::remove(&site.config, "../etc").is_err());
-    assert!(node::remove(&site.config, ".osinfo-ids").is_err());
+    assert!(node::remove(&site.state(), "../etc").is_err());
+    assert!(node::remove(&site.state(), ".osinfo-ids").is_err());
 }
 
 #[test]

@@ -1,10 +1,17 @@
-//! One module per command family: each turns validated arguments into calls into the library and
-//! prints the result (a table, or JSON with `--json`).
+//! One module per command (or family of commands): each turns validated arguments into calls
+//! into the library and prints the result (a table, or JSON with `--json`), and picks the exit
+//! code.
 
 pub mod config;
+pub mod console;
+pub mod destroy;
 pub mod host;
 pub mod images;
+pub mod inventory;
+mod known_nodes;
 pub mod lab;
-pub mod nodes;
+pub mod list;
 pub mod plan;
+pub mod prepare;
 pub mod spawn;
+pub mod ssh;

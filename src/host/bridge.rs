@@ -77,23 +77,6 @@ pub struct Uplink {
 pub struct BridgeError(pub String);
 
 #[derive(Deserialize)]
-struct IpLink {
-    ifname: String,
-    address: Option<String>,
-    #[serde(default)]
-    addr_info: Vec<IpAddrInfo>,
-}
-
-#[derive(Deserialize)]
-struct IpAddrInfo {
-    family: String,
-    local: String,
-    prefixlen: u8,
-    #[serde(default)]
-    scope: String,
-}
-
-#[derive(Deserialize)]
 struct IpRoute {
     dst: String,
     gateway: Option<IpAddr>,
@@ -116,7 +99,7 @@ fn run_json(args: &[&str]) -> Result<String, BridgeError> {
 
 /// Reads an interface's MAC, global addresses and default gateways.
 pub fn read_uplink(name: &str) -> Result<Uplink, BridgeError> {
-    let links: Vec<IpLink> = serde_json::from_str(&run_json(&["-j", "addr", "show", "dev", name])?)
+    let links = crate::ip_json::parse(&run_json(&["-j", "addr", "show", "dev", name])?)
         .map_err(|e| BridgeError(format!("cannot read `ip -j addr` output: {e}")))?;
     let link = links
         .into_iter()
@@ -125,14 +108,9 @@ pub fn read_uplink(name: &str) -> Result<Uplink, BridgeError> {
     let routes: Vec<IpRoute> =
         serde_json::from_str(&run_json(&["-j", "route", "show", "dev", name])?).unwrap_or_default();
     Ok(Uplink {
+        addresses: link.global_cidrs(),
         name: link.ifname,
         mac: link.address.unwrap_or_default(),
-        addresses: link
-            .addr_info
-            .iter()
-            .filter(|a| a.scope == "global" && (a.family == "inet" || a.family == "inet6"))
-            .map(|a| format!("{}/{}", a.local, a.prefixlen))
-            .collect(),
         gateways: routes
             .into_iter()
             .filter(|r| r.dst == "default")

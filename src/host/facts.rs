@@ -5,10 +5,12 @@ use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::config::{Config, VirtType};
+use crate::libvirt::virsh::{Virsh, parse_net_info_active};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct NetworkFacts {
@@ -168,22 +170,11 @@ fn bridge_facts(name: &str) -> BridgeFacts {
 /// Gathers the facts. Blocking: runs virsh, virt-install and the KVM probe.
 pub fn gather(config: &Config) -> HostFacts {
     let qemu = qemu_user();
+    let runner = Virsh::new(&config.libvirt_uri);
     let virsh = |args: &[&str]| {
-        let out = Command::new("virsh")
-            .env("LC_ALL", "C")
-            .arg("-q")
-            .arg("-c")
-            .arg(&config.libvirt_uri)
-            .args(args)
-            .output();
-        match out {
-            Err(e) => Err(format!("cannot run virsh ({e})")),
-            Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
-            Ok(o) => Err(String::from_utf8_lossy(&o.stderr)
-                .trim()
-                .trim_start_matches("error: ")
-                .replace('\n', " ")),
-        }
+        runner
+            .run_blocking(Command::new("virsh"), args, Duration::from_secs(30))
+            .map_err(|e| e.to_string())
     };
     let libvirt = virsh(&["version"]).map(|v| {
         v.lines()
@@ -203,10 +194,7 @@ pub fn gather(config: &Config) -> HostFacts {
         .into_iter()
         .map(|name| {
             let active = match (&libvirt, virsh(&["net-info", &name])) {
-                (Ok(_), Ok(info)) => Some(
-                    info.lines()
-                        .any(|l| l.starts_with("Active:") && l.ends_with("yes")),
-                ),
+                (Ok(_), Ok(info)) => Some(parse_net_info_active(&info)),
                 _ => None,
             };
             NetworkFacts { name, active }

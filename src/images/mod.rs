@@ -5,6 +5,7 @@
 //! through [`pull`].
 
 mod access;
+mod base;
 mod cache;
 mod checksum_file;
 mod derive;
@@ -19,6 +20,7 @@ mod sink;
 mod validate;
 mod verify;
 
+pub use base::{BaseImage, pull_missing, resolve as resolve_bases};
 pub use cache::{Cache, CachedImage, Listed, State, local_names};
 pub use derive::{DerivedImage, commit_flattened};
 pub use error::ImageError;

@@ -12,7 +12,7 @@ use super::namespace::Namespaces;
 use super::paths::LabDir;
 use super::process::{self, Proc};
 use super::state::{LabLock, LabState};
-use super::{LabError, LabName, netns_path, require_root, tool};
+use super::{LabError, LabName, netns_path, require_root};
 
 pub struct DownReport {
     /// Something of the lab existed.
@@ -102,7 +102,7 @@ pub(super) fn teardown(
     if netns.exists() {
         let mut del = Command::new("ip");
         del.args(["netns", "del", &name.netns()]);
-        tool::output(&mut del, Duration::from_secs(10))
+        crate::exec::stdout_blocking(&mut del, Duration::from_secs(10))
             .map_err(|m| fail("delete the network namespace", m))?;
         done.push(format!("deleted network namespace {}", name.netns()));
     }
@@ -137,19 +137,12 @@ fn stop_the_rest(netns_inode: u64, holder: Option<Proc>) -> Result<Vec<String>, 
 /// Best effort: whatever fails here is stopped by PID afterwards.
 fn remove_domains(ns: &Namespaces) -> Vec<String> {
     let virsh = |args: &[&str]| {
-        let mut cmd = ns.command("virsh");
-        cmd.args(["-c", "qemu:///system", "-q"]).args(args);
-        tool::output(&mut cmd, Duration::from_secs(30))
+        super::lab_virsh().run_blocking(ns.command("virsh"), args, Duration::from_secs(30))
     };
-    let names = |out: String| -> Vec<String> {
-        out.lines()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect()
-    };
+    let names = crate::libvirt::virsh::parse_names;
     let mut done = Vec::new();
     for domain in virsh(&["list", "--all", "--name"])
-        .map(names)
+        .map(|o| names(&o))
         .unwrap_or_default()
     {
         let _ = virsh(&["destroy", &domain]);
@@ -158,7 +151,7 @@ fn remove_domains(ns: &Namespaces) -> Vec<String> {
         }
     }
     for net in virsh(&["net-list", "--name"])
-        .map(names)
+        .map(|o| names(&o))
         .unwrap_or_default()
     {
         if virsh(&["net-destroy", &net]).is_ok() {

@@ -103,3 +103,8 @@ fn namespaces(name: &LabName) -> Result<Namespaces, LabError> {
         problems: e.to_string(),
     })
 }
+
+/// The lab's libvirtd, as vnode's virsh runner reaches it from inside the lab's namespaces.
+fn lab_virsh() -> crate::libvirt::virsh::Virsh {
+    crate::libvirt::virsh::Virsh::new("qemu:///system")
+}

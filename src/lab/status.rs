@@ -8,7 +8,8 @@ use super::namespace::Namespaces;
 use super::paths::LabDir;
 use super::state::LabState;
 use super::state::PublicNet;
-use super::{LabError, LabName, netns_path, require_root, tool};
+use super::{LabError, LabName, netns_path, require_root};
+use crate::libvirt::virsh::{DomainEntry, NetworkEntry, parse_domain_list, parse_network_list};
 
 #[derive(Debug, Serialize)]
 pub struct LabStatus {
@@ -21,8 +22,8 @@ pub struct LabStatus {
     pub processes: Vec<ProcessStatus>,
     pub public: Vec<PublicNet>,
     pub interfaces: Vec<Interface>,
-    pub networks: Vec<Network>,
-    pub domains: Vec<Domain>,
+    pub networks: Vec<NetworkEntry>,
+    pub domains: Vec<DomainEntry>,
     /// Why the lab is not fully up.
     pub problems: Vec<String>,
 }
@@ -41,17 +42,6 @@ pub struct Interface {
     pub addresses: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Network {
-    pub name: String,
-    pub active: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Domain {
-    pub name: String,
-    pub state: String,
-}
 
 pub fn status(name: &LabName) -> Result<LabStatus, LabError> {
     require_root()?;
@@ -98,7 +88,7 @@ pub fn status(name: &LabName) -> Result<LabStatus, LabError> {
     let run = |program: &str, args: &[&str]| {
         let mut cmd = ns.command(program);
         cmd.args(args);
-        tool::output(&mut cmd, Duration::from_secs(10))
+        crate::exec::stdout_blocking(&mut cmd, Duration::from_secs(10))
     };
     match run("ip", &["-j", "addr", "show"]) {
         Ok(json) => st.interfaces = interfaces(&json),
@@ -106,66 +96,30 @@ pub fn status(name: &LabName) -> Result<LabStatus, LabError> {
     }
     if state.libvirtd.is_some_and(|p| p.is_alive()) {
         let virsh = |args: &[&str]| {
-            let mut all = vec!["-c", "qemu:///system", "-q"];
-            all.extend_from_slice(args);
-            run("virsh", &all)
+            super::lab_virsh().run_blocking(ns.command("virsh"), args, Duration::from_secs(10))
         };
         match virsh(&["net-list", "--all"]) {
-            Ok(out) => st.networks = networks(&out),
-            Err(e) => st.problems.push(e),
+            Ok(out) => st.networks = parse_network_list(&out),
+            Err(e) => st.problems.push(e.to_string()),
         }
         match virsh(&["list", "--all"]) {
-            Ok(out) => st.domains = domains(&out),
-            Err(e) => st.problems.push(e),
+            Ok(out) => st.domains = parse_domain_list(&out),
+            Err(e) => st.problems.push(e.to_string()),
         }
     }
     st.up = st.problems.is_empty();
     Ok(st)
 }
 
-/// `ip -j addr show` → interfaces with their IPv4/IPv6 addresses.
+/// `ip -j addr show` → interfaces with their addresses.
 fn interfaces(json: &str) -> Vec<Interface> {
-    let Ok(serde_json::Value::Array(links)) = serde_json::from_str(json) else {
-        return Vec::new();
-    };
-    links
-        .iter()
+    crate::ip_json::parse(json)
+        .unwrap_or_default()
+        .into_iter()
         .map(|l| Interface {
-            name: l["ifname"].as_str().unwrap_or("?").into(),
-            state: l["operstate"].as_str().unwrap_or("?").into(),
-            addresses: l["addr_info"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
-                .collect(),
-        })
-        .collect()
-}
-
-/// `virsh -q net-list --all`: "NAME STATE AUTOSTART PERSISTENT".
-fn networks(out: &str) -> Vec<Network> {
-    out.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            Some(Network {
-                name: f.next()?.into(),
-                active: f.next()? == "active",
-            })
-        })
-        .collect()
-}
-
-/// `virsh -q list --all`: "ID NAME STATE", the state possibly two words ("shut off").
-fn domains(out: &str) -> Vec<Domain> {
-    out.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let _id = f.next()?;
-            Some(Domain {
-                name: f.next()?.into(),
-                state: f.collect::<Vec<_>>().join(" "),
-            })
+            addresses: l.cidrs(),
+            state: l.operstate.unwrap_or_else(|| "?".into()),
+            name: l.ifname,
         })
         .collect()
 }
@@ -175,14 +129,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn virsh_and_ip_output_is_read() {
-        let d = domains(" 1    vnode03   running\n -    vnode04   shut off\n");
-        assert_eq!(
-            (d[1].name.as_str(), d[1].state.as_str()),
-            ("vnode04", "shut off")
-        );
-        let n = networks(" default   active   no   yes\n");
-        assert!(n[0].active);
+    fn ip_output_is_read() {
         let i = interfaces(
             r#"[{"ifname":"br0","operstate":"UP","addr_info":[{"local":"198.18.0.254","prefixlen":24}]}]"#,
         );

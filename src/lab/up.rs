@@ -17,7 +17,7 @@ use super::paths::{LIBVIRT_DIRS, LabDir, QEMU_CAPS_CACHE, QEMU_CAPS_SUB};
 use super::pools::{lab_pools, public_nets};
 use super::process::{self, Proc, wait_until};
 use super::state::{LabLock, LabState, PublicNet, bridges};
-use super::{LabError, LabName, netns_path, require_root, tool};
+use super::{LabError, LabName, lab_virsh, netns_path, require_root, tool};
 use crate::pool::Pools;
 
 const KVM: &str = "/dev/kvm";
@@ -167,13 +167,13 @@ impl Starter<'_> {
     fn run_in(&self, stage: &str, program: &str, args: &[&str]) -> Result<String, LabError> {
         let mut cmd = self.ns().command(program);
         cmd.args(args);
-        tool::output(&mut cmd, Duration::from_secs(30)).map_err(|m| self.fail(stage, m))
+        crate::exec::stdout_blocking(&mut cmd, Duration::from_secs(30)).map_err(|m| self.fail(stage, m))
     }
 
     fn virsh(&self, stage: &str, args: &[&str]) -> Result<String, LabError> {
-        let mut all = vec!["-c", "qemu:///system", "-q"];
-        all.extend_from_slice(args);
-        self.run_in(stage, "virsh", &all)
+        lab_virsh()
+            .run_blocking(self.ns().command("virsh"), args, Duration::from_secs(30))
+            .map_err(|e| self.fail(stage, e.to_string()))
     }
 
     /// The lab directory with fresh copies of libvirt's configuration and state directories.
@@ -194,7 +194,7 @@ impl Starter<'_> {
             if d.seed {
                 let mut cp = Command::new("cp");
                 cp.arg("-a").arg(Path::new(d.target).join(".")).arg(&copy);
-                tool::output(&mut cp, Duration::from_secs(30)).map_err(|m| self.fail(stage, m))?;
+                crate::exec::stdout_blocking(&mut cp, Duration::from_secs(30)).map_err(|m| self.fail(stage, m))?;
             }
         }
         for sub in [self.dir.public(""), self.dir.xdg_cache()] {
@@ -256,10 +256,10 @@ impl Starter<'_> {
         let netns = self.state.netns.clone();
         let mut add = Command::new("ip");
         add.args(["netns", "add", &netns]);
-        tool::output(&mut add, Duration::from_secs(10)).map_err(|m| self.fail(stage, m))?;
+        crate::exec::stdout_blocking(&mut add, Duration::from_secs(10)).map_err(|m| self.fail(stage, m))?;
         let mut lo = Command::new("ip");
         lo.args(["-n", &netns, "link", "set", "lo", "up"]);
-        tool::output(&mut lo, Duration::from_secs(10)).map_err(|m| self.fail(stage, m))?;
+        crate::exec::stdout_blocking(&mut lo, Duration::from_secs(10)).map_err(|m| self.fail(stage, m))?;
         Ok(())
     }
 

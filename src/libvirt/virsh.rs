@@ -1,13 +1,16 @@
-//! Queries and lifecycle calls through `virsh` (LC_ALL=C, one process per call, never a shell).
+//! The one way vnode talks to libvirt: `virsh` (LC_ALL=C, `-q`, one process per call, never a
+//! shell), async for the pipeline and the verbs, blocking with a deadline for the lab and the host
+//! check, and the parsers of what virsh prints.
 //!
 //! vnode drives libvirt through its command-line tools rather than the C library: no FFI in the
 //! binary, the same tools an admin uses to look at what vnode did, and the lab works by running
-//! them inside its namespaces.
+//! them inside its namespaces (a base command that joins the lab's namespaces before exec).
 
 use std::net::Ipv4Addr;
-use std::process::Stdio;
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use tokio::process::Command;
+use serde::Serialize;
 
 use super::LibvirtError;
 use crate::mac::Mac;
@@ -22,6 +25,21 @@ pub struct Lease {
     pub hostname: Option<String>,
 }
 
+/// A domain as `virsh list --all` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DomainEntry {
+    pub name: String,
+    /// "running", "shut off", ...
+    pub state: String,
+}
+
+/// A network as `virsh net-list --all` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NetworkEntry {
+    pub name: String,
+    pub active: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct Virsh {
     uri: String,
@@ -34,34 +52,43 @@ impl Virsh {
         }
     }
 
-    pub fn uri(&self) -> &str {
-        &self.uri
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("virsh");
-        cmd.env("LC_ALL", "C")
+    /// `virsh -q -c URI ARGS` on top of `base` (a plain `virsh`, or one that joins a lab).
+    pub fn command_from(&self, mut base: Command, args: &[&str]) -> Command {
+        base.env("LC_ALL", "C")
             .arg("-q")
             .arg("-c")
             .arg(&self.uri)
             .args(args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        cmd
+        base
     }
 
-    /// Runs `virsh ARGS`; stdout on success, the error with virsh's own words otherwise.
+    /// Runs `virsh ARGS`; stdout on success, the error with virsh's own words otherwise. The
+    /// child is killed if the caller stops waiting.
     pub async fn run(&self, args: &[&str]) -> Result<String, LibvirtError> {
-        let out = self
-            .command(args)
-            .output()
-            .await
-            .map_err(|e| LibvirtError::Tool {
-                tool: "virsh".into(),
-                message: format!("cannot run it: {e}; install libvirt-clients"),
-            })?;
+        let mut cmd = tokio::process::Command::from(self.command_from(Command::new("virsh"), args));
+        self.judge(args, crate::exec::run(&mut cmd).await)
+    }
+
+    /// Like [`Virsh::run`], blocking, with a deadline, on top of `base` (see [`Virsh::command_from`]).
+    pub fn run_blocking(
+        &self,
+        base: Command,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String, LibvirtError> {
+        let mut cmd = self.command_from(base, args);
+        self.judge(args, crate::exec::run_blocking(&mut cmd, timeout))
+    }
+
+    fn judge(&self, args: &[&str], out: std::io::Result<Output>) -> Result<String, LibvirtError> {
+        let out = out.map_err(|e| LibvirtError::Tool {
+            tool: "virsh".into(),
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                format!("cannot run it: {e}; install libvirt-clients")
+            } else {
+                e.to_string()
+            },
+        })?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
@@ -75,83 +102,54 @@ impl Virsh {
         }
     }
 
+    fn unreachable(&self, e: LibvirtError) -> LibvirtError {
+        LibvirtError::Unreachable {
+            uri: self.uri.clone(),
+            message: e.to_string(),
+        }
+    }
+
     /// Checks that libvirt answers at the URI.
     pub async fn ping(&self) -> Result<(), LibvirtError> {
         self.run(&["version"])
             .await
             .map(|_| ())
-            .map_err(|e| LibvirtError::Unreachable {
-                uri: self.uri.clone(),
-                message: e.to_string(),
-            })
+            .map_err(|e| self.unreachable(e))
     }
 
     /// The domain's state ("running", "shut off", ...), or None when no such domain exists.
     pub async fn domain_state(&self, name: &str) -> Result<Option<String>, LibvirtError> {
-        match self.run(&["domstate", name]).await {
-            Ok(s) => Ok(Some(s.trim().to_string())),
-            Err(LibvirtError::Virsh { message, .. }) if is_no_domain(&message) => Ok(None),
-            Err(e) => Err(e),
-        }
+        no_domain_is_none(self.run(&["domstate", name]).await.map(|s| s.trim().to_string()))
     }
 
-    /// Stops a domain at once; a domain that is not running is fine.
+    /// Stops a domain at once; a domain that is not running, or none at all, is fine.
     pub async fn destroy(&self, name: &str) -> Result<(), LibvirtError> {
         match self.run(&["destroy", name]).await {
-            Ok(_) => Ok(()),
-            Err(LibvirtError::Virsh { message, .. })
-                if message.contains("not running") || is_no_domain(&message) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
+            Err(LibvirtError::Virsh { message, .. }) if message.contains("not running") => Ok(()),
+            other => no_domain_is_none(other).map(drop),
         }
     }
 
     /// Removes a domain's definition (not its disks); a missing domain is fine.
     pub async fn undefine(&self, name: &str) -> Result<(), LibvirtError> {
-        match self.run(&["undefine", name]).await {
-            Ok(_) => Ok(()),
-            Err(LibvirtError::Virsh { message, .. }) if is_no_domain(&message) => Ok(()),
-            Err(e) => Err(e),
-        }
+        no_domain_is_none(self.run(&["undefine", name]).await).map(drop)
     }
 
     /// Asks the guest to power off (ACPI).
     pub async fn shutdown(&self, name: &str) -> Result<(), LibvirtError> {
-        self.run(&["shutdown", name]).await.map(|_| ())
+        self.run(&["shutdown", name]).await.map(drop)
     }
 
     /// Names of all domains, running or not.
     pub async fn domains(&self) -> Result<Vec<String>, LibvirtError> {
-        Ok(self
-            .run(&["list", "--all", "--name"])
-            .await?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect())
-    }
-
-    /// The domain's XML.
-    pub async fn dumpxml(&self, name: &str) -> Result<String, LibvirtError> {
-        self.run(&["dumpxml", name]).await
+        Ok(parse_names(&self.run(&["list", "--all", "--name"]).await?))
     }
 
     /// Is the libvirt network defined and active? (None: not defined.)
     pub async fn network_active(&self, net: &str) -> Result<Option<bool>, LibvirtError> {
         match self.run(&["net-info", net]).await {
-            Ok(info) => Ok(Some(info.lines().any(|l| {
-                let mut parts = l.split(':');
-                parts.next().map(str::trim) == Some("Active")
-                    && parts.next().map(str::trim) == Some("yes")
-            }))),
-            Err(LibvirtError::Virsh { message, .. })
-                if message.contains("ot found") || message.contains("no network") =>
-            {
-                Ok(None)
-            }
+            Ok(info) => Ok(Some(parse_net_info_active(&info))),
+            Err(LibvirtError::Virsh { message, .. }) if is_no_network(&message) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -162,10 +160,67 @@ impl Virsh {
     }
 }
 
+/// A "no such domain" error means there is none: `Ok(None)`.
+fn no_domain_is_none<T>(r: Result<T, LibvirtError>) -> Result<Option<T>, LibvirtError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(LibvirtError::Virsh { message, .. }) if is_no_domain(&message) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn is_no_domain(message: &str) -> bool {
     message.contains("failed to get domain")
         || message.contains("Domain not found")
         || message.contains("no domain with matching name")
+}
+
+fn is_no_network(message: &str) -> bool {
+    message.contains("ot found") || message.contains("no network")
+}
+
+/// `--name` listings (`list --all --name`, `net-list --name`): one name a line.
+pub fn parse_names(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `virsh net-info NET`: is the `Active:` line `yes`?
+pub fn parse_net_info_active(text: &str) -> bool {
+    text.lines().any(|l| {
+        let mut parts = l.splitn(2, ':');
+        parts.next().map(str::trim) == Some("Active") && parts.next().map(str::trim) == Some("yes")
+    })
+}
+
+/// `virsh -q list --all`: "ID NAME STATE", the state possibly two words ("shut off").
+pub fn parse_domain_list(text: &str) -> Vec<DomainEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let _id = f.next()?;
+            Some(DomainEntry {
+                name: f.next()?.into(),
+                state: f.collect::<Vec<_>>().join(" "),
+            })
+        })
+        .collect()
+}
+
+/// `virsh -q net-list --all`: "NAME STATE AUTOSTART PERSISTENT".
+pub fn parse_network_list(text: &str) -> Vec<NetworkEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some(NetworkEntry {
+                name: f.next()?.into(),
+                active: f.next()? == "active",
+            })
+        })
+        .collect()
 }
 
 /// Parses `virsh -q net-dhcp-leases` output:
@@ -203,5 +258,30 @@ mod tests {
         assert_eq!(leases[0].hostname.as_deref(), Some("vnode03"));
         assert_eq!(leases[1].hostname, None);
         assert!(parse_leases("garbage\n\n").is_empty());
+    }
+
+    #[test]
+    fn parses_listings_and_net_info() {
+        let d = parse_domain_list(" 1    vnode03   running\n -    vnode04   shut off\n");
+        assert_eq!(d[1], DomainEntry { name: "vnode04".into(), state: "shut off".into() });
+        let n = parse_network_list(" default   active   no   yes\n other inactive no yes\n");
+        assert!(n[0].active && !n[1].active);
+        assert_eq!(parse_names(" a\n\n b \n"), ["a", "b"]);
+        assert!(parse_net_info_active("Name:           default\nActive:         yes\n"));
+        assert!(!parse_net_info_active("Name: default\nActive:         no\nPersistent: yes\n"));
+    }
+
+    #[test]
+    fn a_missing_domain_is_none_other_errors_stay() {
+        let missing = LibvirtError::Virsh {
+            args: "domstate x".into(),
+            message: "failed to get domain 'x'".into(),
+        };
+        assert!(matches!(no_domain_is_none::<()>(Err(missing)), Ok(None)));
+        let other = LibvirtError::Virsh {
+            args: "domstate x".into(),
+            message: "Failed to connect socket".into(),
+        };
+        assert!(no_domain_is_none::<()>(Err(other)).is_err());
     }
 }

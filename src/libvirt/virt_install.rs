@@ -18,8 +18,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use std::time::Duration;
+
 use crate::config::VirtType;
 use crate::mac::Mac;
+use crate::planned::PlannedNode;
 
 /// How guests are accelerated: a resolved [`VirtType`] (never `auto`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -37,6 +40,14 @@ impl Accel {
             VirtType::Kvm => Some(Accel::Kvm),
             VirtType::Qemu => Some(Accel::Tcg),
             VirtType::Auto => None,
+        }
+    }
+
+    /// The config's name for it.
+    pub fn virt_type(self) -> VirtType {
+        match self {
+            Accel::Kvm => VirtType::Kvm,
+            Accel::Tcg => VirtType::Qemu,
         }
     }
 
@@ -147,7 +158,96 @@ pub struct VirtInstall {
 /// The TCG translation cache vnode asks for (qemu 7.2's default is 1 GiB).
 pub const TB_CACHE_MIB: u32 = 128;
 
+/// The files a domain is made of (a node's overlay, seed and console log).
+#[derive(Clone, Debug)]
+pub struct DomainFiles {
+    pub disk: PathBuf,
+    pub seed: PathBuf,
+    pub console_log: PathBuf,
+}
+
+/// Why virt-install did not define and start the domain.
+#[derive(Debug, thiserror::Error)]
+pub enum VirtInstallError {
+    #[error("cannot run virt-install ({0}); install the virtinst package")]
+    Spawn(#[source] std::io::Error),
+    #[error("virt-install failed: {last_line}")]
+    Failed {
+        /// virt-install's last line of stderr, its own words.
+        last_line: String,
+        attempts: u32,
+    },
+}
+
+/// How often a transient define error is retried, and the first pause (doubled each time).
+const ATTEMPTS: u32 = 5;
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
+
 impl VirtInstall {
+    /// The command that defines and starts `node` from `files` on the libvirt at `uri`.
+    pub fn for_node(
+        node: &PlannedNode,
+        uri: &str,
+        files: DomainFiles,
+        osinfo: &str,
+        accel: Accel,
+    ) -> VirtInstall {
+        VirtInstall {
+            connect: uri.to_string(),
+            name: node.name(),
+            memory_mib: node.resources.memory_mib,
+            vcpus: node.resources.vcpus,
+            osinfo: osinfo.to_string(),
+            disk: files.disk,
+            seed: files.seed,
+            private_nic: NicSpec {
+                source: NetSource::Network(node.id.network.clone()),
+                mac: node.id.private_mac,
+            },
+            public_nic: NicSpec {
+                source: NetSource::Bridge(node.id.bridge.clone()),
+                mac: node.id.public_mac,
+            },
+            console_log: files.console_log,
+            accel,
+            tb_cache_mib: TB_CACHE_MIB,
+            metadata: DomainMetadata {
+                pool: node.id.pool.clone(),
+                number: node.id.number,
+                image: node.image.name.clone(),
+            },
+        }
+    }
+
+    /// Runs virt-install to define and start the domain. Parallel virt-install runs can race on
+    /// libvirt storage pools ("asynchronous jobs running"); vnode hands it existing files, which
+    /// avoids most of that, and retries the rest. virt-install is killed if the caller stops
+    /// waiting (Ctrl-C, a cancelled node).
+    pub async fn run(&self) -> Result<(), VirtInstallError> {
+        let mut delay = FIRST_RETRY_DELAY;
+        for attempt in 1..=ATTEMPTS {
+            let mut cmd = tokio::process::Command::new("virt-install");
+            cmd.args(self.argv()).env("LC_ALL", "C");
+            let out = crate::exec::run(&mut cmd)
+                .await
+                .map_err(VirtInstallError::Spawn)?;
+            if out.status.success() {
+                return Ok(());
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if is_transient(&stderr) && attempt < ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                continue;
+            }
+            return Err(VirtInstallError::Failed {
+                last_line: stderr.trim().lines().last().unwrap_or("(no message)").to_string(),
+                attempts: attempt,
+            });
+        }
+        unreachable!("the last attempt returns")
+    }
+
     /// The arguments after `virt-install`.
     pub fn argv(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::with_capacity(40);
@@ -198,6 +298,11 @@ impl VirtInstall {
         a.push("--print-xml".into());
         a
     }
+}
+
+/// A define error that goes away when tried again.
+fn is_transient(stderr: &str) -> bool {
+    stderr.contains("asynchronous jobs running")
 }
 
 /// `prefix` + path + `suffix` as one OsString, without a lossy UTF-8 round trip.

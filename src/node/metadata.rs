@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::mac::Mac;
 
-pub const FILE: &str = "node.json";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeMetadata {
@@ -35,7 +34,7 @@ pub struct NodeMetadata {
 impl NodeMetadata {
     /// Reads `node.json` of the node whose directory is `dir`.
     pub fn load(dir: &Path) -> std::io::Result<NodeMetadata> {
-        let text = std::fs::read(dir.join(FILE))?;
+        let text = std::fs::read(dir.join(super::paths::METADATA))?;
         serde_json::from_slice(&text).map_err(std::io::Error::other)
     }
 }

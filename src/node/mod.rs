@@ -1,5 +1,5 @@
-//! Per-node artifacts: qcow2 overlay, NoCloud seed ISO, cloud-init documents, host keys, and the
-//! virt-install command that boots them.
+//! Per-node artifacts: qcow2 overlay, NoCloud seed ISO, cloud-init documents, host keys; and
+//! their removal. (The virt-install command that boots them is built in [`crate::libvirt`].)
 //!
 //! Each node has a directory `<state_dir>/<name>/`:
 //!
@@ -31,7 +31,8 @@ pub mod host_key;
 pub mod known_hosts;
 pub mod metadata;
 pub mod overlay;
-pub mod prepare_only;
+pub mod paths;
+pub mod ready;
 pub mod seed;
 pub mod ssh_keys;
 
@@ -40,35 +41,18 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::{Config, VirtType};
+use crate::config::Config;
+use crate::images::BaseImage;
 use crate::libvirt::osinfo::{self, OsinfoChoice};
-use crate::libvirt::virt_install::{self, TB_CACHE_MIB};
-use crate::libvirt::{Accel, DomainMetadata, NetSource, NicSpec, VirtInstall};
-use crate::mac::Nic;
-use crate::spec::NodeRequest;
+use crate::planned::PlannedNode;
 
 use cloud_init::{Account, HostKeys, MetaData, NetworkConfig, User, UserData};
 use host_key::HostKey;
 use metadata::NodeMetadata;
+use paths::NodePaths;
 use ssh_keys::KeysError;
 
-/// File names in a node's directory, and vnode's known_hosts in the state directory.
-pub const DISK: &str = "disk.qcow2";
-pub const SEED: &str = "seed.iso";
-pub const CONSOLE_LOG: &str = "console.log";
-pub const HOST_KEY_PUB: &str = "ssh_host_ed25519_key.pub";
-pub const KNOWN_HOSTS: &str = "known_hosts";
-
-/// A cached base image, as the image cache describes it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BaseImage {
-    pub path: PathBuf,
-    /// The catalog's osinfo id (checked against the host's osinfo-db when preparing).
-    pub osinfo: String,
-    pub digest: String,
-}
-
-/// Everything made for one node, with the command that boots it.
+/// Everything made for one node.
 #[derive(Debug, Serialize)]
 pub struct NodeArtifacts {
     pub name: String,
@@ -82,14 +66,12 @@ pub struct NodeArtifacts {
     pub known_hosts: PathBuf,
     pub instance_id: String,
     pub osinfo: OsinfoChoice,
-    #[serde(skip)]
-    pub virt_install: VirtInstall,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("{node}: virt type '{virt_type}' must be resolved to kvm or qemu before preparing")]
-    Unresolved { node: String, virt_type: VirtType },
+    #[error("{node}: its image {image} was not resolved in the cache before preparing")]
+    NoBase { node: String, image: String },
     #[error(
         "{node}: the disk size of pool '{pool}' ({disk_gib} GiB) is smaller than the virtual size of \
          image {image} ({base_bytes} bytes); raise disk_gib for the pool"
@@ -138,117 +120,97 @@ impl NodeError {
     }
 }
 
-/// `<state_dir>/<name>`.
-pub fn node_dir(state_dir: &Path, name: &str) -> PathBuf {
-    state_dir.join(name)
-}
-
-/// vnode's known_hosts: `<state_dir>/known_hosts`.
-pub fn known_hosts_path(state_dir: &Path) -> PathBuf {
-    state_dir.join(KNOWN_HOSTS)
-}
-
-/// Creates (or re-creates) the node's directory with a fresh overlay, seed, host key and
-/// instance id, and records the host key in vnode's known_hosts. `virt_type` must be resolved
-/// (kvm or qemu).
+/// Creates (or re-creates) the node's directory at `paths` with a fresh overlay, seed, host key
+/// and instance id, and records the host key in `known_hosts`.
 pub fn prepare(
     config: &Config,
-    request: &NodeRequest,
-    base: &BaseImage,
-    virt_type: VirtType,
+    node: &PlannedNode,
+    paths: &NodePaths,
+    known_hosts: &Path,
 ) -> Result<NodeArtifacts, NodeError> {
-    let name = request.name.to_string();
+    let name = node.name();
     let fail = Fail(&name);
-    let accel = Accel::from_virt_type(virt_type).ok_or_else(|| NodeError::Unresolved {
+    let base = node.base.as_ref().ok_or_else(|| NodeError::NoBase {
         node: name.clone(),
-        virt_type,
+        image: node.image.name.clone(),
     })?;
-    let dir = node_dir(&config.state_dir, &name);
-    virt_install::check_path(&dir).map_err(|message| NodeError::Invalid {
+    let dir = &paths.dir;
+    crate::libvirt::virt_install::check_path(dir).map_err(|message| NodeError::Invalid {
         node: name.clone(),
         message,
     })?;
-    let (backing, disk_bytes) = check_base(request, base)?;
+    let (backing, disk_bytes) = check_base(node, base)?;
     let host_key = HostKey::generate(&name).map_err(|message| NodeError::HostKey {
         node: name.clone(),
         message,
     })?;
     let instance_id = format!("{name}-{}", uuid::Uuid::new_v4().simple());
-    let user_data = user_data(config, request, &host_key)?;
+    let user_data = user_data(config, node, &host_key)?;
     let meta_data = MetaData {
         instance_id: instance_id.clone(),
         local_hostname: name.clone(),
     };
-    let pool = &request.pool;
-    let number = request.name.number;
-    let network_config = NetworkConfig::for_node(
-        pool.mac(Nic::Public, number),
-        pool.mac(Nic::Private, number),
-    );
-    let osinfo = osinfo::choose_on_host(&config.state_dir, &base.osinfo);
+    let network_config = NetworkConfig::for_node(node.id.public_mac, node.id.private_mac);
+    let state_dir = &config.state_dir;
+    let osinfo = osinfo::choose_on_host(state_dir, &base.osinfo);
     let (created_unix, created) = metadata::now();
     let node_metadata = NodeMetadata {
         name: name.clone(),
-        pool: pool.stem.clone(),
-        number,
-        image: request.image.name.clone(),
+        pool: node.id.pool.clone(),
+        number: node.id.number,
+        image: node.image.name.clone(),
         base: backing.clone(),
         base_digest: base.digest.clone(),
-        public_mac: pool.mac(Nic::Public, number),
-        private_mac: pool.mac(Nic::Private, number),
+        public_mac: node.id.public_mac,
+        private_mac: node.id.private_mac,
         instance_id: instance_id.clone(),
         host_key: host_key.public.clone(),
         osinfo: osinfo.id.clone(),
-        disk_gib: pool.resources.disk_gib,
+        disk_gib: node.resources.disk_gib,
         created,
         created_unix,
     };
 
-    std::fs::create_dir_all(&config.state_dir)
-        .map_err(fail.io("cannot create the state directory", &config.state_dir))?;
-    let staging =
-        Staging::create(&dir).map_err(fail.io("cannot create a directory beside", &dir))?;
-    let at = |file: &str| staging.path.join(file);
-    overlay::create(&at(DISK), &backing, disk_bytes)
-        .map_err(fail.io("cannot write the overlay", &at(DISK)))?;
+    std::fs::create_dir_all(state_dir)
+        .map_err(fail.io("cannot create the state directory", state_dir))?;
+    let staging = Staging::create(dir).map_err(fail.io("cannot create a directory beside", dir))?;
+    let at = NodePaths::in_dir(staging.path.clone());
+    overlay::create(&at.disk(), &backing, disk_bytes)
+        .map_err(fail.io("cannot write the overlay", &at.disk()))?;
     let seed_files = [
         ("meta-data", meta_data.render()),
         ("user-data", user_data.render()),
         ("network-config", network_config.render()),
     ];
     let seed_files = seed_files.each_ref().map(|(n, t)| (*n, t.as_bytes()));
-    seed::write(&at(SEED), &seed_files).map_err(fail.io("cannot write the seed", &at(SEED)))?;
-    write_new(&at(HOST_KEY_PUB), format!("{} {name}\n", host_key.public))
-        .map_err(fail.io("cannot write the host key", &at(HOST_KEY_PUB)))?;
+    seed::write(&at.seed(), &seed_files).map_err(fail.io("cannot write the seed", &at.seed()))?;
+    write_new(&at.host_key_pub(), format!("{} {name}\n", host_key.public))
+        .map_err(fail.io("cannot write the host key", &at.host_key_pub()))?;
     let json = serde_json::to_string_pretty(&node_metadata).expect("metadata serializes");
-    write_new(&at(metadata::FILE), json + "\n")
-        .map_err(fail.io("cannot write", &at(metadata::FILE)))?;
+    write_new(&at.metadata(), json + "\n").map_err(fail.io("cannot write", &at.metadata()))?;
 
     let swapped = staging
-        .swap_in(&dir)
-        .map_err(fail.io("cannot move the new node into", &dir))?;
-    let known_hosts = known_hosts_path(&config.state_dir);
+        .swap_in(dir)
+        .map_err(fail.io("cannot move the new node into", dir))?;
     let mut names = vec![name.as_str()];
     names.extend(user_data.fqdn.as_deref());
-    if let Err(e) = known_hosts::add(&known_hosts, &names, &host_key.public) {
-        swapped.undo(&dir);
-        return Err(fail.io("cannot record the host key in", &known_hosts)(e));
+    if let Err(e) = known_hosts::add(known_hosts, &names, &host_key.public) {
+        swapped.undo(dir);
+        return Err(fail.io("cannot record the host key in", known_hosts)(e));
     }
     swapped.finish();
 
-    let virt_install = virt_install(config, request, &dir, &osinfo.id, accel);
     Ok(NodeArtifacts {
-        overlay: virt_install.disk.clone(),
-        seed: virt_install.seed.clone(),
-        console_log: virt_install.console_log.clone(),
-        metadata: dir.join(metadata::FILE),
-        dir,
+        overlay: paths.disk(),
+        seed: paths.seed(),
+        console_log: paths.console_log(),
+        metadata: paths.metadata(),
+        dir: dir.clone(),
         name,
         host_public_key: host_key.public.clone(),
-        known_hosts,
+        known_hosts: known_hosts.to_path_buf(),
         instance_id,
         osinfo,
-        virt_install,
     })
 }
 
@@ -272,20 +234,20 @@ fn write_new(path: &Path, text: String) -> io::Result<()> {
 }
 
 /// The base image's absolute path and the overlay's size, which must hold the base's disk.
-fn check_base(request: &NodeRequest, base: &BaseImage) -> Result<(PathBuf, u64), NodeError> {
-    let node = request.name.to_string();
+fn check_base(planned: &PlannedNode, base: &BaseImage) -> Result<(PathBuf, u64), NodeError> {
+    let node = planned.name();
     let info = crate::qcow2::inspect(&base.path).map_err(|source| NodeError::Base {
         node: node.clone(),
         source,
     })?;
-    let resources = &request.pool.resources;
+    let resources = &planned.resources;
     let disk_bytes = u64::from(resources.disk_gib) << 30;
     if disk_bytes < info.virtual_size {
         return Err(NodeError::DiskTooSmall {
             node,
-            pool: request.pool.stem.clone(),
+            pool: planned.id.pool.clone(),
             disk_gib: resources.disk_gib,
-            image: request.image.name.clone(),
+            image: planned.image.name.clone(),
             base_bytes: info.virtual_size,
         });
     }
@@ -297,12 +259,12 @@ fn check_base(request: &NodeRequest, base: &BaseImage) -> Result<(PathBuf, u64),
 /// vnode's cloud-config with this node's names, keys, users and the config's extras.
 fn user_data(
     config: &Config,
-    request: &NodeRequest,
+    node: &PlannedNode,
     host_key: &HostKey,
 ) -> Result<UserData, NodeError> {
     let mut u = UserData::defaults();
-    u.hostname = request.name.to_string();
-    u.fqdn = request.pool.fqdn(request.name.number);
+    u.hostname = node.name();
+    u.fqdn = node.id.fqdn.clone();
     u.ssh_authorized_keys = ssh_keys::resolve(&config.ssh_keys)?;
     // vnode's own client key, so readiness checks and `vnode ssh` need no agent or passphrase.
     // Nodes are prepared in parallel threads: the first use creates the key, and two threads
@@ -311,7 +273,7 @@ fn user_data(
     let _one_at_a_time = CLIENT_KEY.lock().unwrap_or_else(|e| e.into_inner());
     let client = crate::ssh::ClientKey::load_or_create(&config.state_dir).map_err(|e| {
         NodeError::ClientKey {
-            node: request.name.to_string(),
+            node: node.name(),
             message: e.to_string(),
         }
     })?;
@@ -331,52 +293,15 @@ fn user_data(
     Ok(u)
 }
 
-/// The virt-install command for the node whose directory is `dir`.
-fn virt_install(
-    config: &Config,
-    request: &NodeRequest,
-    dir: &Path,
-    osinfo: &str,
-    accel: Accel,
-) -> VirtInstall {
-    let pool = &request.pool;
-    let number = request.name.number;
-    VirtInstall {
-        connect: config.libvirt_uri.clone(),
-        name: request.name.to_string(),
-        memory_mib: pool.resources.memory_mib,
-        vcpus: pool.resources.vcpus,
-        osinfo: osinfo.to_string(),
-        disk: dir.join(DISK),
-        seed: dir.join(SEED),
-        private_nic: NicSpec {
-            source: NetSource::Network(pool.network.clone()),
-            mac: pool.mac(Nic::Private, number),
-        },
-        public_nic: NicSpec {
-            source: NetSource::Bridge(pool.bridge.clone()),
-            mac: pool.mac(Nic::Public, number),
-        },
-        console_log: dir.join(CONSOLE_LOG),
-        accel,
-        tb_cache_mib: TB_CACHE_MIB,
-        metadata: DomainMetadata {
-            pool: pool.stem.clone(),
-            number,
-            image: request.image.name.clone(),
-        },
-    }
-}
-
 /// Removes the node's directory and its known_hosts lines. `NotFound` if there was neither.
-pub fn remove(config: &Config, name: &str) -> Result<(), NodeError> {
+pub fn remove(state_dir: &Path, name: &str) -> Result<(), NodeError> {
     if name.is_empty() || name.starts_with('.') || name.contains('/') {
         return Err(NodeError::Invalid {
             node: name.to_string(),
             message: "not a node name".into(),
         });
     }
-    let dir = node_dir(&config.state_dir, name);
+    let dir = NodePaths::new(state_dir, name).dir;
     let fail = Fail(name);
     let had_dir = match std::fs::symlink_metadata(&dir) {
         Ok(_) => {
@@ -389,13 +314,13 @@ pub fn remove(config: &Config, name: &str) -> Result<(), NodeError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(fail.io("cannot look at", &dir)(e)),
     };
-    let known_hosts = known_hosts_path(&config.state_dir);
+    let known_hosts = paths::known_hosts(state_dir);
     let had_key =
         known_hosts::remove(&known_hosts, name).map_err(fail.io("cannot update", &known_hosts))?;
     if !had_dir && !had_key {
         return Err(NodeError::NotFound {
             node: name.to_string(),
-            dir: config.state_dir.clone(),
+            dir: state_dir.to_path_buf(),
         });
     }
     Ok(())
@@ -484,16 +409,17 @@ impl Swapped {
 }
 
 /// Like [`remove`], but a node that was already gone is fine.
-pub fn remove_if_present(config: &Config, name: &str) -> Result<(), NodeError> {
-    match remove(config, name) {
+pub fn remove_if_present(state_dir: &Path, name: &str) -> Result<(), NodeError> {
+    match remove(state_dir, name) {
         Err(NodeError::NotFound { .. }) => Ok(()),
         other => other,
     }
 }
 
 /// Removes everything of the node but its disk (`vnode destroy --keep-disk`).
-pub fn remove_keeping_disk(config: &Config, name: &str) -> Result<(), NodeError> {
-    let dir = node_dir(&config.state_dir, name);
+pub fn remove_keeping_disk(state_dir: &Path, name: &str) -> Result<(), NodeError> {
+    let paths = NodePaths::new(state_dir, name);
+    let dir = paths.dir.clone();
     let io_err = |path: &Path| {
         let (node, path) = (name.to_string(), path.to_path_buf());
         move |source| NodeError::Io {
@@ -506,7 +432,7 @@ pub fn remove_keeping_disk(config: &Config, name: &str) -> Result<(), NodeError>
     let entries = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
     for entry in entries {
         let path = entry.map_err(io_err(&dir))?.path();
-        if path.file_name().is_some_and(|n| n == DISK) {
+        if path == paths.disk() {
             continue;
         }
         if path.is_dir() {
@@ -516,7 +442,7 @@ pub fn remove_keeping_disk(config: &Config, name: &str) -> Result<(), NodeError>
         }
         .map_err(io_err(&path))?;
     }
-    let known_hosts = known_hosts_path(&config.state_dir);
+    let known_hosts = paths::known_hosts(state_dir);
     known_hosts::remove(&known_hosts, name).map_err(io_err(&known_hosts))?;
     Ok(())
 }

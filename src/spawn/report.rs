@@ -1,4 +1,4 @@
-//! The end of a spawn: one line per node (table) or `--json`, and the exit code.
+//! What a spawn reports about each node: its outcome, the stages it went through, its addresses.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -6,7 +6,6 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::progress::Stage;
-use crate::table::Table;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,54 +74,4 @@ pub fn console_tail(path: &Path, n: usize) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .collect();
     lines[lines.len().saturating_sub(n)..].to_vec()
-}
-
-pub fn print(reports: &[NodeReport], json: bool) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "nodes": reports }))
-                .expect("serializes")
-        );
-        return;
-    }
-    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    let mut t = Table::new([
-        "NODE",
-        "IMAGE",
-        "STATE",
-        "PRIVATE IP",
-        "PUBLIC IP",
-        "OS",
-        "SECONDS",
-    ]);
-    for r in reports {
-        let state = match r.outcome {
-            Outcome::Ready => "ready".to_string(),
-            Outcome::Exists => "exists".to_string(),
-            Outcome::Failed => format!("failed at {}", r.stage),
-            Outcome::Interrupted => format!("interrupted at {}", r.stage),
-        };
-        t.row([
-            r.name.clone(),
-            r.image.clone(),
-            state,
-            dash(r.private_ip.map(|i| i.to_string())),
-            dash(r.public_ip.map(|i| i.to_string())),
-            dash(r.os.clone()),
-            format!("{:.1}", r.seconds),
-        ]);
-    }
-    print!("{}", t.render());
-    for r in reports.iter().filter(|r| r.outcome != Outcome::Ready) {
-        if let Some(e) = &r.error {
-            println!("\n{}: {e}", r.name);
-        }
-        if !r.console_tail.is_empty() {
-            println!("  last console lines of {}:", r.name);
-            for l in &r.console_tail {
-                println!("  | {l}");
-            }
-        }
-    }
 }

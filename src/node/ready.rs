@@ -1,10 +1,11 @@
-//! What spawn learned about a ready node, kept in its state directory (`ready.json`) for the
-//! verbs that come later: list, ssh, ssh-config, inventory.
+//! What spawn learned about a ready node, kept in its directory (`ready.json`) for the verbs that
+//! come later: list, ssh, ssh-config, inventory.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::paths::NodePaths;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReadyRecord {
@@ -17,20 +18,16 @@ pub struct ReadyRecord {
     pub ready_at: u64,
 }
 
-pub fn path(state_dir: &Path, name: &str) -> PathBuf {
-    state_dir.join(name).join("ready.json")
-}
-
 impl ReadyRecord {
-    pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
-        let path = path(state_dir, &self.name);
+    pub fn save(&self, paths: &NodePaths) -> std::io::Result<()> {
+        let path = paths.ready();
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("serializes"))?;
         std::fs::rename(tmp, path)
     }
 
-    pub fn load(state_dir: &Path, name: &str) -> Option<ReadyRecord> {
-        serde_json::from_slice(&std::fs::read(path(state_dir, name)).ok()?).ok()
+    pub fn load(paths: &NodePaths) -> Option<ReadyRecord> {
+        serde_json::from_slice(&std::fs::read(paths.ready()).ok()?).ok()
     }
 
     /// The address vnode reaches the node on: private if known, else public.

@@ -1,0 +1,30 @@
+//! `vnode console NODE` (the serial console, through `virsh console`) and `vnode log NODE` (what
+//! the console printed, from its log file).
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::hypervisor::Hypervisor;
+
+pub fn console(ctx: &Context, spec: &str) -> Result<()> {
+    let name = super::known_nodes::one(ctx, spec)?.name.to_string();
+    let host = Hypervisor::local(&ctx.config);
+    let err = Command::new("virsh")
+        .args(["-c", host.uri(), "console", &name])
+        .exec();
+    Err(Error::Failed(format!("cannot run virsh: {err}")))
+}
+
+pub fn log(ctx: &Context, spec: &str) -> Result<()> {
+    let name = super::known_nodes::one(ctx, spec)?.name.to_string();
+    let path = Hypervisor::local(&ctx.config)
+        .node_paths(&name)
+        .console_log();
+    let text = std::fs::read(&path)
+        .map_err(|e| Error::Failed(format!("{name}: cannot read {}: {e}", path.display())))?;
+    let _ = std::io::stdout().write_all(&text);
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! `vnode inventory [--format ini|yaml]`: an Ansible inventory of the ready nodes.
+
+use serde::Serialize;
+
+use super::known_nodes;
+use crate::cli::InventoryFormat;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::hypervisor::Hypervisor;
+
+pub fn run(ctx: &Context, format: InventoryFormat) -> Result<()> {
+    let host = Hypervisor::local(&ctx.config);
+    let nodes = known_nodes::ready(ctx, &host);
+    let key = known_nodes::client_key(&host).display().to_string();
+    let common = format!(
+        "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+        host.known_hosts().display()
+    );
+    match format {
+        InventoryFormat::Ini => {
+            println!("[vnode]");
+            for r in &nodes {
+                println!(
+                    "{} ansible_host={} ansible_user=root ansible_ssh_private_key_file={key} ansible_ssh_common_args='{common} -o HostKeyAlias={}'",
+                    r.name,
+                    r.address().expect("ready nodes have one"),
+                    r.name
+                );
+            }
+        }
+        InventoryFormat::Yaml => {
+            #[derive(Serialize)]
+            struct Host {
+                ansible_host: String,
+                ansible_user: &'static str,
+                ansible_ssh_private_key_file: String,
+                ansible_ssh_common_args: String,
+            }
+            let hosts: std::collections::BTreeMap<String, Host> = nodes
+                .iter()
+                .map(|r| {
+                    let host = Host {
+                        ansible_host: r.address().expect("ready nodes have one").to_string(),
+                        ansible_user: "root",
+                        ansible_ssh_private_key_file: key.clone(),
+                        ansible_ssh_common_args: format!("{common} -o HostKeyAlias={}", r.name),
+                    };
+                    (r.name.clone(), host)
+                })
+                .collect();
+            let doc = serde_json::json!({ "all": { "children": { "vnode": { "hosts": hosts } } } });
+            print!(
+                "{}",
+                serde_norway::to_string(&doc).map_err(|e| Error::Failed(e.to_string()))?
+            );
+        }
+    }
+    Ok(())
+}

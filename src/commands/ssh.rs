@@ -1,0 +1,42 @@
+//! `vnode ssh NODE [-- CMD]` and `vnode ssh-config`: the system ssh with vnode's known_hosts and
+//! strict host key checking.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use super::known_nodes;
+use crate::cli::SshArgs;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::hypervisor::Hypervisor;
+
+pub fn run(ctx: &Context, args: &SshArgs) -> Result<()> {
+    let host = Hypervisor::local(&ctx.config);
+    let record = known_nodes::one_ready(ctx, &host, &args.node)?;
+    let addr = record
+        .address()
+        .ok_or_else(|| Error::Failed(format!("{} has no known address", record.name)))?;
+    let err = Command::new("ssh")
+        .args(known_nodes::ssh_options(&host, &record.name))
+        .arg(format!("root@{addr}"))
+        .args(&args.command)
+        .exec();
+    Err(Error::Failed(format!(
+        "cannot run ssh: {err}; install openssh-client"
+    )))
+}
+
+/// An ssh_config block per ready node.
+pub fn config(ctx: &Context) -> Result<()> {
+    let host = Hypervisor::local(&ctx.config);
+    for r in known_nodes::ready(ctx, &host) {
+        println!("Host {}", r.name);
+        println!("  HostName {}", r.address().expect("ready nodes have one"));
+        println!("  User root");
+        println!("  IdentityFile {}", known_nodes::client_key(&host).display());
+        println!("  UserKnownHostsFile {}", host.known_hosts().display());
+        println!("  StrictHostKeyChecking yes");
+        println!("  HostKeyAlias {}\n", r.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Running external programs (virsh, virt-install, qemu-img, ip, the lab's daemons): the one place
+//! vnode starts a child process and waits for it, blocking with a deadline or async. Nothing goes
+//! through a shell; stdin is closed unless the caller says otherwise.
+
+use std::io::{self, Read};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A command line as a user would type it, for messages.
+pub fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| crate::shell::quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `cmd` to its end, killing it at the deadline; its output whatever the exit status.
+pub fn run_blocking(cmd: &mut Command, timeout: Duration) -> io::Result<Output> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let read_out = thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_end(&mut s);
+        }
+        s
+    });
+    let read_err = thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_end(&mut s);
+        }
+        s
+    });
+    let status = wait(&mut child, timeout);
+    let (stdout, stderr) = (
+        read_out.join().unwrap_or_default(),
+        read_err.join().unwrap_or_default(),
+    );
+    Ok(Output {
+        status: status?,
+        stdout,
+        stderr,
+    })
+}
+
+/// Runs `cmd` with a deadline; its stdout on success, else an error that quotes the command and
+/// its stderr.
+pub fn stdout_blocking(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
+    match run_blocking(cmd, timeout) {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
+        Ok(o) => Err(format!(
+            "`{}` failed ({}): {}",
+            describe(cmd),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(format!("cannot run `{}`: {e}", describe(cmd)))
+        }
+        Err(e) => Err(format!("`{}`: {e}", describe(cmd))),
+    }
+}
+
+/// Runs `cmd` to its end without blocking the runtime; the child is killed when the future is
+/// dropped (a cancelled node, Ctrl-C), so no child outlives the task that started it.
+pub async fn run(cmd: &mut tokio::process::Command) -> io::Result<Output> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd.output().await
+}
+
+/// Waits for our child; kills it at the deadline.
+pub fn wait(child: &mut Child, timeout: Duration) -> io::Result<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {} s", timeout.as_secs()),
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_runs_report_output_failures_and_deadlines() {
+        assert_eq!(
+            stdout_blocking(Command::new("echo").arg("hi"), Duration::from_secs(5)).unwrap(),
+            "hi\n"
+        );
+        let e = stdout_blocking(
+            Command::new("sh").args(["-c", "echo oops >&2; exit 3"]),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(e.contains("exit status: 3") && e.contains("oops"), "{e}");
+        let start = Instant::now();
+        let e = stdout_blocking(Command::new("sleep").arg("10"), Duration::from_millis(200))
+            .unwrap_err();
+        assert!(e.contains("no answer"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let e = stdout_blocking(&mut Command::new("/nonexistent/tool"), Duration::from_secs(1))
+            .unwrap_err();
+        assert!(e.starts_with("cannot run"), "{e}");
+    }
+}

@@ -1,0 +1,76 @@
+//! libvirt's DHCP leases, polled for every waiting node at once: one `virsh net-dhcp-leases` per
+//! network per poll interval, whatever the number of nodes.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::libvirt::LibvirtError;
+use crate::libvirt::virsh::{Lease, Virsh};
+use crate::mac::Mac;
+
+/// Every poll waits at most this long between tries.
+pub const POLL: Duration = Duration::from_millis(250);
+
+pub struct Leases {
+    virsh: Virsh,
+    cache: Mutex<HashMap<String, (Instant, Vec<Lease>)>>,
+}
+
+/// Why no lease was found.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("no DHCP lease for {mac} on network '{network}'")]
+    NoLease { mac: Mac, network: String },
+    #[error(transparent)]
+    Libvirt(#[from] LibvirtError),
+}
+
+impl Leases {
+    pub fn new(virsh: Virsh) -> Leases {
+        Leases {
+            virsh,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The network's leases, at most one poll interval old.
+    pub async fn current(&self, net: &str) -> Result<Vec<Lease>, LibvirtError> {
+        let mut cache = self.cache.lock().await;
+        if let Some((at, leases)) = cache.get(net)
+            && at.elapsed() < POLL
+        {
+            return Ok(leases.clone());
+        }
+        let leases = self.virsh.leases(net).await?;
+        cache.insert(net.to_string(), (Instant::now(), leases.clone()));
+        Ok(leases)
+    }
+
+    /// Waits for a lease of `mac` that was not in `before`. libvirt keeps the leases of destroyed
+    /// domains that had the same MAC, and a re-created guest (new machine-id, new DHCP client id)
+    /// may get another address: only a lease that appeared after the domain was created is trusted.
+    pub async fn wait_new(
+        &self,
+        net: &str,
+        mac: Mac,
+        before: &[Lease],
+        deadline: Instant,
+    ) -> Result<Ipv4Addr, LeaseError> {
+        loop {
+            let leases = self.current(net).await?;
+            if let Some(l) = leases.iter().find(|l| l.mac == mac && !before.contains(l)) {
+                return Ok(l.ip);
+            }
+            if Instant::now() >= deadline {
+                return Err(LeaseError::NoLease {
+                    mac,
+                    network: net.to_string(),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The stages of one node's bring-up, each a function with a typed error: existing domain,
+//! prepare, define, lease, banner, login, cloud-init, facts. They know nothing of progress or
+//! reports; the driver in [`super`] calls them in order and records where each node is.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::facts::{self, Facts};
+use super::leases::{LeaseError, Leases, POLL};
+use crate::config::Config;
+use crate::hypervisor::{Hypervisor, Keep, RemoveError};
+use crate::libvirt::virsh::Lease;
+use crate::libvirt::virt_install::{Accel, DomainFiles, VirtInstall, VirtInstallError};
+use crate::libvirt::LibvirtError;
+use crate::node::{self, NodeArtifacts, NodeError};
+use crate::planned::PlannedNode;
+use crate::ssh::{ClientKey, Session, SshError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Libvirt(#[from] LibvirtError),
+    #[error(transparent)]
+    Remove(#[from] RemoveError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("the preparation task ended abnormally: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Define(#[from] VirtInstallError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error("--wait-on public: {host} does not resolve ({source}); set the pool's public_subnet or domain")]
+    PublicUnresolved {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--wait-on public: {host} has no IPv4 address")]
+    PublicNoIpv4 { host: String },
+    #[error("sshd on {addr} did not answer ({last})")]
+    NoBanner { addr: SocketAddr, last: String },
+    #[error(transparent)]
+    WrongHostKey(SshError),
+    #[error("could not log in: {0}")]
+    Login(#[source] SshError),
+    #[error("cloud-init did not finish in time")]
+    CloudInitTimeout,
+    #[error("cloud-init ended with status '{status}'; see `vnode ssh {node} -- cloud-init status --long`")]
+    CloudInitFailed { node: String, status: String },
+    #[error("reading the node's facts: {0}")]
+    Ssh(#[source] SshError),
+    #[error("the node calls itself '{actual}', not {expected}: cloud-init did not apply vnode's seed")]
+    WrongHostname { actual: String, expected: String },
+    #[error("cannot record the node's addresses: {0}")]
+    Record(#[source] std::io::Error),
+}
+
+/// Does a domain of the node's name exist?
+pub async fn exists(host: &Hypervisor, node: &PlannedNode) -> Result<bool, StageError> {
+    Ok(host.virsh().domain_state(&node.name()).await?.is_some())
+}
+
+/// `--force`: the existing domain and its files go first.
+pub async fn replace(host: &Hypervisor, node: &PlannedNode) -> Result<(), StageError> {
+    Ok(host.remove_node(&node.name(), Keep::Nothing).await?)
+}
+
+/// Writes the node's overlay, seed and keys (blocking file work, off the async threads).
+pub async fn prepare(
+    config: &Arc<Config>,
+    host: &Hypervisor,
+    node: &PlannedNode,
+) -> Result<NodeArtifacts, StageError> {
+    let (config, node) = (config.clone(), node.clone());
+    let (paths, known_hosts) = (host.node_paths(&node.name()), host.known_hosts());
+    Ok(tokio::task::spawn_blocking(move || {
+        node::prepare(&config, &node, &paths, &known_hosts)
+    })
+    .await
+    .map_err(StageError::Task)??)
+}
+
+/// virt-install defines and starts the domain. If it fails, the domain was not created and
+/// nothing of the node may stay behind.
+pub async fn define(
+    host: &Hypervisor,
+    node: &PlannedNode,
+    artifacts: &NodeArtifacts,
+    accel: Accel,
+) -> Result<(), StageError> {
+    let command = virt_install(host, node, artifacts, accel);
+    if let Err(e) = command.run().await {
+        let _ = host.remove_files(&node.name());
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// The virt-install command for a prepared node.
+pub fn virt_install(
+    host: &Hypervisor,
+    node: &PlannedNode,
+    artifacts: &NodeArtifacts,
+    accel: Accel,
+) -> VirtInstall {
+    let files = DomainFiles {
+        disk: artifacts.overlay.clone(),
+        seed: artifacts.seed.clone(),
+        console_log: artifacts.console_log.clone(),
+    };
+    VirtInstall::for_node(node, host.uri(), files, &artifacts.osinfo.id, accel)
+}
+
+/// The private address from a lease that appeared after the domain was created.
+pub async fn lease(
+    leases: &Leases,
+    node: &PlannedNode,
+    baseline: &[Lease],
+    deadline: Instant,
+) -> Result<Ipv4Addr, StageError> {
+    Ok(leases
+        .wait_new(&node.id.network, node.id.private_mac, baseline, deadline)
+        .await?)
+}
+
+/// The address to wait on with `--wait-on public`: the plan's address, else the DNS name's.
+pub async fn public_address(node: &PlannedNode) -> Result<Ipv4Addr, StageError> {
+    if let Some(ip) = node.id.public_ip {
+        return Ok(ip);
+    }
+    let host = node.id.fqdn.clone().unwrap_or_else(|| node.name());
+    let addrs = tokio::net::lookup_host((host.as_str(), 22))
+        .await
+        .map_err(|source| StageError::PublicUnresolved {
+            host: host.clone(),
+            source,
+        })?;
+    addrs
+        .filter_map(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            _ => None,
+        })
+        .next()
+        .ok_or_else(|| StageError::PublicNoIpv4 { host: host.clone() })
+}
+
+/// Waits until `addr` answers with an SSH banner.
+pub async fn banner(addr: SocketAddr, deadline: Instant) -> Result<(), StageError> {
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        let attempt = async {
+            let mut s = TcpStream::connect(addr).await?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await?;
+            Ok::<_, std::io::Error>(buf)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            Ok(Ok(buf)) if &buf == b"SSH-" => return Ok(()),
+            Ok(Ok(_)) => last = "something that is not sshd answers".into(),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "connect timed out".into(),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Err(StageError::NoBanner { addr, last })
+}
+
+/// Logs in, retrying while the guest is still installing keys; a wrong host key ends it at once.
+pub async fn login(
+    addr: SocketAddr,
+    host_key: &str,
+    key: &ClientKey,
+    deadline: Instant,
+) -> Result<Session, StageError> {
+    let mut last = None;
+    while Instant::now() < deadline {
+        match Session::connect(&addr.to_string(), host_key, key, Duration::from_secs(10)).await {
+            Ok(s) => return Ok(s),
+            Err(e @ SshError::WrongHostKey { .. }) => return Err(StageError::WrongHostKey(e)),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Err(StageError::Login(last.unwrap_or(SshError::Session {
+        addr: addr.to_string(),
+        message: "no attempt before the deadline".into(),
+    })))
+}
+
+/// Waits for cloud-init to finish; anything but `done` fails the node.
+pub async fn cloud_init(
+    session: &Session,
+    node: &PlannedNode,
+    deadline: Instant,
+) -> Result<(), StageError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let out = tokio::time::timeout(remaining, session.exec(facts::CLOUD_INIT_COMMAND))
+        .await
+        .map_err(|_| StageError::CloudInitTimeout)?
+        .map_err(StageError::Ssh)?;
+    let status = facts::parse_cloud_init_status(&out.stdout);
+    if status != "done" {
+        return Err(StageError::CloudInitFailed {
+            node: node.name(),
+            status,
+        });
+    }
+    Ok(())
+}
+
+/// How long the public NIC's DHCP answer may come after cloud-init is done.
+const PUBLIC_GRACE: Duration = Duration::from_secs(20);
+
+/// PRETTY_NAME, hostname and both NICs' addresses, read from the node; the hostname must be the
+/// node's (else the seed was not applied).
+pub async fn facts(
+    session: &Session,
+    node: &PlannedNode,
+    deadline: Instant,
+) -> Result<Facts, StageError> {
+    let out = session
+        .exec(facts::FACTS_COMMAND)
+        .await
+        .map_err(StageError::Ssh)?;
+    let mut facts = facts::parse_facts(&out.stdout);
+    let until = (Instant::now() + PUBLIC_GRACE).min(deadline);
+    while facts.address_of(node.id.public_mac).is_none() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Ok(o) = session.exec(facts::ADDRESSES_COMMAND).await {
+            facts.addresses = facts::parse_facts(&o.stdout).addresses;
+        }
+    }
+    if facts.hostname != node.name() {
+        return Err(StageError::WrongHostname {
+            actual: facts.hostname,
+            expected: node.name(),
+        });
+    }
+    Ok(facts)
+}
