@@ -7,8 +7,7 @@ mod common;
 
 use std::process::Output;
 
-use common::e2e::{Site, assert_no_nodes, test_image};
-use common::gate::{Needs, require_root_or_skip};
+use common::e2e::{VmLab, assert_no_nodes};
 use common::json;
 use common::lab::Lab;
 
@@ -39,24 +38,22 @@ fn derive(lab: &Lab, name: &str, script: &str) -> Output {
 
 #[test]
 fn derive_an_image_then_spawn_fresh_nodes_from_it() {
-    if require_root_or_skip(Needs::Vms) {
-        return;
-    }
     let t0 = std::time::Instant::now();
-    let image = test_image();
-    let site = Site::new("derive");
-    let lab = Lab::with_config("derive", &site.config(""));
-    lab.import(&image, "debian-12-test", "debian11");
+    let Some(vms) = VmLab::up("derive") else {
+        return;
+    };
+    let (lab, site) = (&vms.lab, &vms.site);
+    lab.import(&vms.image, "debian-12-test", "debian11");
 
     // A failing command: a clear error, nothing cached, no node left.
-    let out = derive(&lab, "broken", "echo about to fail; exit 7");
+    let out = derive(lab, "broken", "echo about to fail; exit 7");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("about to fail"), "no live output: {stderr}");
     assert!(stderr.contains("exit status 7"), "{stderr}");
     assert!(stderr.contains("nothing was added"), "{stderr}");
-    assert_eq!(image_names(&lab), ["debian-12-test"]);
-    assert_no_nodes(&lab, &site);
+    assert_eq!(image_names(lab), ["debian-12-test"]);
+    assert_no_nodes(lab, site);
     let hidden: Vec<_> = std::fs::read_dir(site.root.join("images"))
         .unwrap()
         .filter_map(|e| e.ok())
@@ -69,10 +66,10 @@ fn derive_an_image_then_spawn_fresh_nodes_from_it() {
     // The derived image.
     let out = common::cli::ok(
         "derive marker",
-        derive(&lab, "marker", "echo hi > /etc/vnode-marker"),
+        derive(lab, "marker", "echo hi > /etc/vnode-marker"),
     );
     assert_eq!(out.trim(), "debian-12-test-marker");
-    assert_no_nodes(&lab, &site);
+    assert_no_nodes(lab, site);
     let listed = lab.json(["images", "list"]);
     let derived = listed
         .as_array()
@@ -148,7 +145,6 @@ fn derive_an_image_then_spawn_fresh_nodes_from_it() {
     assert_ne!(ids[0], ids[1], "the nodes share a machine-id");
     assert_ne!(keys[0], keys[1], "the nodes share a host key");
     lab.vnode_ok(["destroy", "3", "4"]);
-    assert_no_nodes(&lab, &site);
+    assert_no_nodes(lab, site);
     eprintln!("all done at {:?}", t0.elapsed());
-    drop(lab);
 }

@@ -5,20 +5,16 @@ mod common;
 
 use std::net::Ipv4Addr;
 
-use common::e2e::{Site, assert_no_nodes, test_image};
-use common::gate::{Needs, require_root_or_skip};
-use common::lab::Lab;
+use common::e2e::{VmLab, assert_no_nodes};
 
 #[test]
 fn three_nodes_in_parallel_then_refuse_replace_and_destroy() {
-    if require_root_or_skip(Needs::Vms) {
+    let Some(vms) = VmLab::up("spawn") else {
         return;
-    }
-    let image = test_image();
-    let site = Site::new("spawn");
-    let lab = Lab::with_config("spawn", &site.config(""));
+    };
+    let (lab, site) = (&vms.lab, &vms.site);
     for name in ["debian-12-test", "debtest"] {
-        lab.import(&image, name, "debian11");
+        lab.import(&vms.image, name, "debian11");
     }
 
     // Three nodes, two image names, in parallel.
@@ -81,19 +77,17 @@ fn three_nodes_in_parallel_then_refuse_replace_and_destroy() {
 
     // Destroy leaves nothing of the nodes.
     lab.vnode_ok(["destroy", "3", "4", "5"]);
-    assert_no_nodes(&lab, &site);
+    assert_no_nodes(lab, site);
     let known = std::fs::read_to_string(site.nodes().join("known_hosts")).unwrap_or_default();
     assert!(!known.contains("vnode0"), "{known}");
-    drop(lab);
 }
 
 #[test]
 fn a_node_that_cannot_boot_fails_clearly_while_its_sibling_gets_ready() {
-    if require_root_or_skip(Needs::Vms) {
+    let Some(vms) = VmLab::up("broken") else {
         return;
-    }
-    let image = test_image();
-    let site = Site::new("broken");
+    };
+    let (lab, site) = (&vms.lab, &vms.site);
     let blank = site.root.join("blank.qcow2");
     let status = std::process::Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
@@ -102,8 +96,7 @@ fn a_node_that_cannot_boot_fails_clearly_while_its_sibling_gets_ready() {
         .status()
         .unwrap();
     assert!(status.success());
-    let lab = Lab::with_config("broken", &site.config(""));
-    lab.import(&image, "debian-12-test", "debian11");
+    lab.import(&vms.image, "debian-12-test", "debian11");
     lab.import(&blank, "broken", "debian11");
 
     let report = lab

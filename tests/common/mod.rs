@@ -2,14 +2,15 @@
 //!
 //! - `cli`: the real binary, `Vnode::new().config(..).args(..).ok()` (every run of it goes here);
 //! - `lab`: vnode's namespace lab, `Lab::up(..)`, with `spawn`, `ssh`, `import`, `json` in it;
-//! - `e2e`: the Debian test image and a site directory for tests with real VMs;
+//! - `e2e`: tests with real VMs: `VmLab::up(..)` (gate, test image, site, lab), `assert_no_nodes`;
 //! - `json`: vnode's JSON output, parsed with useful messages;
 //! - `netns`: a network namespace owned by one test;
 //! - `consumers`: the real programs (dnsmasq, dhcpd) that judge what vnode writes;
 //! - `gate`: the gate of every test that needs root.
 //!
 //! Tests that need root (network namespaces, the lab's libvirtd, VMs) start with
-//! `if gate::require_root_or_skip(Needs::..) { return; }`. Not run as root, such a test **fails**,
+//! `if gate::require_root_or_skip(Needs::..) { return; }` (or `let Some(vms) = VmLab::up(..) else
+//! { return; };`, which passes the same gate). Not run as root, such a test **fails**,
 //! saying so; as root, a missing program fails it with the Debian package to install.
 //! `VNODE_SKIP_VM_TESTS=1` skips them explicitly, each printing
 //! `SKIPPED (VNODE_SKIP_VM_TESTS=1): <test>` to stderr, past the test harness's capture, so
