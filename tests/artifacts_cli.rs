@@ -1,9 +1,14 @@
 //! `vnode spawn --prepare-only` through the real binary: a temporary config, state directory and
 //! image cache (with a base image made by qemu-img), and a literal ssh key.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::cli::{Vnode, stderr, stdout};
+
+/// A site with the base image `debian-12` in its cache; `vnode()` runs `vnode spawn` against it.
 struct Prep {
     dir: tempfile::TempDir,
 }
@@ -13,7 +18,6 @@ impl Prep {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
         std::fs::create_dir_all(&cache).unwrap();
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
         let base = dir.path().join("base.qcow2");
         let out = Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2"])
@@ -32,47 +36,27 @@ impl Prep {
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         // The base image enters the cache as a user would bring it: `vnode images import`.
-        let out = Command::new(env!("CARGO_BIN_EXE_vnode"))
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
+        let prep = Prep { dir };
+        prep.cli()
             .args(["images", "import"])
-            .arg(&base)
+            .args([&base])
             .args(["--name", "debian-12"])
-            .env("HOME", dir.path().join("home"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Prep { dir }
+            .ok();
+        prep
+    }
+
+    fn cli(&self) -> Vnode {
+        Vnode::at(self.dir.path()).config_file(self.dir.path().join("config.toml"))
     }
 
     fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
+    /// `vnode spawn ARGS...`.
     fn vnode(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vnode"))
-            .arg("spawn")
-            .arg("--config")
-            .arg(self.dir.path().join("config.toml"))
-            .args(args)
-            .env("HOME", self.dir.path().join("home"))
-            .env_remove("VNODE_CONFIG")
-            .env_remove("VNODE_LAB")
-            .output()
-            .unwrap()
+        self.cli().args(["spawn"]).args(args).output()
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
@@ -87,7 +71,7 @@ fn prepare_only_lists_the_artifacts_and_the_virt_install_argv_as_json() {
         "vnode4:debian-12",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let v = common::json::stdout(&out);
     assert_eq!(v["virt_type"], "qemu");
     let nodes = v["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 2);

@@ -113,14 +113,18 @@ last = 120
 public_subnet = "198.18.1.0/24"
 "#;
 
+/// `vnode plan 0-30 --format FORMAT` with the default config and with LAB_CONFIG.
+fn plans(format: &str) -> [String; 2] {
+    let args = ["plan", "0-30", "--format", format];
+    [
+        Vnode::new().args(args).ok(),
+        Vnode::new().config(LAB_CONFIG).args(args).ok(),
+    ]
+}
+
 #[test]
 fn plan_for_dnsmasq_is_accepted_by_dnsmasq() {
-    for config in [None, Some(LAB_CONFIG)] {
-        let mut v = Vnode::new();
-        if let Some(c) = config {
-            v = v.config(c);
-        }
-        let plan = v.args(["plan", "0-30", "--format", "dnsmasq"]).ok();
+    for plan in plans("dnsmasq") {
         assert_eq!(
             plan.lines().filter(|l| l.starts_with("dhcp-host=")).count(),
             31
@@ -143,12 +147,7 @@ fn plan_for_dnsmasq_is_accepted_by_dnsmasq() {
 
 #[test]
 fn plan_for_isc_dhcpd_is_accepted_by_dhcpd() {
-    for config in [None, Some(LAB_CONFIG)] {
-        let mut v = Vnode::new();
-        if let Some(c) = config {
-            v = v.config(c);
-        }
-        let plan = v.args(["plan", "0-30", "--format", "isc-dhcpd"]).ok();
+    for plan in plans("isc-dhcpd") {
         assert_eq!(plan.matches("hardware ethernet").count(), 31);
         common::consumers::dhcpd_accepts(&plan);
     }
@@ -217,19 +216,20 @@ fn bad_config_exits_2_naming_file_and_line() {
     );
 }
 
+/// vnode with a config whose `catalog` is a file holding `text`, named `name`.
+fn with_catalog(name: &str, text: &str) -> Vnode {
+    let v = Vnode::new();
+    let catalog = v.write(name, text);
+    v.config(&format!("catalog = {catalog:?}\n"))
+}
+
 #[test]
 fn user_catalog_extends_the_builtin_one() {
-    let v = Vnode::new();
-    let catalog = v.write("mine.toml", "[[image]]\nname = \"alma-9\"\naliases = [\"a9\"]\nfamily = \"alma\"\nversion = \"9\"\nosinfo = \"almalinux9\"\nurl = \"https://example.invalid/a.qcow2\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n");
-    let out = v
-        .config(&format!("catalog = {catalog:?}\n"))
+    let out = with_catalog("mine.toml", "[[image]]\nname = \"alma-9\"\naliases = [\"a9\"]\nfamily = \"alma\"\nversion = \"9\"\nosinfo = \"almalinux9\"\nurl = \"https://example.invalid/a.qcow2\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n")
         .args(["--dry-run", "--json", "3:a9"])
         .ok();
     assert!(out.contains("\"alma-9\""), "{out}");
-    let v = Vnode::new();
-    let catalog = v.write("bad.toml", "[[image]]\nfamily = \"x\"\nname = \"Bad Name\"\nversion = \"1\"\nosinfo = \"x\"\nurl = \"https://e/x\"\nsha256 = \"00\"\n");
-    let (code, stderr) = v
-        .config(&format!("catalog = {catalog:?}\n"))
+    let (code, stderr) = with_catalog("bad.toml", "[[image]]\nfamily = \"x\"\nname = \"Bad Name\"\nversion = \"1\"\nosinfo = \"x\"\nurl = \"https://e/x\"\nsha256 = \"00\"\n")
         .args(["--dry-run", "3"])
         .fails();
     assert_eq!(code, 2);

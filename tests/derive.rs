@@ -5,22 +5,14 @@
 
 mod common;
 
-use common::e2e::{Site, test_image};
-use common::lab::{self, Lab};
-use serde_json::Value;
+use std::process::Output;
 
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
-}
-
-fn ssh(lab: &Lab, node: &str, cmd: &[&str]) -> String {
-    let mut args = vec!["ssh", node, "--"];
-    args.extend_from_slice(cmd);
-    lab.vnode_ok(args).trim().to_string()
-}
+use common::e2e::{VmLab, assert_no_nodes};
+use common::json;
+use common::lab::Lab;
 
 fn image_names(lab: &Lab) -> Vec<String> {
-    json(&lab.vnode_ok(["--json", "images", "list"]))
+    lab.json(["images", "list"])
         .as_array()
         .unwrap()
         .iter()
@@ -28,57 +20,40 @@ fn image_names(lab: &Lab) -> Vec<String> {
         .collect()
 }
 
-fn assert_no_nodes(lab: &Lab, site: &Site) {
-    let domains = lab.exec_ok(["virsh", "-q", "list", "--all", "--name"]);
-    assert!(domains.trim().is_empty(), "domains left: {domains}");
-    let left: Vec<_> = std::fs::read_dir(site.nodes())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("vnode") || n.starts_with(".vnode"))
-        .collect();
-    assert!(left.is_empty(), "node files left: {left:?}");
-}
-
-#[test]
-fn derive_an_image_then_spawn_fresh_nodes_from_it() {
-    if !lab::available() {
-        return;
-    }
-    let t0 = std::time::Instant::now();
-    let image = test_image();
-    let site = Site::new("derive");
-    let lab = Lab::with_config("derive", &site.config(""));
-    lab.vnode_ok([
-        "images",
-        "import",
-        image.to_str().unwrap(),
-        "--name",
-        "debian-12-test",
-        "--osinfo",
-        "debian11",
-    ]);
-
-    // A failing command: a clear error, nothing cached, no node left.
-    let out = lab.vnode([
+/// `vnode images derive debian-12-test NAME -- sh -c SCRIPT`.
+fn derive(lab: &Lab, name: &str, script: &str) -> Output {
+    lab.vnode([
         "images",
         "derive",
         "debian-12-test",
-        "broken",
+        name,
         "--timeout",
         "600",
         "--",
         "sh",
         "-c",
-        "echo about to fail; exit 7",
-    ]);
+        script,
+    ])
+}
+
+#[test]
+fn derive_an_image_then_spawn_fresh_nodes_from_it() {
+    let t0 = std::time::Instant::now();
+    let Some(vms) = VmLab::up("derive") else {
+        return;
+    };
+    let (lab, site) = (&vms.lab, &vms.site);
+    lab.import(&vms.image, "debian-12-test", "debian11");
+
+    // A failing command: a clear error, nothing cached, no node left.
+    let out = derive(lab, "broken", "echo about to fail; exit 7");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("about to fail"), "no live output: {stderr}");
     assert!(stderr.contains("exit status 7"), "{stderr}");
     assert!(stderr.contains("nothing was added"), "{stderr}");
-    assert_eq!(image_names(&lab), ["debian-12-test"]);
-    assert_no_nodes(&lab, &site);
+    assert_eq!(image_names(lab), ["debian-12-test"]);
+    assert_no_nodes(lab, site);
     let hidden: Vec<_> = std::fs::read_dir(site.root.join("images"))
         .unwrap()
         .filter_map(|e| e.ok())
@@ -89,21 +64,13 @@ fn derive_an_image_then_spawn_fresh_nodes_from_it() {
     eprintln!("failing derive done at {:?}", t0.elapsed());
 
     // The derived image.
-    let out = lab.vnode_ok([
-        "images",
-        "derive",
-        "debian-12-test",
-        "marker",
-        "--timeout",
-        "600",
-        "--",
-        "sh",
-        "-c",
-        "echo hi > /etc/vnode-marker",
-    ]);
+    let out = common::cli::ok(
+        "derive marker",
+        derive(lab, "marker", "echo hi > /etc/vnode-marker"),
+    );
     assert_eq!(out.trim(), "debian-12-test-marker");
-    assert_no_nodes(&lab, &site);
-    let listed = json(&lab.vnode_ok(["--json", "images", "list"]));
+    assert_no_nodes(lab, site);
+    let listed = lab.json(["images", "list"]);
     let derived = listed
         .as_array()
         .unwrap()
@@ -135,41 +102,34 @@ fn derive_an_image_then_spawn_fresh_nodes_from_it() {
         .arg(site.root.join("images/debian-12-test-marker.qcow2"))
         .output()
         .unwrap();
-    let info = json(&String::from_utf8_lossy(&info.stdout));
+    let info = json::stdout(&info);
     assert!(info.get("backing-filename").is_none(), "{info:#}");
     lab.vnode_ok(["images", "verify", "debian-12-test-marker"]);
     eprintln!("derive done at {:?}", t0.elapsed());
 
     // Two nodes from it: fresh instances.
-    let out = lab.vnode([
-        "--json",
+    lab.spawn([
         "3:debian-12-test-marker",
         "4:debian-12-test-marker",
         "--timeout",
         "600",
-    ]);
-    let report = json(&String::from_utf8_lossy(&out.stdout));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{report:#}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ])
+    .expect_ready();
     let (mut ids, mut keys) = (Vec::new(), Vec::new());
     for name in ["vnode03", "vnode04"] {
-        assert_eq!(ssh(&lab, name, &["cat", "/etc/vnode-marker"]), "hi");
+        assert_eq!(lab.ssh(name, &["cat", "/etc/vnode-marker"]), "hi");
         // `vnode ssh` checks the pinned host key (StrictHostKeyChecking=yes).
-        assert_eq!(ssh(&lab, name, &["hostname"]), name);
+        assert_eq!(lab.ssh(name, &["hostname"]), name);
         // The host key the guest presents is the one vnode generated for this node.
         let pinned =
             std::fs::read_to_string(site.nodes().join(name).join("ssh_host_ed25519_key.pub"))
                 .unwrap();
-        let served = ssh(&lab, name, &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]);
+        let served = lab.ssh(name, &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]);
         let body = |k: &str| k.split_whitespace().nth(1).unwrap().to_string();
         assert_eq!(body(&served), body(&pinned), "{name}");
         keys.push(body(&pinned));
         // The image carried no authorized key of the temporary node: each key is there once.
-        let authorized = ssh(&lab, name, &["cat", "/root/.ssh/authorized_keys"]);
+        let authorized = lab.ssh(name, &["cat", "/root/.ssh/authorized_keys"]);
         let mut lines: Vec<_> = authorized
             .lines()
             .filter(|l| !l.trim().is_empty())
@@ -178,14 +138,13 @@ fn derive_an_image_then_spawn_fresh_nodes_from_it() {
         lines.sort();
         lines.dedup();
         assert_eq!(lines.len(), count, "{name}: duplicated keys:\n{authorized}");
-        let id = ssh(&lab, name, &["cat", "/etc/machine-id"]);
+        let id = lab.ssh(name, &["cat", "/etc/machine-id"]);
         assert_eq!(id.len(), 32, "{name}: machine-id {id:?}");
         ids.push(id);
     }
     assert_ne!(ids[0], ids[1], "the nodes share a machine-id");
     assert_ne!(keys[0], keys[1], "the nodes share a host key");
     lab.vnode_ok(["destroy", "3", "4"]);
-    assert_no_nodes(&lab, &site);
+    assert_no_nodes(lab, site);
     eprintln!("all done at {:?}", t0.elapsed());
-    drop(lab);
 }

@@ -3,16 +3,16 @@
 
 mod common;
 
+use common::cli::Vnode;
+use common::gate::{Needs, require_root_or_skip};
 use common::netns::Netns;
 
-fn vnode_in(ns: &Netns, args: &[&str]) -> std::process::Output {
-    let home = tempfile::tempdir().unwrap();
-    ns.command(env!("CARGO_BIN_EXE_vnode"))
+/// `vnode host bridge ARGS...` inside the namespace.
+fn bridge(ns: &Netns, args: &[&str]) -> Vnode {
+    Vnode::new()
+        .netns(&ns.name)
+        .args(["host", "bridge"])
         .args(args)
-        .env("HOME", home.path())
-        .env_remove("VNODE_CONFIG")
-        .output()
-        .unwrap()
 }
 
 fn ip_json(ns: &Netns, args: &[&str]) -> serde_json::Value {
@@ -40,6 +40,9 @@ fn default_route_dev(ns: &Netns) -> Option<String> {
 
 #[test]
 fn iproute2_bridge_create_and_delete() {
+    if require_root_or_skip(Needs::Netns) {
+        return;
+    }
     let ns = Netns::new("br");
     ns.run(&[
         "ip", "link", "add", "up0", "type", "veth", "peer", "name", "peer0",
@@ -63,39 +66,12 @@ fn iproute2_bridge_create_and_delete() {
         .to_string();
 
     // A dry run shows the plan and changes nothing.
-    let out = vnode_in(
-        &ns,
-        &[
-            "host",
-            "bridge",
-            "create",
-            "--uplink",
-            "up0",
-            "--name",
-            "br0",
-            "--dry-run",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let plan = String::from_utf8_lossy(&out.stdout);
+    let create = ["create", "--uplink", "up0", "--name", "br0"];
+    let plan = bridge(&ns, &create).args(["--dry-run"]).ok();
     assert!(plan.contains("ip link set up0 master br0"), "{plan}");
     assert!(ip_json(&ns, &["link", "show", "br0"]).is_null());
 
-    let out = vnode_in(
-        &ns,
-        &[
-            "host", "bridge", "create", "--uplink", "up0", "--name", "br0", "--yes",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bridge(&ns, &create).args(["--yes"]).ok();
     let br = &ip_json(&ns, &["link", "show", "br0"])[0];
     assert_eq!(
         br["address"].as_str(),
@@ -108,20 +84,10 @@ fn iproute2_bridge_create_and_delete() {
     assert_eq!(default_route_dev(&ns).as_deref(), Some("br0"));
 
     // A second create is refused: the bridge exists.
-    let out = vnode_in(
-        &ns,
-        &[
-            "host", "bridge", "create", "--uplink", "up0", "--name", "br0", "--yes",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(2));
+    let (code, stderr) = bridge(&ns, &create).args(["--yes"]).fails();
+    assert_eq!(code, 2, "{stderr}");
 
-    let out = vnode_in(&ns, &["host", "bridge", "delete", "--name", "br0", "--yes"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bridge(&ns, &["delete", "--name", "br0", "--yes"]).ok();
     assert!(ip_json(&ns, &["link", "show", "br0"]).is_null());
     assert_eq!(addresses(&ns, "up0"), ["198.18.9.10/24"]);
     assert_eq!(default_route_dev(&ns).as_deref(), Some("up0"));

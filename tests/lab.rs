@@ -9,13 +9,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cli::Vnode;
+use common::gate::{Needs, require_root_or_skip};
 use common::lab::{self, Lab};
 
-/// The plan's public address of `node` in the lab (`vnode --lab plan`).
+/// The plan's entry for `node` in the lab (`vnode --lab plan`).
 fn planned(lab: &Lab, node: &str) -> serde_json::Value {
-    let plan: serde_json::Value =
-        serde_json::from_str(&lab.vnode_ok(["--json", "plan", node])).unwrap();
-    plan["entries"][0].clone()
+    lab.json(["plan", node])["entries"][0].clone()
 }
 
 /// PIDs of the lab's processes, from its state.json.
@@ -72,7 +72,7 @@ fn assert_gone(name: &str, pids: &[(String, i64, u64)]) {
 
 #[test]
 fn up_serves_the_plan_and_down_leaves_nothing_twice() {
-    if !lab::available() {
+    if require_root_or_skip(Needs::Lab) {
         return;
     }
     for round in 1..=2 {
@@ -112,8 +112,7 @@ fn up_serves_the_plan_and_down_leaves_nothing_twice() {
         for (role, pid, start) in &pids {
             assert!(runs(*pid, *start), "{role} (pid {pid}) does not run");
         }
-        let status: serde_json::Value =
-            serde_json::from_str(&lab.vnode_ok(["--json", "lab", "status"])).unwrap();
+        let status = lab.json(["lab", "status"]);
         assert_eq!(status["up"], true, "{status:#}");
 
         let down = lab.down();
@@ -124,7 +123,7 @@ fn up_serves_the_plan_and_down_leaves_nothing_twice() {
 
 #[test]
 fn a_crashed_lab_is_detected_and_cleaned() {
-    if !lab::available() {
+    if require_root_or_skip(Needs::Lab) {
         return;
     }
     let lab = Lab::up("crash");
@@ -146,9 +145,7 @@ fn a_crashed_lab_is_detected_and_cleaned() {
         stderr.contains("is broken") && stderr.contains("libvirtd") && stderr.contains("lab down"),
         "{stderr}"
     );
-    let status: serde_json::Value =
-        serde_json::from_str(&lab.vnode_ok(["--json", "lab", "status"])).unwrap();
-    assert_eq!(status["up"], false);
+    assert_eq!(lab.json(["lab", "status"])["up"], false);
     // `up` cleans the stale lab (its holder and virtlogd still run) and starts a new one.
     let out = lab.vnode_ok(["lab", "up"]);
     assert!(out.contains("removed stale state"), "{out}");
@@ -164,26 +161,18 @@ fn a_crashed_lab_is_detected_and_cleaned() {
 
 #[test]
 fn commands_in_a_lab_that_is_not_up_say_how_to_start_it() {
-    if !lab::available() {
+    if require_root_or_skip(Needs::Lab) {
         return;
     }
     let name = format!("absent-{}", std::process::id());
-    let out = Command::new(env!("CARGO_BIN_EXE_vnode"))
-        .args([&format!("--lab={name}"), "plan"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = Vnode::new().lab(&name).args(["plan"]).fails();
+    assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains(&format!("run `vnode --lab={name} lab up`")),
         "{stderr}"
     );
-    let down = Command::new(env!("CARGO_BIN_EXE_vnode"))
-        .args([&format!("--lab={name}"), "lab", "down"])
-        .output()
-        .unwrap();
-    assert!(down.status.success());
-    assert!(String::from_utf8_lossy(&down.stdout).contains("not up"));
+    let down = Vnode::new().lab(&name).args(["lab", "down"]).ok();
+    assert!(down.contains("not up"), "{down}");
 }
 
 /// The address `mac` holds in a dnsmasq lease file ("EXPIRY MAC IP NAME CLIENT-ID" lines).
@@ -208,7 +197,7 @@ fn cpus_allowed(pid: &str) -> String {
 
 #[test]
 fn a_node_boots_and_gets_the_addresses_of_the_plan() {
-    if !lab::available() {
+    if require_root_or_skip(Needs::Vms) {
         return;
     }
     let image = common::e2e::test_image();

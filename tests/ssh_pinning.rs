@@ -76,24 +76,54 @@ async fn fake_node(host_key: PrivateKey, authorized: PublicKey) -> SocketAddr {
     addr
 }
 
-fn openssh(key: &PrivateKey) -> String {
-    key.public_key().to_openssh().unwrap()
+fn random_key() -> PrivateKey {
+    PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap()
+}
+
+/// vnode's client key in a state directory of its own, and the host key vnode pinned for a node.
+struct Pinned {
+    state: tempfile::TempDir,
+    client: ClientKey,
+    host: PrivateKey,
+}
+
+impl Pinned {
+    fn new() -> Pinned {
+        let state = tempfile::tempdir().unwrap();
+        let client = ClientKey::load_or_create(state.path()).unwrap();
+        Pinned {
+            state,
+            client,
+            host: random_key(),
+        }
+    }
+
+    fn client_public(&self) -> PublicKey {
+        self.client.private.public_key().clone()
+    }
+
+    /// vnode's readiness login to a fake node that serves `served` and authorizes `authorized`.
+    async fn connect(
+        &self,
+        served: PrivateKey,
+        authorized: PublicKey,
+    ) -> Result<Session, SshError> {
+        let addr = fake_node(served, authorized).await;
+        let pinned = self.host.public_key().to_openssh().unwrap();
+        Session::connect(
+            &addr.to_string(),
+            &pinned,
+            &self.client,
+            Duration::from_secs(5),
+        )
+        .await
+    }
 }
 
 #[tokio::test]
 async fn pinned_key_logs_in_and_runs_a_command() {
-    let state = tempfile::tempdir().unwrap();
-    let client = ClientKey::load_or_create(state.path()).unwrap();
-    let host = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
-    let addr = fake_node(host.clone(), client.private.public_key().clone()).await;
-    let session = Session::connect(
-        &addr.to_string(),
-        &openssh(&host),
-        &client,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let p = Pinned::new();
+    let session = p.connect(p.host.clone(), p.client_public()).await.unwrap();
     let out = session.exec("hostname").await.unwrap();
     assert_eq!(
         (out.status, out.stdout.as_str()),
@@ -101,10 +131,10 @@ async fn pinned_key_logs_in_and_runs_a_command() {
     );
     session.close().await;
     // The client key persists: loading again gives the same key, and its file is private.
-    let again = ClientKey::load_or_create(state.path()).unwrap();
-    assert_eq!(again.public_openssh, client.public_openssh);
+    let again = ClientKey::load_or_create(p.state.path()).unwrap();
+    assert_eq!(again.public_openssh, p.client.public_openssh);
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&client.private_path)
+    let mode = std::fs::metadata(&p.client.private_path)
         .unwrap()
         .permissions()
         .mode();
@@ -117,38 +147,19 @@ async fn pinned_key_logs_in_and_runs_a_command() {
 
 #[tokio::test]
 async fn another_host_key_is_refused() {
-    let state = tempfile::tempdir().unwrap();
-    let client = ClientKey::load_or_create(state.path()).unwrap();
-    let host = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
-    let impostor = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
-    let addr = fake_node(impostor, client.private.public_key().clone()).await;
-    let err = Session::connect(
-        &addr.to_string(),
-        &openssh(&host),
-        &client,
-        Duration::from_secs(5),
-    )
-    .await
-    .err()
-    .unwrap();
+    let p = Pinned::new();
+    let err = p
+        .connect(random_key(), p.client_public())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, SshError::WrongHostKey { .. }), "{err}");
 }
 
 #[tokio::test]
 async fn an_unauthorized_client_is_rejected() {
-    let state = tempfile::tempdir().unwrap();
-    let client = ClientKey::load_or_create(state.path()).unwrap();
-    let host = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
-    let other = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
-    let addr = fake_node(host.clone(), other.public_key().clone()).await;
-    let err = Session::connect(
-        &addr.to_string(),
-        &openssh(&host),
-        &client,
-        Duration::from_secs(5),
-    )
-    .await
-    .err()
-    .unwrap();
+    let p = Pinned::new();
+    let other = random_key().public_key().clone();
+    let err = p.connect(p.host.clone(), other).await.err().unwrap();
     assert!(matches!(err, SshError::AuthRejected { .. }), "{err}");
 }

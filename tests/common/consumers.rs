@@ -23,34 +23,40 @@ fn check(program: &str, args: &[&str], file_text: &str, name: &str) -> (bool, St
     )
 }
 
-/// `dnsmasq --test -C FILE` accepts the file (and, as a control, rejects it with a bogus option).
-pub fn dnsmasq_accepts(conf: &str) {
-    let (ok, out) = check("dnsmasq", &["--test", "-C"], conf, "plan.conf");
-    assert!(ok, "dnsmasq rejected the plan: {out}");
-    let (ok, _) = check(
-        "dnsmasq",
-        &["--test", "-C"],
-        &format!("{conf}bogus-option=1\n"),
-        "plan.conf",
-    );
+/// `program ARGS FILE` accepts `conf`, and, as a control that it reads the file, rejects
+/// `broken`.
+fn accepts(program: &str, args: &[&str], name: &str, conf: &str, broken: &str, damage: &str) {
+    let (ok, out) = check(program, args, conf, name);
+    assert!(ok, "{program} rejected the plan: {out}");
+    let (ok, _) = check(program, args, broken, name);
     assert!(
         !ok,
-        "dnsmasq --test accepted a bogus option: the check is not reading the file"
+        "{program} accepted {damage}: the check is not reading the file"
+    );
+}
+
+/// `dnsmasq --test -C FILE` accepts the file (and rejects it with a bogus option).
+pub fn dnsmasq_accepts(conf: &str) {
+    let broken = format!("{conf}bogus-option=1\n");
+    accepts(
+        "dnsmasq",
+        &["--test", "-C"],
+        "plan.conf",
+        conf,
+        &broken,
+        "a bogus option",
     );
 }
 
 /// `dhcpd -t -cf FILE` accepts the file (and rejects a broken copy).
 pub fn dhcpd_accepts(conf: &str) {
-    let (ok, out) = check("dhcpd", &["-t", "-cf"], conf, "dhcpd.conf");
-    assert!(ok, "dhcpd rejected the plan: {out}");
-    let (ok, _) = check(
+    let broken = conf.replacen("hardware ethernet 52", "hardware ethernet zz", 1);
+    accepts(
         "dhcpd",
         &["-t", "-cf"],
-        &conf.replacen("hardware ethernet 52", "hardware ethernet zz", 1),
         "dhcpd.conf",
-    );
-    assert!(
-        !ok,
-        "dhcpd -t accepted a broken MAC: the check is not reading the file"
+        conf,
+        &broken,
+        "a broken MAC",
     );
 }

@@ -6,6 +6,31 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::gate::{Needs, require_root_or_skip};
+use super::lab::Lab;
+
+/// What a test with real VMs starts from: the lab, configured for a site of its own, and the test
+/// image. The lab goes down before the site is removed (field order).
+pub struct VmLab {
+    pub lab: Lab,
+    pub site: Site,
+    pub image: PathBuf,
+}
+
+impl VmLab {
+    /// Passes the gate (`None` when VNODE_SKIP_VM_TESTS=1 skips the test), builds or finds the
+    /// test image, makes the site and brings the lab up.
+    pub fn up(tag: &str) -> Option<VmLab> {
+        if require_root_or_skip(Needs::Vms) {
+            return None;
+        }
+        let image = test_image();
+        let site = Site::new(tag);
+        let lab = Lab::with_config(tag, &site.config(""));
+        Some(VmLab { lab, site, image })
+    }
+}
+
 /// Builds (or finds in its cache) the test image; returns its path.
 pub fn test_image() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/image/build.sh");
@@ -83,4 +108,17 @@ impl Drop for Site {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// No domain in the lab and no node directory (nor a half-made `.vnode*` one) in the site.
+pub fn assert_no_nodes(lab: &Lab, site: &Site) {
+    let domains = lab.exec_ok(["virsh", "-q", "list", "--all", "--name"]);
+    assert!(domains.trim().is_empty(), "domains left: {domains}");
+    let left: Vec<_> = std::fs::read_dir(site.nodes())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vnode") || n.starts_with(".vnode"))
+        .collect();
+    assert!(left.is_empty(), "node files left: {left:?}");
 }

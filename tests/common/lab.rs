@@ -4,14 +4,22 @@
 //! status and logs).
 //!
 //! ```ignore
+//! if gate::require_root_or_skip(Needs::Lab) { return; }
 //! let lab = Lab::up("plan");
 //! let ip = lab.exec_ok(["dig", "+short", "@198.18.0.254", &format!("vnode03.{}", lab.domain())]);
+//! let report = lab.spawn(["3", "4:debian-12-test"]).expect_ready();
+//! assert_eq!(lab.ssh("vnode03", &["hostname"]), "vnode03");
 //! ```
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::cli::{self, Vnode};
+use super::json;
 
 /// Where vnode keeps its labs (vnode's `lab::LAB_ROOT`).
 pub const LAB_ROOT: &str = "/var/lib/vnode/lab";
@@ -27,16 +35,6 @@ pub struct Lab {
     is_down: bool,
 }
 
-/// Labs need root (namespaces, mounts). Tests call this first and return early without it.
-pub fn available() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: the lab needs root");
-    }
-    root
-}
-
 impl Lab {
     /// A lab with vnode's default config.
     pub fn up(tag: &str) -> Lab {
@@ -48,7 +46,6 @@ impl Lab {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).unwrap();
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
         let mut lab = Lab {
             name: format!("{tag}-{}", std::process::id()),
             dir,
@@ -83,9 +80,8 @@ impl Lab {
     }
 
     /// The lab's state.json.
-    pub fn state(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.dir().join("state.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
+    pub fn state(&self) -> Value {
+        json::parse(&std::fs::read_to_string(self.dir().join("state.json")).unwrap())
     }
 
     /// Prints `path` too when the test fails.
@@ -93,43 +89,67 @@ impl Lab {
         self.dump.push(path.into());
     }
 
-    /// vnode with `--lab=NAME`, the lab's config and a scratch HOME.
-    pub fn command<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vnode"));
-        cmd.env("HOME", self.dir.path().join("home"))
-            .env_remove("VNODE_CONFIG")
-            .env_remove("VNODE_LAB")
-            .arg(format!("--lab={}", self.name))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args);
-        cmd
+    /// The binary runner for this lab: `--lab=NAME`, the lab's config and a scratch HOME.
+    pub fn cli(&self) -> Vnode {
+        Vnode::at(self.dir.path())
+            .config_file(&self.config)
+            .lab(&self.name)
     }
 
+    /// Runs vnode in the lab, whatever the outcome.
     pub fn vnode<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Output {
-        self.command(args).output().unwrap()
+        self.cli().args(args).output()
     }
 
     /// Runs vnode in the lab, expects success, returns stdout.
     pub fn vnode_ok<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> String {
-        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-        ok(
-            &format!("vnode --lab={} {args:?}", self.name),
-            self.vnode(&args),
-        )
+        self.cli().args(args).ok()
+    }
+
+    /// `vnode --json ARGS...` in the lab, expecting success.
+    pub fn json<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Value {
+        self.cli().args(["--json"]).args(args).json()
     }
 
     /// `vnode lab exec -- CMD...`.
     pub fn exec<S: AsRef<OsStr>>(&self, cmd: impl IntoIterator<Item = S>) -> Output {
-        let mut c = self.command(["lab", "exec", "--"]);
-        c.args(cmd);
-        c.output().unwrap()
+        self.cli().args(["lab", "exec", "--"]).args(cmd).output()
     }
 
     /// Runs CMD in the lab, expects success, returns stdout.
     pub fn exec_ok<S: AsRef<OsStr>>(&self, cmd: impl IntoIterator<Item = S>) -> String {
         let cmd: Vec<_> = cmd.into_iter().map(|a| a.as_ref().to_owned()).collect();
-        ok(&format!("in lab {}: {cmd:?}", self.name), self.exec(&cmd))
+        cli::ok(&format!("in lab {}: {cmd:?}", self.name), self.exec(&cmd))
+    }
+
+    /// `vnode images import IMAGE --name NAME --osinfo OSINFO` in the lab.
+    pub fn import(&self, image: &Path, name: &str, osinfo: &str) {
+        self.cli()
+            .args(["images", "import"])
+            .args([image])
+            .args(["--name", name, "--osinfo", osinfo])
+            .ok();
+    }
+
+    /// `vnode --json ARGS...` (a spawn): its report and exit code, checked by the caller.
+    pub fn spawn<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Spawned {
+        let out = self.cli().args(["--json"]).args(args).output();
+        Spawned {
+            report: json::stdout(&out),
+            code: out.status.code(),
+            stderr: cli::stderr(&out),
+        }
+    }
+
+    /// `vnode ssh NODE -- CMD...` (the system ssh, vnode's pinned host keys), expecting success;
+    /// returns the trimmed stdout.
+    pub fn ssh(&self, node: &str, cmd: &[&str]) -> String {
+        self.cli()
+            .args(["ssh", node, "--"])
+            .args(cmd)
+            .ok()
+            .trim()
+            .to_string()
     }
 
     /// `lab down`, expecting success; returns how long it took.
@@ -186,13 +206,32 @@ impl Drop for Lab {
     }
 }
 
-fn ok(what: &str, out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// A spawn's JSON report and exit code.
+pub struct Spawned {
+    pub report: Value,
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+impl Spawned {
+    /// Asserts the exit code, showing the report and stderr otherwise.
+    pub fn expect_code(self, code: i32) -> Spawned {
+        assert_eq!(self.code, Some(code), "{:#}\n{}", self.report, self.stderr);
+        self
+    }
+
+    /// Asserts that every node is ready (exit 0).
+    pub fn expect_ready(self) -> Spawned {
+        self.expect_code(0)
+    }
+
+    /// The report's entry for `name`.
+    pub fn node(&self, name: &str) -> &Value {
+        self.report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing in {:#}", self.report))
+    }
 }
