@@ -272,22 +272,26 @@ pub enum BridgeCommand {
     Create {
         #[arg(long)]
         uplink: String,
-        #[arg(long, default_value = "br0")]
-        name: String,
-        #[arg(long)]
-        dry_run: bool,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
+        #[command(flatten)]
+        target: BridgeTarget,
     },
     Delete {
-        #[arg(long, default_value = "br0")]
-        name: String,
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(long)]
-        yes: bool,
+        #[command(flatten)]
+        target: BridgeTarget,
     },
+}
+
+/// Which bridge, and how a change to the host's network is confirmed.
+#[derive(Debug, Args)]
+pub struct BridgeTarget {
+    #[arg(long, default_value = "br0")]
+    pub name: String,
+    /// Show the steps; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 impl Cli {

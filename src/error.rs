@@ -1,18 +1,12 @@
-//! vnode's top-level error: every failure a command can end with, and its exit code.
-//!
-//! Exit codes: 0 success; 1 an operation failed (a node, a download, libvirt); 2 bad input
-//! (specs, config, catalog, arguments) with nothing created; 3 some nodes did not become ready;
-//! 130 interrupted.
+//! vnode's top-level error: every failure a command can end with, and its exit code (see
+//! [`crate::exit`]).
 
 use crate::catalog::CatalogError;
 use crate::plan::NoAddresses;
 use crate::spec::SpecError;
 use crate::toml_file::FileError;
 
-pub const EXIT_FAILED: u8 = 1;
-pub const EXIT_BAD_INPUT: u8 = 2;
-pub const EXIT_NOT_READY: u8 = 3;
-pub const EXIT_INTERRUPTED: u8 = 130;
+pub use crate::exit::{EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_READY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

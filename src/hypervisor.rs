@@ -86,6 +86,11 @@ impl Hypervisor {
         paths::known_hosts(&self.state_dir)
     }
 
+    /// vnode's ssh client key, authorized in every node of this host.
+    pub fn client_key(&self) -> PathBuf {
+        paths::client_key(&self.state_dir)
+    }
+
     /// Names of the node directories vnode has on this host.
     pub fn node_names(&self) -> Vec<String> {
         paths::node_dirs(&self.state_dir)

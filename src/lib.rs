@@ -14,6 +14,7 @@ pub mod context;
 pub mod derive;
 pub mod error;
 pub mod exec;
+pub mod exit;
 pub mod host;
 pub mod hypervisor;
 pub mod images;

@@ -32,9 +32,9 @@ pub enum SshError {
 }
 
 impl ClientKey {
-    /// Loads `<state_dir>/client_ed25519`, creating it (0600) on first use.
-    pub fn load_or_create(state_dir: &Path) -> Result<ClientKey, SshError> {
-        let path = crate::node::paths::client_key(state_dir);
+    /// Loads the key at `path`, creating it (0600, and its directory) on first use.
+    pub fn load_or_create(path: &Path) -> Result<ClientKey, SshError> {
+        let path = path.to_path_buf();
         let err = |message: String| SshError::Key {
             path: path.clone(),
             message,
@@ -43,8 +43,9 @@ impl ClientKey {
             russh::keys::load_secret_key(&path, None)
                 .map_err(|e| err(format!("cannot load it: {e}")))?
         } else {
-            std::fs::create_dir_all(state_dir)
-                .map_err(|e| err(format!("cannot create {}: {e}", state_dir.display())))?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)
+                .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
             let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
                 .map_err(|e| err(e.to_string()))?;
             let pem = key

@@ -90,7 +90,7 @@ struct Pinned {
 impl Pinned {
     fn new() -> Pinned {
         let state = tempfile::tempdir().unwrap();
-        let client = ClientKey::load_or_create(state.path()).unwrap();
+        let client = ClientKey::load_or_create(&state.path().join("client_ed25519")).unwrap();
         Pinned {
             state,
             client,
@@ -131,7 +131,7 @@ async fn pinned_key_logs_in_and_runs_a_command() {
     );
     session.close().await;
     // The client key persists: loading again gives the same key, and its file is private.
-    let again = ClientKey::load_or_create(p.state.path()).unwrap();
+    let again = ClientKey::load_or_create(&p.state.path().join("client_ed25519")).unwrap();
     assert_eq!(again.public_openssh, p.client.public_openssh);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&p.client.private_path)

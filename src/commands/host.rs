@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use crate::cli::{BridgeCommand, HostCommand};
+use crate::cli::{BridgeCommand, BridgeTarget, HostCommand};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::host::bridge::{self, Backend, Plan};
@@ -12,26 +12,23 @@ use crate::host::facts;
 pub fn run(ctx: &Context, cmd: HostCommand) -> Result<()> {
     match cmd {
         HostCommand::Check => check(ctx),
-        HostCommand::Bridge(BridgeCommand::Create {
-            uplink,
-            name,
-            dry_run,
-            yes,
-        }) => {
+        HostCommand::Bridge(BridgeCommand::Create { uplink, target }) => {
+            let name = &target.name;
             if std::path::Path::new("/sys/class/net").join(&name).exists() {
                 return Err(Error::Usage(format!(
                     "{name} already exists; `vnode host bridge delete --name {name}` first"
                 )));
             }
             let up = bridge::read_uplink(&uplink).map_err(|e| Error::Usage(e.to_string()))?;
-            let plan = bridge::create_plan(&name, &up, backend(), bridge::bridge_netfilter());
-            show_and_apply(ctx, &plan, dry_run, yes)
+            let plan = bridge::create_plan(name, &up, backend(), bridge::bridge_netfilter());
+            show_and_apply(ctx, &plan, &target)
         }
-        HostCommand::Bridge(BridgeCommand::Delete { name, dry_run, yes }) => {
-            let uplink = bridge::bridge_uplink(&name).map_err(|e| Error::Usage(e.to_string()))?;
-            let state = bridge::read_uplink(&name).map_err(|e| Error::Usage(e.to_string()))?;
-            let plan = bridge::delete_plan(&name, &state, &uplink, backend());
-            show_and_apply(ctx, &plan, dry_run, yes)
+        HostCommand::Bridge(BridgeCommand::Delete { target }) => {
+            let name = &target.name;
+            let uplink = bridge::bridge_uplink(name).map_err(|e| Error::Usage(e.to_string()))?;
+            let state = bridge::read_uplink(name).map_err(|e| Error::Usage(e.to_string()))?;
+            let plan = bridge::delete_plan(name, &state, &uplink, backend());
+            show_and_apply(ctx, &plan, &target)
         }
     }
 }
@@ -44,7 +41,8 @@ fn backend() -> Backend {
     }
 }
 
-fn show_and_apply(ctx: &Context, plan: &Plan, dry_run: bool, yes: bool) -> Result<()> {
+fn show_and_apply(ctx: &Context, plan: &Plan, target: &BridgeTarget) -> Result<()> {
+    let (dry_run, yes) = (target.dry_run, target.yes);
     if ctx.json {
         ctx.print_json(plan);
     } else {

@@ -11,7 +11,7 @@ use crate::hypervisor::Hypervisor;
 pub fn run(ctx: &Context, format: InventoryFormat) -> Result<()> {
     let host = Hypervisor::local(&ctx.config);
     let nodes = known_nodes::ready(ctx, &host);
-    let key = known_nodes::client_key(&host).display().to_string();
+    let key = host.client_key().display().to_string();
     let common = format!(
         "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
         host.known_hosts().display()

@@ -1,12 +1,9 @@
 //! What the node verbs share: the nodes vnode has state for, the one node a verb acts on, and
 //! the ssh options that make the system ssh verify a node's pinned host key.
 
-use std::path::PathBuf;
-
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hypervisor::Hypervisor;
-use crate::node::paths;
 use crate::node::ready::ReadyRecord;
 use crate::planned::NodeIdentity;
 
@@ -44,15 +41,11 @@ pub fn one_ready(ctx: &Context, host: &Hypervisor, spec: &str) -> Result<ReadyRe
     })
 }
 
-pub fn client_key(host: &Hypervisor) -> PathBuf {
-    paths::client_key(host.state_dir())
-}
-
 /// ssh options that make the system ssh verify the node's pinned host key.
 pub fn ssh_options(host: &Hypervisor, name: &str) -> Vec<String> {
     vec![
         "-i".into(),
-        client_key(host).display().to_string(),
+        host.client_key().display().to_string(),
         "-o".into(),
         format!("UserKnownHostsFile={}", host.known_hosts().display()),
         "-o".into(),

@@ -33,7 +33,7 @@ pub fn config(ctx: &Context) -> Result<()> {
         println!("Host {}", r.name);
         println!("  HostName {}", r.address().expect("ready nodes have one"));
         println!("  User root");
-        println!("  IdentityFile {}", known_nodes::client_key(&host).display());
+        println!("  IdentityFile {}", host.client_key().display());
         println!("  UserKnownHostsFile {}", host.known_hosts().display());
         println!("  StrictHostKeyChecking yes");
         println!("  HostKeyAlias {}\n", r.name);

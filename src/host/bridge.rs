@@ -204,22 +204,7 @@ pub fn create_plan(bridge: &str, uplink: &Uplink, backend: Backend, nf: Option<b
                 bridge,
             ]));
             steps.push(Step::new(["ip", "link", "set", bridge, "up"]));
-            for a in &uplink.addresses {
-                steps.push(Step::new(["ip", "addr", "del", a, "dev", &uplink.name]));
-                steps.push(Step::new(["ip", "addr", "add", a, "dev", bridge]));
-            }
-            for gw in &uplink.gateways {
-                steps.push(Step::new([
-                    "ip",
-                    "route",
-                    "replace",
-                    "default",
-                    "via",
-                    &gw.to_string(),
-                    "dev",
-                    bridge,
-                ]));
-            }
+            move_addresses(&mut steps, uplink, &uplink.name, bridge);
         }
         Backend::NetworkManager => {
             steps.push(Step::new([
@@ -273,29 +258,28 @@ pub fn create_plan(bridge: &str, uplink: &Uplink, backend: Backend, nf: Option<b
     }
 }
 
+/// Moves the addresses and default routes of `state` (read off interface `from`) to `to`.
+fn move_addresses(steps: &mut Vec<Step>, state: &Uplink, from: &str, to: &str) {
+    for a in &state.addresses {
+        steps.push(Step::new(["ip", "addr", "del", a, "dev", from]));
+        steps.push(Step::new(["ip", "addr", "add", a, "dev", to]));
+    }
+    for gw in &state.gateways {
+        let gw = gw.to_string();
+        steps.push(Step::new([
+            "ip", "route", "replace", "default", "via", &gw, "dev", to,
+        ]));
+    }
+}
+
 /// Reverts `create_plan`: the uplink gets its addresses back, the bridge goes away.
 pub fn delete_plan(bridge: &str, bridge_state: &Uplink, uplink: &str, backend: Backend) -> Plan {
     let mut steps = forward_rules(bridge, uplink, "-D");
     match backend {
         Backend::Iproute2 => {
             steps.push(Step::new(["ip", "link", "set", uplink, "nomaster"]));
-            for a in &bridge_state.addresses {
-                steps.push(Step::new(["ip", "addr", "del", a, "dev", bridge]));
-                steps.push(Step::new(["ip", "addr", "add", a, "dev", uplink]));
-            }
             steps.push(Step::new(["ip", "link", "set", uplink, "up"]));
-            for gw in &bridge_state.gateways {
-                steps.push(Step::new([
-                    "ip",
-                    "route",
-                    "replace",
-                    "default",
-                    "via",
-                    &gw.to_string(),
-                    "dev",
-                    uplink,
-                ]));
-            }
+            move_addresses(&mut steps, bridge_state, bridge, uplink);
             steps.push(Step::new(["ip", "link", "del", bridge]));
         }
         Backend::NetworkManager => {

@@ -167,6 +167,12 @@ fn bridge_facts(name: &str) -> BridgeFacts {
     }
 }
 
+/// A value of every pool (its network, its bridge), each once, in order.
+fn distinct(config: &Config, of: impl Fn(&crate::pool::Pool) -> &String) -> Vec<String> {
+    let set: std::collections::BTreeSet<&String> = config.pools.all().iter().map(of).collect();
+    set.into_iter().cloned().collect()
+}
+
 /// Gathers the facts. Blocking: runs virsh, virt-install and the KVM probe.
 pub fn gather(config: &Config) -> HostFacts {
     let qemu = qemu_user();
@@ -183,14 +189,7 @@ pub fn gather(config: &Config) -> HostFacts {
             .collect::<Vec<_>>()
             .join("; ")
     });
-    let mut networks: Vec<String> = config
-        .pools
-        .all()
-        .iter()
-        .map(|p| p.network.clone())
-        .collect();
-    networks.dedup();
-    let networks = networks
+    let networks = distinct(config, |p| &p.network)
         .into_iter()
         .map(|name| {
             let active = match (&libvirt, virsh(&["net-info", &name])) {
@@ -200,13 +199,7 @@ pub fn gather(config: &Config) -> HostFacts {
             NetworkFacts { name, active }
         })
         .collect();
-    let mut bridges: Vec<String> = config
-        .pools
-        .all()
-        .iter()
-        .map(|p| p.bridge.clone())
-        .collect();
-    bridges.dedup();
+    let bridges = distinct(config, |p| &p.bridge);
     HostFacts {
         libvirt_uri: config.libvirt_uri.clone(),
         libvirt,

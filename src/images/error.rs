@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use indicatif::HumanBytes;
 
 use crate::catalog::{DigestAlgo, ImageKind};
-use crate::error::{EXIT_BAD_INPUT, EXIT_FAILED};
+use crate::exit::{EXIT_BAD_INPUT, EXIT_FAILED};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {

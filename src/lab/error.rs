@@ -57,9 +57,9 @@ impl LabError {
     pub fn exit_code(&self) -> u8 {
         match self {
             LabError::BadName(_) | LabError::NoSubnet { .. } | LabError::Pools { .. } => {
-                crate::error::EXIT_BAD_INPUT
+                crate::exit::EXIT_BAD_INPUT
             }
-            _ => crate::error::EXIT_FAILED,
+            _ => crate::exit::EXIT_FAILED,
         }
     }
 }

@@ -74,7 +74,8 @@ pub fn public_nets(pools: &Pools) -> Vec<PublicNet> {
         .iter()
         .filter_map(|pool| {
             let subnet = pool.public_subnet?;
-            let (lo, hi) = (pool.public_ip(pool.first)?, pool.public_ip(pool.last)?);
+            let address = |n| crate::planned::NodeIdentity::new(pool, n).public_ip;
+            let (lo, hi) = (address(pool.first)?, address(pool.last)?);
             let host = subnet.hosts().rev().find(|a| *a < lo || *a > hi)?;
             Some(PublicNet {
                 pool: pool.stem.clone(),
@@ -103,7 +104,10 @@ mod tests {
         let p = pools.default_pool();
         assert_eq!(p.public_subnet, Some("198.18.0.0/24".parse().unwrap()));
         assert_eq!(p.domain.as_deref(), Some("t.test"));
-        assert_eq!(p.public_ip(3), Some(Ipv4Addr::new(198, 18, 0, 103)));
+        assert_eq!(
+            crate::planned::NodeIdentity::new(p, 3).public_ip,
+            Some(Ipv4Addr::new(198, 18, 0, 103))
+        );
         let nets = public_nets(&pools);
         assert_eq!(nets[0].host_cidr(), "198.18.0.254/24");
         assert_eq!(lab_pools(&pools, &lab()).unwrap(), pools, "idempotent");

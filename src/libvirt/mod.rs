@@ -22,6 +22,6 @@ pub enum LibvirtError {
 
 impl LibvirtError {
     pub fn exit_code(&self) -> u8 {
-        crate::error::EXIT_FAILED
+        crate::exit::EXIT_FAILED
     }
 }

@@ -113,9 +113,9 @@ impl NodeError {
     pub fn exit_code(&self) -> u8 {
         match self {
             NodeError::DiskTooSmall { .. } | NodeError::Keys(_) | NodeError::Invalid { .. } => {
-                crate::error::EXIT_BAD_INPUT
+                crate::exit::EXIT_BAD_INPUT
             }
-            _ => crate::error::EXIT_FAILED,
+            _ => crate::exit::EXIT_FAILED,
         }
     }
 }
@@ -271,7 +271,7 @@ fn user_data(
     // creating it at once would each authorize a different key, only one of which is kept.
     static CLIENT_KEY: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = CLIENT_KEY.lock().unwrap_or_else(|e| e.into_inner());
-    let client = crate::ssh::ClientKey::load_or_create(&config.state_dir).map_err(|e| {
+    let client = crate::ssh::ClientKey::load_or_create(&paths::client_key(&config.state_dir)).map_err(|e| {
         NodeError::ClientKey {
             node: node.name(),
             message: e.to_string(),

@@ -42,7 +42,7 @@ pub enum SpawnError {
 
 impl SpawnError {
     pub fn exit_code(&self) -> u8 {
-        crate::error::EXIT_FAILED
+        crate::exit::EXIT_FAILED
     }
 }
 
@@ -89,7 +89,7 @@ pub async fn spawn(
     preflight::host(host.virsh(), &nodes)
         .await
         .map_err(SpawnError::Preflight)?;
-    let client = ClientKey::load_or_create(host.state_dir())?;
+    let client = ClientKey::load_or_create(&host.client_key())?;
     let leases = Leases::new(host.virsh().clone());
     // Leases that exist before any domain is created are not ours (see Leases::wait_new).
     let mut before: HashMap<String, Vec<Lease>> = HashMap::new();
