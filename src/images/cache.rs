@@ -309,6 +309,7 @@ mod tests {
             created: now(),
             osinfo: None,
             parent: None,
+            trust: Default::default(),
         }
     }
 
