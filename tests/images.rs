@@ -4,6 +4,8 @@
 
 #[path = "support/http_server.rs"]
 mod http_server;
+#[path = "support/signing.rs"]
+mod signing;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -20,14 +22,17 @@ use sha2::{Digest, Sha256, Sha512};
 use tempfile::TempDir;
 
 use http_server::{Behaviour, Server};
+use signing::TestKey;
 
 /// How a test image's digest reaches vnode.
 #[derive(Clone, Copy, PartialEq)]
 enum DigestSource {
     /// Fedora-style clear-signed `CHECKSUM` (BSD lines, sha256).
     FedoraChecksum,
-    /// Debian-style `SHA512SUMS` (GNU lines).
+    /// Debian-style `SHA512SUMS` (GNU lines) with a detached `SHA512SUMS.sign`.
     Sha512Sums,
+    /// Ubuntu-style `SHA256SUMS` (GNU lines) with a detached `SHA256SUMS.gpg`.
+    Sha256Sums,
     /// `sha256 = "..."` in the catalog.
     Inline,
 }
@@ -38,6 +43,8 @@ struct Img {
     sums: DigestSource,
     /// Whether the checksum file lists it.
     listed: bool,
+    /// Whether its catalog entry pins the test key.
+    pinned: bool,
 }
 
 fn img(name: &str, body: &[u8]) -> Img {
@@ -46,12 +53,21 @@ fn img(name: &str, body: &[u8]) -> Img {
         body: body.to_vec(),
         sums: DigestSource::FedoraChecksum,
         listed: true,
+        pinned: true,
     }
 }
 
 impl Img {
     fn sums(self, sums: DigestSource) -> Img {
         Img { sums, ..self }
+    }
+
+    /// A catalog entry without signing_keys, as a user catalog may have.
+    fn unpinned(self) -> Img {
+        Img {
+            pinned: false,
+            ..self
+        }
     }
 
     fn unlisted(self) -> Img {
@@ -69,6 +85,8 @@ struct Images {
     /// Where catalog URLs point: the server, or a fake host reached through a proxy.
     base: String,
     images: Vec<Img>,
+    /// The key the checksum files are signed with; its public half is `test-key.asc`.
+    key: TestKey,
 }
 
 impl Images {
@@ -76,11 +94,14 @@ impl Images {
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start();
         let base = server.url("");
+        let key = TestKey::generate("vnode test <test@vnode.invalid>");
+        fs::write(dir.path().join("test-key.asc"), key.public_armored()).unwrap();
         let t = Images {
             dir,
             server,
             base,
             images: Vec::new(),
+            key,
         };
         t.write_files();
         t
@@ -122,8 +143,9 @@ impl Images {
     }
 
     fn write_files(&self) {
-        let mut checksum = String::from("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n");
+        let mut checksum = String::new();
         let mut sha512sums = String::new();
+        let mut sha256sums = String::new();
         let mut catalog = String::new();
         for i in &self.images {
             let file = format!("{}.qcow2", i.name);
@@ -131,15 +153,27 @@ impl Images {
                 checksum.push_str(&format!("# {file}: {} bytes\n", i.body.len()));
                 checksum.push_str(&format!("SHA256 ({file}) = {}\n", sha256(&i.body)));
                 sha512sums.push_str(&format!("{}  {file}\n", sha512(&i.body)));
+                sha256sums.push_str(&format!("{} *{file}\n", sha256(&i.body)));
             }
+            let key = if i.pinned {
+                "\nsigning_keys = [\"test-key.asc\"]"
+            } else {
+                ""
+            };
             let digest = match i.sums {
                 DigestSource::FedoraChecksum => format!(
-                    "checksum_url = \"{}\"\nchecksum_algo = \"sha256\"",
+                    "checksum_url = \"{}\"\nchecksum_algo = \"sha256\"{key}",
                     self.url("/CHECKSUM")
                 ),
                 DigestSource::Sha512Sums => format!(
-                    "checksum_url = \"{}\"\nchecksum_algo = \"sha512\"",
-                    self.url("/SHA512SUMS")
+                    "checksum_url = \"{}\"\nchecksum_algo = \"sha512\"\nsignature_url = \"{}\"{key}",
+                    self.url("/SHA512SUMS"),
+                    self.url("/SHA512SUMS.sign")
+                ),
+                DigestSource::Sha256Sums => format!(
+                    "checksum_url = \"{}\"\nchecksum_algo = \"sha256\"\nsignature_url = \"{}\"{key}",
+                    self.url("/SHA256SUMS"),
+                    self.url("/SHA256SUMS.gpg")
                 ),
                 DigestSource::Inline => format!("sha256 = \"{}\"", sha256(&i.body)),
             };
@@ -151,9 +185,14 @@ impl Images {
         }
         // One line for a file nobody asks for, as real checksum files have.
         checksum.push_str(&format!("SHA256 (other.raw.xz) = {}\n", "0".repeat(64)));
-        checksum.push_str("-----BEGIN PGP SIGNATURE-----\n\niQIzBAEBCAAdFiEE\n=abcd\n-----END PGP SIGNATURE-----\n");
-        self.server.serve("/CHECKSUM", checksum.into_bytes());
+        self.server
+            .serve("/CHECKSUM", self.key.clear_sign(&checksum).into_bytes());
+        self.server
+            .serve("/SHA512SUMS.sign", self.key.detached(sha512sums.as_bytes()));
         self.server.serve("/SHA512SUMS", sha512sums.into_bytes());
+        self.server
+            .serve("/SHA256SUMS.gpg", self.key.detached(sha256sums.as_bytes()));
+        self.server.serve("/SHA256SUMS", sha256sums.into_bytes());
         let catalog_path = self.dir.path().join("images.toml");
         fs::write(&catalog_path, catalog).unwrap();
         fs::write(
