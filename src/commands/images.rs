@@ -413,7 +413,11 @@ fn signature_check(entry: &CatalogEntry) -> String {
             signing_keys,
             ..
         } => {
-            let form = if signature_url.is_some() { "detached" } else { "clear-signed" };
+            let form = if signature_url.is_some() {
+                "detached"
+            } else {
+                "clear-signed"
+            };
             let keys: Vec<String> = signing_keys
                 .iter()
                 .map(|k| match k {

@@ -126,7 +126,9 @@ pub enum ImageError {
     )]
     NoSigningKey { name: String, file: String },
 
-    #[error("cannot use the {key} pinned for image {name}: {reason}; fix signing_keys in its catalog entry")]
+    #[error(
+        "cannot use the {key} pinned for image {name}: {reason}; fix signing_keys in its catalog entry"
+    )]
     SigningKey {
         name: String,
         key: String,

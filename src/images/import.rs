@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use bytes::BytesMut;
 
 use super::cache::{Cache, CachedImage};
+use super::checksum_file;
 use super::digest::{Hasher, READ_BUF};
 use super::error::ImageError;
-use super::checksum_file;
 use super::meta::{self, ImageMeta, Origin, Trust};
-use super::signature::{self, KeySource};
 use super::progress::Progress;
+use super::signature::{self, KeySource};
 use super::sink::Sink;
 use super::validate::check_base_image;
 use crate::catalog::{DigestAlgo, check_name};
@@ -98,11 +98,12 @@ impl Import {
             detached: detached.as_ref().map(|(p, r)| (p.as_str(), r.clone())),
         }
         .verify(&keyring)?;
-        let lines = checksum_file::parse(&verified.content).map_err(|e| ImageError::ChecksumFile {
-            name: self.name.clone(),
-            url: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let lines =
+            checksum_file::parse(&verified.content).map_err(|e| ImageError::ChecksumFile {
+                name: self.name.clone(),
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
         let own = source
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

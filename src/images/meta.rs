@@ -56,7 +56,12 @@ impl Trust {
     pub fn summary(&self) -> String {
         match self {
             Trust::Signed { signer, .. } => {
-                format!("signed {}", signer.get(signer.len().saturating_sub(16)..).unwrap_or(signer))
+                format!(
+                    "signed {}",
+                    signer
+                        .get(signer.len().saturating_sub(16)..)
+                        .unwrap_or(signer)
+                )
             }
             Trust::Unsigned { reason } => format!("UNSIGNED ({reason})"),
             Trust::Unrecorded => "-".into(),
@@ -118,7 +123,10 @@ mod tests {
         let minimal = r#"{"name":"x","origin":"imported","source":"/x","algo":"sha256",
             "digest":"00","size":1,"virtual_size":2,"created":"2026-01-01T00:00:00Z"}"#;
         assert_eq!(ImageMeta::from_json(minimal).unwrap().osinfo, None);
-        assert_eq!(ImageMeta::from_json(minimal).unwrap().trust, Trust::Unrecorded);
+        assert_eq!(
+            ImageMeta::from_json(minimal).unwrap().trust,
+            Trust::Unrecorded
+        );
         assert_eq!(now().len(), "2026-01-01T00:00:00Z".len());
     }
 }

@@ -21,12 +21,12 @@ mod validate;
 mod verify;
 
 pub use cache::{Cache, CachedImage, Listed, State, local_names};
+pub use checksum_file::url_file_name;
 pub use derive::{DerivedImage, commit_flattened};
 pub use error::ImageError;
-pub use checksum_file::url_file_name;
 pub use import::Import;
 pub use meta::{ImageMeta, Origin, Trust};
 pub use progress::Progress;
-pub use signature::{BUILTIN_KEYS, KeySource, Keyring};
 pub use pull::{PullOptions, pull, pull_with};
+pub use signature::{BUILTIN_KEYS, KeySource, Keyring};
 pub use verify::{Verified, verify};

@@ -23,8 +23,8 @@ use super::checksum_file;
 use super::digest::{Hasher, hash_file};
 use super::error::ImageError;
 use super::meta::{self, ImageMeta, Origin, Trust};
-use super::signature;
 use super::progress::{Bar, Progress, rate};
+use super::signature;
 use super::sink::Sink;
 use super::validate::check_base_image;
 use crate::catalog::{CatalogEntry, Checksum, DigestAlgo};
@@ -121,7 +121,9 @@ async fn pull_one(
     options: PullOptions,
     bar: &Bar,
 ) -> Result<CachedImage, ImageError> {
-    if !options.force && let Some(image) = cache.find(&entry.name) {
+    if !options.force
+        && let Some(image) = cache.find(&entry.name)
+    {
         bar.done("already in the cache");
         return Ok(image);
     }

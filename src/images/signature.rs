@@ -38,7 +38,10 @@ pub const BUILTIN_KEYS: &[(&str, &str)] = &[
     ("fedora-41", include_str!("keys/fedora-41.asc")),
     ("fedora-42", include_str!("keys/fedora-42.asc")),
     ("fedora-43", include_str!("keys/fedora-43.asc")),
-    ("ubuntu-cloud-uec", include_str!("keys/ubuntu-cloud-uec.asc")),
+    (
+        "ubuntu-cloud-uec",
+        include_str!("keys/ubuntu-cloud-uec.asc"),
+    ),
     (
         "ubuntu-cloud-builder",
         include_str!("keys/ubuntu-cloud-builder.asc"),
@@ -149,19 +152,18 @@ impl Keyring {
 /// self-signatures must verify.
 pub fn parse_keys(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, String> {
     const BEGIN: &[u8] = b"-----BEGIN PGP PUBLIC KEY BLOCK-----";
-    let keys: Vec<SignedPublicKey> =
-        match bytes.windows(BEGIN.len()).position(|w| w == BEGIN) {
-            Some(at) => {
-                let text = String::from_utf8_lossy(&bytes[at..]).into_owned();
-                let (keys, _) = SignedPublicKey::from_string_many(&text)
-                    .map_err(|e| format!("not an OpenPGP public key: {e}"))?;
-                keys.collect::<Result<_, _>>()
-            }
-            None => SignedPublicKey::from_bytes_many(bytes)
-                .map_err(|e| format!("not an OpenPGP public key: {e}"))?
-                .collect::<Result<_, _>>(),
+    let keys: Vec<SignedPublicKey> = match bytes.windows(BEGIN.len()).position(|w| w == BEGIN) {
+        Some(at) => {
+            let text = String::from_utf8_lossy(&bytes[at..]).into_owned();
+            let (keys, _) = SignedPublicKey::from_string_many(&text)
+                .map_err(|e| format!("not an OpenPGP public key: {e}"))?;
+            keys.collect::<Result<_, _>>()
         }
-        .map_err(|e| format!("not an OpenPGP public key: {e}"))?;
+        None => SignedPublicKey::from_bytes_many(bytes)
+            .map_err(|e| format!("not an OpenPGP public key: {e}"))?
+            .collect::<Result<_, _>>(),
+    }
+    .map_err(|e| format!("not an OpenPGP public key: {e}"))?;
     if keys.is_empty() {
         return Err("it holds no OpenPGP public key".into());
     }
@@ -309,7 +311,11 @@ fn check_one(sig: &Signature, content: &[u8], keyring: &Keyring) -> Result<Strin
                 .any(|s| s.typ() == Some(SignatureType::SubkeyRevocation));
             if sub_revoked {
                 return Err(Refusal::Revoked {
-                    key: format!("{:X} (subkey of {})", sub.key.fingerprint(), pinned.fingerprint),
+                    key: format!(
+                        "{:X} (subkey of {})",
+                        sub.key.fingerprint(),
+                        pinned.fingerprint
+                    ),
                 });
             }
             sig.verify(&sub.key, content).map_err(|_| mismatch())?;
@@ -377,13 +383,15 @@ impl SignedChecksums<'_> {
         let result = match &self.detached {
             None => verify_clear(&String::from_utf8_lossy(self.text), keyring),
             Some((signature, fetched)) => {
-                let bytes = fetched.as_ref().map_err(|reason| ImageError::SignatureMissing {
-                    name: name.clone(),
-                    file: file.clone(),
-                    signature: signature.to_string(),
-                    expected: expected.clone(),
-                    reason: reason.clone(),
-                })?;
+                let bytes = fetched
+                    .as_ref()
+                    .map_err(|reason| ImageError::SignatureMissing {
+                        name: name.clone(),
+                        file: file.clone(),
+                        signature: signature.to_string(),
+                        expected: expected.clone(),
+                        reason: reason.clone(),
+                    })?;
                 verify_detached(self.text, bytes, keyring)
             }
         };
@@ -482,7 +490,10 @@ mod tests {
             ("fedora-41", "466CF2D8B60BC3057AA9453ED0622462E99D6AD1"),
             ("fedora-42", "B0F4950458F69E1150C6C5EDC8AC4916105EF944"),
             ("fedora-43", "C6E7F081CF80E13146676E88829B606631645531"),
-            ("ubuntu-cloud-uec", "D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81"),
+            (
+                "ubuntu-cloud-uec",
+                "D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81",
+            ),
             (
                 "ubuntu-cloud-builder",
                 "4A3CE3CD565D7EB5C810E2B97FF3F408476CF100",
