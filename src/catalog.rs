@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::images::KeySource;
 use crate::toml_file::{self, FileError, line_of};
 
 /// The catalog shipped with vnode.
@@ -46,8 +47,18 @@ impl fmt::Display for DigestAlgo {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Checksum {
-    /// The distribution's published checksum file (Fedora CHECKSUM, Ubuntu SHA256SUMS, Debian SHA512SUMS).
-    File { url: String, algo: DigestAlgo },
+    /// The distribution's published checksum file (Fedora CHECKSUM, Ubuntu SHA256SUMS, Debian
+    /// SHA512SUMS) and how its OpenPGP signature is checked.
+    File {
+        url: String,
+        algo: DigestAlgo,
+        /// A detached signature (SHA256SUMS.gpg, SHA512SUMS.sign); without one the checksum file
+        /// itself must be clear-signed (Fedora's CHECKSUM).
+        signature_url: Option<String>,
+        /// The keys the signature must be made by. Empty: none is pinned, and `vnode images pull`
+        /// refuses the entry unless told `--no-signature`.
+        signing_keys: Vec<KeySource>,
+    },
     /// A digest written into the catalog.
     Inline { algo: DigestAlgo, digest: String },
 }
@@ -86,6 +97,9 @@ struct EntryFile {
     url: String,
     checksum_url: Option<String>,
     checksum_algo: Option<DigestAlgo>,
+    signature_url: Option<String>,
+    #[serde(default)]
+    signing_keys: Vec<Spanned<String>>,
     sha256: Option<String>,
     sha512: Option<String>,
     #[serde(default)]
@@ -201,8 +215,31 @@ impl Catalog {
             for a in &e.aliases {
                 check_name(a.get_ref()).map_err(|m| at(a.span(), "aliases", m))?;
             }
+            let catalog_dir = path.parent().unwrap_or(Path::new("."));
+            let mut signing_keys = Vec::new();
+            for k in &e.signing_keys {
+                signing_keys.push(
+                    KeySource::parse(k.get_ref(), catalog_dir)
+                        .map_err(|m| at(k.span(), "signing_keys", m))?,
+                );
+            }
+            let signed = e.signature_url.is_some() || !signing_keys.is_empty();
             let checksum = match (e.checksum_url, e.checksum_algo, e.sha256, e.sha512) {
-                (Some(url), Some(algo), None, None) => Checksum::File { url, algo },
+                (Some(url), Some(algo), None, None) => Checksum::File {
+                    url,
+                    algo,
+                    signature_url: e.signature_url,
+                    signing_keys,
+                },
+                (None, None, _, _) if signed => {
+                    return Err(at(
+                        name_span,
+                        "signing_keys",
+                        "signature_url and signing_keys belong to a checksum_url; an inline digest \
+                         is trusted as written"
+                            .into(),
+                    ));
+                }
                 (None, None, Some(d), None) => inline(DigestAlgo::Sha256, d),
                 (None, None, None, Some(d)) => inline(DigestAlgo::Sha512, d),
                 _ => {

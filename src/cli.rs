@@ -189,6 +189,10 @@ pub enum ImagesCommand {
         /// Download again even when cached.
         #[arg(long)]
         force: bool,
+        /// Trust the checksum file without checking its OpenPGP signature (recorded in the
+        /// image's metadata).
+        #[arg(long)]
+        no_signature: bool,
     },
     /// Cached images (with --available: the catalog).
     List {
@@ -201,8 +205,20 @@ pub enum ImagesCommand {
         #[arg(long)]
         name: String,
         /// Expected sha256 of the file.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "checksums")]
         sha256: Option<String>,
+        /// The distribution's checksum file listing FILE (CHECKSUM, SHA256SUMS, SHA512SUMS);
+        /// its OpenPGP signature is checked like a pull checks it.
+        #[arg(long, value_name = "FILE")]
+        checksums: Option<PathBuf>,
+        /// The detached signature of --checksums (SHA256SUMS.gpg, SHA512SUMS.sign); without it
+        /// the checksum file must be clear-signed.
+        #[arg(long, value_name = "FILE", requires = "checksums")]
+        signature: Option<PathBuf>,
+        /// A key the checksums must be signed by: a built-in key name or a key file (default:
+        /// the keys of the catalog entry of the same name). Repeatable.
+        #[arg(long = "signing-key", value_name = "KEY", requires = "checksums")]
+        signing_keys: Vec<String>,
         /// osinfo id for virt-install.
         #[arg(long)]
         osinfo: Option<String>,

@@ -4,6 +4,8 @@
 
 #[path = "support/http_server.rs"]
 mod http_server;
+#[path = "support/signing.rs"]
+mod signing;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -20,14 +22,17 @@ use sha2::{Digest, Sha256, Sha512};
 use tempfile::TempDir;
 
 use http_server::{Behaviour, Server};
+use signing::TestKey;
 
 /// How a test image's digest reaches vnode.
 #[derive(Clone, Copy, PartialEq)]
 enum DigestSource {
     /// Fedora-style clear-signed `CHECKSUM` (BSD lines, sha256).
     FedoraChecksum,
-    /// Debian-style `SHA512SUMS` (GNU lines).
+    /// Debian-style `SHA512SUMS` (GNU lines) with a detached `SHA512SUMS.sign`.
     Sha512Sums,
+    /// Ubuntu-style `SHA256SUMS` (GNU lines) with a detached `SHA256SUMS.gpg`.
+    Sha256Sums,
     /// `sha256 = "..."` in the catalog.
     Inline,
 }
@@ -38,6 +43,8 @@ struct Img {
     sums: DigestSource,
     /// Whether the checksum file lists it.
     listed: bool,
+    /// Whether its catalog entry pins the test key.
+    pinned: bool,
 }
 
 fn img(name: &str, body: &[u8]) -> Img {
@@ -46,12 +53,21 @@ fn img(name: &str, body: &[u8]) -> Img {
         body: body.to_vec(),
         sums: DigestSource::FedoraChecksum,
         listed: true,
+        pinned: true,
     }
 }
 
 impl Img {
     fn sums(self, sums: DigestSource) -> Img {
         Img { sums, ..self }
+    }
+
+    /// A catalog entry without signing_keys, as a user catalog may have.
+    fn unpinned(self) -> Img {
+        Img {
+            pinned: false,
+            ..self
+        }
     }
 
     fn unlisted(self) -> Img {
@@ -69,6 +85,8 @@ struct Images {
     /// Where catalog URLs point: the server, or a fake host reached through a proxy.
     base: String,
     images: Vec<Img>,
+    /// The key the checksum files are signed with; its public half is `test-key.asc`.
+    key: TestKey,
 }
 
 impl Images {
@@ -76,11 +94,14 @@ impl Images {
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start();
         let base = server.url("");
+        let key = TestKey::generate("vnode test <test@vnode.invalid>");
+        fs::write(dir.path().join("test-key.asc"), key.public_armored()).unwrap();
         let t = Images {
             dir,
             server,
             base,
             images: Vec::new(),
+            key,
         };
         t.write_files();
         t
@@ -122,8 +143,9 @@ impl Images {
     }
 
     fn write_files(&self) {
-        let mut checksum = String::from("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n");
+        let mut checksum = String::new();
         let mut sha512sums = String::new();
+        let mut sha256sums = String::new();
         let mut catalog = String::new();
         for i in &self.images {
             let file = format!("{}.qcow2", i.name);
@@ -131,15 +153,27 @@ impl Images {
                 checksum.push_str(&format!("# {file}: {} bytes\n", i.body.len()));
                 checksum.push_str(&format!("SHA256 ({file}) = {}\n", sha256(&i.body)));
                 sha512sums.push_str(&format!("{}  {file}\n", sha512(&i.body)));
+                sha256sums.push_str(&format!("{} *{file}\n", sha256(&i.body)));
             }
+            let key = if i.pinned {
+                "\nsigning_keys = [\"test-key.asc\"]"
+            } else {
+                ""
+            };
             let digest = match i.sums {
                 DigestSource::FedoraChecksum => format!(
-                    "checksum_url = \"{}\"\nchecksum_algo = \"sha256\"",
+                    "checksum_url = \"{}\"\nchecksum_algo = \"sha256\"{key}",
                     self.url("/CHECKSUM")
                 ),
                 DigestSource::Sha512Sums => format!(
-                    "checksum_url = \"{}\"\nchecksum_algo = \"sha512\"",
-                    self.url("/SHA512SUMS")
+                    "checksum_url = \"{}\"\nchecksum_algo = \"sha512\"\nsignature_url = \"{}\"{key}",
+                    self.url("/SHA512SUMS"),
+                    self.url("/SHA512SUMS.sign")
+                ),
+                DigestSource::Sha256Sums => format!(
+                    "checksum_url = \"{}\"\nchecksum_algo = \"sha256\"\nsignature_url = \"{}\"{key}",
+                    self.url("/SHA256SUMS"),
+                    self.url("/SHA256SUMS.gpg")
                 ),
                 DigestSource::Inline => format!("sha256 = \"{}\"", sha256(&i.body)),
             };
@@ -151,9 +185,14 @@ impl Images {
         }
         // One line for a file nobody asks for, as real checksum files have.
         checksum.push_str(&format!("SHA256 (other.raw.xz) = {}\n", "0".repeat(64)));
-        checksum.push_str("-----BEGIN PGP SIGNATURE-----\n\niQIzBAEBCAAdFiEE\n=abcd\n-----END PGP SIGNATURE-----\n");
-        self.server.serve("/CHECKSUM", checksum.into_bytes());
+        self.server
+            .serve("/CHECKSUM", self.key.clear_sign(&checksum).into_bytes());
+        self.server
+            .serve("/SHA512SUMS.sign", self.key.detached(sha512sums.as_bytes()));
         self.server.serve("/SHA512SUMS", sha512sums.into_bytes());
+        self.server
+            .serve("/SHA256SUMS.gpg", self.key.detached(sha256sums.as_bytes()));
+        self.server.serve("/SHA256SUMS", sha256sums.into_bytes());
         let catalog_path = self.dir.path().join("images.toml");
         fs::write(&catalog_path, catalog).unwrap();
         fs::write(
@@ -708,4 +747,209 @@ fn pull_refuses_names_that_are_not_catalog_images() {
         .code(2)
         .stderr(contains("vnode images derive fedora-43 k8s"));
     assert_eq!(t.cache_files(), Vec::<String>::new());
+}
+
+/// Pulls `alpha` (clear-signed CHECKSUM) after `tamper` changed what the server hands out, and
+/// checks the refusal: exit 1, the message, no request for the image, the cache as before.
+fn refused_pull(t: &Images, name: &str, message: &str) {
+    let before = t.cache_files();
+    t.run(&["images", "pull", name])
+        .code(1)
+        .stderr(contains(message).and(contains(format!("image {name}"))));
+    assert_eq!(
+        t.ranges(&format!("/{name}.qcow2")),
+        Vec::<Option<String>>::new()
+    );
+    assert_eq!(t.cache_files(), before);
+}
+
+#[test]
+fn signed_checksums_clear_and_detached_are_verified_and_recorded() {
+    let mut t = Images::new();
+    let (alpha, beta) = (t.qcow2(1), t.qcow2(2));
+    t.add(img("alpha", &alpha))
+        .add(img("beta", &beta).sums(DigestSource::Sha256Sums));
+    t.run(&["images", "pull", "alpha", "beta"])
+        .success()
+        .stderr(contains(format!("signature by {} verified", t.key.fingerprint())).count(2));
+    assert_eq!(
+        t.cache_files(),
+        [
+            "alpha.meta.json",
+            "alpha.qcow2",
+            "beta.meta.json",
+            "beta.qcow2"
+        ]
+    );
+    let meta: Value = serde_json::from_slice(&t.cached("beta.meta.json")).unwrap();
+    assert_eq!(meta["trust"]["kind"], "signed");
+    assert_eq!(meta["trust"]["signer"], t.key.fingerprint());
+    assert_eq!(meta["trust"]["checksums"], t.url("/SHA256SUMS"));
+    t.run(&["images", "list"])
+        .success()
+        .stdout(contains("SIGNATURE").and(contains("signed ")));
+    t.run(&["images", "list", "--available"]).success().stdout(
+        contains("clear-signed: fedora-43")
+            .and(contains("detached: ubuntu-cloud-uec,ubuntu-cloud-builder"))
+            .and(contains("detached: debian-cd-2011,debian-cd-2009")),
+    );
+}
+
+#[test]
+fn forged_or_unsigned_checksums_are_refused_and_leave_the_cache_as_it_was() {
+    let mut t = Images::new();
+    let (alpha, beta, gamma) = (t.qcow2(1), t.qcow2(2), t.qcow2(1));
+    t.add(img("alpha", &alpha))
+        .add(img("beta", &beta).sums(DigestSource::Sha256Sums))
+        .add(img("gamma", &gamma));
+    t.run(&["images", "pull", "gamma"]).success();
+    assert_eq!(t.cache_files(), ["gamma.meta.json", "gamma.qcow2"]);
+    let sums: String = [("alpha", &alpha), ("beta", &beta), ("gamma", &gamma)]
+        .iter()
+        .map(|(n, b)| format!("{} *{n}.qcow2\n", sha256(b)))
+        .collect();
+    let forged = t.qcow2(3);
+
+    // The CHECKSUM altered after signing: a forged digest for alpha in the signed text.
+    let checksum = t
+        .key
+        .clear_sign(&format!("SHA256 (alpha.qcow2) = {}\n", sha256(&alpha)));
+    let altered = checksum.replace(&sha256(&alpha), &sha256(&forged));
+    assert_ne!(altered, checksum);
+    t.server.serve("/CHECKSUM", altered.into_bytes());
+    refused_pull(&t, "alpha", "was changed after it was signed");
+
+    // Signed by another key.
+    let other = TestKey::generate("mallory <m@example.invalid>");
+    let text = format!("SHA256 (alpha.qcow2) = {}\n", sha256(&forged));
+    t.server
+        .serve("/CHECKSUM", other.clear_sign(&text).into_bytes());
+    refused_pull(
+        &t,
+        "alpha",
+        &format!(
+            "is signed by key {}, not by the key pinned",
+            other.fingerprint()
+        ),
+    );
+
+    // Not signed at all.
+    t.server.serve("/CHECKSUM", text.clone().into_bytes());
+    refused_pull(&t, "alpha", "is not signed");
+
+    // The detached signature missing.
+    t.server.behave("/SHA256SUMS.gpg", Behaviour::NotFound);
+    refused_pull(&t, "beta", "SHA256SUMS.gpg of the checksum file");
+    refused_pull(&t, "beta", "is missing: it answered 404");
+
+    // A good signature by the pinned key, but of another file.
+    t.server.behave("/SHA256SUMS.gpg", Behaviour::Normal);
+    t.server
+        .serve("/SHA256SUMS.gpg", t.key.detached(b"some other file\n"));
+    refused_pull(&t, "beta", "is not a signature of the checksum file");
+
+    // Signature and checksum file in order, the image altered on the way.
+    t.server
+        .serve("/SHA256SUMS.gpg", t.key.detached(sums.as_bytes()));
+    t.server.behave("/beta.qcow2", Behaviour::Corrupt);
+    let before = t.cache_files();
+    t.run(&["images", "pull", "beta"]).code(1).stderr(
+        contains("image beta from").and(contains("does not match its published sha256 digest")),
+    );
+    assert_eq!(t.cache_files(), before);
+    assert_eq!(before, ["gamma.meta.json", "gamma.qcow2"]);
+}
+
+#[test]
+fn an_entry_without_a_key_needs_no_signature_and_is_recorded_unsigned() {
+    let mut t = Images::new();
+    let alpha = t.qcow2(1);
+    t.add(img("alpha", &alpha).unpinned());
+    refused_pull(&t, "alpha", "no signing key is pinned");
+    t.run(&["images", "list", "--available"])
+        .success()
+        .stdout(contains("NO KEY"));
+    t.run(&["images", "pull", "alpha", "--no-signature"])
+        .success()
+        .stderr(
+            contains("--no-signature: the checksum files' OpenPGP signatures are not checked")
+                .and(contains("NO signature checked: --no-signature")),
+        );
+    let meta: Value = serde_json::from_slice(&t.cached("alpha.meta.json")).unwrap();
+    assert_eq!(meta["trust"]["kind"], "unsigned");
+    assert_eq!(meta["trust"]["reason"], "--no-signature");
+    t.run(&["images", "list"])
+        .success()
+        .stdout(contains("UNSIGNED (--no-signature)"));
+}
+
+#[test]
+fn import_with_signed_checksums_verifies_like_a_pull() {
+    let t = Images::new();
+    let body = t.qcow2(1);
+    let dir = t.dir.path();
+    let image = dir.join("carried.qcow2");
+    fs::write(&image, &body).unwrap();
+    let sums = format!("{}  carried.qcow2\n", sha512(&body));
+    fs::write(dir.join("SHA512SUMS"), &sums).unwrap();
+    fs::write(dir.join("SHA512SUMS.sign"), t.key.detached(sums.as_bytes())).unwrap();
+    fs::write(
+        dir.join("CHECKSUM"),
+        t.key
+            .clear_sign(&format!("SHA256 (carried.qcow2) = {}\n", sha256(&body))),
+    )
+    .unwrap();
+    let key = dir.join("test-key.asc");
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let import = |extra: &[&str]| {
+        let mut args = vec![
+            "images",
+            "import",
+            image.to_str().unwrap(),
+            "--name",
+            "carried",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--signing-key", key.to_str().unwrap()]);
+        t.run(&args)
+    };
+    // The signature of another file, then one by another key: refused, nothing imported.
+    let wrong = dir.join("wrong.sign");
+    fs::write(&wrong, t.key.detached(b"other\n")).unwrap();
+    import(&[
+        "--checksums",
+        &p("SHA512SUMS"),
+        "--signature",
+        wrong.to_str().unwrap(),
+    ])
+    .code(1)
+    .stderr(contains("is not a signature of the checksum file"));
+    let other = TestKey::generate("mallory <m@example.invalid>");
+    fs::write(&wrong, other.detached(sums.as_bytes())).unwrap();
+    import(&[
+        "--checksums",
+        &p("SHA512SUMS"),
+        "--signature",
+        wrong.to_str().unwrap(),
+    ])
+    .code(1)
+    .stderr(contains("not by the key pinned"));
+    import(&["--checksums", &p("SHA512SUMS")])
+        .code(1)
+        .stderr(contains("is not signed"));
+    assert_eq!(t.cache_files(), Vec::<String>::new());
+    // Detached, then clear-signed.
+    import(&[
+        "--checksums",
+        &p("SHA512SUMS"),
+        "--signature",
+        &p("SHA512SUMS.sign"),
+    ])
+    .success()
+    .stdout(contains("sha512").and(contains("signed ")));
+    let meta: Value = serde_json::from_slice(&t.cached("carried.meta.json")).unwrap();
+    assert_eq!(meta["algo"], "sha512");
+    assert_eq!(meta["trust"]["signer"], t.key.fingerprint());
+    import(&["--checksums", &p("CHECKSUM"), "--force"]).success();
+    assert_eq!(t.cache_files(), ["carried.meta.json", "carried.qcow2"]);
 }

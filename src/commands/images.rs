@@ -6,25 +6,53 @@ use std::path::PathBuf;
 use indicatif::HumanBytes;
 use serde::Serialize;
 
-use crate::catalog::{CatalogEntry, ImageKind};
+use crate::catalog::{CatalogEntry, Checksum, ImageKind};
 use crate::cli::ImagesCommand;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::images::{self, Cache, ImageError, ImageMeta, Import, Progress, State};
+use crate::images::{
+    self, Cache, ImageError, ImageMeta, Import, KeySource, Progress, PullOptions, State,
+};
 use crate::table::Table;
 
 pub fn run(ctx: &Context, cmd: ImagesCommand) -> Result<()> {
     match cmd {
         ImagesCommand::List { available: true } => available(ctx),
         ImagesCommand::List { available: false } => list(ctx),
-        ImagesCommand::Pull { names, force } => pull(ctx, &names, force),
+        ImagesCommand::Pull {
+            names,
+            force,
+            no_signature,
+        } => pull(
+            ctx,
+            &names,
+            PullOptions {
+                force,
+                check_signatures: !no_signature,
+            },
+        ),
         ImagesCommand::Import {
             file,
             name,
             sha256,
+            checksums,
+            signature,
+            signing_keys,
             osinfo,
             force,
-        } => import(ctx, file, name, sha256, osinfo, force),
+        } => import(
+            ctx,
+            ImportArgs {
+                file,
+                name,
+                sha256,
+                checksums,
+                signature,
+                signing_keys,
+                osinfo,
+                force,
+            },
+        ),
         ImagesCommand::Rm { names } => rm(ctx, &names),
         ImagesCommand::Verify { names } => verify(ctx, &names),
         ImagesCommand::Derive {
@@ -60,7 +88,7 @@ fn cache_name(ctx: &Context, name: &str) -> String {
 }
 
 /// `vnode images pull NAME...`.
-fn pull(ctx: &Context, names: &[String], force: bool) -> Result<()> {
+fn pull(ctx: &Context, names: &[String], options: PullOptions) -> Result<()> {
     let local = ctx.local_images();
     let entries = names
         .iter()
@@ -74,7 +102,14 @@ fn pull(ctx: &Context, names: &[String], force: bool) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    let pulled = runtime.block_on(images::pull(&cache, &entries, force, &Progress::auto()))?;
+    let progress = Progress::auto();
+    if !options.check_signatures {
+        progress.note(
+            "warning: --no-signature: the checksum files' OpenPGP signatures are not checked; \
+             a mirror could hand out a forged image with a matching checksum file",
+        );
+    }
+    let pulled = runtime.block_on(images::pull_with(&cache, &entries, options, &progress))?;
     if ctx.json {
         ctx.print_json(&pulled);
     }
@@ -144,11 +179,20 @@ fn list(ctx: &Context) -> Result<()> {
         return Ok(());
     }
     let mut t = Table::new([
-        "NAME", "VERSION", "SIZE", "DISK", "ADDED", "ORIGIN", "PARENT", "DIGEST", "STATUS",
+        "NAME",
+        "VERSION",
+        "SIZE",
+        "DISK",
+        "ADDED",
+        "ORIGIN",
+        "PARENT",
+        "DIGEST",
+        "SIGNATURE",
+        "STATUS",
     ]);
     for l in &listed {
         let version = || ctx.catalog.get(&l.name).map(|e| e.version.clone());
-        let row: [String; 9] = match &l.state {
+        let row: [String; 10] = match &l.state {
             State::Complete(m) => [
                 l.name.clone(),
                 m.version.clone().or_else(version).unwrap_or("-".into()),
@@ -158,12 +202,14 @@ fn list(ctx: &Context) -> Result<()> {
                 format!("{:?}", m.origin).to_lowercase(),
                 m.parent.clone().unwrap_or("-".into()),
                 format!("{}:{}", m.algo, m.digest.get(..12).unwrap_or(&m.digest)),
+                m.trust.summary(),
                 "ok".into(),
             ],
             state => [
                 l.name.clone(),
                 version().unwrap_or("-".into()),
                 HumanBytes(l.size).to_string(),
+                "-".into(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -189,16 +235,21 @@ fn derive(ctx: &Context, req: &crate::derive::DeriveRequest) -> Result<()> {
     Ok(())
 }
 
-/// `vnode images import FILE --name NAME`.
-fn import(
-    ctx: &Context,
+/// What `vnode images import` was given.
+struct ImportArgs {
     file: PathBuf,
     name: String,
     sha256: Option<String>,
+    checksums: Option<PathBuf>,
+    signature: Option<PathBuf>,
+    signing_keys: Vec<String>,
     osinfo: Option<String>,
     force: bool,
-) -> Result<()> {
-    let name = name.to_ascii_lowercase();
+}
+
+/// `vnode images import FILE --name NAME [--sha256 HEX | --checksums FILE [--signature FILE]]`.
+fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
+    let name = args.name.to_ascii_lowercase();
     // An alias would be shadowed by its catalog image in specs. A canonical catalog name is fine:
     // that is how an image carried in on a disk replaces a download.
     let entry = ctx.catalog.lookup(&name);
@@ -208,22 +259,45 @@ fn import(
             e.name, e.name
         )));
     }
+    // The keys: as given (names or paths, relative to the working directory), else the catalog
+    // entry's, which is what makes a carried-in image as trusted as a pulled one.
+    let signing_keys = if args.signing_keys.is_empty() {
+        match entry.map(|e| &e.checksum) {
+            Some(Checksum::File { signing_keys, .. }) => signing_keys.clone(),
+            _ => Vec::new(),
+        }
+    } else {
+        args.signing_keys
+            .iter()
+            .map(|k| KeySource::parse(k, std::path::Path::new(".")))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Usage(format!("--signing-key: {e}")))?
+    };
     let request = Import {
-        file,
-        osinfo: osinfo.or_else(|| entry.map(|e| e.osinfo.clone())),
+        file: args.file,
+        osinfo: args.osinfo.or_else(|| entry.map(|e| e.osinfo.clone())),
+        sha256: args.sha256,
+        checksums: args.checksums,
+        signature: args.signature,
+        signing_keys,
+        listed_as: entry
+            .map(|e| crate::images::url_file_name(&e.url))
+            .into_iter()
+            .collect(),
         name,
-        sha256,
-        force,
+        force: args.force,
     };
     let image = request.run(&cache(ctx)?, &Progress::auto())?;
     if ctx.json {
         ctx.print_json(&image);
     } else {
         println!(
-            "imported {} ({}, sha256 {}) as {}",
+            "imported {} ({}, {} {}, {}) as {}",
             image.name,
             HumanBytes(image.meta.size),
+            image.meta.algo,
             image.meta.digest,
+            image.meta.trust.summary(),
             image.path.display()
         );
     }
@@ -295,7 +369,15 @@ fn available(ctx: &Context) -> Result<()> {
         ctx.print_json(&entries);
         return Ok(());
     }
-    let mut t = Table::new(["NAME", "ALIASES", "FAMILY", "VERSION", "OSINFO", "DEFAULT"]);
+    let mut t = Table::new([
+        "NAME",
+        "ALIASES",
+        "FAMILY",
+        "VERSION",
+        "OSINFO",
+        "SIGNATURE",
+        "DEFAULT",
+    ]);
     let default = &ctx.catalog.default_image().name;
     for e in entries {
         let mark = if &e.name == default {
@@ -311,9 +393,39 @@ fn available(ctx: &Context) -> Result<()> {
             e.family.clone(),
             e.version.clone(),
             e.osinfo.clone(),
+            signature_check(e),
             mark.into(),
         ]);
     }
     print!("{}", t.render());
     Ok(())
+}
+
+/// How a catalog entry's digest is vouched for, for `images list --available`.
+fn signature_check(entry: &CatalogEntry) -> String {
+    match &entry.checksum {
+        Checksum::Inline { .. } => "no (inline digest)".into(),
+        Checksum::File { signing_keys, .. } if signing_keys.is_empty() => {
+            "NO KEY (pull needs --no-signature)".into()
+        }
+        Checksum::File {
+            signature_url,
+            signing_keys,
+            ..
+        } => {
+            let form = if signature_url.is_some() {
+                "detached"
+            } else {
+                "clear-signed"
+            };
+            let keys: Vec<String> = signing_keys
+                .iter()
+                .map(|k| match k {
+                    KeySource::Builtin(name) => name.clone(),
+                    KeySource::File(path) => path.display().to_string(),
+                })
+                .collect();
+            format!("{form}: {}", keys.join(","))
+        }
+    }
 }

@@ -44,7 +44,7 @@ pub struct Listed {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum State {
-    Complete(ImageMeta),
+    Complete(Box<ImageMeta>),
     /// A `.part` file: an interrupted download.
     Partial,
     /// A qcow2 file without (readable) metadata: not put there by vnode, or damaged.
@@ -163,7 +163,7 @@ impl Cache {
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             let state = match (partial, self.find(name)) {
                 (true, _) => State::Partial,
-                (false, Some(image)) => State::Complete(image.meta),
+                (false, Some(image)) => State::Complete(Box::new(image.meta)),
                 (false, None) => State::Unverified,
             };
             listed.push(Listed {
@@ -309,6 +309,7 @@ mod tests {
             created: now(),
             osinfo: None,
             parent: None,
+            trust: Default::default(),
         }
     }
 
@@ -343,7 +344,7 @@ mod tests {
         assert_eq!(
             states,
             [
-                ("a".into(), State::Complete(meta("a"))),
+                ("a".into(), State::Complete(Box::new(meta("a")))),
                 ("b".into(), State::Partial),
                 ("c".into(), State::Unverified),
             ]

@@ -98,6 +98,10 @@ fn flatten_and_commit(
         created: meta::now(),
         osinfo: image.osinfo.clone(),
         parent: Some(image.parent.clone()),
+        // Made here from a cached image; the parent's metadata says how that one was checked.
+        trust: meta::Trust::Unsigned {
+            reason: format!("derived from {}", image.parent),
+        },
     };
     cache.commit(staged, &meta)
 }

@@ -120,6 +120,105 @@ pub enum ImageError {
     },
 
     #[error(
+        "image {name}: no signing key is pinned for its checksum file {file}, so the digest in it \
+         cannot be trusted; add signing_keys = [\"KEY.asc\"] (the distribution's public key) to \
+         its catalog entry, or pass --no-signature to skip the check"
+    )]
+    NoSigningKey { name: String, file: String },
+
+    #[error(
+        "cannot use the {key} pinned for image {name}: {reason}; fix signing_keys in its catalog entry"
+    )]
+    SigningKey {
+        name: String,
+        key: String,
+        reason: String,
+    },
+
+    #[error(
+        "the checksum file {file} of image {name} is not signed: it is not OpenPGP clear-signed text, \
+         and the catalog names no detached signature (expected a signature by {expected}); refused, \
+         nothing was downloaded: fix checksum_url or add signature_url, or pass --no-signature to skip the check"
+    )]
+    NotSigned {
+        name: String,
+        file: String,
+        expected: String,
+    },
+
+    #[error(
+        "the signature {signature} of the checksum file {file} (image {name}) is missing: {reason}; \
+         without it the digest cannot be trusted (expected a signature by {expected}); refused, nothing \
+         was downloaded: fix signature_url, or pass --no-signature to skip the check"
+    )]
+    SignatureMissing {
+        name: String,
+        file: String,
+        signature: String,
+        expected: String,
+        reason: String,
+    },
+
+    #[error(
+        "the signature {signature} of the checksum file {file} (image {name}) is not an OpenPGP \
+         signature: {reason}; refused, nothing was downloaded: fix signature_url, or try again later"
+    )]
+    SignatureUnreadable {
+        name: String,
+        file: String,
+        signature: String,
+        reason: String,
+    },
+
+    #[error(
+        "the checksum file {file} of image {name} is signed by key {signer}, not by the key pinned \
+         for it ({expected}); refused, nothing was downloaded: the mirror may serve a forged image, \
+         or the catalog entry pins the wrong key"
+    )]
+    SignedByOtherKey {
+        name: String,
+        file: String,
+        signer: String,
+        expected: String,
+    },
+
+    #[error(
+        "the checksum file {file} of image {name} was changed after it was signed: its signature by \
+         {expected} does not match its text; refused, nothing was downloaded: the mirror may serve a \
+         forged image, try again later or another mirror"
+    )]
+    ClearSignatureMismatch {
+        name: String,
+        file: String,
+        expected: String,
+    },
+
+    #[error(
+        "the signature {signature} is not a signature of the checksum file {file} (image {name}): \
+         it is by {expected} but over other content (the checksum file was changed after signing, or \
+         the signature belongs to another file); refused, nothing was downloaded: check checksum_url \
+         and signature_url, or try again later"
+    )]
+    DetachedSignatureMismatch {
+        name: String,
+        file: String,
+        signature: String,
+        expected: String,
+    },
+
+    #[error(
+        "the checksum file {file} of image {name} is signed by key {key}, which is {state}; refused: \
+         update vnode (or signing_keys) to the distribution's current key"
+    )]
+    SigningKeyUnusable {
+        name: String,
+        file: String,
+        key: String,
+        /// "revoked", or "expired at the time of the signature".
+        state: &'static str,
+    },
+
+    #[error(
         "image {name} from {url} does not match its published {algo} digest (expected {expected}, \
              got {actual}); the download was discarded: pull again, or use another mirror if it happens again"
     )]
@@ -151,11 +250,25 @@ pub enum ImageError {
         backing: String,
     },
 
-    #[error("{} does not match --sha256 (expected {expected}, got {actual}); nothing was imported", file.display())]
+    #[error("{} does not match {against} (expected {expected}, got {actual}); nothing was imported", file.display())]
     ImportMismatch {
         file: PathBuf,
+        /// "--sha256", or the checksum file's line.
+        against: String,
         expected: String,
         actual: String,
+    },
+
+    #[error(
+        "the checksum file {checksums} has no sha256 or sha512 line for {file} (image {name}; it \
+         lists {}); nothing was imported: import the file under the name the checksum file gives it",
+        listed_files(listed)
+    )]
+    ImportNotListed {
+        name: String,
+        checksums: String,
+        file: String,
+        listed: Vec<String>,
     },
 
     #[error(

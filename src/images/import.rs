@@ -1,7 +1,8 @@
 //! `vnode images import FILE --name NAME`: a local qcow2 file into the cache, for offline labs
 //! and images carried in on a disk. Validated like a pulled image, copied (so the cache does not
 //! depend on the original staying put) while it is hashed, and verified against `--sha256` when
-//! given.
+//! given, or against a signed checksum file (`--checksums FILE --signature FILE`, or a
+//! clear-signed `--checksums` alone), checked exactly as a pull checks it.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -10,10 +11,12 @@ use std::path::{Path, PathBuf};
 use bytes::BytesMut;
 
 use super::cache::{Cache, CachedImage};
+use super::checksum_file;
 use super::digest::{Hasher, READ_BUF};
 use super::error::ImageError;
-use super::meta::{self, ImageMeta, Origin};
+use super::meta::{self, ImageMeta, Origin, Trust};
 use super::progress::Progress;
+use super::signature::{self, KeySource};
 use super::sink::Sink;
 use super::validate::check_base_image;
 use crate::catalog::{DigestAlgo, check_name};
@@ -25,6 +28,14 @@ pub struct Import {
     pub name: String,
     /// Expected sha256, hex.
     pub sha256: Option<String>,
+    /// The distribution's checksum file for the image, and its detached signature.
+    pub checksums: Option<PathBuf>,
+    pub signature: Option<PathBuf>,
+    /// Keys the checksum file must be signed by.
+    pub signing_keys: Vec<KeySource>,
+    /// Names the checksum file may list the image under besides the file's own name (the
+    /// catalog entry's download name).
+    pub listed_as: Vec<String>,
     pub osinfo: Option<String>,
     /// Replace an image of the same name.
     pub force: bool,
@@ -37,9 +48,21 @@ impl Import {
             name: name.clone(),
             reason,
         })?;
-        let expected = self.sha256.as_deref().map(parse_sha256).transpose()?;
+        let sha256 = self.sha256.as_deref().map(parse_sha256).transpose()?;
         let source =
             fs::canonicalize(&self.file).map_err(|e| ImageError::io("read", &self.file, e))?;
+        // A refused signature leaves nothing: it is checked before the copy.
+        let expected = match &self.checksums {
+            Some(checksums) => Some(self.signed_digest(checksums, &source)?),
+            None => sha256.map(|d| Expected {
+                algo: DigestAlgo::Sha256,
+                digest: d,
+                against: "--sha256".into(),
+                trust: Trust::Unsigned {
+                    reason: "imported with --sha256 only".into(),
+                },
+            }),
+        };
         let from = source.display().to_string();
         // Refuse a wrong file before copying gigabytes of it.
         check_base_image(name, &from, &source)?;
@@ -56,6 +79,67 @@ impl Import {
         }
         result
     }
+
+    /// The digest a signed checksum file gives for the image.
+    fn signed_digest(&self, checksums: &Path, source: &Path) -> Result<Expected, ImageError> {
+        let shown = checksums.display().to_string();
+        let keyring = signature::keyring_for(&self.name, &shown, &self.signing_keys)?;
+        let text = fs::read(checksums).map_err(|e| ImageError::io("read", checksums, e))?;
+        let detached = self.signature.as_ref().map(|p| {
+            (
+                p.display().to_string(),
+                fs::read(p).map_err(|e| format!("cannot read it: {e}")),
+            )
+        });
+        let verified = signature::SignedChecksums {
+            name: &self.name,
+            file: &shown,
+            text: &text,
+            detached: detached.as_ref().map(|(p, r)| (p.as_str(), r.clone())),
+        }
+        .verify(&keyring)?;
+        let lines =
+            checksum_file::parse(&verified.content).map_err(|e| ImageError::ChecksumFile {
+                name: self.name.clone(),
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        let own = source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let names = std::iter::once(&own).chain(&self.listed_as);
+        for file in names {
+            for algo in [DigestAlgo::Sha512, DigestAlgo::Sha256] {
+                if let Some(digest) = checksum_file::find(&lines, file, algo) {
+                    return Ok(Expected {
+                        algo,
+                        digest: digest.to_string(),
+                        against: format!("the {algo} line for {file} in {shown}"),
+                        trust: Trust::Signed {
+                            signer: verified.signer.clone(),
+                            checksums: shown.clone(),
+                        },
+                    });
+                }
+            }
+        }
+        Err(ImageError::ImportNotListed {
+            name: self.name.clone(),
+            checksums: shown,
+            file: own,
+            listed: lines.into_iter().map(|l| l.file).collect(),
+        })
+    }
+}
+
+/// The digest an import must match.
+struct Expected {
+    algo: DigestAlgo,
+    digest: String,
+    /// What gave it, for messages.
+    against: String,
+    trust: Trust,
 }
 
 fn copy_and_commit(
@@ -64,26 +148,35 @@ fn copy_and_commit(
     source: &Path,
     from: &str,
     staged: &Path,
-    expected: Option<String>,
+    expected: Option<Expected>,
     progress: &Progress,
 ) -> Result<CachedImage, ImageError> {
     let bar = progress.bar(&req.name);
+    let algo = expected.as_ref().map_or(DigestAlgo::Sha256, |e| e.algo);
     let (size, digest) = copy_hashing(
         source,
         staged,
+        algo,
         |total| bar.start(Some(total), 0, &format!("importing {from}")),
         |n| bar.advance(n),
     )?;
-    if let Some(expected) = expected
-        && expected != digest
+    if let Some(e) = &expected
+        && e.digest != digest
     {
-        bar.failed("does not match --sha256");
+        bar.failed(&format!("does not match {}", e.against));
         return Err(ImageError::ImportMismatch {
             file: source.to_path_buf(),
-            expected,
+            against: e.against.clone(),
+            expected: e.digest.clone(),
             actual: digest,
         });
     }
+    let trust = expected.map_or_else(
+        || Trust::Unsigned {
+            reason: "imported without a checksum".into(),
+        },
+        |e| e.trust,
+    );
     // The copy is what counts: the original may have changed since it was first checked.
     let info = check_base_image(&req.name, from, staged)?;
     let meta = ImageMeta {
@@ -91,23 +184,30 @@ fn copy_and_commit(
         origin: Origin::Imported,
         source: from.to_string(),
         version: None,
-        algo: DigestAlgo::Sha256,
+        algo,
         digest,
         size,
         virtual_size: info.virtual_size,
         created: meta::now(),
         osinfo: req.osinfo.clone(),
         parent: None,
+        trust: trust.clone(),
     };
     let image = cache.commit(staged, &meta)?;
-    bar.done("imported, sha256 recorded");
+    match trust {
+        Trust::Signed { signer, .. } => bar.done(&format!(
+            "imported, {algo} verified, signature by {signer} verified"
+        )),
+        _ => bar.done(&format!("imported, {algo} recorded")),
+    }
     Ok(image)
 }
 
-/// Copies `from` to `to` (fsynced), hashing with sha256 on the way.
+/// Copies `from` to `to` (fsynced), hashing with `algo` on the way.
 fn copy_hashing(
     from: &Path,
     to: &Path,
+    algo: DigestAlgo,
     start: impl FnOnce(u64),
     mut advance: impl FnMut(u64),
 ) -> Result<(u64, String), ImageError> {
@@ -118,7 +218,7 @@ fn copy_hashing(
         .len();
     let output = File::create(to).map_err(|e| ImageError::io("create", to, e))?;
     start(len);
-    let sink = Sink::start(Hasher::new(DigestAlgo::Sha256), output);
+    let sink = Sink::start(Hasher::new(algo), output);
     let mut size = 0u64;
     let read_error = loop {
         let mut buf = BytesMut::zeroed(READ_BUF);

@@ -28,6 +28,45 @@ pub struct ImageMeta {
     /// The image a derived image was made from.
     #[serde(default)]
     pub parent: Option<String>,
+    /// Whether the digest came from a signature-checked checksum file.
+    #[serde(default)]
+    pub trust: Trust,
+}
+
+/// What vouches for the recorded digest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Trust {
+    /// A checksum file whose OpenPGP signature by a pinned key verified.
+    Signed {
+        /// Fingerprint of the key that signed it.
+        signer: String,
+        /// The checksum file (URL or path).
+        checksums: String,
+    },
+    /// No signature was checked, and why (`--no-signature`, an inline digest, a local import).
+    Unsigned { reason: String },
+    /// Metadata written before vnode checked signatures.
+    #[default]
+    Unrecorded,
+}
+
+impl Trust {
+    /// A short cell for `vnode images list`.
+    pub fn summary(&self) -> String {
+        match self {
+            Trust::Signed { signer, .. } => {
+                format!(
+                    "signed {}",
+                    signer
+                        .get(signer.len().saturating_sub(16)..)
+                        .unwrap_or(signer)
+                )
+            }
+            Trust::Unsigned { reason } => format!("UNSIGNED ({reason})"),
+            Trust::Unrecorded => "-".into(),
+        }
+    }
 }
 
 /// How an image entered the cache.
@@ -75,11 +114,19 @@ mod tests {
             created: now(),
             osinfo: Some("fedora43".into()),
             parent: None,
+            trust: Trust::Signed {
+                signer: "C6E7F081CF80E13146676E88829B606631645531".into(),
+                checksums: "https://example.org/CHECKSUM".into(),
+            },
         };
         assert_eq!(ImageMeta::from_json(&meta.to_json()).unwrap(), meta);
         let minimal = r#"{"name":"x","origin":"imported","source":"/x","algo":"sha256",
             "digest":"00","size":1,"virtual_size":2,"created":"2026-01-01T00:00:00Z"}"#;
         assert_eq!(ImageMeta::from_json(minimal).unwrap().osinfo, None);
+        assert_eq!(
+            ImageMeta::from_json(minimal).unwrap().trust,
+            Trust::Unrecorded
+        );
         assert_eq!(now().len(), "2026-01-01T00:00:00Z".len());
     }
 }

@@ -22,8 +22,9 @@ use super::cache::{Cache, CachedImage};
 use super::checksum_file;
 use super::digest::{Hasher, hash_file};
 use super::error::ImageError;
-use super::meta::{self, ImageMeta, Origin};
+use super::meta::{self, ImageMeta, Origin, Trust};
 use super::progress::{Bar, Progress, rate};
+use super::signature;
 use super::sink::Sink;
 use super::validate::check_base_image;
 use crate::catalog::{CatalogEntry, Checksum, DigestAlgo};
@@ -40,6 +41,30 @@ pub async fn pull(
     force: bool,
     progress: &Progress,
 ) -> Result<Vec<CachedImage>, ImageError> {
+    let options = PullOptions {
+        force,
+        check_signatures: true,
+    };
+    pull_with(cache, entries, options, progress).await
+}
+
+/// How `vnode images pull` treats the images it is given.
+#[derive(Clone, Copy, Debug)]
+pub struct PullOptions {
+    /// Download again even when cached.
+    pub force: bool,
+    /// Trust a checksum file only with a good signature by a pinned key (`--no-signature`
+    /// turns it off, and the image's metadata says so).
+    pub check_signatures: bool,
+}
+
+/// [`pull`] with all options.
+pub async fn pull_with(
+    cache: &Cache,
+    entries: &[CatalogEntry],
+    options: PullOptions,
+    progress: &Progress,
+) -> Result<Vec<CachedImage>, ImageError> {
     let mut unique: Vec<&CatalogEntry> = Vec::new();
     for e in entries {
         if !unique.iter().any(|u| u.name == e.name) {
@@ -54,7 +79,7 @@ pub async fn pull(
         let bar = progress.bar(&entry.name);
         let client = &client;
         async move {
-            let result = pull_one(cache, client, entry, force, &bar).await;
+            let result = pull_one(cache, client, entry, options, &bar).await;
             if result.is_err() {
                 bar.failed("failed (see below)");
             }
@@ -93,14 +118,17 @@ async fn pull_one(
     cache: &Cache,
     client: &Client,
     entry: &CatalogEntry,
-    force: bool,
+    options: PullOptions,
     bar: &Bar,
 ) -> Result<CachedImage, ImageError> {
-    if !force && let Some(image) = cache.find(&entry.name) {
+    if !options.force
+        && let Some(image) = cache.find(&entry.name)
+    {
         bar.done("already in the cache");
         return Ok(image);
     }
-    let (algo, expected) = expected_digest(client, entry, bar).await?;
+    let (algo, expected, trust) =
+        expected_digest(client, entry, options.check_signatures, bar).await?;
     let part = cache.part_path(&entry.name);
     let mut got = download(client, entry, &part, algo, bar).await?;
     if got.digest != expected && got.resumed_from > 0 {
@@ -132,11 +160,17 @@ async fn pull_one(
         created: meta::now(),
         osinfo: Some(entry.osinfo.clone()),
         parent: None,
+        trust: trust.clone(),
     };
     let image = cache.commit(&part, &meta)?;
     let (bytes, took) = bar.transferred();
+    let vouched = match &trust {
+        Trust::Signed { signer, .. } => format!("signature by {signer} verified"),
+        Trust::Unsigned { reason } => format!("NO signature checked: {reason}"),
+        Trust::Unrecorded => unreachable!("a pull records how it checked"),
+    };
     bar.done(&format!(
-        "{} in {:.1} s ({}), {algo} verified",
+        "{} in {:.1} s ({}), {algo} verified, {vouched}",
         HumanBytes(got.size),
         took.as_secs_f64(),
         rate(bytes, took)
@@ -144,27 +178,72 @@ async fn pull_one(
     Ok(image)
 }
 
-/// The digest the image must have.
+/// The digest the image must have, and what vouches for it. With `check_signatures`, the digest
+/// comes only from a checksum file whose signature by a pinned key verified; nothing of the
+/// image is fetched before that.
 async fn expected_digest(
     client: &Client,
     entry: &CatalogEntry,
+    check_signatures: bool,
     bar: &Bar,
-) -> Result<(DigestAlgo, String), ImageError> {
-    let (url, algo) = match &entry.checksum {
-        Checksum::Inline { algo, digest } => return Ok((*algo, digest.clone())),
-        Checksum::File { url, algo } => (url, *algo),
+) -> Result<(DigestAlgo, String, Trust), ImageError> {
+    let (url, algo, signature_url, signing_keys) = match &entry.checksum {
+        Checksum::Inline { algo, digest } => {
+            let trust = Trust::Unsigned {
+                reason: "inline digest in the catalog".into(),
+            };
+            return Ok((*algo, digest.clone(), trust));
+        }
+        Checksum::File {
+            url,
+            algo,
+            signature_url,
+            signing_keys,
+        } => (url, *algo, signature_url, signing_keys),
     };
+    let keyring = check_signatures
+        .then(|| signature::keyring_for(&entry.name, url, signing_keys))
+        .transpose()?;
     bar.status("fetching the checksum file");
     let unusable = |reason: String| ImageError::ChecksumFile {
         name: entry.name.clone(),
         url: url.clone(),
         reason,
     };
-    let text = fetch_text(client, url).await.map_err(unusable)?;
+    let body = fetch_small(client, url).await.map_err(unusable)?;
+    let (text, trust) = match &keyring {
+        None => (
+            String::from_utf8_lossy(&body).into_owned(),
+            Trust::Unsigned {
+                reason: "--no-signature".into(),
+            },
+        ),
+        Some(keyring) => {
+            let detached = match signature_url {
+                Some(sig_url) => {
+                    bar.status("fetching the signature");
+                    Some((sig_url.as_str(), fetch_small(client, sig_url).await))
+                }
+                None => None,
+            };
+            let verified = signature::SignedChecksums {
+                name: &entry.name,
+                file: url,
+                text: &body,
+                detached,
+            }
+            .verify(keyring)?;
+            let trust = Trust::Signed {
+                signer: verified.signer,
+                checksums: url.clone(),
+            };
+            (verified.content, trust)
+        }
+    };
     let lines = checksum_file::parse(&text).map_err(|e| unusable(e.to_string()))?;
     let file = checksum_file::url_file_name(&entry.url);
     match checksum_file::find(&lines, &file, algo) {
-        Some(digest) => Ok((algo, digest.to_string())),
+        Some(digest) => Ok((algo, digest.to_string(), trust)),
         None => Err(ImageError::ChecksumNotListed {
             name: entry.name.clone(),
             url: url.clone(),
@@ -175,7 +254,8 @@ async fn expected_digest(
     }
 }
 
-async fn fetch_text(client: &Client, url: &str) -> Result<String, String> {
+/// A checksum file or signature: small, whole, as bytes (a detached signature may be binary).
+async fn fetch_small(client: &Client, url: &str) -> Result<Vec<u8>, String> {
     let resp = client.get(url).send().await.map_err(describe)?;
     if resp.status() != StatusCode::OK {
         return Err(format!("it answered {}", resp.status()));
@@ -191,7 +271,7 @@ async fn fetch_text(client: &Client, url: &str) -> Result<String, String> {
             ));
         }
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok(body)
 }
 
 /// A `.part` file holding the whole body.
