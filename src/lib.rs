@@ -16,6 +16,7 @@ pub mod images;
 pub mod lab;
 pub mod libvirt;
 pub mod mac;
+pub mod names;
 pub mod node;
 pub mod plan;
 pub mod pool;
