@@ -909,6 +909,13 @@ mod tests {
             "default_pool",
             "default_pool 'nope' is not one of the pools (vnode)",
         );
+        // Found by the property test: the value is quoted with its newline escaped.
+        assert_rejected(
+            "default_pool = \"lab\\nserver=1.1.1.1\"\n",
+            1,
+            "default_pool",
+            "default_pool 'lab\\nserver=1.1.1.1' is not one of the pools",
+        );
     }
 
     #[test]

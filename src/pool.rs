@@ -376,7 +376,8 @@ impl Pools {
             None => 0,
             Some(stem) => pools.iter().position(|p| p.stem == stem).ok_or_else(|| {
                 PoolsError::DefaultPool(format!(
-                    "default_pool '{stem}' is not one of the pools ({})",
+                    "default_pool {} is not one of the pools ({})",
+                    names::quoted(stem),
                     stems(&pools)
                 ))
             })?,
