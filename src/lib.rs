@@ -22,6 +22,7 @@ pub mod ip_json;
 pub mod lab;
 pub mod libvirt;
 pub mod mac;
+pub mod names;
 pub mod node;
 pub mod plan;
 pub mod planned;

@@ -8,10 +8,63 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::mac::{MAX_MAC_ID, MAX_NUMBER, Mac, Nic};
+use crate::names::{self, MAX_DNS_NAME};
+
+/// The range a number of the config must lie in, and why, when the bound is not obvious.
+#[derive(Clone, Copy, Debug)]
+pub struct Limit {
+    pub min: i64,
+    pub max: i64,
+    pub note: &'static str,
+}
+
+impl Limit {
+    const fn new(min: i64, max: i64, note: &'static str) -> Limit {
+        Limit { min, max, note }
+    }
+
+    /// `key`'s `value` within the limit, or the sentence that says the allowed range.
+    pub fn check(&self, key: &str, value: i64) -> Result<(), String> {
+        if (self.min..=self.max).contains(&value) {
+            return Ok(());
+        }
+        Err(format!(
+            "{key} {value} is not between {} and {}{}",
+            self.min, self.max, self.note
+        ))
+    }
+}
+
+pub const WIDTH: Limit = Limit::new(1, 4, " (digits of a node number)");
+pub const NUMBER: Limit = Limit::new(0, MAX_NUMBER as i64, " (the MAC scheme's 4 digits)");
+pub const MAC_ID: Limit = Limit::new(0, MAX_MAC_ID as i64, " (the MAC scheme's one digit)");
+/// No subnet a pool could use holds more than a /8 (2^24 addresses), so a larger offset is a
+/// typo; bounding it also keeps every address computation far from overflowing.
+pub const PUBLIC_OFFSET: Limit = Limit::new(0, (1 << 24) - 1, " (the size of a /8)");
+pub const MEMORY_MIB: Limit = Limit::new(128, 16 << 20, " MiB (16 TiB)");
+pub const VCPUS: Limit = Limit::new(1, 4096, "");
+pub const DISK_GIB: Limit = Limit::new(1, 64 << 10, " GiB (64 TiB)");
+
+/// What is wrong with a pool, and the key that says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolProblem {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for PoolProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// `rule`'s complaint, blamed on `field`.
+fn blame(field: &'static str, rule: Result<(), String>) -> Result<(), PoolProblem> {
+    rule.map_err(|message| PoolProblem { field, message })
+}
 
 /// What a node gets from the hypervisor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Resources {
     pub memory_mib: u32,
     pub vcpus: u32,
@@ -86,11 +139,15 @@ impl Pool {
         Mac::for_node(self.mac_id, nic, number)
     }
 
-    /// The proposed public address of node `number`, if the pool has a public subnet.
+    /// The proposed public address of node `number`, if the pool has a public subnet and the
+    /// address is a host address of it (always, for a checked pool's numbers).
     pub fn public_ip(&self, number: u32) -> Option<Ipv4Addr> {
         let net = self.public_subnet?;
-        let host = u32::from(net.network()) + self.public_offset + number;
-        Some(Ipv4Addr::from(host))
+        let host = u32::from(net.network())
+            .checked_add(self.public_offset)?
+            .checked_add(number)?;
+        let addr = Ipv4Addr::from(host);
+        (net.contains(&addr) && addr != net.network() && addr != net.broadcast()).then_some(addr)
     }
 
     pub fn fqdn(&self, number: u32) -> Option<String> {
@@ -99,60 +156,87 @@ impl Pool {
             .map(|d| format!("{}.{d}", self.node(number)))
     }
 
-    /// Checks one pool on its own; `problems` are phrased to follow "pool STEM: ".
-    pub fn check(&self) -> Result<(), String> {
-        check_stem(&self.stem)?;
-        if !(1..=4).contains(&self.width) {
-            return Err(format!("width {} is not between 1 and 4", self.width));
-        }
+    /// Checks one pool on its own; problems are phrased to follow "pool STEM: ".
+    pub fn check(&self) -> Result<(), PoolProblem> {
+        blame("stem", check_stem(&self.stem))?;
+        blame("width", WIDTH.check("width", self.width.into()))?;
+        blame("first", NUMBER.check("first", self.first.into()))?;
+        blame("last", NUMBER.check("last", self.last.into()))?;
         if self.first > self.last {
-            return Err(format!(
-                "first ({}) is greater than last ({})",
-                self.first, self.last
-            ));
+            return blame(
+                "first",
+                Err(format!(
+                    "first ({}) is greater than last ({})",
+                    self.first, self.last
+                )),
+            );
         }
         let widest = 10u32.pow(u32::from(self.width)) - 1;
-        if self.last > widest.min(MAX_NUMBER) {
-            return Err(format!(
-                "last ({}) does not fit in {} digits (at most {})",
-                self.last,
-                self.width,
-                widest.min(MAX_NUMBER)
-            ));
+        if self.last > widest {
+            return blame(
+                "last",
+                Err(format!(
+                    "last ({}) does not fit in {} digits (at most {widest})",
+                    self.last, self.width
+                )),
+            );
         }
-        if self.mac_id > MAX_MAC_ID {
-            return Err(format!(
-                "mac_id {} is not between 0 and {MAX_MAC_ID}",
-                self.mac_id
-            ));
-        }
-        if let Some(net) = self.public_subnet {
-            let lowest = u64::from(u32::from(net.network())) + 1;
-            let highest = u64::from(u32::from(net.broadcast())) - 1;
-            let first =
-                u64::from(u32::from(net.network())) + u64::from(self.public_offset + self.first);
-            let last =
-                u64::from(u32::from(net.network())) + u64::from(self.public_offset + self.last);
-            if first < lowest || last > highest {
-                return Err(format!(
-                    "public_subnet {net} with public_offset {} cannot hold nodes {}..{} \
-                     (addresses would run from offset {} to {}; the subnet has {} host addresses)",
-                    self.public_offset,
-                    self.first,
-                    self.last,
-                    self.public_offset + self.first,
-                    self.public_offset + self.last,
-                    highest + 1 - lowest
-                ));
+        blame("mac_id", MAC_ID.check("mac_id", self.mac_id.into()))?;
+        blame("bridge", names::check_interface_name(&self.bridge))?;
+        blame("network", names::check_interface_name(&self.network))?;
+        if let Some(domain) = &self.domain {
+            blame("domain", names::check_domain(domain))?;
+            let longest = self.node(self.last).to_string().len() + 1 + domain.len();
+            if longest > MAX_DNS_NAME {
+                return blame(
+                    "domain",
+                    Err(format!(
+                        "{} is too long for the pool's names: {}.DOMAIN would be {longest} bytes, \
+                         more than DNS's {MAX_DNS_NAME}",
+                        names::quoted(domain),
+                        self.node(self.last)
+                    )),
+                );
             }
         }
-        if self.resources.memory_mib < 128
-            || self.resources.vcpus == 0
-            || self.resources.disk_gib == 0
-        {
-            return Err("resources need memory_mib >= 128, vcpus >= 1 and disk_gib >= 1".into());
+        blame(
+            "public_offset",
+            PUBLIC_OFFSET.check("public_offset", self.public_offset.into()),
+        )?;
+        if let Some(net) = self.public_subnet {
+            blame("public_offset", self.check_subnet_holds_numbers(net))?;
         }
+        let r = self.resources;
+        blame(
+            "memory_mib",
+            MEMORY_MIB.check("memory_mib", r.memory_mib.into()),
+        )?;
+        blame("vcpus", VCPUS.check("vcpus", r.vcpus.into()))?;
+        blame("disk_gib", DISK_GIB.check("disk_gib", r.disk_gib.into()))?;
         Ok(())
+    }
+
+    /// Every number's address (offset `public_offset + number` in the subnet) must be a host
+    /// address: neither the network nor the broadcast address, nor beyond. Computed in u64, where
+    /// the sum of two u32 cannot overflow.
+    fn check_subnet_holds_numbers(&self, net: Ipv4Net) -> Result<(), String> {
+        let hosts = (1u64 << (32 - net.prefix_len())).saturating_sub(2);
+        if hosts == 0 {
+            return Err(format!(
+                "public_subnet {net} has no host addresses: use a /30 or a larger subnet"
+            ));
+        }
+        let low = u64::from(self.public_offset) + u64::from(self.first);
+        let high = u64::from(self.public_offset) + u64::from(self.last);
+        if low >= 1 && high <= hosts {
+            return Ok(());
+        }
+        Err(format!(
+            "public_subnet {net} with public_offset {} cannot hold nodes {}..{}: their addresses \
+             would be at offsets {low}..{high} in the subnet, whose host addresses are at offsets \
+             1..{hosts} (choose public_offset + first >= 1 and public_offset + last <= {hosts})",
+            self.public_offset, self.first, self.last
+        ))
     }
 }
 
@@ -167,8 +251,9 @@ pub fn check_stem(stem: &str) -> Result<(), String> {
     let ends = trimmed.chars().last().is_some_and(|c| !c.is_ascii_digit());
     if stem.is_empty() || stem.len() > 40 || !ok_chars || !starts || !ends {
         return Err(format!(
-            "stem '{stem}' must be 1-40 lowercase letters, digits or '-', start with a letter and \
-             not end with a digit (or a digit and '-')"
+            "stem {} must be 1-40 lowercase letters, digits or '-', start with a letter and \
+             not end with a digit (or a digit and '-')",
+            names::quoted(stem)
         ));
     }
     Ok(())
@@ -200,6 +285,18 @@ impl Serialize for NodeName {
     }
 }
 
+/// Why a set of pools is not valid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PoolsError {
+    #[error("no pools are defined")]
+    Empty,
+    /// Pool `index` is invalid, or clashes with an earlier pool.
+    #[error("{problem}")]
+    Pool { index: usize, problem: PoolProblem },
+    #[error("{0}")]
+    DefaultPool(String),
+}
+
 /// All pools of a config, validated to be disjoint in names and MACs.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Pools {
@@ -211,35 +308,65 @@ pub struct Pools {
 impl Pools {
     /// Validates pools together. Errors name both pools when they overlap.
     pub fn new(pools: Vec<Pool>, default_stem: Option<&str>) -> Result<Pools, String> {
+        Pools::validate(pools, default_stem).map_err(|e| e.to_string())
+    }
+
+    /// [`Pools::new`], saying which pool and key the problem is about.
+    pub fn validate(pools: Vec<Pool>, default_stem: Option<&str>) -> Result<Pools, PoolsError> {
         if pools.is_empty() {
-            return Err("no pools are defined".into());
+            return Err(PoolsError::Empty);
         }
-        for p in &pools {
-            p.check().map_err(|e| format!("pool '{}': {e}", p.stem))?;
+        for (index, p) in pools.iter().enumerate() {
+            p.check().map_err(|problem| PoolsError::Pool {
+                index,
+                problem: PoolProblem {
+                    message: format!("pool '{}': {problem}", p.stem),
+                    ..problem
+                },
+            })?;
         }
-        for (i, a) in pools.iter().enumerate() {
-            for b in &pools[i + 1..] {
+        for (j, b) in pools.iter().enumerate() {
+            for a in &pools[..j] {
+                let clash = |field, message| PoolsError::Pool {
+                    index: j,
+                    problem: PoolProblem { field, message },
+                };
                 if a.stem == b.stem {
-                    return Err(format!(
-                        "pools '{}' and '{}' have the same stem, so their names overlap",
-                        a.stem, b.stem
+                    return Err(clash(
+                        "stem",
+                        format!(
+                            "pools '{}' and '{}' have the same stem, so their names overlap",
+                            a.stem, b.stem
+                        ),
                     ));
                 }
                 if a.mac_id == b.mac_id {
-                    return Err(format!(
-                        "pools '{}' and '{}' both use mac_id {}, so their MACs overlap; give each \
-                         pool its own mac_id (0-9)",
-                        a.stem, b.stem, a.mac_id
+                    return Err(clash(
+                        "mac_id",
+                        format!(
+                            "pools '{}' and '{}' both use mac_id {}, so their MACs overlap; give \
+                             each pool its own mac_id (0-9)",
+                            a.stem, b.stem, a.mac_id
+                        ),
                     ));
                 }
                 if let (Some(na), Some(nb)) = (a.public_subnet, b.public_subnet) {
-                    let (a0, a1) = (a.public_ip(a.first).unwrap(), a.public_ip(a.last).unwrap());
-                    let (b0, b1) = (b.public_ip(b.first).unwrap(), b.public_ip(b.last).unwrap());
+                    let range = |p: &Pool| {
+                        let ip = |n| {
+                            p.public_ip(n)
+                                .expect("checked pools' numbers have addresses")
+                        };
+                        (ip(p.first), ip(p.last))
+                    };
+                    let ((a0, a1), (b0, b1)) = (range(a), range(b));
                     if a0 <= b1 && b0 <= a1 {
-                        return Err(format!(
-                            "pools '{}' ({na}) and '{}' ({nb}) propose overlapping public addresses \
-                             ({a0}-{a1} and {b0}-{b1})",
-                            a.stem, b.stem
+                        return Err(clash(
+                            "public_subnet",
+                            format!(
+                                "pools '{}' ({na}) and '{}' ({nb}) propose overlapping public \
+                                 addresses ({a0}-{a1} and {b0}-{b1})",
+                                a.stem, b.stem
+                            ),
                         ));
                     }
                 }
@@ -248,10 +375,11 @@ impl Pools {
         let default = match default_stem {
             None => 0,
             Some(stem) => pools.iter().position(|p| p.stem == stem).ok_or_else(|| {
-                format!(
-                    "default_pool '{stem}' is not one of the pools ({})",
+                PoolsError::DefaultPool(format!(
+                    "default_pool {} is not one of the pools ({})",
+                    names::quoted(stem),
                     stems(&pools)
-                )
+                ))
             })?,
         };
         Ok(Pools { pools, default })
@@ -323,11 +451,42 @@ mod tests {
             public_offset: 200,
             ..p
         };
+        let e = tight.check().unwrap_err();
+        assert_eq!(e.field, "public_offset");
+        assert!(e.message.contains("cannot hold nodes 0..99"), "{e}");
+    }
+
+    #[test]
+    fn public_addresses_never_overflow() {
+        let p = Pool {
+            public_subnet: Some("255.255.255.0/24".parse().unwrap()),
+            public_offset: u32::MAX,
+            last: MAX_NUMBER,
+            width: 4,
+            ..Pool::default_pool()
+        };
+        assert_eq!(p.public_ip(MAX_NUMBER), None);
+        assert_eq!(p.public_ip(u32::MAX), None);
+        assert_eq!(p.check().unwrap_err().field, "public_offset");
+        // The last host address is the highest a number may get; the broadcast address is not.
+        let top = Pool {
+            public_offset: 253,
+            last: 1,
+            ..p.clone()
+        };
+        assert_eq!(top.public_ip(1), Some(Ipv4Addr::new(255, 255, 255, 254)));
+        assert_eq!(top.public_ip(2), None);
+        assert!(top.check().is_ok());
+        let no_hosts = Pool {
+            public_subnet: Some("198.18.0.0/31".parse().unwrap()),
+            ..top
+        };
         assert!(
-            tight
+            no_hosts
                 .check()
                 .unwrap_err()
-                .contains("cannot hold nodes 0..99")
+                .message
+                .contains("no host addresses")
         );
     }
 

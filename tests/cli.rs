@@ -203,7 +203,16 @@ fn bad_config_exits_2_naming_file_and_line() {
         .fails();
     assert_eq!(code, 2);
     assert!(
-        stderr.contains("config.toml:3: pool[0]: mac_id 12"),
+        stderr.contains("config.toml:4: pool[0].mac_id: mac_id 12 is not between 0 and 9"),
+        "{stderr}"
+    );
+    let (code, stderr) = Vnode::new()
+        .config("[[pool]]\nstem = \"a\"\nbridge = \"br0,model=e1000\"\n")
+        .args(["plan"])
+        .fails();
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("config.toml:3: pool[0].bridge: 'br0,model=e1000' is not an interface name (it contains ',')"),
         "{stderr}"
     );
     let (code, stderr) = Vnode::new()
