@@ -143,6 +143,14 @@ pub struct SpawnArgs {
     /// Which address readiness is checked on.
     #[arg(long, value_enum, default_value_t = WaitOn::Private)]
     pub wait_on: WaitOn,
+    /// A node whose public NIC gets no address from the site DHCP is still ready (by default it
+    /// is reported as failed, with the DHCP line the site lacks).
+    #[arg(long)]
+    pub public_optional: bool,
+    /// Seconds the waits ride out libvirt not answering (libvirtd restarting); overrides the
+    /// config's libvirt_grace_secs (default 30).
+    #[arg(long, value_name = "SECS")]
+    pub libvirt_grace: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -68,6 +68,8 @@ pub struct CloudInitExtra {
 pub struct Config {
     pub libvirt_uri: String,
     pub virt_type: VirtType,
+    /// How long spawn's waits ride out libvirt not answering (libvirtd restarting).
+    pub libvirt_grace_secs: u64,
     pub cache_dir: PathBuf,
     pub state_dir: PathBuf,
     /// Public keys authorized for root in every node; empty means the invoking user's ~/.ssh/id_*.pub.
@@ -78,6 +80,10 @@ pub struct Config {
     pub cloud_init: CloudInitExtra,
     pub pools: Pools,
 }
+
+/// The default of `libvirt_grace_secs`, and what it may be (a day at most).
+pub const DEFAULT_LIBVIRT_GRACE_SECS: u64 = 30;
+const LIBVIRT_GRACE_SECS: Limit = Limit::new(0, 86_400, " seconds (a day)");
 
 /// Where the effective config came from.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -122,6 +128,7 @@ impl fmt::Display for ConfigSource {
 struct ConfigFile {
     libvirt_uri: Option<Spanned<String>>,
     virt_type: Option<Spanned<String>>,
+    libvirt_grace_secs: Option<Spanned<i64>>,
     cache_dir: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
     #[serde(default)]
@@ -480,6 +487,14 @@ impl Config {
                 Some(v) => parse_virt_type(v.get_ref())
                     .map_err(|m| at.error(Some(v.span()), "virt_type", m))?,
             },
+            libvirt_grace_secs: at
+                .number(
+                    f.libvirt_grace_secs.as_ref(),
+                    "libvirt_grace_secs",
+                    "libvirt_grace_secs",
+                    LIBVIRT_GRACE_SECS,
+                )?
+                .unwrap_or(DEFAULT_LIBVIRT_GRACE_SECS),
             cache_dir: path_of(f.cache_dir, "cache_dir", "/var/lib/vnode/images")?,
             state_dir: path_of(f.state_dir, "state_dir", "/var/lib/vnode/nodes")?,
             ssh_keys: at.strings(f.ssh_keys, "ssh_keys", check_key)?,

@@ -147,6 +147,9 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         timeout: Duration::from_secs(req.timeout),
         wait_on: WaitOn::default(),
         force: false,
+        libvirt_grace: Duration::from_secs(ctx.config.libvirt_grace_secs),
+        // The temporary node is reached on its private address; its public one is not needed.
+        public_optional: true,
     };
     let result = rt.block_on(async {
         let report = crate::spawn::spawn(&ctx.config, &host, &options, nodes)

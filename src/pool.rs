@@ -19,7 +19,7 @@ pub struct Limit {
 }
 
 impl Limit {
-    const fn new(min: i64, max: i64, note: &'static str) -> Limit {
+    pub const fn new(min: i64, max: i64, note: &'static str) -> Limit {
         Limit { min, max, note }
     }
 

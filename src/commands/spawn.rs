@@ -80,12 +80,17 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
         timeout: std::time::Duration::from_secs(args.timeout),
         wait_on: args.wait_on,
         force: args.force,
+        libvirt_grace: std::time::Duration::from_secs(
+            args.libvirt_grace.unwrap_or(ctx.config.libvirt_grace_secs),
+        ),
+        public_optional: args.public_optional,
     };
     let reports = runtime::block_on(
         Flavor::MultiThread,
         spawn::spawn(&ctx.config, &host, &options, nodes),
     )??;
     print_report(&reports, ctx.json);
+    print_kept(&reports);
     Ok(ExitCode::from(exit_code(&reports)))
 }
 
@@ -143,6 +148,22 @@ fn dry_run(ctx: &Context, nodes: &[PlannedNode], virt_type: VirtType) {
     }
     print!("{}", t.render());
     println!("(dry run: nothing was created; virt type {virt_type})");
+}
+
+/// After Ctrl-C: what was kept, and the one command that removes it (on stderr, beside --json).
+fn print_kept(reports: &[NodeReport]) {
+    let kept: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.kept)
+        .map(|r| r.name.as_str())
+        .collect();
+    if !kept.is_empty() {
+        eprintln!(
+            "vnode: interrupted; kept {} (domain and files); remove with `vnode destroy {}`",
+            kept.join(", "),
+            kept.join(" ")
+        );
+    }
 }
 
 /// The spawn's end: a table (or `--json`), then each failure with its console lines.

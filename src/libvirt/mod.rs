@@ -8,7 +8,7 @@ pub use virt_install::{Accel, DomainMetadata, NetSource, NicSpec, VirtInstall};
 
 pub mod virsh;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum LibvirtError {
     #[error(
         "libvirt is not reachable at {uri}: {message}; is libvirtd running? (`vnode host check` tells more)"
@@ -21,6 +21,29 @@ pub enum LibvirtError {
 }
 
 impl LibvirtError {
+    /// Is this libvirt not answering (libvirtd stopped or restarting), rather than libvirt
+    /// refusing what was asked?
+    pub fn is_connection(&self) -> bool {
+        let message = match self {
+            LibvirtError::Unreachable { .. } => return true,
+            LibvirtError::Virsh { message, .. } => message,
+            LibvirtError::Tool { .. } => return false,
+        };
+        [
+            "failed to connect",
+            "Failed to connect",
+            "Cannot recv data",
+            "Cannot write data",
+            "End of file while reading",
+            "Connection reset",
+            "client socket is closed",
+            "no valid connection",
+            "Broken pipe",
+        ]
+        .iter()
+        .any(|m| message.contains(m))
+    }
+
     pub fn exit_code(&self) -> u8 {
         crate::exit::EXIT_FAILED
     }

@@ -122,6 +122,21 @@ impl Virsh {
         no_domain_is_none(self.run(&["domstate", name]).await.map(|s| s.trim().to_string()))
     }
 
+    /// The domain's state with libvirt's reason ("shut off (crashed)", "paused (ioerror)"), or
+    /// None when no such domain exists.
+    pub async fn domain_state_reason(&self, name: &str) -> Result<Option<String>, LibvirtError> {
+        no_domain_is_none(
+            self.run(&["domstate", "--reason", name])
+                .await
+                .map(|s| s.trim().to_string()),
+        )
+    }
+
+    /// Every domain with its state, in one call.
+    pub async fn domain_list(&self) -> Result<Vec<DomainEntry>, LibvirtError> {
+        Ok(parse_domain_list(&self.run(&["list", "--all"]).await?))
+    }
+
     /// Stops a domain at once; a domain that is not running, or none at all, is fine.
     pub async fn destroy(&self, name: &str) -> Result<(), LibvirtError> {
         match self.run(&["destroy", name]).await {

@@ -223,16 +223,21 @@ impl VirtInstall {
     /// libvirt storage pools ("asynchronous jobs running"); vnode hands it existing files, which
     /// avoids most of that, and retries the rest. virt-install is killed if the caller stops
     /// waiting (Ctrl-C, a cancelled node).
-    pub async fn run(&self) -> Result<(), VirtInstallError> {
+    pub async fn run(&self) -> Result<u32, VirtInstallError> {
+        self.run_program("virt-install".as_ref()).await
+    }
+
+    /// [`VirtInstall::run`] with another virt-install program; the number of attempts it took.
+    pub async fn run_program(&self, program: &std::ffi::OsStr) -> Result<u32, VirtInstallError> {
         let mut delay = FIRST_RETRY_DELAY;
         for attempt in 1..=ATTEMPTS {
-            let mut cmd = tokio::process::Command::new("virt-install");
+            let mut cmd = tokio::process::Command::new(program);
             cmd.args(self.argv()).env("LC_ALL", "C");
             let out = crate::exec::run(&mut cmd)
                 .await
                 .map_err(VirtInstallError::Spawn)?;
             if out.status.success() {
-                return Ok(());
+                return Ok(attempt);
             }
             let stderr = String::from_utf8_lossy(&out.stderr);
             if is_transient(&stderr) && attempt < ATTEMPTS {
@@ -429,6 +434,55 @@ mod tests {
             DomainMetadata::from_description("vnode:v1 pool=a number=x image=b"),
             None
         );
+    }
+
+    /// A virt-install that fails the way parallel defines race on a storage pool, `fails` times,
+    /// then succeeds: the runner retries it; a different error is not retried.
+    fn fake_virt_install(dir: &std::path::Path, fails: u32, error: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("virt-install");
+        let count = dir.join("count");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\n\
+                 if [ $n -le {fails} ]; then echo 'ERROR    {error}' >&2; exit 1; fi\nexit 0\n",
+                c = count.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[test]
+    fn transient_define_errors_are_retried_others_are_not() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let v = sample(Accel::Tcg);
+        let busy = "Error: pool 'default' has asynchronous jobs running.";
+        let dir = tempfile::tempdir().unwrap();
+        let fake = fake_virt_install(dir.path(), 2, busy);
+        assert_eq!(rt.block_on(v.run_program(fake.as_os_str())).unwrap(), 3);
+        let dir = tempfile::tempdir().unwrap();
+        let fake = fake_virt_install(dir.path(), 9, busy);
+        match rt.block_on(v.run_program(fake.as_os_str())) {
+            Err(VirtInstallError::Failed { attempts, last_line }) => {
+                assert_eq!(attempts, ATTEMPTS);
+                assert!(last_line.contains("asynchronous jobs"), "{last_line}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fake = fake_virt_install(dir.path(), 1, "Domain with name 'vnode03' already exists");
+        match rt.block_on(v.run_program(fake.as_os_str())) {
+            Err(VirtInstallError::Failed { attempts: 1, last_line }) => {
+                assert!(last_line.contains("already exists"), "{last_line}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -60,9 +60,15 @@ impl Leases {
         deadline: Instant,
     ) -> Result<Ipv4Addr, LeaseError> {
         loop {
-            let leases = self.current(net).await?;
-            if let Some(l) = leases.iter().find(|l| l.mac == mac && !before.contains(l)) {
-                return Ok(l.ip);
+            match self.current(net).await {
+                Ok(leases) => {
+                    if let Some(l) = leases.iter().find(|l| l.mac == mac && !before.contains(l)) {
+                        return Ok(l.ip);
+                    }
+                }
+                // libvirt restarting: the domain watch rides it out (or gives up) for everyone.
+                Err(e) if e.is_connection() => {}
+                Err(e) => return Err(e.into()),
             }
             if Instant::now() >= deadline {
                 return Err(LeaseError::NoLease {

@@ -10,6 +10,7 @@ pub mod preflight;
 pub mod progress;
 pub mod report;
 pub mod stages;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use leases::Leases;
 use progress::{NodeLine, Progress, Stage};
 use report::{NodeReport, Outcome};
 use stages::StageError;
+use watch::Domains;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -65,6 +67,10 @@ pub struct SpawnOptions {
     pub wait_on: WaitOn,
     /// Replace existing domains of the same names.
     pub force: bool,
+    /// How long the waits ride out libvirt not answering.
+    pub libvirt_grace: Duration,
+    /// A node whose public NIC gets no address is still ready.
+    pub public_optional: bool,
 }
 
 /// What every node's bring-up shares.
@@ -73,6 +79,7 @@ struct Shared {
     host: Hypervisor,
     client: ClientKey,
     leases: Leases,
+    domains: Domains,
     options: SpawnOptions,
 }
 
@@ -104,6 +111,7 @@ pub async fn spawn(
         host: host.clone(),
         client,
         leases,
+        domains: Domains::new(host.virsh().clone(), host.uri(), options.libvirt_grace),
         options: options.clone(),
     });
     let start = Instant::now();
@@ -115,6 +123,7 @@ pub async fn spawn(
             report: Mutex::new(NodeReport::new(&node.name(), &node.image.name)),
             line: progress.node(&node.name()),
             start,
+            files: Arc::default(),
         });
         trackers.push(tracker.clone());
         let baseline = before.get(&node.id.network).cloned().unwrap_or_default();
@@ -129,12 +138,17 @@ pub async fn spawn(
         _ = tokio::signal::ctrl_c() => true,
     };
     if interrupted {
+        // Further Ctrl-Cs must not cut the cleanup short: they are caught and answered.
+        let patience = tokio::spawn(async {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("vnode: cleaning up after the interruption; a moment, please");
+            }
+        });
         // Aborting a task drops its futures, which kills a running virt-install.
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        for t in &trackers {
-            t.interrupted(&shared.host).await;
-        }
+        futures_util::future::join_all(trackers.iter().map(|t| t.interrupted(&shared.host))).await;
+        patience.abort();
     }
     Ok(trackers.iter().map(|t| t.snapshot()).collect())
 }
@@ -164,13 +178,20 @@ async fn bring_up(
         stages::replace(host, node).await?;
     }
     t.enter(Stage::Preparing, "");
-    let artifacts = stages::prepare(&shared.config, host, node).await?;
+    let artifacts = stages::prepare(&shared.config, host, node, t.files.clone()).await?;
     t.enter(Stage::Defining, "");
-    stages::define(host, node, &artifacts, options.accel).await?;
+    let attempts = stages::define(host, node, &artifacts, options.accel).await?;
+    if attempts > 1 {
+        t.note(&format!("virt-install succeeded at attempt {attempts}"));
+    }
     t.enter(Stage::Booting, "");
+    // From here on every wait also watches the domain, and rides out libvirt restarting.
+    let note = |message: &str| t.note(message);
+    let watched = &shared.domains;
     let target = match options.wait_on {
         WaitOn::Private => {
-            let ip = stages::lease(&shared.leases, node, baseline, deadline).await?;
+            let lease = stages::lease(&shared.leases, node, baseline, deadline);
+            let ip = watched.watching(&name, &note, lease).await?;
             t.update(|r| r.private_ip = Some(ip));
             ip
         }
@@ -180,13 +201,18 @@ async fn bring_up(
     let _ = known_hosts::add_address(&known, &name, &target.to_string());
     t.enter(Stage::Lease, &target.to_string());
     let addr = host.guest_ssh(target);
-    stages::banner(addr, deadline).await?;
+    let banner = stages::banner(addr, deadline);
+    watched.watching(&name, &note, banner).await?;
     t.enter(Stage::Ssh, "");
-    let session = stages::login(addr, &artifacts.host_public_key, &shared.client, deadline).await?;
-    t.enter(Stage::CloudInit, "");
+    let login = stages::login(addr, &artifacts.host_public_key, &shared.client, deadline);
+    let session = watched.watching(&name, &note, login).await?;
     let facts = async {
-        stages::cloud_init(&session, node, deadline).await?;
-        stages::facts(&session, node, deadline).await
+        t.enter(Stage::CloudInit, "");
+        let cloud_init = stages::cloud_init(&session, node, deadline);
+        watched.watching(&name, &note, cloud_init).await?;
+        t.enter(Stage::Facts, "");
+        let facts = stages::facts(&session, node, deadline);
+        watched.watching(&name, &note, facts).await
     }
     .await;
     session.close().await;
@@ -214,6 +240,9 @@ async fn bring_up(
     record
         .save(&host.node_paths(&name))
         .map_err(StageError::Record)?;
+    if !options.public_optional {
+        stages::require_public(node, &facts)?;
+    }
     Ok(Outcome::Ready)
 }
 
@@ -222,6 +251,8 @@ struct Tracker {
     report: Mutex<NodeReport>,
     line: NodeLine,
     start: Instant,
+    /// Held while the node's files are being written.
+    files: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Tracker {
@@ -235,6 +266,12 @@ impl Tracker {
 
     fn snapshot(&self) -> NodeReport {
         self.update(|r| r.clone())
+    }
+
+    /// Something worth saying about the node's current stage (libvirt not answering, say).
+    fn note(&self, message: &str) {
+        let stage = self.update(|r| r.stage);
+        self.line.stage(stage, message);
     }
 
     /// The node enters `stage` (with a detail: an address, a reason).
@@ -279,20 +316,26 @@ impl Tracker {
         }
     }
 
-    /// After Ctrl-C: a node that was not ready is interrupted; if its domain was never defined,
-    /// its files go.
+    /// After Ctrl-C: a node that was not ready is interrupted. A node whose domain was never
+    /// defined loses its files (none may stay without a domain); a node with a domain keeps it
+    /// and its files, and the report says so.
     async fn interrupted(&self, host: &Hypervisor) {
-        let (name, stage, outcome) = self.update(|r| (r.name.clone(), r.stage, r.outcome));
+        let (name, outcome) = self.update(|r| (r.name.clone(), r.outcome));
         if outcome == Outcome::Ready {
             return;
         }
-        if stage <= Stage::Defining && matches!(host.virsh().domain_state(&name).await, Ok(None)) {
-            let _ = host.remove_files(&name);
-        }
+        // Preparation runs on a blocking thread that an abort does not stop: wait for it.
+        let _files = self.files.lock().await;
+        let domain = host.virsh().domain_state(&name).await;
+        let kept = match domain {
+            Ok(None) => host.remove_files(&name).is_err(),
+            _ => host.node_paths(&name).dir.exists() || domain.is_err(),
+        };
         let at = self.elapsed();
         self.update(|r| {
             r.outcome = Outcome::Interrupted;
             r.seconds = at;
+            r.kept = kept;
         });
     }
 }

@@ -26,6 +26,8 @@ pub enum Stage {
     Ssh,
     /// Logged in; waiting for cloud-init to finish.
     CloudInit,
+    /// cloud-init done; reading the node's facts, waiting for its public address.
+    Facts,
     Ready,
 }
 
@@ -40,6 +42,7 @@ impl fmt::Display for Stage {
             Stage::Lease => "lease",
             Stage::Ssh => "ssh",
             Stage::CloudInit => "cloud-init",
+            Stage::Facts => "facts",
             Stage::Ready => "ready",
         })
     }

@@ -33,6 +33,9 @@ pub struct NodeReport {
     /// Seconds from the start of the command to each stage the node entered.
     pub stages: Vec<(Stage, f64)>,
     pub error: Option<String>,
+    /// After Ctrl-C: the node's domain (and its files) were kept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub kept: bool,
     /// The last lines of the node's serial console, for failures.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub console_tail: Vec<String>,
@@ -52,6 +55,7 @@ impl NodeReport {
             seconds: 0.0,
             stages: Vec::new(),
             error: None,
+            kept: false,
             console_tail: Vec::new(),
         }
     }

@@ -58,6 +58,35 @@ pub enum StageError {
     WrongHostname { actual: String, expected: String },
     #[error("cannot record the node's addresses: {0}")]
     Record(#[source] std::io::Error),
+    #[error(
+        "its domain is no longer running: libvirt says '{state}'; the last console lines are below \
+         (`vnode log NODE` has all); remove it with `vnode destroy NODE` or spawn it again with --force"
+    )]
+    DomainDown { state: String },
+    #[error("its domain disappeared (someone undefined it?); spawn it again with --force")]
+    DomainGone,
+    #[error(
+        "libvirt at {uri} has not answered for {seconds} s ({source}); the guests may still be \
+         running: once libvirtd is back, `vnode list` and `virsh -c {uri} list --all` show them"
+    )]
+    LibvirtSilent {
+        uri: String,
+        seconds: u64,
+        #[source]
+        source: LibvirtError,
+    },
+    #[error(
+        "public NIC {mac} got no address from the site DHCP within {seconds} s; the node stays up on \
+         its private address {private}. The site DHCP lacks this line (dnsmasq form; `vnode plan {node} \
+         --format isc-dhcpd` gives others): {plan_line}. Pass --public-optional if nodes need no public address"
+    )]
+    NoPublicAddress {
+        node: String,
+        mac: crate::mac::Mac,
+        seconds: u64,
+        private: String,
+        plan_line: String,
+    },
 }
 
 /// Does a domain of the node's name exist?
@@ -71,34 +100,41 @@ pub async fn replace(host: &Hypervisor, node: &PlannedNode) -> Result<(), StageE
 }
 
 /// Writes the node's overlay, seed and keys (blocking file work, off the async threads).
+/// `files` is held while the files are written, also when the caller stops waiting.
 pub async fn prepare(
     config: &Arc<Config>,
     host: &Hypervisor,
     node: &PlannedNode,
+    files: Arc<tokio::sync::Mutex<()>>,
 ) -> Result<NodeArtifacts, StageError> {
     let (config, node) = (config.clone(), node.clone());
     let (paths, known_hosts) = (host.node_paths(&node.name()), host.known_hosts());
+    let guard = files.lock_owned().await;
     Ok(tokio::task::spawn_blocking(move || {
+        let _writing = guard;
         node::prepare(&config, &node, &paths, &known_hosts)
     })
     .await
     .map_err(StageError::Task)??)
 }
 
-/// virt-install defines and starts the domain. If it fails, the domain was not created and
-/// nothing of the node may stay behind.
+/// virt-install defines and starts the domain; the number of attempts it took (transient
+/// errors are retried). If it fails, the domain was not created and nothing of the node may stay
+/// behind.
 pub async fn define(
     host: &Hypervisor,
     node: &PlannedNode,
     artifacts: &NodeArtifacts,
     accel: Accel,
-) -> Result<(), StageError> {
+) -> Result<u32, StageError> {
     let command = virt_install(host, node, artifacts, accel);
-    if let Err(e) = command.run().await {
-        let _ = host.remove_files(&node.name());
-        return Err(e.into());
+    match command.run().await {
+        Ok(attempts) => Ok(attempts),
+        Err(e) => {
+            let _ = host.remove_files(&node.name());
+            Err(e.into())
+        }
     }
-    Ok(())
 }
 
 /// The virt-install command for a prepared node.
@@ -242,4 +278,29 @@ pub async fn facts(
         });
     }
     Ok(facts)
+}
+
+/// Each node is meant to have both addresses: a public NIC without one is the site DHCP missing
+/// the node's line, which the error quotes.
+pub fn require_public(node: &PlannedNode, facts: &Facts) -> Result<(), StageError> {
+    if facts.address_of(node.id.public_mac).is_some() {
+        return Ok(());
+    }
+    let plan = crate::plan::Plan::for_nodes([(&node.pool, node.id.number)]);
+    let plan_line = plan
+        .render(crate::plan::PlanFormat::Dnsmasq)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("dhcp-host="))
+        .unwrap_or_default()
+        .to_string();
+    Err(StageError::NoPublicAddress {
+        node: node.name(),
+        mac: node.id.public_mac,
+        seconds: PUBLIC_GRACE.as_secs(),
+        private: facts
+            .address_of(node.id.private_mac)
+            .map_or_else(|| "-".into(), |ip| ip.to_string()),
+        plan_line,
+    })
 }
