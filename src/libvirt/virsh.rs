@@ -33,6 +33,37 @@ pub struct DomainEntry {
     pub state: String,
 }
 
+/// A domain's state and the reason libvirt gives for it (`virDomainState` and its reason enums).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainState {
+    pub state: u32,
+    pub reason: u32,
+}
+
+impl DomainState {
+    pub fn is_running(self) -> bool {
+        self.state == 1
+    }
+}
+
+impl std::fmt::Display for DomainState {
+    /// As `virsh domstate --reason` words it: `shut off (crashed)`, `paused (ioerror)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pick = |names: &[&'static str], n: u32| names.get(n as usize).copied().unwrap_or("unknown");
+        let (state, reason) = match self.state {
+            1 => ("running", pick(&["unknown", "booted", "migrated", "restored", "from snapshot", "unpaused", "migration canceled", "save canceled", "event wakeup", "crashed", "post-copy"], self.reason)),
+            2 => ("blocked", pick(&["unknown"], self.reason)),
+            3 => ("paused", pick(&["unknown", "user", "migrating", "saving", "dumping", "ioerror", "watchdog", "from snapshot", "shutting down", "snapshot", "crashed", "starting up", "post-copy", "post-copy failed", "api error"], self.reason)),
+            4 => ("shutting down", pick(&["unknown", "user"], self.reason)),
+            5 => ("shut off", pick(&["unknown", "shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "from snapshot", "daemon"], self.reason)),
+            6 => ("crashed", pick(&["unknown", "panicked"], self.reason)),
+            7 => ("pmsuspended", pick(&["unknown"], self.reason)),
+            _ => ("no state", "unknown"),
+        };
+        write!(f, "{state} ({reason})")
+    }
+}
+
 /// A network as `virsh net-list --all` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NetworkEntry {
@@ -122,19 +153,9 @@ impl Virsh {
         no_domain_is_none(self.run(&["domstate", name]).await.map(|s| s.trim().to_string()))
     }
 
-    /// The domain's state with libvirt's reason ("shut off (crashed)", "paused (ioerror)"), or
-    /// None when no such domain exists.
-    pub async fn domain_state_reason(&self, name: &str) -> Result<Option<String>, LibvirtError> {
-        no_domain_is_none(
-            self.run(&["domstate", "--reason", name])
-                .await
-                .map(|s| s.trim().to_string()),
-        )
-    }
-
-    /// Every domain with its state, in one call.
-    pub async fn domain_list(&self) -> Result<Vec<DomainEntry>, LibvirtError> {
-        Ok(parse_domain_list(&self.run(&["list", "--all"]).await?))
+    /// Every domain with its state and libvirt's reason for it, in one call.
+    pub async fn domain_states(&self) -> Result<Vec<(String, DomainState)>, LibvirtError> {
+        Ok(parse_domstats(&self.run(&["domstats", "--state"]).await?))
     }
 
     /// Stops a domain at once; a domain that is not running, or none at all, is fine.
@@ -238,6 +259,25 @@ pub fn parse_network_list(text: &str) -> Vec<NetworkEntry> {
         .collect()
 }
 
+/// `virsh domstats --state`: blocks of `Domain: 'NAME'` then `  state.state=N`, `  state.reason=N`.
+pub fn parse_domstats(text: &str) -> Vec<(String, DomainState)> {
+    let mut out: Vec<(String, DomainState)> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("Domain: ") {
+            let name = name.trim_matches(|c| c == '\'' || c == '"');
+            out.push((name.to_string(), DomainState { state: 0, reason: 0 }));
+        } else if let (Some((key, value)), Some(last)) = (line.split_once('='), out.last_mut()) {
+            let Ok(n) = value.parse() else { continue };
+            match key {
+                "state.state" => last.1.state = n,
+                "state.reason" => last.1.reason = n,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 /// Parses `virsh -q net-dhcp-leases` output:
 /// ` 2026-11-25 05:12:33   52:54:00:10:00:03   ipv4   192.168.122.45/24   vnode03   ff:00:...`
 pub fn parse_leases(text: &str) -> Vec<Lease> {
@@ -284,6 +324,19 @@ mod tests {
         assert_eq!(parse_names(" a\n\n b \n"), ["a", "b"]);
         assert!(parse_net_info_active("Name:           default\nActive:         yes\n"));
         assert!(!parse_net_info_active("Name: default\nActive:         no\nPersistent: yes\n"));
+    }
+
+    #[test]
+    fn domstats_give_state_and_reason_in_virshs_words() {
+        let text = "Domain: 'vnode03'\n  state.state=5\n  state.reason=3\n\nDomain: 'vnode04'\n  state.state=1\n  state.reason=1\n\nDomain: 'x'\n  state.state=3\n  state.reason=5\n";
+        let d = parse_domstats(text);
+        assert_eq!(d.len(), 3);
+        assert_eq!(d[0].0, "vnode03");
+        assert_eq!(d[0].1.to_string(), "shut off (crashed)");
+        assert!(d[1].1.is_running());
+        assert_eq!(d[2].1.to_string(), "paused (ioerror)");
+        assert_eq!(DomainState { state: 9, reason: 0 }.to_string(), "no state (unknown)");
+        assert!(parse_domstats("garbage\nstate.state=1\n").is_empty());
     }
 
     #[test]

@@ -60,11 +60,11 @@ pub enum StageError {
     Record(#[source] std::io::Error),
     #[error(
         "its domain is no longer running: libvirt says '{state}'; the last console lines are below \
-         (`vnode log NODE` has all); remove it with `vnode destroy NODE` or spawn it again with --force"
+         (`vnode log {node}` has all); remove it with `vnode destroy {node}` or spawn it again with --force"
     )]
-    DomainDown { state: String },
-    #[error("its domain disappeared (someone undefined it?); spawn it again with --force")]
-    DomainGone,
+    DomainDown { node: String, state: String },
+    #[error("its domain disappeared (someone undefined it?); spawn {node} again with --force")]
+    DomainGone { node: String },
     #[error(
         "libvirt at {uri} has not answered for {seconds} s ({source}); the guests may still be \
          running: once libvirtd is back, `vnode list` and `virsh -c {uri} list --all` show them"

@@ -3,8 +3,8 @@
 //! libvirtd restarting, as a package upgrade does — is ridden out for a grace period, since qemu
 //! does not depend on libvirtd and the guests go on booting meanwhile.
 //!
-//! One `virsh list --all` per poll interval serves every watching node; the reason of a state is
-//! asked only for a domain that is not running.
+//! One `virsh domstats --state` per poll interval (every domain's state and libvirt's reason for
+//! it) serves every watching node.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -13,17 +13,17 @@ use tokio::sync::Mutex;
 
 use super::stages::StageError;
 use crate::libvirt::LibvirtError;
-use crate::libvirt::virsh::{DomainEntry, Virsh};
+use crate::libvirt::virsh::{DomainState, Virsh};
 
 /// How often the domains' states are read.
-pub const POLL: Duration = Duration::from_millis(500);
+pub const POLL: Duration = Duration::from_millis(250);
 
 /// The domains' states, shared by every watching node.
 pub struct Domains {
     virsh: Virsh,
     uri: String,
     grace: Duration,
-    cache: Mutex<Option<(Instant, Result<Vec<DomainEntry>, LibvirtError>)>>,
+    cache: Mutex<Option<(Instant, Result<Vec<(String, DomainState)>, LibvirtError>)>>,
 }
 
 /// What one node's watch says about its domain.
@@ -46,36 +46,30 @@ impl Domains {
     }
 
     /// The list of domains, at most one poll interval old.
-    async fn list(&self) -> Result<Vec<DomainEntry>, LibvirtError> {
+    async fn list(&self) -> Result<Vec<(String, DomainState)>, LibvirtError> {
         let mut cache = self.cache.lock().await;
         if let Some((at, list)) = cache.as_ref()
             && at.elapsed() < POLL
         {
             return list.clone();
         }
-        let list = self.virsh.domain_list().await;
+        let list = self.virsh.domain_states().await;
         *cache = Some((Instant::now(), list.clone()));
         list
     }
 
     async fn see(&self, name: &str) -> Result<Seen, LibvirtError> {
-        let entry = match self.list().await {
-            Ok(list) => list.into_iter().find(|d| d.name == name),
+        let state = match self.list().await {
+            Ok(list) => list.into_iter().find(|(n, _)| n == name).map(|(_, s)| s),
             Err(e) if e.is_connection() => return Ok(Seen::NoAnswer(e)),
             Err(e) => return Err(e),
         };
-        match entry {
-            None => Ok(Seen::Gone),
-            Some(d) if d.state == "running" => Ok(Seen::Running),
-            Some(d) => {
-                // The reason tells a crash from a shutdown from an I/O error pause.
-                let detail = match self.virsh.domain_state_reason(name).await {
-                    Ok(Some(s)) => s,
-                    _ => d.state,
-                };
-                Ok(Seen::Down(detail))
-            }
-        }
+        Ok(match state {
+            None => Seen::Gone,
+            Some(s) if s.is_running() => Seen::Running,
+            // The reason tells a crash from a shutdown from an I/O error pause.
+            Some(s) => Seen::Down(s.to_string()),
+        })
     }
 
     /// Runs `stage` while watching domain `name`: whichever ends first decides. `note` is told
@@ -103,8 +97,17 @@ impl Domains {
                         note("libvirt answers again");
                     }
                 }
-                Ok(Seen::Down(state)) => return StageError::DomainDown { state },
-                Ok(Seen::Gone) => return StageError::DomainGone,
+                Ok(Seen::Down(state)) => {
+                    return StageError::DomainDown {
+                        node: name.to_string(),
+                        state,
+                    };
+                }
+                Ok(Seen::Gone) => {
+                    return StageError::DomainGone {
+                        node: name.to_string(),
+                    };
+                }
                 Ok(Seen::NoAnswer(e)) => {
                     let since = *silent_since.get_or_insert_with(|| {
                         note("libvirt not answering, retrying");

@@ -1,0 +1,261 @@
+//! vnode under faults, for real, in one namespace lab (one boot per scenario at most): a guest
+//! whose qemu dies, libvirtd stopped and started again while a node boots, Ctrl-C at two stages,
+//! and a virt-install that fails. Each asserts which node failed, at which stage, with which words,
+//! the exit code, and that nothing is left afterwards.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::e2e::{VmLab, assert_no_nodes};
+use common::json;
+use common::lab::Lab;
+use serde_json::Value;
+
+/// A vnode spawn running in the background, its stderr lines collected as they come, each with
+/// the instant it arrived.
+struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(vnode: common::cli::Vnode) -> Running {
+        let mut cmd = vnode.command();
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("vnode starts");
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("  | {line}");
+                sink.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        Running {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits until a stderr line contains every one of `words`; the instant it came.
+    fn wait_for(&self, words: &[&str], timeout: Duration) -> Instant {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((at, _)) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, l)| words.iter().all(|w| l.contains(w)))
+            {
+                return *at;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {words:?} within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C does.
+    fn interrupt(&self) {
+        // SAFETY: kill only sends a signal, to our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) }, 0);
+    }
+
+    /// Waits for the end; exit code, the JSON report, stderr, and when it ended.
+    fn finish(mut self) -> (i32, Value, String, Instant) {
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        let ended = Instant::now();
+        self.reader.take().unwrap().join().unwrap();
+        let stderr: Vec<String> = self
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect();
+        let report = if stdout.trim().is_empty() {
+            Value::Null
+        } else {
+            json::parse(&stdout)
+        };
+        (status.code().unwrap_or(-1), report, stderr.join("\n"), ended)
+    }
+}
+
+fn node<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == name))
+        .unwrap_or_else(|| panic!("{name} missing in {report:#}"))
+}
+
+/// The PID of a daemon or guest as its pidfile in the lab's /run/libvirt says.
+fn pid_in_lab(lab: &Lab, pidfile: &str) -> i32 {
+    lab.exec_ok(["cat", pidfile]).trim().parse().unwrap()
+}
+
+fn kill(pid: i32, signal: i32) {
+    // SAFETY: kill only sends a signal; the PID was read from the pidfile of a process the lab
+    // (this test) started.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
+}
+
+/// Does the lab's libvirt know a domain called `name`?
+fn has_domain(lab: &Lab, name: &str) -> bool {
+    lab.exec_ok(["virsh", "-c", "qemu:///system", "list", "--all", "--name"])
+        .lines()
+        .any(|l| l.trim() == name)
+}
+
+#[test]
+fn a_dead_guest_a_restarting_libvirtd_ctrl_c_and_a_failed_define() {
+    let Some(vms) = VmLab::up("faults") else {
+        return;
+    };
+    let (lab, site) = (&vms.lab, &vms.site);
+    lab.import(&vms.image, "debian-12-test", "debian11");
+    let spawn = |specs: &[&str]| {
+        let mut args = vec!["--json", "-d", "debian-12-test", "--timeout", "600"];
+        args.extend_from_slice(specs);
+        Running::start(lab.cli().args(&args))
+    };
+
+    // 1. qemu killed while its node boots: that node fails within 2 s, with libvirt's state;
+    //    its sibling gets ready.
+    let run = spawn(&["3", "4"]);
+    run.wait_for(&["vnode03", "booting"], Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(5));
+    let killed = Instant::now();
+    kill(pid_in_lab(lab, "/run/libvirt/qemu/vnode03.pid"), libc::SIGKILL);
+    let noticed = run.wait_for(&["vnode03", "failed at"], Duration::from_secs(30));
+    let (code, report, stderr, _) = run.finish();
+    assert_eq!(code, 3, "{stderr}");
+    let dead = node(&report, "vnode03");
+    assert_eq!(dead["outcome"], "failed", "{dead:#}");
+    let error = dead["error"].as_str().unwrap();
+    assert!(
+        error.contains("no longer running") && error.contains("shut off"),
+        "{error}"
+    );
+    assert!(error.contains("vnode destroy"), "{error}");
+    let detection = noticed.duration_since(killed);
+    eprintln!("qemu killed: noticed after {detection:?}");
+    assert!(detection < Duration::from_secs(2), "{detection:?}");
+    assert_eq!(node(&report, "vnode04")["outcome"], "ready");
+    lab.vnode_ok(["destroy", "3", "4"]);
+    assert_no_nodes(lab, site);
+
+    // 2. libvirtd stopped while the node boots, started again 10 s later: the node says libvirt
+    //    is not answering, rides it out, and gets ready (qemu never depended on libvirtd).
+    let run = spawn(&["5", "--libvirt-grace", "120"]);
+    run.wait_for(&["vnode05", "booting"], Duration::from_secs(120));
+    let libvirtd = pid_in_lab(lab, "/run/libvirt/libvirtd.pid");
+    kill(libvirtd, libc::SIGTERM);
+    run.wait_for(
+        &["vnode05", "libvirt not answering, retrying"],
+        Duration::from_secs(30),
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    lab.exec_ok([
+        "env",
+        "LIBVIRT_LOG_OUTPUTS=3:file:/var/log/libvirt/libvirtd.log",
+        "libvirtd",
+        "-d",
+        "-p",
+        "/run/libvirt/libvirtd.pid",
+    ]);
+    let (code, report, stderr, _) = run.finish();
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert!(stderr.contains("libvirt answers again"), "{stderr}");
+    assert_eq!(node(&report, "vnode05")["outcome"], "ready");
+    lab.vnode_ok(["destroy", "5"]);
+    assert_no_nodes(lab, site);
+
+    // 3. Ctrl-C while the nodes boot: exit 130 within 2 s, each node reported, the domains kept
+    //    with their files and the one command that removes them.
+    let run = spawn(&["6", "7"]);
+    run.wait_for(&["vnode06", "booting"], Duration::from_secs(120));
+    run.wait_for(&["vnode07", "booting"], Duration::from_secs(120));
+    let asked = Instant::now();
+    run.interrupt();
+    let (code, report, stderr, ended) = run.finish();
+    assert_eq!(code, 130, "{stderr}");
+    let took = ended.duration_since(asked);
+    eprintln!("Ctrl-C while booting: ended after {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    for name in ["vnode06", "vnode07"] {
+        let n = node(&report, name);
+        assert_eq!(n["outcome"], "interrupted", "{n:#}");
+        assert_eq!(n["kept"], true, "{n:#}");
+        assert!(has_domain(lab, name));
+        assert!(site.nodes().join(name).join("disk.qcow2").exists());
+    }
+    assert!(
+        stderr.contains("remove with `vnode destroy vnode06 vnode07`"),
+        "{stderr}"
+    );
+    lab.vnode_ok(["destroy", "vnode06", "vnode07"]);
+    assert_no_nodes(lab, site);
+
+    //    Ctrl-C at once, and a second one during the cleanup: whatever stage each node reached, a
+    //    node directory exists exactly when its domain does.
+    let run = spawn(&["8", "9"]);
+    run.wait_for(&["virt type"], Duration::from_secs(60));
+    run.interrupt();
+    std::thread::sleep(Duration::from_millis(100));
+    run.interrupt();
+    let (code, report, stderr, _) = run.finish();
+    assert_eq!(code, 130, "{stderr}");
+    for name in ["vnode08", "vnode09"] {
+        let n = node(&report, name);
+        assert_eq!(n["outcome"], "interrupted", "{n:#}");
+        let dir = site.nodes().join(name).exists();
+        assert_eq!(dir, has_domain(lab, name), "{name}: {n:#}");
+        assert_eq!(n.get("kept").is_some(), dir, "{n:#}");
+        if dir {
+            lab.vnode_ok(["destroy", name]);
+        }
+    }
+    assert_no_nodes(lab, site);
+
+    // 4. virt-install refuses the domain (more vCPUs than the machine type takes): the node fails
+    //    at "defining" with virt-install's words, and none of its files stay behind.
+    let huge = lab
+        .cli()
+        .config_file(lab_config_with_huge_vcpus(site))
+        .args(["--json", "-d", "debian-12-test", "10"]);
+    let (code, report, stderr, _) = Running::start(huge).finish();
+    assert_eq!(code, 3, "{stderr}");
+    let n = node(&report, "vnode10");
+    assert_eq!(n["outcome"], "failed", "{n:#}");
+    assert_eq!(n["stage"], "defining", "{n:#}");
+    assert!(
+        n["error"].as_str().unwrap().contains("virt-install failed"),
+        "{n:#}"
+    );
+    assert!(!has_domain(lab, "vnode10"));
+    assert_no_nodes(lab, site);
+}
+
+/// The lab's config with pool resources no machine type takes.
+fn lab_config_with_huge_vcpus(site: &common::e2e::Site) -> String {
+    let path = site.root.join("huge-vcpus.toml");
+    let config = site
+        .config("")
+        .replace("vcpus = 1", "vcpus = 4096");
+    assert!(config.contains("vcpus = 4096"), "{config}");
+    std::fs::write(&path, config).unwrap();
+    path.display().to_string()
+}
