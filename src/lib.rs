@@ -4,11 +4,14 @@
 //! → artifacts ([`node`]) → domain ([`libvirt`]) → readiness and report ([`spawn`]).
 
 pub mod accel;
+pub mod assets;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
+pub mod completion;
 pub mod config;
 pub mod context;
+pub mod debug_log;
 pub mod derive;
 pub mod error;
 pub mod host;
@@ -16,6 +19,7 @@ pub mod images;
 pub mod lab;
 pub mod libvirt;
 pub mod mac;
+pub mod manpage;
 pub mod node;
 pub mod plan;
 pub mod pool;
@@ -24,6 +28,7 @@ pub mod spawn;
 pub mod spec;
 pub mod ssh;
 pub mod table;
+pub mod terminal;
 pub mod toml_file;
 
 mod run;

@@ -28,7 +28,7 @@ fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
 }
 
 /// Names of the nodes vnode has state for.
-fn node_names(ctx: &Context) -> Vec<String> {
+pub(crate) fn node_names(ctx: &Context) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(&ctx.config.state_dir) else {
         return Vec::new();
     };

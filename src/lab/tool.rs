@@ -8,6 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::debug_log::{self, CommandLine, Outcome};
+
 /// A command line as a user would type it, for messages.
 pub fn describe(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
@@ -23,9 +25,8 @@ pub fn output(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run `{}`: {e}", describe(cmd)))?;
+    let started = Instant::now();
+    let mut child = spawn(cmd, started)?;
     let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let read_out = thread::spawn(move || {
         let mut s = String::new();
@@ -38,6 +39,7 @@ pub fn output(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
         s
     });
     let status = wait(&mut child, timeout);
+    log_end(cmd, started, &status);
     let (stdout, stderr) = (
         read_out.join().unwrap_or_default(),
         read_err.join().unwrap_or_default(),
@@ -60,10 +62,11 @@ pub fn start_daemon(cmd: &mut Command, log: &Path, timeout: Duration) -> Result<
     cmd.stdin(Stdio::null())
         .stdout(file.try_clone().map_err(|e| e.to_string())?)
         .stderr(file);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run `{}`: {e}", describe(cmd)))?;
-    match wait(&mut child, timeout) {
+    let started = Instant::now();
+    let mut child = spawn(cmd, started)?;
+    let status = wait(&mut child, timeout);
+    log_end(cmd, started, &status);
+    match status {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(format!("`{}` failed ({s}){}", describe(cmd), tail_of(log))),
         Err(e) => Err(format!("`{}`: {e}{}", describe(cmd), tail_of(log))),
@@ -72,6 +75,26 @@ pub fn start_daemon(cmd: &mut Command, log: &Path, timeout: Duration) -> Result<
 
 pub fn append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn spawn(cmd: &mut Command, started: Instant) -> Result<Child, String> {
+    cmd.spawn().map_err(|e| {
+        debug_log::command_finished(
+            &CommandLine::of(cmd),
+            started.elapsed(),
+            Outcome::NotRun(&e),
+        );
+        format!("cannot run `{}`: {e}", describe(cmd))
+    })
+}
+
+fn log_end(cmd: &Command, started: Instant, status: &io::Result<ExitStatus>) {
+    let outcome = match status {
+        Ok(s) => Outcome::Exited(*s),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Outcome::TimedOut,
+        Err(e) => Outcome::NotRun(e),
+    };
+    debug_log::command_finished(&CommandLine::of(cmd), started.elapsed(), outcome);
 }
 
 /// Waits for our child; kills it at the deadline.

@@ -10,6 +10,7 @@ use std::process::Stdio;
 use tokio::process::Command;
 
 use super::LibvirtError;
+use crate::debug_log::{self, Outcome};
 use crate::mac::Mac;
 
 /// A DHCP lease from libvirt's dnsmasq, as `virsh net-dhcp-leases` lists it.
@@ -54,14 +55,20 @@ impl Virsh {
 
     /// Runs `virsh ARGS`; stdout on success, the error with virsh's own words otherwise.
     pub async fn run(&self, args: &[&str]) -> Result<String, LibvirtError> {
-        let out = self
-            .command(args)
-            .output()
-            .await
-            .map_err(|e| LibvirtError::Tool {
-                tool: "virsh".into(),
-                message: format!("cannot run it: {e}; install libvirt-clients"),
-            })?;
+        let mut cmd = self.command(args);
+        let started = std::time::Instant::now();
+        let out = cmd.output().await;
+        let line = debug_log::CommandLine::of(cmd.as_std());
+        match &out {
+            Ok(o) => {
+                debug_log::command_finished(&line, started.elapsed(), Outcome::Exited(o.status))
+            }
+            Err(e) => debug_log::command_finished(&line, started.elapsed(), Outcome::NotRun(e)),
+        }
+        let out = out.map_err(|e| LibvirtError::Tool {
+            tool: "virsh".into(),
+            message: format!("cannot run it: {e}; install libvirt-clients"),
+        })?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
