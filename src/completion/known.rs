@@ -13,8 +13,12 @@ use crate::context::Context;
 static CONFIG_FLAG: OnceLock<Option<PathBuf>> = OnceLock::new();
 
 /// Remembers the `--config` of the words being completed (the completers see only the word
-/// under the cursor).
-pub fn remember_words(words: &[OsString]) {
+/// under the cursor). `args` is the completion request: `vnode -- WORDS...`.
+pub fn remember_words(args: &[OsString]) {
+    let words = match args.iter().position(|a| a == "--") {
+        Some(escape) => &args[escape + 1..],
+        None => args,
+    };
     let _ = CONFIG_FLAG.set(config_flag(words));
 }
 

@@ -81,7 +81,7 @@ impl SpawnOptions {
             wait_on: args.wait_on,
             force: args.force,
             pull: args.pull,
-            verbose: !ctx.json,
+            verbose: !ctx.json && !crate::terminal::quiet(),
         }
     }
 }
