@@ -260,6 +260,7 @@ pub enum HostCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BridgeCommand {
+    /// Create the public bridge on an uplink (prints the plan, asks before changing anything).
     Create {
         #[arg(long)]
         uplink: String,
@@ -271,6 +272,7 @@ pub enum BridgeCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Delete the public bridge and give its addresses back to the uplink.
     Delete {
         #[arg(long, default_value = "br0")]
         name: String,
