@@ -248,22 +248,37 @@ fn bash_completes_verbs_flags_and_lab_names() {
         f.complete_bash("vnode plan --format d", &["vnode", "plan", "--format", "d"]),
         ["dnsmasq"]
     );
-    // Lab names come from the labs on this host: whatever is there, each offered under its name
-    // after the `=` bash splits off.
-    let labs: Vec<String> = std::fs::read_dir("/var/lib/vnode/lab")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.path().join("state.json").is_file())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut labs = labs;
-    labs.sort();
+    // Lab names come from the labs with state under /var/lib/vnode/lab; a lab directory made
+    // for this test (other labs may come and go meanwhile: the prefix makes the answer exact).
+    let lab = LabState::new(&format!("cmpl{}", std::process::id()));
+    let typed = format!("vnode --lab={}", &lab.name[..6]);
     assert_eq!(
-        f.complete_bash("vnode --lab=", &["vnode", "--lab", "=", ""]),
-        labs
+        f.complete_bash(&typed, &["vnode", "--lab", "=", &lab.name[..6]]),
+        [lab.name.clone()]
     );
+    let all = f.complete_bash("vnode --lab=", &["vnode", "--lab", "=", ""]);
+    assert!(all.contains(&lab.name), "{all:?}");
+}
+
+/// A lab's state directory as `vnode lab up` leaves it (no namespaces: completion reads only
+/// the directory), removed again on drop.
+struct LabState {
+    name: String,
+}
+
+impl LabState {
+    fn new(name: &str) -> LabState {
+        let dir = Path::new("/var/lib/vnode/lab").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("state.json"), "{}").unwrap();
+        LabState { name: name.into() }
+    }
+}
+
+impl Drop for LabState {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(Path::new("/var/lib/vnode/lab").join(&self.name));
+    }
 }
 
 #[test]
