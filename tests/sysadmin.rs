@@ -254,7 +254,7 @@ fn bash_completes_verbs_flags_and_lab_names() {
     let typed = format!("vnode --lab={}", &lab.name[..6]);
     assert_eq!(
         f.complete_bash(&typed, &["vnode", "--lab", "=", &lab.name[..6]]),
-        [lab.name.clone()]
+        [lab.name.as_str()]
     );
     let all = f.complete_bash("vnode --lab=", &["vnode", "--lab", "=", ""]);
     assert!(all.contains(&lab.name), "{all:?}");
