@@ -282,6 +282,33 @@ impl Drop for LabState {
 }
 
 #[test]
+fn fish_completes_nodes_and_images_through_the_same_binary() {
+    let f = Fixture::new();
+    let complete = |line: &str| {
+        let script = format!("vnode completions fish | source; complete -C '{line}'");
+        let mut cmd = Command::new("fish");
+        cmd.args(["--no-config", "-c", &script]);
+        f.environment(&mut cmd);
+        let out = run("fish", "fish", &mut cmd);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut got: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(complete("vnode ssh vn"), ["vnode03", "vnode04"]);
+    assert_eq!(complete("vnode 3:ti"), ["3:tiny-test"]);
+    assert_eq!(values(&complete("vnode images verify ")), ["tiny-test"]);
+}
+
+#[test]
 fn the_bash_script_registers_for_vnode() {
     let f = Fixture::new();
     let mut cmd = Command::new("bash");
