@@ -75,6 +75,13 @@ pub struct GlobalArgs {
     /// Act inside vnode's namespace lab (`vnode lab up`); `--lab=NAME` for another lab than "vnode".
     #[arg(long, global = true, value_name = "NAME", num_args = 0..=1, require_equals = true, default_missing_value = "vnode", env = "VNODE_LAB")]
     pub lab: Option<String>,
+    /// Debug log on stderr: every external command with its duration and exit status (-vv: more).
+    /// RUST_LOG=vnode=debug does the same.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// No progress lines or bars: only the final table (or JSON) and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +119,22 @@ pub enum Command {
     /// Check or prepare this host.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Print the shell completion script (`source <(vnode completions bash)`).
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write the man pages and completion scripts into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
+}
+
+/// The shells vnode's completions support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -293,12 +316,14 @@ pub enum HostCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BridgeCommand {
+    /// Create the public bridge on an uplink (prints the plan, asks before changing anything).
     Create {
         #[arg(long)]
         uplink: String,
         #[command(flatten)]
         target: BridgeTarget,
     },
+    /// Delete the public bridge and give its addresses back to the uplink.
     Delete {
         #[command(flatten)]
         target: BridgeTarget,

@@ -7,6 +7,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::debug_log::{self, CommandLine, Outcome};
+
 /// A command line as a user would type it, for messages.
 pub fn describe(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
@@ -16,8 +18,29 @@ pub fn describe(cmd: &Command) -> String {
         .join(" ")
 }
 
+/// Tells the debug log how a command ended (`-v`): its line, duration and exit status.
+pub fn log_end(cmd: &Command, started: Instant, status: &io::Result<ExitStatus>) {
+    let outcome = match status {
+        Ok(s) => Outcome::Exited(*s),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Outcome::TimedOut,
+        Err(e) => Outcome::NotRun(e),
+    };
+    debug_log::command_finished(&CommandLine::of(cmd), started.elapsed(), outcome);
+}
+
 /// Runs `cmd` to its end, killing it at the deadline; its output whatever the exit status.
 pub fn run_blocking(cmd: &mut Command, timeout: Duration) -> io::Result<Output> {
+    let started = Instant::now();
+    let output = run_blocking_unlogged(cmd, timeout);
+    log_end(cmd, started, &output.as_ref().map(|o| o.status).map_err(clone_err));
+    output
+}
+
+fn clone_err(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
+}
+
+fn run_blocking_unlogged(cmd: &mut Command, timeout: Duration) -> io::Result<Output> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -74,7 +97,14 @@ pub async fn run(cmd: &mut tokio::process::Command) -> io::Result<Output> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    cmd.output().await
+    let started = Instant::now();
+    let output = cmd.output().await;
+    log_end(
+        cmd.as_std(),
+        started,
+        &output.as_ref().map(|o| o.status).map_err(clone_err),
+    );
+    output
 }
 
 /// Waits for our child; kills it at the deadline.

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod debug_log;
 pub mod derive;
 pub mod error;
 pub mod exec;
@@ -34,6 +35,7 @@ pub mod spawn;
 pub mod spec;
 pub mod ssh;
 pub mod table;
+pub mod terminal;
 pub mod toml_file;
 
 mod run;

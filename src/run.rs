@@ -6,9 +6,13 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::commands;
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args: Vec<OsString> = args.into_iter().collect();
+    if let Some(code) = crate::commands::completion::respond(&args) {
+        return code;
+    }
     let cli = match Cli::parse_args(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -28,6 +32,24 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let Cli { global, command } = cli;
+    crate::debug_log::init(global.verbose);
+    crate::terminal::set_quiet(global.quiet);
+    match &command {
+        Command::Completions { shell } => {
+            crate::commands::completion::write_script(*shell, &mut std::io::stdout().lock())
+                .map_err(|e| Error::Failed(format!("cannot write the script: {e}")))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::GenerateAssets { dir } => {
+            for path in crate::commands::assets::generate(dir)
+                .map_err(|e| Error::Failed(format!("cannot write into {}: {e}", dir.display())))?
+            {
+                println!("{}", path.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     // Lab commands manage the lab itself; every other command may run inside one. Entering the
     // lab's namespaces must happen before any thread starts (setns into a mount namespace fails
     // in a multi-threaded process), so it is the first thing done.
@@ -54,6 +76,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::SshConfig => commands::ssh::config(&ctx),
         Command::Inventory { format } => commands::inventory::run(&ctx, format),
         Command::Host(cmd) => commands::host::run(&ctx, cmd),
+        Command::Completions { .. } | Command::GenerateAssets { .. } => {
+            unreachable!("handled above")
+        }
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -137,8 +137,9 @@ fn a_dead_guest_a_restarting_libvirtd_ctrl_c_and_a_failed_define() {
     let run = spawn(&["3", "4"]);
     run.wait_for(&["vnode03", "booting"], Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(5));
+    let qemu = pid_in_lab(lab, "/run/libvirt/qemu/vnode03.pid");
     let killed = Instant::now();
-    kill(pid_in_lab(lab, "/run/libvirt/qemu/vnode03.pid"), libc::SIGKILL);
+    kill(qemu, libc::SIGKILL);
     let noticed = run.wait_for(&["vnode03", "failed at"], Duration::from_secs(30));
     let (code, report, stderr, _) = run.finish();
     assert_eq!(code, 3, "{stderr}");

@@ -15,6 +15,14 @@ pub fn all(ctx: &Context, host: &Hypervisor) -> Vec<NodeIdentity> {
         .collect()
 }
 
+/// The names of the nodes vnode has state for on this host (for completion).
+pub fn names(ctx: &Context) -> Vec<String> {
+    all(ctx, &Hypervisor::local(&ctx.config))
+        .into_iter()
+        .map(|n| n.name.to_string())
+        .collect()
+}
+
 /// The ready nodes (with an address) on `host`.
 pub fn ready(ctx: &Context, host: &Hypervisor) -> Vec<ReadyRecord> {
     all(ctx, host)

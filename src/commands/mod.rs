@@ -2,15 +2,18 @@
 //! into the library and prints the result (a table, or JSON with `--json`), and picks the exit
 //! code.
 
+pub mod assets;
+pub mod completion;
 pub mod config;
 pub mod console;
 pub mod destroy;
 pub mod host;
 pub mod images;
 pub mod inventory;
-mod known_nodes;
+pub(crate) mod known_nodes;
 pub mod lab;
 pub mod list;
+pub mod manpage;
 pub mod plan;
 pub mod prepare;
 pub mod spawn;

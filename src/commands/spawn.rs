@@ -56,7 +56,9 @@ fn planned_nodes(
 /// The virt type for this command, resolved (never auto), said on stderr.
 pub fn accel(ctx: &Context, requested: Option<VirtType>) -> Accel {
     let resolved = crate::accel::resolve(requested.unwrap_or(ctx.config.virt_type));
-    eprintln!("vnode: virt type {} ({})", resolved.virt_type, resolved.reason);
+    if !crate::terminal::quiet() {
+        eprintln!("vnode: virt type {} ({})", resolved.virt_type, resolved.reason);
+    }
     Accel::from_virt_type(resolved.virt_type).expect("resolve never returns auto")
 }
 
@@ -72,7 +74,7 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
     if args.prepare_only {
         return super::prepare::run(ctx, &host, &nodes, accel(ctx, args.virt_type));
     }
-    if !ctx.json {
+    if !ctx.json && !crate::terminal::quiet() {
         eprintln!("vnode: {} node(s)", nodes.len());
     }
     let options = SpawnOptions {

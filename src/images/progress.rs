@@ -17,13 +17,17 @@ pub struct Progress {
 enum Mode {
     Bars(MultiProgress),
     Lines,
+    /// `--quiet`: no progress, warnings still on stderr.
+    Quiet,
     Hidden,
 }
 
 impl Progress {
-    /// Bars when stderr is a terminal, plain lines otherwise.
+    /// Bars when stderr is a terminal, plain lines otherwise; only warnings with `--quiet`.
     pub fn auto() -> Progress {
-        if std::io::stderr().is_terminal() {
+        if crate::terminal::quiet() {
+            Progress { mode: Mode::Quiet }
+        } else if std::io::stderr().is_terminal() {
             Progress {
                 mode: Mode::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             }
@@ -49,7 +53,7 @@ impl Progress {
             Mode::Bars(m) => {
                 let _ = m.println(msg);
             }
-            Mode::Lines => eprintln!("{msg}"),
+            Mode::Lines | Mode::Quiet => eprintln!("{msg}"),
             Mode::Hidden => {}
         }
     }
@@ -65,7 +69,7 @@ impl Progress {
                 (Some(bar), false)
             }
             Mode::Lines => (None, true),
-            Mode::Hidden => (None, false),
+            Mode::Quiet | Mode::Hidden => (None, false),
         };
         Bar {
             name: name.into(),

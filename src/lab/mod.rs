@@ -35,7 +35,7 @@ use std::process::Command;
 pub use down::{DownReport, down};
 pub use error::{LabError, require_root};
 pub use name::{DEFAULT_LAB, LabName};
-pub use paths::{LAB_ROOT, LabDir};
+pub use paths::{LAB_ROOT, LabDir, existing_labs};
 pub use pools::{LAB_SUPERNET, lab_pools, public_nets};
 pub use process::Proc;
 pub use state::{LabState, PublicNet};

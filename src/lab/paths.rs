@@ -117,3 +117,37 @@ impl LabDir {
         self.root.join("xdg-cache")
     }
 }
+
+/// Names of the labs below `root` that `up` has written state for (up, or down after a crash).
+pub fn existing_labs(root: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("state.json").is_file())
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .filter(|n| LabName::new(n).is_ok())
+        .collect();
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_labs_are_the_directories_with_state() {
+        let root = tempfile::tempdir().unwrap();
+        for (name, state) in [("vnode", true), ("other", true), ("half", false)] {
+            std::fs::create_dir(root.path().join(name)).unwrap();
+            if state {
+                std::fs::write(root.path().join(name).join("state.json"), "{}").unwrap();
+            }
+        }
+        std::fs::write(root.path().join("vnode.lock"), "").unwrap();
+        assert_eq!(existing_labs(root.path()), ["other", "vnode"]);
+        assert!(existing_labs(&root.path().join("missing")).is_empty());
+    }
+}

@@ -16,10 +16,14 @@ pub fn start_daemon(cmd: &mut Command, log: &Path, timeout: Duration) -> Result<
     cmd.stdin(Stdio::null())
         .stdout(file.try_clone().map_err(|e| e.to_string())?)
         .stderr(file);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run `{}`: {e}", describe(cmd)))?;
-    match crate::exec::wait(&mut child, timeout) {
+    let started = std::time::Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        crate::exec::log_end(cmd, started, &Err(std::io::Error::new(e.kind(), e.to_string())));
+        format!("cannot run `{}`: {e}", describe(cmd))
+    })?;
+    let status = crate::exec::wait(&mut child, timeout);
+    crate::exec::log_end(cmd, started, &status);
+    match status {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(format!("`{}` failed ({s}){}", describe(cmd), tail_of(log))),
         Err(e) => Err(format!("`{}`: {e}{}", describe(cmd), tail_of(log))),

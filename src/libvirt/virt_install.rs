@@ -241,6 +241,12 @@ impl VirtInstall {
             }
             let stderr = String::from_utf8_lossy(&out.stderr);
             if is_transient(&stderr) && attempt < ATTEMPTS {
+                crate::debug_log::retry(
+                    &format!("virt-install of {}", self.name),
+                    attempt + 1,
+                    ATTEMPTS,
+                    &stderr.trim(),
+                );
                 tokio::time::sleep(delay).await;
                 delay *= 2;
                 continue;

@@ -277,10 +277,12 @@ impl Tracker {
     /// The node enters `stage` (with a detail: an address, a reason).
     fn enter(&self, stage: Stage, detail: &str) {
         let at = self.elapsed();
-        self.update(|r| {
+        let name = self.update(|r| {
             r.stage = stage;
             r.stages.push((stage, at));
+            r.name.clone()
         });
+        tracing::debug!("{name}: stage {stage} at {at:.1} s {detail}");
         self.line.stage(stage, detail);
     }
 

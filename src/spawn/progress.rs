@@ -51,6 +51,8 @@ impl fmt::Display for Stage {
 pub struct Progress {
     start: Instant,
     bars: Option<MultiProgress>,
+    /// `--quiet`: no lines at all; the final table or JSON says it all.
+    quiet: bool,
 }
 
 /// One node's status line.
@@ -58,14 +60,15 @@ pub struct NodeLine {
     name: String,
     start: Instant,
     bar: Option<ProgressBar>,
+    quiet: bool,
 }
 
 impl Progress {
     pub fn new(start: Instant) -> Progress {
-        let bars = std::io::stderr()
-            .is_terminal()
+        let quiet = crate::terminal::quiet();
+        let bars = (std::io::stderr().is_terminal() && !quiet)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Progress { start, bars }
+        Progress { start, bars, quiet }
     }
 
     pub fn node(&self, name: &str) -> NodeLine {
@@ -83,6 +86,7 @@ impl Progress {
             name: name.to_string(),
             start: self.start,
             bar,
+            quiet: self.quiet,
         }
     }
 }
@@ -98,6 +102,7 @@ impl NodeLine {
         };
         match &self.bar {
             Some(bar) => bar.set_message(format!("{text}  ({secs:.1} s)")),
+            None if self.quiet => {}
             None => eprintln!("[{secs:7.1}s] {:<10} {text}", self.name),
         }
     }
@@ -106,6 +111,7 @@ impl NodeLine {
         let secs = self.start.elapsed().as_secs_f64();
         match &self.bar {
             Some(bar) => bar.finish_with_message(format!("{text}  ({secs:.1} s)")),
+            None if self.quiet => {}
             None => eprintln!("[{secs:7.1}s] {:<10} {text}", self.name),
         }
     }

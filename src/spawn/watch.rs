@@ -18,12 +18,15 @@ use crate::libvirt::virsh::{DomainState, Virsh};
 /// How often the domains' states are read.
 pub const POLL: Duration = Duration::from_millis(250);
 
+/// The last `virsh domstats --state`: when it was read, and what it said.
+type Reading = (Instant, Result<Vec<(String, DomainState)>, LibvirtError>);
+
 /// The domains' states, shared by every watching node.
 pub struct Domains {
     virsh: Virsh,
     uri: String,
     grace: Duration,
-    cache: Mutex<Option<(Instant, Result<Vec<(String, DomainState)>, LibvirtError>)>>,
+    cache: Mutex<Option<Reading>>,
 }
 
 /// What one node's watch says about its domain.
@@ -113,6 +116,11 @@ impl Domains {
                         note("libvirt not answering, retrying");
                         Instant::now()
                     });
+                    tracing::debug!(
+                        "{name}: libvirt not answering for {:.1} s of {} s: {e}",
+                        since.elapsed().as_secs_f64(),
+                        self.grace.as_secs()
+                    );
                     if since.elapsed() >= self.grace {
                         return StageError::LibvirtSilent {
                             uri: self.uri.clone(),
