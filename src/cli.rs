@@ -9,7 +9,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::VirtType;
 use crate::plan::PlanFormat;
-use crate::spawn::WaitOn;
+use crate::spawn::{WaitFor, WaitOn};
 
 /// `ValueEnum` for the library's own enums, so that the library needs no clap: the names on the
 /// command line, with their help.
@@ -41,6 +41,12 @@ value_enum!(PlanFormat {
     PlanFormat::Dnsmasq => "dnsmasq";
     PlanFormat::IscDhcpd => "isc-dhcpd";
     PlanFormat::Hosts => "hosts";
+});
+
+value_enum!(WaitFor {
+    WaitFor::Ssh => "ssh", "Ready at the first login with the pinned host key (facts read)";
+    WaitFor::CloudInit => "cloud-init", "Ready when cloud-init has finished without error";
+    WaitFor::Auto => "auto", "cloud-init when the config gives it later work (packages, runcmd, users), else ssh";
 });
 
 value_enum!(WaitOn {
@@ -166,6 +172,10 @@ pub struct SpawnArgs {
     /// Which address readiness is checked on.
     #[arg(long, value_enum, default_value_t = WaitOn::Private)]
     pub wait_on: WaitOn,
+    /// Which moment a node is ready at: ssh, cloud-init, or auto (cloud-init only when the config
+    /// gives cloud-init's later stages work: packages, runcmd, extra users).
+    #[arg(long, value_enum, default_value_t = WaitFor::Auto)]
+    pub wait: WaitFor,
     /// A node whose public NIC gets no address from the site DHCP is still ready (by default it
     /// is reported as failed, with the DHCP line the site lacks).
     #[arg(long)]

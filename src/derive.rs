@@ -23,7 +23,7 @@ use crate::node;
 use crate::node::ready::ReadyRecord;
 use crate::runtime::{self, Flavor};
 use crate::spawn::report::Outcome;
-use crate::spawn::{SpawnOptions, WaitOn};
+use crate::spawn::{SpawnOptions, WaitFor, WaitOn};
 use crate::spec::NodeRequest;
 use crate::ssh::{ClientKey, Session};
 
@@ -146,6 +146,8 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         accel: accel(ctx),
         timeout: Duration::from_secs(req.timeout),
         wait_on: WaitOn::default(),
+        // The commands must not race cloud-init, nor its cleanup a cloud-init still running.
+        wait: WaitFor::CloudInit,
         force: false,
         libvirt_grace: Duration::from_secs(ctx.config.libvirt_grace_secs),
         // The temporary node is reached on its private address; its public one is not needed.

@@ -169,14 +169,7 @@ fn a_dead_guest_a_restarting_libvirtd_ctrl_c_and_a_failed_define() {
         Duration::from_secs(30),
     );
     std::thread::sleep(Duration::from_secs(10));
-    lab.exec_ok([
-        "env",
-        "LIBVIRT_LOG_OUTPUTS=3:file:/var/log/libvirt/libvirtd.log",
-        "libvirtd",
-        "-d",
-        "-p",
-        "/run/libvirt/libvirtd.pid",
-    ]);
+    restart_libvirtd(lab);
     let (code, report, stderr, _) = run.finish();
     assert_eq!(code, 0, "{report:#}\n{stderr}");
     assert!(stderr.contains("libvirt answers again"), "{stderr}");
@@ -248,6 +241,48 @@ fn a_dead_guest_a_restarting_libvirtd_ctrl_c_and_a_failed_define() {
     );
     assert!(!has_domain(lab, "vnode10"));
     assert_no_nodes(lab, site);
+}
+
+/// Starts libvirtd again in the lab's namespaces (as `systemctl restart libvirtd` would on a host)
+/// and tells the lab's state file its new PID, so later `vnode --lab` commands find the lab whole.
+fn restart_libvirtd(lab: &Lab) {
+    let mut state = lab.state();
+    let holder = state["holder"]["pid"].as_i64().unwrap().to_string();
+    let in_lab = |args: &[&str]| {
+        let out = std::process::Command::new("nsenter")
+            .args(["-t", &holder, "-m", "-n", "--"])
+            .args(args)
+            .output()
+            .expect("nsenter runs (util-linux)");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    in_lab(&[
+        "env",
+        "LIBVIRT_LOG_OUTPUTS=3:file:/var/log/libvirt/libvirtd.log",
+        "libvirtd",
+        "-d",
+        "-p",
+        "/run/libvirt/libvirtd.pid",
+    ]);
+    let mut pid = None;
+    for _ in 0..100 {
+        pid = in_lab(&["cat", "/run/libvirt/libvirtd.pid"]).trim().parse::<i64>().ok();
+        if pid.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = pid.expect("libvirtd wrote its pidfile");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let start_time: u64 = rest.split_whitespace().nth(19).unwrap().parse().unwrap();
+    state["libvirtd"] = serde_json::json!({ "pid": pid, "start_time": start_time });
+    std::fs::write(
+        lab.dir().join("state.json"),
+        serde_json::to_string_pretty(&state).unwrap(),
+    )
+    .unwrap();
 }
 
 /// The lab's config with pool resources no machine type takes.

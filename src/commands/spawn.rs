@@ -14,7 +14,7 @@ use crate::images::Cache;
 use crate::libvirt::virt_install::Accel;
 use crate::planned::{self, PlannedNode};
 use crate::runtime::{self, Flavor};
-use crate::spawn::report::{NodeReport, Outcome};
+use crate::spawn::report::{CloudInitState, NodeReport, Outcome};
 use crate::spawn::{self, SpawnOptions};
 use crate::spec::{self, NodeRequest};
 use crate::table::Table;
@@ -81,6 +81,7 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
         accel: accel(ctx, args.virt_type),
         timeout: std::time::Duration::from_secs(args.timeout),
         wait_on: args.wait_on,
+        wait: args.wait,
         force: args.force,
         libvirt_grace: std::time::Duration::from_secs(
             args.libvirt_grace.unwrap_or(ctx.config.libvirt_grace_secs),
@@ -186,8 +187,11 @@ pub fn print_report(reports: &[NodeReport], json: bool) {
         "PRIVATE IP",
         "PUBLIC IP",
         "OS",
+        "SSH",
+        "CLOUD-INIT",
         "SECONDS",
     ]);
+    let secs = |s: Option<f64>| s.map_or_else(|| "-".into(), |s| format!("{s:.1}"));
     for r in reports {
         let state = match r.outcome {
             Outcome::Ready => "ready".to_string(),
@@ -202,6 +206,14 @@ pub fn print_report(reports: &[NodeReport], json: bool) {
             dash(r.private_ip.map(|i| i.to_string())),
             dash(r.public_ip.map(|i| i.to_string())),
             dash(r.os.clone()),
+            secs(r.ssh_seconds),
+            match (r.cloud_init_seconds, r.cloud_init) {
+                (Some(s), _) => format!("{s:.1}"),
+                (None, CloudInitState::NotWaited) if r.outcome == Outcome::Ready => {
+                    "running".into()
+                }
+                _ => "-".into(),
+            },
             format!("{:.1}", r.seconds),
         ]);
     }

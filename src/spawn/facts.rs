@@ -13,8 +13,12 @@ pub struct Facts {
     pub addresses: Vec<(Mac, Ipv4Addr)>,
 }
 
-/// Waits for cloud-init to finish and prints its status (one line, `status: done`).
-pub const CLOUD_INIT_COMMAND: &str = "cloud-init status --wait >/dev/null 2>&1; cloud-init status 2>&1";
+/// Waits for cloud-init's end and prints its result. cloud-init writes `/run/cloud-init/result.json`
+/// (atomically) when its last stage is over; polling for the file in the guest's shell costs a
+/// `sleep` every 0.1 s, where `cloud-init status --wait` starts a Python interpreter (seconds
+/// under emulation) and polls every 0.25 s.
+pub const CLOUD_INIT_COMMAND: &str =
+    "f=/run/cloud-init/result.json; while [ ! -s $f ]; do sleep 0.1; done; cat $f";
 
 /// os-release, hostname and addresses, in sections.
 pub const FACTS_COMMAND: &str = "echo '== os-release'; cat /etc/os-release; \
@@ -24,15 +28,28 @@ pub const FACTS_COMMAND: &str = "echo '== os-release'; cat /etc/os-release; \
 /// Just the addresses (to wait for a NIC whose DHCP answer comes later).
 pub const ADDRESSES_COMMAND: &str = "echo '== ip'; ip -j addr show";
 
-/// `status: done` → `done`.
-pub fn parse_cloud_init_status(output: &str) -> String {
-    output
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .trim_start_matches("status:")
-        .trim()
-        .to_string()
+/// cloud-init's `result.json`: `{"v1": {"datasource": "...", "errors": [...]}}`. The errors, or
+/// why the text is not that file.
+pub fn parse_cloud_init_result(output: &str) -> Result<Vec<String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Result1 {
+        v1: V1,
+    }
+    #[derive(serde::Deserialize)]
+    struct V1 {
+        #[serde(default)]
+        errors: Vec<serde_json::Value>,
+    }
+    let r: Result1 = serde_json::from_str(output.trim())
+        .map_err(|e| format!("cloud-init's result.json is not what cloud-init writes ({e})"))?;
+    Ok(r.v1
+        .errors
+        .into_iter()
+        .map(|e| match e {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        })
+        .collect())
 }
 
 pub fn parse_facts(output: &str) -> Facts {
@@ -94,9 +111,14 @@ mod tests {
     }
 
     #[test]
-    fn cloud_init_status_is_read() {
-        assert_eq!(parse_cloud_init_status("status: done\n"), "done");
-        assert_eq!(parse_cloud_init_status("status: error\n"), "error");
-        assert_eq!(parse_cloud_init_status(""), "");
+    fn cloud_init_results_are_read() {
+        let ok = r#"{"v1": {"datasource": "DataSourceNoCloud [seed=/dev/sr0]", "errors": []}}"#;
+        assert_eq!(parse_cloud_init_result(ok), Ok(vec![]));
+        let bad = r#"{"v1": {"datasource": null, "errors": ["('scripts_user', RuntimeError('Runparts: 1 failures'))"]}}"#;
+        assert_eq!(
+            parse_cloud_init_result(bad).unwrap(),
+            ["('scripts_user', RuntimeError('Runparts: 1 failures'))"]
+        );
+        assert!(parse_cloud_init_result("status: done").is_err());
     }
 }

@@ -28,7 +28,7 @@ use crate::planned::PlannedNode;
 use crate::ssh::ClientKey;
 use leases::Leases;
 use progress::{NodeLine, Progress, Stage};
-use report::{NodeReport, Outcome};
+use report::{CloudInitState, NodeReport, Outcome};
 use stages::StageError;
 use watch::Domains;
 
@@ -45,6 +45,36 @@ pub enum SpawnError {
 impl SpawnError {
     pub fn exit_code(&self) -> u8 {
         crate::exit::EXIT_FAILED
+    }
+}
+
+/// Which moment a node is ready at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WaitFor {
+    /// The first login that passes the pinned host key, with hostname and addresses read.
+    Ssh,
+    /// cloud-init finished without error.
+    CloudInit,
+    /// cloud-init when its later stages have work the user asked for (packages, runcmd, extra
+    /// users), else ssh.
+    #[default]
+    Auto,
+}
+
+impl WaitFor {
+    /// Does a node of this config wait for cloud-init's end? With `Auto`: when the config gives
+    /// cloud-init's config and final stages work (vnode's own documents need only the init stage,
+    /// which is over before sshd starts: hostname, keys, network).
+    pub fn waits_for_cloud_init(self, config: &Config) -> bool {
+        match self {
+            WaitFor::Ssh => false,
+            WaitFor::CloudInit => true,
+            WaitFor::Auto => {
+                !config.cloud_init.packages.is_empty()
+                    || !config.cloud_init.runcmd.is_empty()
+                    || !config.users.is_empty()
+            }
+        }
     }
 }
 
@@ -65,6 +95,8 @@ pub struct SpawnOptions {
     /// How long each node may take to become ready.
     pub timeout: Duration,
     pub wait_on: WaitOn,
+    /// Which moment counts as ready.
+    pub wait: WaitFor,
     /// Replace existing domains of the same names.
     pub force: bool,
     /// How long the waits ride out libvirt not answering.
@@ -206,19 +238,21 @@ async fn bring_up(
     t.enter(Stage::Ssh, "");
     let login = stages::login(addr, &artifacts.host_public_key, &shared.client, deadline);
     let session = watched.watching(&name, &note, login).await?;
-    let facts = async {
-        t.enter(Stage::CloudInit, "");
-        let cloud_init = stages::cloud_init(&session, node, deadline);
-        watched.watching(&name, &note, cloud_init).await?;
-        t.enter(Stage::Facts, "");
-        let facts = stages::facts(&session, node, deadline);
-        watched.watching(&name, &note, facts).await
-    }
-    .await;
-    session.close().await;
-    let facts = facts?;
-
+    // The ssh moment: logged in with the pinned key; the node's facts (and its public address).
+    t.enter(Stage::Facts, "");
+    let facts = watched
+        .watching(&name, &note, stages::facts(&session, node, deadline))
+        .await;
+    let facts = match facts {
+        Ok(f) => f,
+        Err(e) => {
+            session.close().await;
+            return Err(e);
+        }
+    };
+    let ssh_at = t.elapsed();
     let record = t.update(|r| {
+        r.ssh_seconds = Some(ssh_at);
         r.private_ip = facts.address_of(node.id.private_mac).or(r.private_ip);
         r.public_ip = facts.address_of(node.id.public_mac);
         r.os = facts.pretty_name.clone();
@@ -237,13 +271,29 @@ async fn bring_up(
     for ip in [record.private_ip, record.public_ip].into_iter().flatten() {
         let _ = known_hosts::add_address(&known, &name, &ip.to_string());
     }
-    record
-        .save(&host.node_paths(&name))
-        .map_err(StageError::Record)?;
-    if !options.public_optional {
-        stages::require_public(node, &facts)?;
+    let checked = async {
+        record
+            .save(&host.node_paths(&name))
+            .map_err(StageError::Record)?;
+        if !options.public_optional {
+            stages::require_public(node, &facts)?;
+        }
+        // The cloud-init moment, when asked for (or when its later stages have work).
+        if options.wait.waits_for_cloud_init(&shared.config) {
+            t.enter(Stage::CloudInit, "");
+            let done = stages::cloud_init(&session, node, deadline);
+            watched.watching(&name, &note, done).await?;
+            let at = t.elapsed();
+            t.update(|r| {
+                r.cloud_init = CloudInitState::Done;
+                r.cloud_init_seconds = Some(at);
+            });
+        }
+        Ok(())
     }
-    Ok(Outcome::Ready)
+    .await;
+    session.close().await;
+    checked.map(|()| Outcome::Ready)
 }
 
 /// One node's report and status line, updated as it goes.
@@ -296,8 +346,12 @@ impl Tracker {
                 r.outcome = Outcome::Ready;
                 r.stage = Stage::Ready;
                 r.stages.push((Stage::Ready, at));
+                let still = match r.cloud_init {
+                    CloudInitState::Done => "",
+                    _ => " (cloud-init still finishing)",
+                };
                 self.line
-                    .finish(&format!("ready {}", r.os.clone().unwrap_or_default()));
+                    .finish(&format!("ready {}{still}", r.os.clone().unwrap_or_default()));
             }
             Ok(outcome) => {
                 r.outcome = outcome;

@@ -17,6 +17,16 @@ pub enum Outcome {
     Interrupted,
 }
 
+/// Where cloud-init was when the node was reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CloudInitState {
+    /// Not waited for: its config and final stages may still run (`--wait ssh`, or `auto` with
+    /// nothing for them to do).
+    NotWaited,
+    Done,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeReport {
     pub name: String,
@@ -30,6 +40,11 @@ pub struct NodeReport {
     pub hostname: Option<String>,
     /// Seconds from the start of the command to ready (or to the failure).
     pub seconds: f64,
+    /// Seconds to the ssh moment: logged in with the pinned host key, facts read.
+    pub ssh_seconds: Option<f64>,
+    /// Seconds to cloud-init's end, when it was waited for.
+    pub cloud_init_seconds: Option<f64>,
+    pub cloud_init: CloudInitState,
     /// Seconds from the start of the command to each stage the node entered.
     pub stages: Vec<(Stage, f64)>,
     pub error: Option<String>,
@@ -53,6 +68,9 @@ impl NodeReport {
             os: None,
             hostname: None,
             seconds: 0.0,
+            ssh_seconds: None,
+            cloud_init_seconds: None,
+            cloud_init: CloudInitState::NotWaited,
             stages: Vec::new(),
             error: None,
             kept: false,

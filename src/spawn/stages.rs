@@ -50,8 +50,11 @@ pub enum StageError {
     Login(#[source] SshError),
     #[error("cloud-init did not finish in time")]
     CloudInitTimeout,
-    #[error("cloud-init ended with status '{status}'; see `vnode ssh {node} -- cloud-init status --long`")]
-    CloudInitFailed { node: String, status: String },
+    #[error(
+        "cloud-init finished with errors: {}; see `vnode ssh {node} -- cloud-init status --long`",
+        errors.join("; ")
+    )]
+    CloudInitFailed { node: String, errors: Vec<String> },
     #[error("reading the node's facts: {0}")]
     Ssh(#[source] SshError),
     #[error("the node calls itself '{actual}', not {expected}: cloud-init did not apply vnode's seed")]
@@ -228,7 +231,7 @@ pub async fn login(
     })))
 }
 
-/// Waits for cloud-init to finish; anything but `done` fails the node.
+/// Waits for cloud-init's end (its `result.json`); errors in it fail the node with their lines.
 pub async fn cloud_init(
     session: &Session,
     node: &PlannedNode,
@@ -239,11 +242,16 @@ pub async fn cloud_init(
         .await
         .map_err(|_| StageError::CloudInitTimeout)?
         .map_err(StageError::Ssh)?;
-    let status = facts::parse_cloud_init_status(&out.stdout);
-    if status != "done" {
+    let errors = facts::parse_cloud_init_result(&out.stdout).map_err(|e| {
+        StageError::CloudInitFailed {
+            node: node.name(),
+            errors: vec![e],
+        }
+    })?;
+    if !errors.is_empty() {
         return Err(StageError::CloudInitFailed {
             node: node.name(),
-            status,
+            errors,
         });
     }
     Ok(())
