@@ -14,7 +14,7 @@ pub fn run(ctx: &Context, cmd: HostCommand) -> Result<()> {
         HostCommand::Check => check(ctx),
         HostCommand::Bridge(BridgeCommand::Create { uplink, target }) => {
             let name = &target.name;
-            if std::path::Path::new("/sys/class/net").join(&name).exists() {
+            if std::path::Path::new("/sys/class/net").join(name).exists() {
                 return Err(Error::Usage(format!(
                     "{name} already exists; `vnode host bridge delete --name {name}` first"
                 )));
