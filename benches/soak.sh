@@ -8,6 +8,8 @@
 #                                on 2 cores under TCG)
 #   benches/soak.sh --smoke      1 round of 1 node (SOAK_ROUNDS=1 SOAK_NODES=1), to check the script
 #   SOAK_ROUNDS=N SOAK_NODES=M benches/soak.sh
+#   SOAK_VNODE=target/debug/vnode benches/soak.sh --smoke    (a given binary; default: a release
+#                                build, made here)
 #
 # Exit status: 0 only when every node of every round was ready, answered ssh, and no round left
 # anything behind. Every step's errors are printed; nothing is silenced.
@@ -29,8 +31,13 @@ esac
 [[ $(id -u) == 0 ]] || { echo "soak.sh: run as root (the lab needs namespaces and libvirtd)" >&2; exit 1; }
 command -v jq >/dev/null || { echo "soak.sh: jq is needed (Debian package jq)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-VNODE=$PWD/target/release/vnode
+if [[ -n ${SOAK_VNODE:-} ]]; then
+  VNODE=$(realpath -- "$SOAK_VNODE")
+else
+  cargo build --release --quiet
+  VNODE=$PWD/target/release/vnode
+fi
+[[ -x $VNODE ]] || { echo "soak.sh: $VNODE is not an executable" >&2; exit 1; }
 
 LAB=soak-$$
 W=/var/lib/vnode/soak-$$
