@@ -8,6 +8,12 @@
 //! powered off through ACPI, and its disk flattened into a standalone qcow2 that enters the cache
 //! as `BASE-NAME` with its parent recorded ([`crate::images::commit_flattened`]). The temporary
 //! node is destroyed in every case.
+//!
+//! Ctrl-C while the node comes up (the spawn's own handling) or while the commands run stops
+//! them, removes the temporary node (domain and files) and exits 130. Once the removal has begun
+//! further Ctrl-Cs are ignored, and said to be: a removal stopped half way would leave a domain
+//! without its files or files without a domain. (Flattening the disk is not interruptible
+//! either: it is a local copy that ends on its own.)
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -159,6 +165,9 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
             .into_iter()
             .next()
             .expect("one node, one report");
+        if report.outcome == Outcome::Interrupted {
+            return Err(Error::Interrupted);
+        }
         if report.outcome != Outcome::Ready {
             return Err(Error::Failed(format!(
                 "the temporary node {node_name} did not become ready ({:?}): {}",
@@ -166,8 +175,17 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
                 report.error.unwrap_or_default()
             )));
         }
-        build(ctx, &host, &node_name, &script).await
+        tokio::select! {
+            built = build(ctx, &host, &node_name, &script) => built,
+            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        }
     });
+    let interrupted = matches!(result, Err(Error::Interrupted));
+    if interrupted {
+        eprintln!(
+            "vnode: interrupted; removing the temporary node {node_name} (Ctrl-C is ignored until it is removed)"
+        );
+    }
     let result = result.and_then(|()| {
         let overlay = host.node_paths(&node_name).disk();
         if !ctx.json {
@@ -185,7 +203,17 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         };
         Ok(commit_flattened(&cache, &overlay, &image)?)
     });
-    let removed = rt.block_on(host.remove_node(&node_name, Keep::Nothing));
+    let removed = rt.block_on(remove_ignoring_ctrl_c(&host, &node_name));
+    if interrupted {
+        return Err(match removed {
+            Ok(()) => Error::InterruptedWith(format!(
+                "the temporary node {node_name} is removed; nothing was added to the cache"
+            )),
+            Err(e) => Error::InterruptedWith(format!(
+                "nothing was added to the cache, but the temporary node could not be removed: {e}; `vnode destroy {node_name}`"
+            )),
+        });
+    }
     match (result, removed) {
         (Ok(image), Ok(())) => Ok(image),
         (Ok(_), Err(e)) => Err(Error::Failed(format!(
@@ -197,6 +225,23 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         (Err(e), Err(r)) => Err(Error::Failed(format!(
             "{e}\nnothing was added to the cache, and the temporary node could not be removed: {r}; `vnode destroy {node_name}`"
         ))),
+    }
+}
+
+/// Removes the temporary node; a Ctrl-C meanwhile is answered with a line, not obeyed.
+async fn remove_ignoring_ctrl_c(
+    host: &Hypervisor,
+    node_name: &str,
+) -> Result<(), crate::hypervisor::RemoveError> {
+    let removal = host.remove_node(node_name, Keep::Nothing);
+    tokio::pin!(removal);
+    loop {
+        tokio::select! {
+            removed = &mut removal => return removed,
+            _ = tokio::signal::ctrl_c() => eprintln!(
+                "vnode: still removing the temporary node {node_name}; Ctrl-C is ignored until it is removed"
+            ),
+        }
     }
 }
 

@@ -36,6 +36,9 @@ pub enum Error {
     Failed(String),
     #[error("interrupted")]
     Interrupted,
+    /// Ctrl-C, after the command cleaned up; the message says what it removed or left.
+    #[error("interrupted: {0}")]
+    InterruptedWith(String),
 }
 
 impl Error {
@@ -52,7 +55,7 @@ impl Error {
             Error::Spawn(e) => e.exit_code(),
             Error::Lab(e) => e.exit_code(),
             Error::Failed(_) => EXIT_FAILED,
-            Error::Interrupted => EXIT_INTERRUPTED,
+            Error::Interrupted | Error::InterruptedWith(_) => EXIT_INTERRUPTED,
         }
     }
 }

@@ -148,3 +148,130 @@ fn derive_an_image_then_spawn_fresh_nodes_from_it() {
     assert_no_nodes(lab, site);
     eprintln!("all done at {:?}", t0.elapsed());
 }
+
+/// Ctrl-C while the derive's commands run: the temporary node goes (domain, files, known_hosts
+/// line), nothing enters the cache, exit 130; a second Ctrl-C during that removal is refused with
+/// a line, not obeyed. One boot.
+#[test]
+fn ctrl_c_during_the_commands_removes_the_temporary_node() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let Some(vms) = VmLab::up("dint") else {
+        return;
+    };
+    let (lab, site) = (&vms.lab, &vms.site);
+    lab.import(&vms.image, "debian-12-test", "debian11");
+    let images = image_names(lab);
+    // The marker is computed in the guest, so it cannot be an echo of the command line.
+    let mut child = lab
+        .cli()
+        .args([
+            "images",
+            "derive",
+            "debian-12-test",
+            "slow",
+            "--timeout",
+            "900",
+        ])
+        .args(["--", "sh", "-c", "echo vnode-derive-$((6 * 7)); sleep 600"])
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let (tx, lines) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &str, within: Duration| {
+        let t0 = Instant::now();
+        loop {
+            let left = within.saturating_sub(t0.elapsed());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(what);
+                    seen.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no {what:?} within {within:?}:\n{}", seen.join("\n")),
+            }
+        }
+    };
+    let sigint = || {
+        // SAFETY: kill(2) on the child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    };
+    wait_for("vnode-derive-42", Duration::from_secs(900));
+    sigint();
+    let t_int = Instant::now();
+    wait_for("removing the temporary node", Duration::from_secs(2));
+    sigint();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t_int.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!(
+                "derive did not exit within 60 s of SIGINT:\n{}",
+                seen.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = t_int.elapsed();
+    // The rest of stderr (the reader ends at EOF).
+    seen.extend(lines.iter());
+    let err = seen.join("\n");
+    eprintln!("{err}\n(exited {took:?} after the first SIGINT)");
+    assert_eq!(status.code(), Some(130), "{err}");
+    let node = err
+        .split("in temporary node ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no temporary node named:\n{err}"))
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "vnode: interrupted; removing the temporary node {node} (Ctrl-C is ignored until it is removed)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "vnode: still removing the temporary node {node}; Ctrl-C is ignored until it is removed"
+        )),
+        "the second SIGINT was not answered:\n{err}"
+    );
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some(
+            format!(
+                "vnode: interrupted: the temporary node {node} is removed; nothing was added to the cache"
+            )
+            .as_str()
+        ),
+        "{err}"
+    );
+    assert_no_nodes(lab, site);
+    let kh = std::fs::read_to_string(site.nodes().join("known_hosts")).unwrap_or_default();
+    assert!(!kh.contains(&node), "known_hosts keeps {node}:\n{kh}");
+    assert_eq!(image_names(lab), images);
+    let hidden: Vec<_> = std::fs::read_dir(site.root.join("images"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') || n.contains("slow"))
+        .collect();
+    assert!(hidden.is_empty(), "files left in the cache: {hidden:?}");
+}

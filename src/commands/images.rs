@@ -109,7 +109,20 @@ fn pull(ctx: &Context, names: &[String], options: PullOptions) -> Result<()> {
              a mirror could hand out a forged image with a matching checksum file",
         );
     }
-    let pulled = runtime.block_on(images::pull_with(&cache, &entries, options, &progress))?;
+    // Ctrl-C drops the pull: its `.part` files stay for resume, nothing enters the cache (an
+    // image appears only by the rename at the end of its pull, never half way).
+    let pulled = runtime.block_on(async {
+        tokio::select! {
+            pulled = images::pull_with(&cache, &entries, options, &progress) => Some(pulled),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    let Some(pulled) = pulled else {
+        // Do not wait for a blocking task (hashing a large `.part` before a resume) to finish.
+        runtime.shutdown_background();
+        return Err(images::pull_interrupted(&cache, &entries).into());
+    };
+    let pulled = pulled?;
     if ctx.json {
         ctx.print_json(&pulled);
     }

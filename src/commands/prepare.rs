@@ -1,12 +1,16 @@
 //! `vnode spawn --prepare-only SPECS...`: create the nodes' artifacts and show them with the
 //! virt-install command that would boot each, without calling virt-install.
+//!
+//! Every node is tried, as a spawn tries every node: the ones that were prepared are shown and
+//! kept, each one that failed (a full state directory, say) is named on stderr and left with no
+//! files at all, and the command then exits 1.
 
 use std::process::ExitCode;
 
 use serde::Serialize;
 
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{EXIT_FAILED, Result};
 use crate::hypervisor::Hypervisor;
 use crate::libvirt::virt_install::Accel;
 use crate::node::{self, NodeArtifacts};
@@ -21,11 +25,28 @@ struct Prepared {
     virt_install: Vec<String>,
 }
 
-pub fn run(ctx: &Context, host: &Hypervisor, nodes: &[PlannedNode], accel: Accel) -> Result<ExitCode> {
+pub fn run(
+    ctx: &Context,
+    host: &Hypervisor,
+    nodes: &[PlannedNode],
+    accel: Accel,
+) -> Result<ExitCode> {
     let mut prepared = Vec::with_capacity(nodes.len());
     let mut notes: Vec<String> = Vec::new();
+    let mut failed = Vec::new();
     for n in nodes {
-        let a = node::prepare(&ctx.config, n, &host.node_paths(&n.name()), &host.known_hosts())?;
+        let a = match node::prepare(
+            &ctx.config,
+            n,
+            &host.node_paths(&n.name()),
+            &host.known_hosts(),
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                failed.push(e);
+                continue;
+            }
+        };
         if let Some(note) = &a.osinfo.note
             && !notes.contains(note)
         {
@@ -44,9 +65,25 @@ pub fn run(ctx: &Context, host: &Hypervisor, nodes: &[PlannedNode], accel: Accel
             virt_install: command,
         });
     }
+    // A lone failure before anything was prepared ends the command like any other error
+    // (with its own exit code: 2 for bad input such as a missing ssh key).
+    if prepared.is_empty() && failed.len() == 1 {
+        return Err(failed.remove(0).into());
+    }
+    for e in &failed {
+        eprintln!("vnode: {e}");
+    }
+    let code = match failed.first() {
+        None => ExitCode::SUCCESS,
+        // Bad input (2) only when every failure was bad input, as for a batch of images.
+        Some(e) if failed.iter().all(|f| f.exit_code() == e.exit_code()) => {
+            ExitCode::from(e.exit_code())
+        }
+        Some(_) => ExitCode::from(EXIT_FAILED),
+    };
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "virt_type": accel.virt_type(), "nodes": prepared }));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     for p in &prepared {
         let a = &p.artifacts;
@@ -63,5 +100,13 @@ pub fn run(ctx: &Context, host: &Hypervisor, nodes: &[PlannedNode], accel: Accel
         prepared.len(),
         host.known_hosts().display()
     );
-    Ok(ExitCode::SUCCESS)
+    if !failed.is_empty() {
+        let names: Vec<String> = nodes
+            .iter()
+            .map(|n| n.name())
+            .filter(|name| !prepared.iter().any(|p| &p.artifacts.name == name))
+            .collect();
+        println!("(not prepared, see above: {})", names.join(", "));
+    }
+    Ok(code)
 }

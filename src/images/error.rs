@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use indicatif::HumanBytes;
 
 use crate::catalog::{DigestAlgo, ImageKind};
-use crate::exit::{EXIT_BAD_INPUT, EXIT_FAILED};
+use crate::exit::{EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -55,6 +55,23 @@ pub enum ImageError {
 
     #[error("cannot {action} {}: {source}{}", path.display(), io_hint(source, path))]
     Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The cache's file system is full (ENOSPC, or the user's quota: EDQUOT) while an image is
+    /// written into it.
+    #[error(
+        "image {name}: no space left on device: cannot {action} {}; nothing was added to the cache \
+         and the partial file was removed; free space in {} or set cache_dir in the config to a \
+         larger file system, then try again",
+        path.display(),
+        path.parent().unwrap_or(path).display()
+    )]
+    NoSpace {
+        name: String,
         action: &'static str,
         path: PathBuf,
         #[source]
@@ -295,6 +312,24 @@ pub enum ImageError {
         reason: String,
     },
 
+    /// Ctrl-C during `vnode images pull`.
+    #[error(
+        "interrupted: nothing was added to the cache{}",
+        if parts.is_empty() { String::new() } else {
+            format!("; the partial download{} {} stay{} in {} and `vnode images pull {}` resumes {}",
+                if parts.len() == 1 { "" } else { "s" }, parts.join(", "),
+                if parts.len() == 1 { "s" } else { "" }, dir.display(), names.join(" "),
+                if parts.len() == 1 { "it" } else { "them" })
+        }
+    )]
+    PullInterrupted {
+        /// The images whose `.part` files are kept.
+        names: Vec<String>,
+        /// Their `.part` files' names.
+        parts: Vec<String>,
+        dir: PathBuf,
+    },
+
     #[error("{}", several(.0))]
     Several(Vec<ImageError>),
 }
@@ -306,6 +341,7 @@ impl ImageError {
             | ImageError::BadName { .. }
             | ImageError::BadDigest { .. }
             | ImageError::AlreadyCached { .. } => EXIT_BAD_INPUT,
+            ImageError::PullInterrupted { .. } => EXIT_INTERRUPTED,
             ImageError::Several(all) if all.iter().all(|e| e.exit_code() == EXIT_BAD_INPUT) => {
                 EXIT_BAD_INPUT
             }
@@ -318,6 +354,25 @@ impl ImageError {
             action,
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// The error of a pull or import of image `name`: a full file system names the image.
+    pub(super) fn of_image(self, name: &str) -> ImageError {
+        match self {
+            ImageError::Io {
+                action,
+                path,
+                source,
+            } if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+                ImageError::NoSpace {
+                    name: name.to_string(),
+                    action,
+                    path,
+                    source,
+                }
+            }
+            other => other,
         }
     }
 

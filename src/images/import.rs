@@ -77,7 +77,7 @@ impl Import {
         if result.is_err() {
             let _ = fs::remove_file(&staged);
         }
-        result
+        result.map_err(|e| e.of_image(name))
     }
 
     /// The digest a signed checksum file gives for the image.

@@ -29,6 +29,6 @@ pub use error::ImageError;
 pub use import::Import;
 pub use meta::{ImageMeta, Origin, Trust};
 pub use progress::Progress;
-pub use pull::{PullOptions, pull, pull_with};
+pub use pull::{PullOptions, interrupted as pull_interrupted, pull, pull_with};
 pub use signature::{BUILTIN_KEYS, KeySource, Keyring};
 pub use verify::{Verified, verify};

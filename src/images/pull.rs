@@ -6,6 +6,11 @@
 //! An interrupted download keeps its `.part`. The next pull hashes what is there and asks for
 //! the rest with a Range request. It trusts only a `206` whose `Content-Range` starts exactly
 //! there, and otherwise starts again from zero.
+//!
+//! A pull that is stopped (Ctrl-C: the command drops this future) keeps its `.part` too, and adds
+//! nothing to the cache: an image enters it only by the rename in [`Cache::commit`]. A `.part`
+//! whose write failed (a full disk above all) is removed instead: it would hold the space the
+//! user has to free, and the bytes are easily fetched again.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
@@ -79,7 +84,9 @@ pub async fn pull_with(
         let bar = progress.bar(&entry.name);
         let client = &client;
         async move {
-            let result = pull_one(cache, client, entry, options, &bar).await;
+            let result = pull_one(cache, client, entry, options, &bar)
+                .await
+                .map_err(|e| e.of_image(&entry.name));
             if result.is_err() {
                 bar.failed("failed (see below)");
             }
@@ -97,6 +104,23 @@ pub async fn pull_with(
     match ImageError::from_many(errors) {
         Some(e) => Err(e),
         None => Ok(images),
+    }
+}
+
+/// The error for a pull of `entries` stopped by Ctrl-C: which `.part` files it leaves for resume.
+pub fn interrupted(cache: &Cache, entries: &[CatalogEntry]) -> ImageError {
+    let (mut names, mut parts) = (Vec::new(), Vec::new());
+    for e in entries {
+        let part = cache.part_path(&e.name);
+        if part.is_file() && !names.contains(&e.name) {
+            names.push(e.name.clone());
+            parts.push(part.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        }
+    }
+    ImageError::PullInterrupted {
+        names,
+        parts,
+        dir: cache.dir().to_path_buf(),
     }
 }
 

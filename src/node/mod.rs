@@ -105,6 +105,24 @@ pub enum NodeError {
         #[source]
         source: io::Error,
     },
+    /// The state directory's file system is full (ENOSPC, or the user's quota: EDQUOT).
+    #[error(
+        "{node}: no space left on device: {stage} {}{}; free space in {} or set state_dir in the \
+         config to a larger file system",
+        path.display(),
+        if *preparing { ", so the node was not created and its partial files were removed" } else { "" },
+        state_dir.display()
+    )]
+    NoSpace {
+        node: String,
+        stage: &'static str,
+        path: PathBuf,
+        state_dir: PathBuf,
+        /// While preparing the node (whose staged files are then gone).
+        preparing: bool,
+        #[source]
+        source: io::Error,
+    },
     #[error("{node}: no such node (nothing in {} or its known_hosts)", dir.display())]
     NotFound { node: String, dir: PathBuf },
 }
@@ -129,7 +147,7 @@ pub fn prepare(
     known_hosts: &Path,
 ) -> Result<NodeArtifacts, NodeError> {
     let name = node.name();
-    let fail = Fail(&name);
+    let fail = Fail::preparing(&name, &config.state_dir);
     let base = node.base.as_ref().ok_or_else(|| NodeError::NoBase {
         node: name.clone(),
         image: node.image.name.clone(),
@@ -174,20 +192,22 @@ pub fn prepare(
     std::fs::create_dir_all(state_dir)
         .map_err(fail.io("cannot create the state directory", state_dir))?;
     let staging = Staging::create(dir).map_err(fail.io("cannot create a directory beside", dir))?;
+    // Built in the staging directory, but messages name the files where the user will look for
+    // them (the staging directory is gone by the time the message is read).
     let at = NodePaths::in_dir(staging.path.clone());
     overlay::create(&at.disk(), &backing, disk_bytes)
-        .map_err(fail.io("cannot write the overlay", &at.disk()))?;
+        .map_err(fail.io("cannot write the overlay", &paths.disk()))?;
     let seed_files = [
         ("meta-data", meta_data.render()),
         ("user-data", user_data.render()),
         ("network-config", network_config.render()),
     ];
     let seed_files = seed_files.each_ref().map(|(n, t)| (*n, t.as_bytes()));
-    seed::write(&at.seed(), &seed_files).map_err(fail.io("cannot write the seed", &at.seed()))?;
+    seed::write(&at.seed(), &seed_files).map_err(fail.io("cannot write the seed", &paths.seed()))?;
     write_new(&at.host_key_pub(), format!("{} {name}\n", host_key.public))
-        .map_err(fail.io("cannot write the host key", &at.host_key_pub()))?;
+        .map_err(fail.io("cannot write the host key", &paths.host_key_pub()))?;
     let json = serde_json::to_string_pretty(&node_metadata).expect("metadata serializes");
-    write_new(&at.metadata(), json + "\n").map_err(fail.io("cannot write", &at.metadata()))?;
+    write_new(&at.metadata(), json + "\n").map_err(fail.io("cannot write", &paths.metadata()))?;
 
     let swapped = staging
         .swap_in(dir)
@@ -214,17 +234,49 @@ pub fn prepare(
     })
 }
 
-/// Builds [`NodeError::Io`]s that name the node.
-struct Fail<'a>(&'a str);
+/// Builds [`NodeError::Io`]s that name the node; a full file system becomes
+/// [`NodeError::NoSpace`], which says where to free space.
+struct Fail<'a> {
+    node: &'a str,
+    state_dir: &'a Path,
+    preparing: bool,
+}
 
-impl Fail<'_> {
-    fn io(&self, stage: &'static str, path: &Path) -> impl FnOnce(io::Error) -> NodeError {
-        let (node, path) = (self.0.to_string(), path.to_path_buf());
-        move |source| NodeError::Io {
+impl<'a> Fail<'a> {
+    fn preparing(node: &'a str, state_dir: &'a Path) -> Fail<'a> {
+        Fail {
             node,
-            stage,
-            path,
-            source,
+            state_dir,
+            preparing: true,
+        }
+    }
+
+    fn removing(node: &'a str, state_dir: &'a Path) -> Fail<'a> {
+        Fail {
+            node,
+            state_dir,
+            preparing: false,
+        }
+    }
+
+    fn io(&self, stage: &'static str, path: &Path) -> impl FnOnce(io::Error) -> NodeError {
+        let (node, path) = (self.node.to_string(), path.to_path_buf());
+        let (state_dir, preparing) = (self.state_dir.to_path_buf(), self.preparing);
+        move |source| match source.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => NodeError::NoSpace {
+                node,
+                stage,
+                path,
+                state_dir,
+                preparing,
+                source,
+            },
+            _ => NodeError::Io {
+                node,
+                stage,
+                path,
+                source,
+            },
         }
     }
 }
@@ -251,8 +303,12 @@ fn check_base(planned: &PlannedNode, base: &BaseImage) -> Result<(PathBuf, u64),
             base_bytes: info.virtual_size,
         });
     }
-    let backing = std::fs::canonicalize(&base.path)
-        .map_err(Fail(&node).io("cannot resolve the base image", &base.path))?;
+    let backing = std::fs::canonicalize(&base.path).map_err(|source| NodeError::Io {
+        node: node.clone(),
+        stage: "cannot resolve the base image",
+        path: base.path.clone(),
+        source,
+    })?;
     Ok((backing, disk_bytes))
 }
 
@@ -302,7 +358,7 @@ pub fn remove(state_dir: &Path, name: &str) -> Result<(), NodeError> {
         });
     }
     let dir = NodePaths::new(state_dir, name).dir;
-    let fail = Fail(name);
+    let fail = Fail::removing(name, state_dir);
     let had_dir = match std::fs::symlink_metadata(&dir) {
         Ok(_) => {
             // Out of the way first, so a half-removed directory never looks like a node.

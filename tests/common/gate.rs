@@ -14,6 +14,8 @@ pub const SKIP_VAR: &str = "VNODE_SKIP_VM_TESTS";
 /// What a gated test needs besides root; each level includes the one before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Needs {
+    /// Mounting file systems (a small tmpfs that fills up, see tmpfs.rs).
+    Mount,
     /// Network namespaces made with iproute2.
     Netns,
     /// vnode's namespace lab: its libvirtd, virtlogd, NAT network and site DHCP/DNS.
@@ -31,6 +33,8 @@ struct Tool {
 const fn tool(program: &'static str, package: &'static str) -> Tool {
     Tool { program, package }
 }
+
+const MOUNT: &[Tool] = &[tool("mount", "mount"), tool("umount", "mount")];
 
 const NETNS: &[Tool] = &[tool("ip", "iproute2")];
 
@@ -60,8 +64,12 @@ const VMS: &[Tool] = &[
 
 impl Needs {
     fn tools(self) -> impl Iterator<Item = &'static Tool> {
-        let levels: [(Needs, &'static [Tool]); 3] =
-            [(Needs::Netns, NETNS), (Needs::Lab, LAB), (Needs::Vms, VMS)];
+        let levels: [(Needs, &'static [Tool]); 4] = [
+            (Needs::Mount, MOUNT),
+            (Needs::Netns, NETNS),
+            (Needs::Lab, LAB),
+            (Needs::Vms, VMS),
+        ];
         levels
             .into_iter()
             .filter(move |(level, _)| *level <= self)

@@ -5,6 +5,7 @@
 //! - `e2e`: tests with real VMs: `VmLab::up(..)` (gate, test image, site, lab), `assert_no_nodes`;
 //! - `json`: vnode's JSON output, parsed with useful messages;
 //! - `netns`: a network namespace owned by one test;
+//! - `tmpfs`: a small tmpfs owned by one test, to fill up;
 //! - `consumers`: the real programs (dnsmasq, dhcpd) that judge what vnode writes;
 //! - `gate`: the gate of every test that needs root.
 //!
@@ -14,8 +15,9 @@
 //! saying so; as root, a missing program fails it with the Debian package to install.
 //! `VNODE_SKIP_VM_TESTS=1` skips them explicitly, each printing
 //! `SKIPPED (VNODE_SKIP_VM_TESTS=1): <test>` to stderr, past the test harness's capture, so
-//! every run shows it. It skips tests/lab.rs, tests/spawn.rs, tests/derive.rs and
-//! tests/host_bridge.rs; every other test runs without root.
+//! every run shows it. It skips tests/lab.rs, tests/spawn.rs, tests/derive.rs,
+//! tests/host_bridge.rs and the full-disk tests of tests/faults.rs; every other test runs
+//! without root.
 #![allow(dead_code)]
 
 pub mod cli;
@@ -25,3 +27,4 @@ pub mod gate;
 pub mod json;
 pub mod lab;
 pub mod netns;
+pub mod tmpfs;
