@@ -4,6 +4,8 @@
 # `qemu-img create -b ... -F qcow2` + `cloud-localds`, for the same N nodes, in one run.
 #
 #   benches/prep.sh [N] [ROUNDS]        (defaults: 20 nodes, 3 rounds; prints the median round)
+#   benches/prep.sh --smoke              (2 nodes, 1 round: checks the benchmark still works; CI)
+#   VNODE_BIN=target/debug/vnode benches/prep.sh ...   (a given binary; default: a release build)
 #
 # The tools get the very documents vnode wrote (extracted from vnode's seeds), so both sides
 # produce the same files. vnode's time is the whole command (process start, config, specs, all
@@ -11,17 +13,22 @@
 # Needs: a release build (built here if missing), qemu-img, cloud-localds (cloud-image-utils),
 # isoinfo. Touches nothing outside a temporary directory.
 set -euo pipefail
-N=${1:-20}
-ROUNDS=${2:-3}
+if [[ ${1:-} == --smoke ]]; then N=2 ROUNDS=1; else N=${1:-20} ROUNDS=${2:-3}; fi
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-VNODE=$PWD/target/release/vnode
+if [[ -n ${VNODE_BIN:-} ]]; then
+  VNODE=$(realpath "$VNODE_BIN")
+else
+  cargo build --release --quiet
+  VNODE=$PWD/target/release/vnode
+fi
 for tool in qemu-img cloud-localds isoinfo; do
   command -v "$tool" >/dev/null || { echo "prep.sh: $tool is needed" >&2; exit 1; }
 done
 
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
+# The qemu user must reach the base image (vnode checks that before preparing anything).
+chmod 755 "$W"
 mkdir -p "$W/cache" "$W/home"
 qemu-img create -q -f qcow2 "$W/base.qcow2" 2G
 ssh-keygen -q -t ed25519 -N '' -C bench@host -f "$W/home/id_ed25519"
@@ -40,15 +47,23 @@ EOF
 
 now_ns() { date +%s%N; }
 vnode() { HOME=$W/home "$VNODE" spawn --config "$W/config.toml" --virt-type qemu --prepare-only "$@"; }
-HOME=$W/home "$VNODE" --config "$W/config.toml" images import "$W/base.qcow2" --name debian-12 >/dev/null
+# Output is not needed, errors are: a failing step prints what it said and stops the benchmark.
+quiet() {
+  local out
+  if ! out=$("$@" 2>&1); then
+    printf 'prep.sh: %s failed:\n%s\n' "$*" "$out" >&2
+    exit 1
+  fi
+}
+quiet env HOME="$W/home" "$VNODE" --config "$W/config.toml" images import "$W/base.qcow2" --name debian-12
 
-vnode bench999:debian-12 >/dev/null 2>&1 # warm-up: caches the host's osinfo ids
+quiet vnode bench999:debian-12 # warm-up: caches the host's osinfo ids
 
 declare -a V T
 for ((r = 0; r < ROUNDS; r++)); do
   rm -rf "$W/state"/bench0* "$W/tools"
   t0=$(now_ns)
-  vnode "0-$((N - 1)):debian-12" >/dev/null 2>&1
+  quiet vnode "0-$((N - 1)):debian-12"
   t1=$(now_ns)
   V[r]=$(((t1 - t0) / N))
 

@@ -241,32 +241,7 @@ pub enum ImagesCommand {
         available: bool,
     },
     /// Add a local qcow2 file to the cache under NAME.
-    Import {
-        file: PathBuf,
-        #[arg(long)]
-        name: String,
-        /// Expected sha256 of the file.
-        #[arg(long, conflicts_with = "checksums")]
-        sha256: Option<String>,
-        /// The distribution's checksum file listing FILE (CHECKSUM, SHA256SUMS, SHA512SUMS);
-        /// its OpenPGP signature is checked like a pull checks it.
-        #[arg(long, value_name = "FILE")]
-        checksums: Option<PathBuf>,
-        /// The detached signature of --checksums (SHA256SUMS.gpg, SHA512SUMS.sign); without it
-        /// the checksum file must be clear-signed.
-        #[arg(long, value_name = "FILE", requires = "checksums")]
-        signature: Option<PathBuf>,
-        /// A key the checksums must be signed by: a built-in key name or a key file (default:
-        /// the keys of the catalog entry of the same name). Repeatable.
-        #[arg(long = "signing-key", value_name = "KEY", requires = "checksums")]
-        signing_keys: Vec<String>,
-        /// osinfo id for virt-install.
-        #[arg(long)]
-        osinfo: Option<String>,
-        /// Replace an image of the same name.
-        #[arg(long)]
-        force: bool,
-    },
+    Import(ImportArgs),
     /// Remove images from the cache.
     Rm {
         #[arg(required = true)]
@@ -290,6 +265,35 @@ pub enum ImagesCommand {
         #[arg(last = true)]
         command: Vec<String>,
     },
+}
+
+/// `vnode images import FILE --name NAME ...`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    pub file: PathBuf,
+    #[arg(long)]
+    pub name: String,
+    /// Expected sha256 of the file.
+    #[arg(long, conflicts_with = "checksums")]
+    pub sha256: Option<String>,
+    /// The distribution's checksum file listing FILE (CHECKSUM, SHA256SUMS, SHA512SUMS);
+    /// its OpenPGP signature is checked like a pull checks it.
+    #[arg(long, value_name = "FILE")]
+    pub checksums: Option<PathBuf>,
+    /// The detached signature of --checksums (SHA256SUMS.gpg, SHA512SUMS.sign); without it
+    /// the checksum file must be clear-signed.
+    #[arg(long, value_name = "FILE", requires = "checksums")]
+    pub signature: Option<PathBuf>,
+    /// A key the checksums must be signed by: a built-in key name or a key file (default:
+    /// the keys of the catalog entry of the same name). Repeatable.
+    #[arg(long = "signing-key", value_name = "KEY", requires = "checksums")]
+    pub signing_keys: Vec<String>,
+    /// osinfo id for virt-install.
+    #[arg(long)]
+    pub osinfo: Option<String>,
+    /// Replace an image of the same name.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

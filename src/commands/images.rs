@@ -1,13 +1,12 @@
 //! `vnode images ...`: pull, list, import, rm, verify. Names on the command line may be catalog
 //! aliases (`f43`); the cache knows images by their canonical names (`fedora-43`).
 
-use std::path::PathBuf;
 
 use indicatif::HumanBytes;
 use serde::Serialize;
 
 use crate::catalog::{CatalogEntry, Checksum, ImageKind};
-use crate::cli::ImagesCommand;
+use crate::cli::{ImagesCommand, ImportArgs};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::images::{
@@ -31,28 +30,7 @@ pub fn run(ctx: &Context, cmd: ImagesCommand) -> Result<()> {
                 check_signatures: !no_signature,
             },
         ),
-        ImagesCommand::Import {
-            file,
-            name,
-            sha256,
-            checksums,
-            signature,
-            signing_keys,
-            osinfo,
-            force,
-        } => import(
-            ctx,
-            ImportArgs {
-                file,
-                name,
-                sha256,
-                checksums,
-                signature,
-                signing_keys,
-                osinfo,
-                force,
-            },
-        ),
+        ImagesCommand::Import(args) => import(ctx, args),
         ImagesCommand::Rm { names } => rm(ctx, &names),
         ImagesCommand::Verify { names } => verify(ctx, &names),
         ImagesCommand::Derive {
@@ -249,17 +227,6 @@ fn derive(ctx: &Context, req: &crate::derive::DeriveRequest) -> Result<()> {
 }
 
 /// What `vnode images import` was given.
-struct ImportArgs {
-    file: PathBuf,
-    name: String,
-    sha256: Option<String>,
-    checksums: Option<PathBuf>,
-    signature: Option<PathBuf>,
-    signing_keys: Vec<String>,
-    osinfo: Option<String>,
-    force: bool,
-}
-
 /// `vnode images import FILE --name NAME [--sha256 HEX | --checksums FILE [--signature FILE]]`.
 fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
     let name = args.name.to_ascii_lowercase();
