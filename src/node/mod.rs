@@ -174,17 +174,18 @@ pub fn prepare(
         message,
     })?;
     let instance_id = format!("{name}-{}", uuid::Uuid::new_v4().simple());
-    let user_data = user_data(config, request, &host_key)?;
-    let meta_data = MetaData {
-        instance_id: instance_id.clone(),
-        local_hostname: name.clone(),
-    };
     let pool = &request.pool;
     let number = request.name.number;
     let network_config = NetworkConfig::for_node(
         pool.mac(Nic::Public, number),
         pool.mac(Nic::Private, number),
     );
+    let mut user_data = user_data(config, request, &host_key)?;
+    user_data.add_network_manager_route_metrics(&network_config.network_manager_route_metrics());
+    let meta_data = MetaData {
+        instance_id: instance_id.clone(),
+        local_hostname: name.clone(),
+    };
     let osinfo = osinfo::choose_on_host(&config.state_dir, &base.osinfo);
     let (created_unix, created) = metadata::now();
     let node_metadata = NodeMetadata {

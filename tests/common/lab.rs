@@ -37,6 +37,22 @@ pub fn available() -> bool {
     root
 }
 
+/// For tests that boot VMs: true if they should run. They need root; without it the test fails,
+/// unless `VNODE_SKIP_VM_TESTS=1` says to skip them (printed, so a skip is never silent).
+pub fn vm_tests_enabled() -> bool {
+    if std::env::var_os("VNODE_SKIP_VM_TESTS").is_some_and(|v| v == "1") {
+        eprintln!("skipped: VNODE_SKIP_VM_TESTS=1");
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "this test boots VMs in a namespace lab and needs root; set VNODE_SKIP_VM_TESTS=1 to skip it"
+    );
+    true
+}
+
 impl Lab {
     /// A lab with vnode's default config.
     pub fn up(tag: &str) -> Lab {
