@@ -240,8 +240,8 @@ impl NetworkConfig {
 /// cloud-init's profiles do, whatever cloud-init version wrote them. The seed cannot put it in
 /// place before NetworkManager's first activation (cloud-init's network stage, where write_files
 /// runs, is ordered after NetworkManager-wait-online on Fedora), so a runcmd reloads
-/// NetworkManager's configuration and re-applies both devices; from the next boot on the drop-in
-/// is there from the start. On a guest without NetworkManager the file is inert and the command
+/// NetworkManager's configuration and sets the metrics on the active connections; every later
+/// activation (and boot) takes them from the drop-in. On a guest without NetworkManager the file is inert and the command
 /// does nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NmRouteMetrics {
@@ -274,14 +274,25 @@ impl NmRouteMetrics {
         out
     }
 
-    /// A runcmd entry (sh): only where NetworkManager runs, reload its configuration and
-    /// re-apply each NIC, so the active connections take the metrics now.
+    /// A runcmd entry (sh): only where NetworkManager runs, reload its configuration (so later
+    /// activations use the drop-in) and set each NIC's metric on its active connection. Only
+    /// the applied connection changes (`nmcli device modify`, a reapply without restarting
+    /// DHCP); re-applying the unchanged profile would not pick up a new connection default.
     pub fn apply_command(&self) -> String {
-        let devices: Vec<&str> = self.sections.iter().map(|s| s.device.as_str()).collect();
+        let modify: Vec<String> = self
+            .sections
+            .iter()
+            .map(|s| {
+                format!(
+                    "nmcli device modify {} ipv4.route-metric {}",
+                    s.device, s.ipv4_route_metric
+                )
+            })
+            .collect();
         format!(
             "if command -v nmcli >/dev/null 2>&1 && nmcli -t -f RUNNING general >/dev/null 2>&1; \
-             then nmcli general reload conf && for d in {}; do nmcli device reapply \"$d\"; done; fi",
-            devices.join(" ")
+             then nmcli general reload conf && {}; fi",
+            modify.join(" && ")
         )
     }
 }
@@ -323,6 +334,39 @@ mod tests {
         );
         assert_eq!(public.set_name.as_deref(), Some(PUBLIC_NIC));
         assert_eq!(private.set_name.as_deref(), Some(PRIVATE_NIC));
+    }
+
+    #[test]
+    fn network_manager_gets_the_metrics_by_mac_and_applies_them_now() {
+        let n = NetworkConfig::for_node(
+            Mac::for_node(0, Nic::Public, 3),
+            Mac::for_node(0, Nic::Private, 3),
+        );
+        assert_eq!(n.ethernets[PUBLIC_NIC].optional, Some(true));
+        assert_eq!(n.ethernets[PRIVATE_NIC].optional, None);
+        let m = n.network_manager_route_metrics();
+        assert_eq!(
+            m.render(),
+            "# Written by vnode: the NICs' route metrics (cloud-init before 26.2 drops them)\n\
+             \n[connection-vnode-private]\nmatch-device=mac:52:54:00:10:00:03\nipv4.route-metric=200\n\
+             \n[connection-vnode-public]\nmatch-device=mac:52:54:00:00:00:03\nipv4.route-metric=100\n"
+        );
+        let cmd = m.apply_command();
+        assert!(cmd.starts_with("if command -v nmcli"), "{cmd}");
+        assert!(cmd.contains("nmcli general reload conf && nmcli device modify private ipv4.route-metric 200 && nmcli device modify public ipv4.route-metric 100; fi"), "{cmd}");
+
+        let mut u = UserData::defaults();
+        u.runcmd.push("echo user".into());
+        u.add_network_manager_route_metrics(&m);
+        assert_eq!(u.runcmd, [cmd, "echo user".to_string()]);
+        assert_eq!(
+            u.write_files,
+            [WriteFile {
+                path: NmRouteMetrics::PATH.into(),
+                content: m.render(),
+                permissions: "0644".into(),
+            }]
+        );
     }
 
     #[test]

@@ -241,8 +241,7 @@ networkd | netplan)
 	;;
 nm)
 	# As on Fedora: NetworkManager alone, and cloud-init's network stage after it is online.
-	install -D -m 0644 "$files/cloud-init-after-nm.conf" \
-		"$mnt/etc/systemd/system/cloud-init.service.d/vnode-nm.conf"
+	install -D -m 0644 "$files/cloud-init-nm.service" "$mnt/etc/systemd/system/cloud-init.service"
 	chroot "$mnt" systemctl --quiet enable NetworkManager.service NetworkManager-wait-online.service
 	chroot "$mnt" systemctl --quiet mask systemd-networkd.service systemd-networkd.socket \
 		systemd-networkd-wait-online.service
