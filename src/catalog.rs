@@ -43,6 +43,31 @@ impl fmt::Display for DigestAlgo {
     }
 }
 
+/// The cloud-init network renderer an image's cloud-init picks for vnode's network-config (its
+/// `system_info: network: renderers`), which decides how the NICs' route metrics and the public
+/// NIC's `optional` reach the guest (see tests/renderers.rs and README, "Guests").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Renderer {
+    Netplan,
+    NetworkManager,
+    Networkd,
+    Sysconfig,
+    Eni,
+}
+
+impl fmt::Display for Renderer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Renderer::Netplan => "netplan",
+            Renderer::NetworkManager => "network-manager",
+            Renderer::Networkd => "networkd",
+            Renderer::Sysconfig => "sysconfig",
+            Renderer::Eni => "eni",
+        })
+    }
+}
+
 /// Where the expected digest of an image comes from.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -71,6 +96,10 @@ pub struct CatalogEntry {
     pub version: String,
     /// osinfo short id for virt-install's `--osinfo`.
     pub osinfo: String,
+    /// The network renderer the image's cloud-init uses (unknown for user entries without one).
+    pub renderer: Option<Renderer>,
+    /// The distribution's default user (cloud-config `users: [default]`).
+    pub default_user: Option<String>,
     pub url: String,
     pub checksum: Checksum,
     /// The entry a bare family name (and the catalog default) means.
@@ -94,6 +123,8 @@ struct EntryFile {
     family: String,
     version: String,
     osinfo: String,
+    renderer: Option<Renderer>,
+    default_user: Option<String>,
     url: String,
     checksum_url: Option<String>,
     checksum_algo: Option<DigestAlgo>,
@@ -275,6 +306,8 @@ impl Catalog {
                 family: e.family,
                 version: e.version,
                 osinfo: e.osinfo,
+                renderer: e.renderer,
+                default_user: e.default_user,
                 url: e.url,
                 checksum,
                 family_default: e.family_default,
@@ -475,6 +508,56 @@ mod tests {
             assert!(c.lookup(n).is_some(), "{n}");
         }
         assert_eq!(c.default_image().family, "fedora");
+    }
+
+    #[test]
+    fn every_builtin_entry_knows_its_renderer_default_user_and_osinfo() {
+        for e in builtin().entries() {
+            let renderer = e
+                .renderer
+                .unwrap_or_else(|| panic!("{}: no renderer", e.name));
+            let user = e
+                .default_user
+                .as_deref()
+                .unwrap_or_else(|| panic!("{}: no default_user", e.name));
+            let (want_user, osinfo) = match e.family.as_str() {
+                "fedora" => ("fedora", format!("fedora{}", e.version)),
+                "ubuntu" => ("ubuntu", format!("ubuntu{}", e.version)),
+                "debian" => ("debian", format!("debian{}", e.version)),
+                other => panic!("{}: unexpected family {other}", e.name),
+            };
+            assert_eq!(user, want_user, "{}", e.name);
+            assert_eq!(e.osinfo, osinfo, "{}", e.name);
+            let want = match (e.family.as_str(), e.version.parse::<f32>().unwrap()) {
+                // cloud-init's own NetworkManager renderer became Fedora's default with F36.
+                ("fedora", v) if v < 36.0 => Renderer::Sysconfig,
+                ("fedora", _) => Renderer::NetworkManager,
+                _ => Renderer::Netplan,
+            };
+            assert_eq!(renderer, want, "{}", e.name);
+        }
+    }
+
+    #[test]
+    fn a_user_entry_may_leave_renderer_and_user_out_but_not_misspell_them() {
+        let entry = |extra: &str| {
+            format!(
+                "default_family = \"x\"\n[[image]]\nname = \"x-1\"\nfamily = \"x\"\nversion = \"1\"\n\
+                 osinfo = \"linux2022\"\nurl = \"https://example.org/x.qcow2\"\n\
+                 sha256 = \"{}\"\nfamily_default = true\n{extra}",
+                "0".repeat(64)
+            )
+        };
+        let c = Catalog::parse(Path::new("u.toml"), &entry("")).unwrap();
+        assert_eq!(c.entries()[0].renderer, None);
+        let c = Catalog::parse(
+            Path::new("u.toml"),
+            &entry("renderer = \"network-manager\"\ndefault_user = \"cloud-user\"\n"),
+        )
+        .unwrap();
+        assert_eq!(c.entries()[0].renderer, Some(Renderer::NetworkManager));
+        assert_eq!(c.entries()[0].default_user.as_deref(), Some("cloud-user"));
+        assert!(Catalog::parse(Path::new("u.toml"), &entry("renderer = \"nm\"\n")).is_err());
     }
 
     #[test]

@@ -319,7 +319,16 @@ fn cloud_init_schema_accepts_the_user_data() {
     assert_eq!(ud["users"][1]["name"], "alice");
     assert_eq!(ud["users"][1]["sudo"], "ALL=(ALL) NOPASSWD:ALL");
     assert_eq!(ud["packages"], serde_json::json!(["curl", "yes"]));
-    assert_eq!(ud["runcmd"][0], "touch /root/marker");
+    // vnode's NetworkManager route-metric fix first (tests/renderers.rs), then the config's.
+    assert!(
+        ud["runcmd"][0].as_str().unwrap().contains("nmcli"),
+        "{ud:#}"
+    );
+    assert_eq!(ud["runcmd"][1], "touch /root/marker");
+    assert_eq!(
+        ud["write_files"][0]["path"],
+        "/etc/NetworkManager/conf.d/90-vnode-route-metrics.conf"
+    );
 
     let file = site.scratch("user-data", &user_data);
     let out = run("cloud-init", &["schema", "--config-file"], &[&file]);

@@ -55,6 +55,9 @@ pub struct UserData {
     /// The node's host key pair.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_keys: Option<HostKeys>,
+    /// Files cloud-init writes in its init (network) stage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write_files: Vec<WriteFile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -113,11 +116,31 @@ impl std::fmt::Debug for HostKeys {
     }
 }
 
+/// An entry of cloud-config's `write_files`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteFile {
+    pub path: String,
+    pub content: String,
+    /// Octal, as a string (cloud-init reads a YAML 1.1 `0644` as an integer otherwise).
+    pub permissions: String,
+}
+
 impl UserData {
     /// vnode's defaults (`cloud-init/user-data.yaml`).
     pub fn defaults() -> UserData {
         serde_norway::from_str(USER_DATA_DEFAULTS)
             .expect("cloud-init/user-data.yaml is valid (checked by the tests)")
+    }
+
+    /// Makes NetworkManager honour the NICs' route metrics (see [`NmRouteMetrics`]): writes its
+    /// drop-in and, first thing in runcmd, applies it to the already active connections.
+    pub fn add_network_manager_route_metrics(&mut self, metrics: &NmRouteMetrics) {
+        self.write_files.push(WriteFile {
+            path: NmRouteMetrics::PATH.to_string(),
+            content: metrics.render(),
+            permissions: "0644".to_string(),
+        });
+        self.runcmd.insert(0, metrics.apply_command());
     }
 
     /// The `user-data` file: the `#cloud-config` marker line, then the document.
@@ -141,6 +164,9 @@ pub struct Ethernet {
     pub match_mac: Option<MatchMac>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_name: Option<String>,
+    /// Not required for the boot to be "online" (wait-online does not wait for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
     pub dhcp4: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dhcp4_overrides: Option<Dhcp4Overrides>,
@@ -183,6 +209,92 @@ impl NetworkConfig {
     pub fn render(&self) -> String {
         format!("{}\n", to_json(self))
     }
+
+    /// The route metric of each NIC matched by MAC, as NetworkManager connection defaults.
+    pub fn network_manager_route_metrics(&self) -> NmRouteMetrics {
+        let sections = self
+            .ethernets
+            .iter()
+            .filter_map(|(key, nic)| {
+                let mac = nic.match_mac.as_ref()?.macaddress;
+                let metric = nic.dhcp4_overrides.as_ref()?.route_metric?;
+                Some(NmConnectionDefaults {
+                    name: format!("vnode-{key}"),
+                    device: nic.set_name.clone().unwrap_or_else(|| key.clone()),
+                    mac,
+                    ipv4_route_metric: metric,
+                })
+            })
+            .collect();
+        NmRouteMetrics { sections }
+    }
+}
+
+/// The NICs' route metrics for NetworkManager, which cloud-init's network-manager renderer drops:
+/// before cloud-init 26.2 it writes no `route-metric` for a DHCP connection (`dhcp4-overrides` is
+/// ignored; Fedora's releases ship older cloud-init), so both NICs get NetworkManager's default
+/// ethernet metric and the default route goes through whichever NIC came up first.
+///
+/// The fix is a NetworkManager.conf drop-in with one `[connection-…]` section per NIC, matched by
+/// MAC: connection defaults apply to every profile that leaves `ipv4.route-metric` unset, as
+/// cloud-init's profiles do, whatever cloud-init version wrote them. The seed cannot put it in
+/// place before NetworkManager's first activation (cloud-init's network stage, where write_files
+/// runs, is ordered after NetworkManager-wait-online on Fedora), so a runcmd reloads
+/// NetworkManager's configuration and sets the metrics on the active connections; every later
+/// activation (and boot) takes them from the drop-in. On a guest without NetworkManager the file is inert and the command
+/// does nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NmRouteMetrics {
+    pub sections: Vec<NmConnectionDefaults>,
+}
+
+/// One `[connection-NAME]` section of a NetworkManager.conf drop-in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NmConnectionDefaults {
+    pub name: String,
+    /// The device name the NIC gets (`set-name`), for re-applying it.
+    pub device: String,
+    pub mac: Mac,
+    pub ipv4_route_metric: u32,
+}
+
+impl NmRouteMetrics {
+    pub const PATH: &'static str = "/etc/NetworkManager/conf.d/90-vnode-route-metrics.conf";
+
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "# Written by vnode: the NICs' route metrics (cloud-init before 26.2 drops them)\n",
+        );
+        for s in &self.sections {
+            out.push_str(&format!(
+                "\n[connection-{}]\nmatch-device=mac:{}\nipv4.route-metric={}\n",
+                s.name, s.mac, s.ipv4_route_metric
+            ));
+        }
+        out
+    }
+
+    /// A runcmd entry (sh): only where NetworkManager runs, reload its configuration (so later
+    /// activations use the drop-in) and set each NIC's metric on its active connection. Only
+    /// the applied connection changes (`nmcli device modify`, a reapply without restarting
+    /// DHCP); re-applying the unchanged profile would not pick up a new connection default.
+    pub fn apply_command(&self) -> String {
+        let modify: Vec<String> = self
+            .sections
+            .iter()
+            .map(|s| {
+                format!(
+                    "nmcli device modify {} ipv4.route-metric {}",
+                    s.device, s.ipv4_route_metric
+                )
+            })
+            .collect();
+        format!(
+            "if command -v nmcli >/dev/null 2>&1 && nmcli -t -f RUNNING general >/dev/null 2>&1; \
+             then nmcli general reload conf && {}; fi",
+            modify.join(" && ")
+        )
+    }
 }
 
 impl MetaData {
@@ -222,6 +334,39 @@ mod tests {
         );
         assert_eq!(public.set_name.as_deref(), Some(PUBLIC_NIC));
         assert_eq!(private.set_name.as_deref(), Some(PRIVATE_NIC));
+    }
+
+    #[test]
+    fn network_manager_gets_the_metrics_by_mac_and_applies_them_now() {
+        let n = NetworkConfig::for_node(
+            Mac::for_node(0, Nic::Public, 3),
+            Mac::for_node(0, Nic::Private, 3),
+        );
+        assert_eq!(n.ethernets[PUBLIC_NIC].optional, Some(true));
+        assert_eq!(n.ethernets[PRIVATE_NIC].optional, None);
+        let m = n.network_manager_route_metrics();
+        assert_eq!(
+            m.render(),
+            "# Written by vnode: the NICs' route metrics (cloud-init before 26.2 drops them)\n\
+             \n[connection-vnode-private]\nmatch-device=mac:52:54:00:10:00:03\nipv4.route-metric=200\n\
+             \n[connection-vnode-public]\nmatch-device=mac:52:54:00:00:00:03\nipv4.route-metric=100\n"
+        );
+        let cmd = m.apply_command();
+        assert!(cmd.starts_with("if command -v nmcli"), "{cmd}");
+        assert!(cmd.contains("nmcli general reload conf && nmcli device modify private ipv4.route-metric 200 && nmcli device modify public ipv4.route-metric 100; fi"), "{cmd}");
+
+        let mut u = UserData::defaults();
+        u.runcmd.push("echo user".into());
+        u.add_network_manager_route_metrics(&m);
+        assert_eq!(u.runcmd, [cmd, "echo user".to_string()]);
+        assert_eq!(
+            u.write_files,
+            [WriteFile {
+                path: NmRouteMetrics::PATH.into(),
+                content: m.render(),
+                permissions: "0644".into(),
+            }]
+        );
     }
 
     #[test]

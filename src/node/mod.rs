@@ -163,12 +163,13 @@ pub fn prepare(
         message,
     })?;
     let instance_id = format!("{name}-{}", uuid::Uuid::new_v4().simple());
-    let user_data = user_data(config, node, &host_key)?;
+    let network_config = NetworkConfig::for_node(node.id.public_mac, node.id.private_mac);
+    let mut user_data = user_data(config, node, &host_key)?;
+    user_data.add_network_manager_route_metrics(&network_config.network_manager_route_metrics());
     let meta_data = MetaData {
         instance_id: instance_id.clone(),
         local_hostname: name.clone(),
     };
-    let network_config = NetworkConfig::for_node(node.id.public_mac, node.id.private_mac);
     let state_dir = &config.state_dir;
     let osinfo = osinfo::choose_on_host(state_dir, &base.osinfo);
     let (created_unix, created) = metadata::now();

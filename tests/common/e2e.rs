@@ -31,11 +31,18 @@ impl VmLab {
     }
 }
 
-/// Builds (or finds in its cache) the test image; returns its path.
+/// Builds (or finds in its cache) the test image (variant `networkd`); returns its path.
 pub fn test_image() -> PathBuf {
+    test_image_variant("networkd")
+}
+
+/// Builds (or finds in its cache) the test image of a variant (`networkd`, `nm`, `netplan`: see
+/// tests/image/build.sh); returns its path.
+pub fn test_image_variant(variant: &str) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/image/build.sh");
     let out = Command::new("bash")
         .arg(&script)
+        .arg(variant)
         .output()
         .expect("bash runs");
     assert!(

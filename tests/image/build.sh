@@ -3,23 +3,36 @@
 # ext4 partition, GRUB (i386-pc) on the serial console, the cloud kernel, systemd, cloud-init
 # (NoCloud) and sshd. See README.md next to this file.
 #
-# Usage: sudo tests/image/build.sh
+# Usage: sudo tests/image/build.sh [VARIANT]
+#   VARIANT (or VNODE_TEST_IMAGE_VARIANT)   how the guest configures its network (default networkd):
+#     networkd   systemd-networkd, cloud-init renders networkd (Debian 12's genericcloud family)
+#     nm         NetworkManager, cloud-init renders network-manager, networkd masked (as on Fedora)
+#     netplan    netplan.io with the networkd backend, cloud-init renders netplan (as on Ubuntu)
 #   VNODE_TEST_IMAGE_DIR   cache/output directory (default /var/cache/vnode-test-image)
 #   VNODE_TEST_IMAGE_KEEP_OLD=1   keep images/tarballs with other keys after a build
 # The last line on stdout is the absolute path of the image; everything else goes to stderr.
-# The image name carries a key over the content of every file under tests/image/, so a cached
-# image is reused (exit within milliseconds) until the builder changes.
+# The image name carries the variant and a key over the content of every file under tests/image/,
+# so a cached image is reused (exit within milliseconds) until the builder changes.
 set -euo pipefail
 
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 files=$here/files
+
+variant=${1:-${VNODE_TEST_IMAGE_VARIANT:-networkd}}
+case $variant in
+networkd | nm | netplan) ;;
+*)
+	printf 'build.sh: error: unknown variant %q (networkd, nm or netplan)\n' "$variant" >&2
+	exit 2
+	;;
+esac
 
 dir=$(realpath -m -- "${VNODE_TEST_IMAGE_DIR:-/var/cache/vnode-test-image}")
 
 # KEY: sha256 over the concatenated content of every file under tests/image/, in byte order of
 # their relative paths.
 key=$(cd "$here" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 cat -- | sha256sum | cut -c1-16)
-image=$dir/debian12-vnode-test-$key.qcow2
+image=$dir/debian12-vnode-test-$variant-$key.qcow2
 
 if [[ -f $image ]]; then
 	echo "$image"
@@ -69,6 +82,10 @@ pkgs=(
 	linux-image-cloud-amd64 initramfs-tools systemd-sysv udev dbus systemd-resolved cloud-init
 	openssh-server cloud-guest-utils e2fsprogs iproute2 iputils-ping netbase ca-certificates sudo
 )
+case $variant in
+nm) pkgs+=(network-manager) ;;
+netplan) pkgs+=(netplan.io) ;;
+esac
 mm_opts=(
 	--variant=minbase --mode=root --format=tar
 	--aptopt='Acquire::Languages "none"'
@@ -88,7 +105,7 @@ rootfs_key=$({
 	printf '%s\n' "$suite" "${sources[@]}" "${pkgs[@]}" "${mm_opts[@]}"
 	cat "$files/initramfs.conf" "$files/initramfs-hook"
 } | sha256sum | cut -c1-16)
-tarball=$dir/rootfs-$suite-$rootfs_key.tar
+tarball=$dir/rootfs-$suite-$variant-$rootfs_key.tar
 
 # ---- locking, temp dir, cleanup -------------------------------------------------------
 mkdir -p "$dir"
@@ -213,10 +230,23 @@ rm -f "$mnt"/var/cache/debconf/*-old "$mnt"/var/lib/dpkg/*-old
 
 echo "UUID=$uuid / ext4 defaults,errors=remount-ro 0 1" >"$mnt/etc/fstab"
 install -D -m 0644 "$files/cloud.cfg" "$mnt/etc/cloud/cloud.cfg.d/99_vnode.cfg"
-install -D -m 0644 "$files/wait-online.conf" \
-	"$mnt/etc/systemd/system/systemd-networkd-wait-online.service.d/vnode.conf"
+install -D -m 0644 "$files/renderer-$variant.cfg" "$mnt/etc/cloud/cloud.cfg.d/98_vnode_renderer.cfg"
 ln -sfn ../run/systemd/resolve/stub-resolv.conf "$mnt/etc/resolv.conf"
-chroot "$mnt" systemctl --quiet enable systemd-networkd.service systemd-resolved.service
+chroot "$mnt" systemctl --quiet enable systemd-resolved.service
+case $variant in
+networkd | netplan)
+	install -D -m 0644 "$files/wait-online.conf" \
+		"$mnt/etc/systemd/system/systemd-networkd-wait-online.service.d/vnode.conf"
+	chroot "$mnt" systemctl --quiet enable systemd-networkd.service
+	;;
+nm)
+	# As on Fedora: NetworkManager alone, and cloud-init's network stage after it is online.
+	install -D -m 0644 "$files/cloud-init-nm.service" "$mnt/etc/systemd/system/cloud-init.service"
+	chroot "$mnt" systemctl --quiet enable NetworkManager.service NetworkManager-wait-online.service
+	chroot "$mnt" systemctl --quiet mask systemd-networkd.service systemd-networkd.socket \
+		systemd-networkd-wait-online.service
+	;;
+esac
 chroot "$mnt" systemctl --quiet mask e2scrub_reap.service e2scrub_all.timer apt-daily.timer \
 	apt-daily-upgrade.timer fstrim.timer systemd-binfmt.service proc-sys-fs-binfmt_misc.automount
 
@@ -246,7 +276,7 @@ serial --unit=0 --speed=115200
 terminal_input serial console
 terminal_output serial console
 search --no-floppy --fs-uuid --set=root $uuid
-menuentry 'Debian GNU/Linux 12 (vnode test image)' {
+menuentry 'Debian GNU/Linux 12 (vnode test image, $variant)' {
 	linux /boot/vmlinuz-$kver root=UUID=$uuid ro console=tty0 console=ttyS0,115200n8 quiet
 	initrd /boot/initrd.img-$kver
 }
@@ -267,7 +297,7 @@ log "timings: rootfs ${t_rootfs} s, disk ${t_disk} s, total $((SECONDS - t_start
 log "image: $image ($((size / 1048576)) MiB qcow2, 2 GiB virtual)"
 
 if [[ ${VNODE_TEST_IMAGE_KEEP_OLD:-0} != 1 ]]; then
-	for old in "$dir"/debian12-vnode-test-*.qcow2 "$dir"/rootfs-*.tar; do
+	for old in "$dir"/debian12-vnode-test-"$variant"-*.qcow2 "$dir"/rootfs-"$suite"-"$variant"-*.tar; do
 		[[ -f $old && $old != "$image" && $old != "$tarball" ]] || continue
 		log "removing old $old"
 		rm -f -- "$old"

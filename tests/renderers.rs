@@ -1,0 +1,433 @@
+//! What each cloud-init release makes of vnode's network-config, per renderer: cloud-init's own
+//! `devel net-convert` (cloud-init 22.4 from the Debian package, 24.4, 25.2 and 26.2 from their
+//! release tarballs) renders the network-config the library generates for a node for networkd,
+//! netplan, network-manager and sysconfig, and the test says per version what the guest gets:
+//! NICs matched by MAC and named `public`/`private`, DHCP on both, the route metrics that give the
+//! public NIC the default route, and whether the public NIC is optional for "online".
+//! Where a release cannot honour something, the assertion says so and checks the mitigation.
+//!
+//! The tarballs (`cloud-init-24.4.tar.gz`, `cloud-init-25.2.tar.gz`, `cloud-init-26.2.tar.gz`)
+//! are looked up in `$VNODE_CLOUD_INIT_SRC`, else `../shared/cloud-init-src/` next to the crate;
+//! without them the test fails and names them. They are extracted into a temp dir per run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vnode::mac::{Mac, Nic};
+use vnode::node::cloud_init::{NetworkConfig, NmRouteMetrics};
+
+const TARBALL_VERSIONS: [&str; 3] = ["24.4", "25.2", "26.2"];
+const PUBLIC_METRIC: &str = "100";
+const PRIVATE_METRIC: &str = "200";
+
+/// One cloud-init release: its version and where its Python package is.
+struct CloudInit {
+    version: &'static str,
+    /// None: the Debian package's (22.4) in /usr/lib/python3/dist-packages.
+    pythonpath: Option<PathBuf>,
+}
+
+impl CloudInit {
+    /// `(major, minor)`, for "before 26.2" decisions.
+    fn at_least(&self, major: u32, minor: u32) -> bool {
+        let (a, b) = self.version.split_once('.').unwrap();
+        (a.parse::<u32>().unwrap(), b.parse::<u32>().unwrap()) >= (major, minor)
+    }
+
+    fn python(&self) -> Command {
+        let mut cmd = Command::new("/usr/bin/python3");
+        match &self.pythonpath {
+            Some(p) => cmd.env("PYTHONPATH", p),
+            None => cmd.env_remove("PYTHONPATH"),
+        };
+        cmd
+    }
+
+    /// Where the `cloudinit` package comes from and the version it reports, so the test knows it
+    /// runs the release it names (26.2's source tree reports a meson placeholder instead).
+    fn check_origin(&self) {
+        let out = self
+            .python()
+            .args([
+                "-c",
+                "import cloudinit, cloudinit.version as v; print(cloudinit.__file__); print(v.version_string())",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cloud-init {}: {}",
+            self.version,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (file, version) = text.trim().split_once('\n').unwrap();
+        let root = self
+            .pythonpath
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/python3/dist-packages"));
+        assert!(
+            Path::new(file).starts_with(&root),
+            "cloud-init {} imported from {file}",
+            self.version
+        );
+        assert!(
+            version.starts_with(self.version) || version.starts_with('@'),
+            "cloud-init {} reports {version}",
+            self.version
+        );
+    }
+
+    /// `net-convert` of `config` for `renderer` as on `distro`; returns the output directory.
+    fn convert(&self, config: &Path, distro: &str, renderer: &str, out: &Path) -> PathBuf {
+        let dir = out.join(format!("{}-{renderer}", self.version));
+        let result = self
+            .python()
+            .args([
+                "-m",
+                "cloudinit.cmd.main",
+                "devel",
+                "net-convert",
+                "-k",
+                "yaml",
+            ])
+            .args(["-D", distro, "-O", renderer, "-p"])
+            .arg(config)
+            .arg("-d")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            result.status.success(),
+            "cloud-init {} net-convert -O {renderer}: {}",
+            self.version,
+            String::from_utf8_lossy(&result.stderr)
+        );
+        dir
+    }
+}
+
+/// The releases under test; the tarballs extracted below `scratch`.
+fn releases(scratch: &Path) -> Vec<CloudInit> {
+    assert!(
+        Path::new("/usr/lib/python3/dist-packages/cloudinit").is_dir(),
+        "cloud-init 22.4 is the Debian package `cloud-init` (see .ci/install-deps); it also \
+         brings the Python modules the other releases need"
+    );
+    let src = std::env::var_os("VNODE_CLOUD_INIT_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cloud-init-src"));
+    let tarballs: Vec<PathBuf> = TARBALL_VERSIONS
+        .iter()
+        .map(|v| src.join(format!("cloud-init-{v}.tar.gz")))
+        .collect();
+    let missing: Vec<String> = tarballs
+        .iter()
+        .filter(|t| !t.is_file())
+        .map(|t| t.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the renderer matrix needs cloud-init's release tarballs, missing: {} \
+         (set VNODE_CLOUD_INIT_SRC to the directory that holds them)",
+        missing.join(", ")
+    );
+    let mut out = vec![CloudInit {
+        version: "22.4",
+        pythonpath: None,
+    }];
+    for (v, tarball) in TARBALL_VERSIONS.iter().zip(&tarballs) {
+        let status = Command::new("tar")
+            .arg("-xzf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(scratch)
+            .status()
+            .unwrap();
+        assert!(status.success(), "extracting {}", tarball.display());
+        let dir = scratch.join(format!("cloud-init-{v}"));
+        assert!(dir.join("cloudinit").is_dir(), "{}", dir.display());
+        out.push(CloudInit {
+            version: v,
+            pythonpath: Some(dir),
+        });
+    }
+    for ci in &out {
+        ci.check_origin();
+    }
+    out
+}
+
+fn read(dir: &Path, rel: &str) -> String {
+    std::fs::read_to_string(dir.join(rel))
+        .unwrap_or_else(|e| panic!("{}/{rel}: {e}", dir.display()))
+}
+
+/// A keyfile / unit file: section → key → value (the last value of a key wins).
+fn ini(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut section = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_string();
+            out.entry(section.clone()).or_default();
+        } else if let Some((k, v)) = line.split_once('=') {
+            out.entry(section.clone())
+                .or_default()
+                .insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    out
+}
+
+fn get<'a>(
+    ini: &'a BTreeMap<String, BTreeMap<String, String>>,
+    s: &str,
+    k: &str,
+) -> Option<&'a str> {
+    ini.get(s).and_then(|m| m.get(k)).map(String::as_str)
+}
+
+/// Shell-style KEY=VALUE lines (ifcfg files).
+fn ifcfg(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect()
+}
+
+struct Node {
+    public: Mac,
+    private: Mac,
+    config: NetworkConfig,
+}
+
+impl Node {
+    /// vnode03 of the default pool, as the library generates it.
+    fn vnode03() -> Node {
+        let public = Mac::for_node(0, Nic::Public, 3);
+        let private = Mac::for_node(0, Nic::Private, 3);
+        Node {
+            public,
+            private,
+            config: NetworkConfig::for_node(public, private),
+        }
+    }
+
+    /// (key = name the NIC gets, MAC, metric)
+    fn nics(&self) -> [(&'static str, Mac, &'static str); 2] {
+        [
+            ("public", self.public, PUBLIC_METRIC),
+            ("private", self.private, PRIVATE_METRIC),
+        ]
+    }
+}
+
+#[test]
+fn the_network_config_as_each_cloud_init_release_renders_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    let node = Node::vnode03();
+    let config = scratch.path().join("network-config");
+    std::fs::write(&config, node.config.render()).unwrap();
+    let out = scratch.path().join("out");
+    let mut findings = Vec::new();
+
+    for ci in releases(scratch.path()) {
+        let v = ci.version;
+        networkd(
+            &ci,
+            &node,
+            &ci.convert(&config, "debian", "networkd", &out),
+            &mut findings,
+        );
+        netplan(&ci, &node, &ci.convert(&config, "ubuntu", "netplan", &out));
+        network_manager(
+            &ci,
+            &node,
+            &ci.convert(&config, "fedora", "network-manager", &out),
+            &mut findings,
+        );
+        sysconfig(
+            &ci,
+            &node,
+            &ci.convert(&config, "centos", "sysconfig", &out),
+            &mut findings,
+        );
+        eprintln!("cloud-init {v}: rendered for networkd, netplan, network-manager, sysconfig");
+    }
+    for f in findings {
+        eprintln!("{f}");
+    }
+}
+
+/// networkd: `10-cloud-init-NAME.network` per NIC, matched by MAC and by the name cloud-init
+/// gives the NIC before networkd starts.
+fn networkd(ci: &CloudInit, node: &Node, dir: &Path, findings: &mut Vec<String>) {
+    let v = ci.version;
+    for (name, mac, metric) in node.nics() {
+        let unit = ini(&read(
+            dir,
+            &format!("etc/systemd/network/10-cloud-init-{name}.network"),
+        ));
+        let ctx = format!("cloud-init {v} networkd, {name}: {unit:?}");
+        assert_eq!(
+            get(&unit, "Match", "MACAddress"),
+            Some(mac.to_string().as_str()),
+            "{ctx}"
+        );
+        assert_eq!(get(&unit, "Match", "Name"), Some(name), "{ctx}");
+        assert_eq!(get(&unit, "Network", "DHCP"), Some("ipv4"), "{ctx}");
+        assert_eq!(get(&unit, "DHCPv4", "RouteMetric"), Some(metric), "{ctx}");
+        let required = get(&unit, "Link", "RequiredForOnline");
+        if name == "private" {
+            assert_eq!(required, None, "{ctx}");
+        } else if ci.at_least(24, 4) {
+            assert_eq!(required, Some("no"), "{ctx}");
+        } else {
+            // 22.4 (Debian 12) has no mapping for `optional`: the public link stays required
+            // for systemd-networkd-wait-online. What that costs is measured in
+            // tests/guest_variants.rs (variant networkd runs this release).
+            assert_eq!(required, None, "{ctx}");
+            findings.push(format!(
+                "cloud-init {v} networkd: `optional` is not rendered (no RequiredForOnline=no)"
+            ));
+        }
+    }
+}
+
+/// netplan: the v2 document is passed through, so every key vnode writes reaches netplan.
+fn netplan(ci: &CloudInit, node: &Node, dir: &Path) {
+    let v = ci.version;
+    let text = read(dir, "etc/netplan/50-cloud-init.yaml");
+    let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let eth = &doc["network"]["ethernets"];
+    for (name, mac, metric) in node.nics() {
+        let nic = &eth[name];
+        let ctx = format!("cloud-init {v} netplan, {name}:\n{text}");
+        // A string, not YAML 1.1's base-60 integer.
+        assert_eq!(nic["match"]["macaddress"], mac.to_string(), "{ctx}");
+        assert_eq!(nic["set-name"], name, "{ctx}");
+        assert_eq!(nic["dhcp4"], true, "{ctx}");
+        assert_eq!(
+            nic["dhcp4-overrides"]["route-metric"].to_string(),
+            metric,
+            "{ctx}"
+        );
+        let optional = name == "public";
+        assert_eq!(
+            nic["optional"].as_bool().unwrap_or(false),
+            optional,
+            "{ctx}"
+        );
+    }
+}
+
+/// network-manager: a keyfile per NIC, matched by MAC. Before 26.2 the keyfiles carry no route
+/// metric; vnode's NetworkManager drop-in (written by user-data) gives it by MAC instead.
+fn network_manager(ci: &CloudInit, node: &Node, dir: &Path, findings: &mut Vec<String>) {
+    let v = ci.version;
+    let drop_in = node.config.network_manager_route_metrics();
+    let drop_in_ini = ini(&drop_in.render());
+    for (name, mac, metric) in node.nics() {
+        let profile = ini(&read(
+            dir,
+            &format!("etc/NetworkManager/system-connections/cloud-init-{name}.nmconnection"),
+        ));
+        let ctx = format!("cloud-init {v} network-manager, {name}: {profile:?}");
+        assert_eq!(
+            get(&profile, "connection", "type"),
+            Some("ethernet"),
+            "{ctx}"
+        );
+        assert_eq!(
+            get(&profile, "ethernet", "mac-address").map(str::to_lowercase),
+            Some(mac.to_string()),
+            "{ctx}"
+        );
+        // No interface-name: the profile follows the MAC whatever the NIC is called (cloud-init
+        // renames it to `public`/`private` before NetworkManager starts).
+        assert_eq!(get(&profile, "connection", "interface-name"), None, "{ctx}");
+        assert_eq!(get(&profile, "ipv4", "method"), Some("auto"), "{ctx}");
+
+        // vnode's drop-in: a [connection-vnode-NAME] section for this MAC with the metric.
+        let section = format!("connection-vnode-{name}");
+        assert_eq!(
+            get(&drop_in_ini, &section, "match-device"),
+            Some(format!("mac:{mac}").as_str()),
+            "{drop_in_ini:?}"
+        );
+        assert_eq!(
+            get(&drop_in_ini, &section, "ipv4.route-metric"),
+            Some(metric)
+        );
+
+        let rendered = get(&profile, "ipv4", "route-metric");
+        if ci.at_least(26, 2) {
+            assert_eq!(rendered, Some(metric), "{ctx}");
+        } else {
+            // Cannot honour dhcp4-overrides: the profile leaves ipv4.route-metric unset, which
+            // is exactly when NetworkManager takes the connection default from vnode's drop-in.
+            assert_eq!(rendered, None, "{ctx}");
+            findings.push(format!(
+                "cloud-init {v} network-manager: no route-metric for {name}; mitigated by {} \
+                 (ipv4.route-metric={metric} for mac:{mac})",
+                NmRouteMetrics::PATH
+            ));
+        }
+        // `optional` has no NetworkManager mapping in any release. The profiles require IPv4
+        // (may-fail=false); what a missing public lease costs at boot is measured in
+        // tests/guest_variants.rs (variant nm).
+        assert_eq!(get(&profile, "ipv4", "may-fail"), Some("false"), "{ctx}");
+        if name == "public" {
+            findings.push(format!(
+                "cloud-init {v} network-manager: `optional` is not rendered (ipv4.may-fail=false)"
+            ));
+        }
+    }
+}
+
+/// sysconfig (ifcfg files, RHEL-like): renamed by a udev rule on the MAC; the metric is
+/// METRIC= in 22.4 and IPV4_ROUTE_METRIC= from 24.4 on.
+fn sysconfig(ci: &CloudInit, node: &Node, dir: &Path, findings: &mut Vec<String>) {
+    let v = ci.version;
+    let rules = read(dir, "etc/udev/rules.d/70-persistent-net.rules");
+    for (name, mac, metric) in node.nics() {
+        let f = ifcfg(&read(
+            dir,
+            &format!("etc/sysconfig/network-scripts/ifcfg-{name}"),
+        ));
+        let ctx = format!("cloud-init {v} sysconfig, {name}: {f:?}");
+        assert_eq!(f.get("DEVICE").map(String::as_str), Some(name), "{ctx}");
+        assert_eq!(
+            f.get("HWADDR").map(|m| m.to_lowercase()),
+            Some(mac.to_string()),
+            "{ctx}"
+        );
+        assert_eq!(
+            f.get("BOOTPROTO").map(String::as_str),
+            Some("dhcp"),
+            "{ctx}"
+        );
+        let key = if ci.at_least(24, 4) {
+            "IPV4_ROUTE_METRIC"
+        } else {
+            "METRIC"
+        };
+        assert_eq!(f.get(key).map(String::as_str), Some(metric), "{ctx}");
+        assert!(
+            rules.contains(&format!("ATTR{{address}}==\"{mac}\", NAME=\"{name}\"")),
+            "{rules}"
+        );
+        if name == "public" {
+            findings.push(format!(
+                "cloud-init {v} sysconfig: `optional` has no ifcfg equivalent (ONBOOT={})",
+                f.get("ONBOOT").map(String::as_str).unwrap_or("-")
+            ));
+        }
+    }
+}
