@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::catalog::{Catalog, ImageRef};
+use crate::catalog::{Catalog, ImageKind, ImageRef, Renderer};
 use crate::images::{BaseImage, Cache, ImageError};
 use crate::mac::{Mac, Nic};
 use crate::pool::{NodeName, Pool, Pools, Resources};
@@ -93,6 +93,10 @@ pub struct PlannedNode {
     #[serde(flatten)]
     pub resources: Resources,
     pub host: HostName,
+    /// The network renderer the image's cloud-init uses, when the catalog knows it (imported
+    /// images: unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renderer: Option<Renderer>,
 }
 
 impl PlannedNode {
@@ -107,6 +111,7 @@ impl PlannedNode {
 pub fn plan(
     requests: Vec<NodeRequest>,
     bases: Option<Vec<BaseImage>>,
+    catalog: &Catalog,
     host: &HostName,
 ) -> Vec<PlannedNode> {
     let mut bases = bases.map(Vec::into_iter);
@@ -115,12 +120,22 @@ pub fn plan(
         .map(|r| PlannedNode {
             id: NodeIdentity::new(&r.pool, r.name.number),
             resources: r.pool.resources,
+            renderer: renderer_of(catalog, &r.image),
             pool: r.pool,
             image: r.image,
             base: bases.as_mut().and_then(Iterator::next),
             host: host.clone(),
         })
         .collect()
+}
+
+/// A catalog image's renderer, or its base's for a derived image.
+fn renderer_of(catalog: &Catalog, image: &ImageRef) -> Option<Renderer> {
+    let name = match &image.kind {
+        ImageKind::Derived { base, .. } => base.as_str(),
+        _ => image.name.as_str(),
+    };
+    catalog.get(name)?.renderer
 }
 
 /// The planned nodes of `requests` with their base images from `cache` (which must hold every
@@ -133,7 +148,7 @@ pub fn plan_cached(
 ) -> Result<Vec<PlannedNode>, ImageError> {
     let images: Vec<&ImageRef> = requests.iter().map(|r| &r.image).collect();
     let bases = crate::images::resolve_bases(cache, catalog, &images)?;
-    Ok(plan(requests, Some(bases), host))
+    Ok(plan(requests, Some(bases), catalog, host))
 }
 
 #[cfg(test)]
@@ -147,13 +162,14 @@ mod tests {
         let catalog = Catalog::load(None).unwrap();
         let requests =
             crate::spec::resolve(&["18:u24.04".into()], &config.pools, &catalog, None, &[]).unwrap();
-        let nodes = plan(requests, None, &HostName::local());
+        let nodes = plan(requests, None, &catalog, &HostName::local());
         let n = &nodes[0];
         assert_eq!(n.name(), "vnode18");
         assert_eq!(n.id.public_mac.to_string(), "52:54:00:00:00:18");
         assert_eq!(n.id.private_mac.to_string(), "52:54:00:10:00:18");
         assert_eq!(n.image.name, "ubuntu-24.04");
         assert_eq!(n.host.to_string(), "local");
+        assert_eq!(n.renderer, Some(Renderer::Netplan));
         let json = serde_json::to_value(n).unwrap();
         assert_eq!(json["name"], "vnode18");
         assert_eq!(json["pool"], "vnode");

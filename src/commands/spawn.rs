@@ -67,7 +67,7 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
     let host = Hypervisor::local(&ctx.config);
     if args.dry_run {
         let virt_type = args.virt_type.unwrap_or(ctx.config.virt_type);
-        dry_run(ctx, &planned::plan(requests, None, host.name()), virt_type);
+        dry_run(ctx, &planned::plan(requests, None, &ctx.catalog, host.name()), virt_type);
         return Ok(ExitCode::SUCCESS);
     }
     let nodes = planned_nodes(ctx, &host, requests, args.pull)?;

@@ -55,17 +55,20 @@ pub enum WaitFor {
     Ssh,
     /// cloud-init finished without error.
     CloudInit,
-    /// cloud-init when its later stages have work the user asked for (packages, runcmd, extra
-    /// users), else ssh.
+    /// cloud-init when its later stages have work: the user's (packages, runcmd, extra users), or
+    /// vnode's own route-metric fix for NetworkManager guests (and guests whose renderer is not
+    /// known); else ssh.
     #[default]
     Auto,
 }
 
 impl WaitFor {
-    /// Does a node of this config wait for cloud-init's end? With `Auto`: when the config gives
-    /// cloud-init's config and final stages work (vnode's own documents need only the init stage,
-    /// which is over before sshd starts: hostname, keys, network).
-    pub fn waits_for_cloud_init(self, config: &Config) -> bool {
+    /// Does `node` wait for cloud-init's end? With `Auto`: when cloud-init's config and final
+    /// stages have work. vnode's own documents need only the init stage, which is over before
+    /// sshd starts (hostname, keys, network) — except on NetworkManager guests, where a runcmd
+    /// puts the route metrics in place that cloud-init's renderer leaves out.
+    pub fn waits_for_cloud_init(self, config: &Config, node: &PlannedNode) -> bool {
+        use crate::catalog::Renderer;
         match self {
             WaitFor::Ssh => false,
             WaitFor::CloudInit => true,
@@ -73,6 +76,7 @@ impl WaitFor {
                 !config.cloud_init.packages.is_empty()
                     || !config.cloud_init.runcmd.is_empty()
                     || !config.users.is_empty()
+                    || matches!(node.renderer, None | Some(Renderer::NetworkManager))
             }
         }
     }
@@ -279,7 +283,7 @@ async fn bring_up(
             stages::require_public(node, &facts)?;
         }
         // The cloud-init moment, when asked for (or when its later stages have work).
-        if options.wait.waits_for_cloud_init(&shared.config) {
+        if options.wait.waits_for_cloud_init(&shared.config, node) {
             t.enter(Stage::CloudInit, "");
             let done = stages::cloud_init(&session, node, deadline);
             watched.watching(&name, &note, done).await?;
