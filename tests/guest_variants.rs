@@ -417,20 +417,6 @@ fn without_a_public_lease_each_renderer_boots_and_answers_on_the_private_nic() {
             _ => unreachable!(),
         }
     }
-    // With --public-optional the same node is ready without its public address.
-    lab.vnode_ok(["destroy", "11"]);
-    let out = lab.vnode([
-        "--json",
-        "vnode11:img-netplan",
-        "--public-optional",
-        "--timeout",
-        "600",
-    ]);
-    let report = json(&String::from_utf8_lossy(&out.stdout));
-    assert_eq!(out.status.code(), Some(0), "{report:#}");
-    let n = node(&report, "vnode11");
-    assert_eq!(n["outcome"], "ready", "{n:#}");
-    assert!(n["public_ip"].is_null(), "{n:#}");
     lab.vnode_ok(["destroy", "9-11"]);
     drop(lab);
 }

@@ -312,3 +312,36 @@ pub fn require_public(node: &PlannedNode, facts: &Facts) -> Result<(), StageErro
         plan_line,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::config::Config;
+    use crate::planned::{self, HostName};
+
+    #[test]
+    fn a_node_without_its_public_address_is_told_the_dhcp_line_it_lacks() {
+        let config = Config::defaults();
+        let catalog = Catalog::load(None).unwrap();
+        let r = crate::spec::resolve(&["5".into()], &config.pools, &catalog, None, &[]).unwrap();
+        let node = planned::plan(r, None, &catalog, &HostName::local()).remove(0);
+        let private = std::net::Ipv4Addr::new(192, 168, 122, 9);
+        let mut facts = Facts {
+            addresses: vec![(node.id.private_mac, private)],
+            ..Facts::default()
+        };
+        let e = require_public(&node, &facts).unwrap_err().to_string();
+        assert!(
+            e.contains("public NIC 52:54:00:00:00:05 got no address from the site DHCP")
+                && e.contains("private address 192.168.122.9")
+                && e.contains("dhcp-host=52:54:00:00:00:05,vnode05")
+                && e.contains("--public-optional"),
+            "{e}"
+        );
+        facts
+            .addresses
+            .push((node.id.public_mac, std::net::Ipv4Addr::new(198, 18, 0, 105)));
+        assert!(require_public(&node, &facts).is_ok());
+    }
+}
