@@ -110,6 +110,18 @@ impl Site {
         self.cli().args(args).output()
     }
 
+    /// A 1 MiB image imported as `small`, so the cache is not empty.
+    fn import_small(&self, scratch: &Path) {
+        let small = qcow2(scratch, "small.qcow2", 1, false);
+        self.ok(&[
+            "images",
+            "import",
+            small.to_str().unwrap(),
+            "--name",
+            "small",
+        ]);
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         self.cli().args(args).ok()
     }
@@ -217,14 +229,7 @@ fn a_full_cache_fails_pull_and_import_and_leaves_the_cache_as_it_was() {
     let scratch = tempfile::tempdir().unwrap();
     let cache = fs.join("images");
     let site = Site::new(scratch.path().join("nodes"), cache.clone());
-    let small = qcow2(scratch.path(), "small.qcow2", 1, false);
-    site.ok(&[
-        "images",
-        "import",
-        small.to_str().unwrap(),
-        "--name",
-        "small",
-    ]);
+    site.import_small(scratch.path());
     // Larger than the whole file system.
     let big = qcow2(scratch.path(), "big.qcow2", 8, true);
     site.catalog(&[("big", &fs::read(&big).unwrap())]);
@@ -281,14 +286,7 @@ fn ctrl_c_stops_a_pull_keeps_its_part_and_the_next_pull_resumes() {
     let scratch = tempfile::tempdir().unwrap();
     let cache = scratch.path().join("images");
     let site = Site::new(scratch.path().join("nodes"), cache.clone());
-    let small = qcow2(scratch.path(), "small.qcow2", 1, false);
-    site.ok(&[
-        "images",
-        "import",
-        small.to_str().unwrap(),
-        "--name",
-        "small",
-    ]);
+    site.import_small(scratch.path());
     let body = fs::read(qcow2(scratch.path(), "big.qcow2", 16, true)).unwrap();
     site.catalog(&[("big", &body)]);
     // 16 pieces, 0.4 s apart: about 6 s for the whole body.

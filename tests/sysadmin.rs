@@ -94,6 +94,22 @@ impl Fixture {
         cmd
     }
 
+    /// Runs a shell of the fixture's environment; its output lines.
+    fn shell_lines(&self, shell: &str, mut cmd: Command) -> Vec<String> {
+        self.environment(&mut cmd);
+        let out = run(shell, shell, &mut cmd);
+        assert!(
+            out.status.success(),
+            "{shell} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
     fn environment(&self, cmd: &mut Command) {
         cmd.env("VNODE_CONFIG", self.path("config.toml"))
             .env("HOME", self.path("home"))
@@ -115,18 +131,10 @@ impl Fixture {
         "#;
         let mut cmd = Command::new("bash");
         cmd.args(["-c", script, "bash", line]).args(words);
-        self.environment(&mut cmd);
-        let out = run("bash", "bash", &mut cmd);
-        assert!(
-            out.status.success(),
-            "bash failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut got: Vec<String> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
+        let mut got: Vec<String> = self
+            .shell_lines("bash", cmd)
+            .into_iter()
             .filter(|l| !l.is_empty())
-            .map(String::from)
             .collect();
         got.sort();
         got
@@ -288,16 +296,9 @@ fn fish_completes_nodes_and_images_through_the_same_binary() {
         let script = format!("vnode completions fish | source; complete -C '{line}'");
         let mut cmd = Command::new("fish");
         cmd.args(["--no-config", "-c", &script]);
-        f.environment(&mut cmd);
-        let out = run("fish", "fish", &mut cmd);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut got: Vec<String> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
+        let mut got: Vec<String> = f
+            .shell_lines("fish", cmd)
+            .iter()
             .map(|l| l.split('\t').next().unwrap().to_string())
             .collect();
         got.sort();
