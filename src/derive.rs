@@ -306,7 +306,8 @@ async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) 
     let host_key_path = paths.host_key_pub();
     let host_key = std::fs::read_to_string(&host_key_path)
         .map_err(|e| Error::Failed(format!("cannot read {}: {e}", host_key_path.display())))?;
-    let client = ClientKey::load_or_create(&host.client_key()).map_err(crate::spawn::SpawnError::from)?;
+    let client =
+        ClientKey::load_or_create(&host.client_key()).map_err(crate::spawn::SpawnError::from)?;
     let session = Session::connect(
         &host.guest_ssh(address).to_string(),
         host_key.trim(),

@@ -32,7 +32,11 @@ pub fn log_end(cmd: &Command, started: Instant, status: &io::Result<ExitStatus>)
 pub fn run_blocking(cmd: &mut Command, timeout: Duration) -> io::Result<Output> {
     let started = Instant::now();
     let output = run_blocking_unlogged(cmd, timeout);
-    log_end(cmd, started, &output.as_ref().map(|o| o.status).map_err(clone_err));
+    log_end(
+        cmd,
+        started,
+        &output.as_ref().map(|o| o.status).map_err(clone_err),
+    );
     output
 }
 
@@ -147,8 +151,11 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("no answer"), "{e}");
         assert!(start.elapsed() < Duration::from_secs(5));
-        let e = stdout_blocking(&mut Command::new("/nonexistent/tool"), Duration::from_secs(1))
-            .unwrap_err();
+        let e = stdout_blocking(
+            &mut Command::new("/nonexistent/tool"),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
         assert!(e.starts_with("cannot run"), "{e}");
     }
 }

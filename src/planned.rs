@@ -161,7 +161,8 @@ mod tests {
         let config = Config::defaults();
         let catalog = Catalog::load(None).unwrap();
         let requests =
-            crate::spec::resolve(&["18:u24.04".into()], &config.pools, &catalog, None, &[]).unwrap();
+            crate::spec::resolve(&["18:u24.04".into()], &config.pools, &catalog, None, &[])
+                .unwrap();
         let nodes = plan(requests, None, &catalog, &HostName::local());
         let n = &nodes[0];
         assert_eq!(n.name(), "vnode18");

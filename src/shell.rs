@@ -34,7 +34,10 @@ mod tests {
         assert_eq!(quote("echo"), "echo");
         assert_eq!(quote("path=/a/b,format=qcow2"), "path=/a/b,format=qcow2");
         assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("description=vnode:v1 pool=x"), "'description=vnode:v1 pool=x'");
+        assert_eq!(
+            quote("description=vnode:v1 pool=x"),
+            "'description=vnode:v1 pool=x'"
+        );
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(quote(""), "''");
         assert_eq!(quote("echo hi > /x"), "'echo hi > /x'");

@@ -86,7 +86,13 @@ impl Site {
         let catalog = Catalog::load(None).unwrap();
         let r =
             spec::resolve(&[spec.to_string()], &self.config.pools, &catalog, None, &[]).unwrap();
-        planned::plan(r, Some(vec![self.base.clone()]), &catalog, &HostName::local()).remove(0)
+        planned::plan(
+            r,
+            Some(vec![self.base.clone()]),
+            &catalog,
+            &HostName::local(),
+        )
+        .remove(0)
     }
 
     fn host(&self) -> Hypervisor {

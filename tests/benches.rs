@@ -23,7 +23,10 @@ fn smoke(script: &str, args: &[&str]) -> String {
 #[test]
 fn prep_benchmark_runs() {
     let out = smoke("benches/prep.sh", &["--smoke"]);
-    assert!(out.contains("ms per node") && out.contains("faster"), "{out}");
+    assert!(
+        out.contains("ms per node") && out.contains("faster"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -68,7 +68,10 @@ impl Running {
     /// Sends SIGINT, as Ctrl-C does.
     fn interrupt(&self) {
         // SAFETY: kill only sends a signal, to our own child.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) }, 0);
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) },
+            0
+        );
     }
 
     /// Waits for the end; exit code, the JSON report, stderr, and when it ended.
@@ -90,7 +93,12 @@ impl Running {
         } else {
             json::parse(&stdout)
         };
-        (status.code().unwrap_or(-1), report, stderr.join("\n"), ended)
+        (
+            status.code().unwrap_or(-1),
+            report,
+            stderr.join("\n"),
+            ended,
+        )
     }
 }
 
@@ -254,7 +262,11 @@ fn restart_libvirtd(lab: &Lab) {
             .args(args)
             .output()
             .expect("nsenter runs (util-linux)");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     in_lab(&[
@@ -267,7 +279,10 @@ fn restart_libvirtd(lab: &Lab) {
     ]);
     let mut pid = None;
     for _ in 0..100 {
-        pid = in_lab(&["cat", "/run/libvirt/libvirtd.pid"]).trim().parse::<i64>().ok();
+        pid = in_lab(&["cat", "/run/libvirt/libvirtd.pid"])
+            .trim()
+            .parse::<i64>()
+            .ok();
         if pid.is_some() {
             break;
         }
@@ -288,9 +303,7 @@ fn restart_libvirtd(lab: &Lab) {
 /// The lab's config with pool resources no machine type takes.
 fn lab_config_with_huge_vcpus(site: &common::e2e::Site) -> String {
     let path = site.root.join("huge-vcpus.toml");
-    let config = site
-        .config("")
-        .replace("vcpus = 1", "vcpus = 4096");
+    let config = site.config("").replace("vcpus = 1", "vcpus = 4096");
     assert!(config.contains("vcpus = 4096"), "{config}");
     std::fs::write(&path, config).unwrap();
     path.display().to_string()

@@ -364,8 +364,9 @@ fn without_a_public_lease_each_renderer_boots_and_answers_on_the_private_nic() {
         let error = n["error"].as_str().unwrap();
         let mac = plan["entries"][i]["public_mac"].as_str().unwrap();
         assert!(
-            error.contains(&format!("public NIC {mac} got no address from the site DHCP"))
-                && error.contains(&format!("dhcp-host={mac},{name}"))
+            error.contains(&format!(
+                "public NIC {mac} got no address from the site DHCP"
+            )) && error.contains(&format!("dhcp-host={mac},{name}"))
                 && error.contains("--public-optional"),
             "{error}"
         );

@@ -9,7 +9,11 @@ use crate::runtime::{self, Flavor};
 pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
     let host = Hypervisor::local(&ctx.config);
     let nodes = crate::spec::resolve_names(&args.specs, &ctx.config.pools)?;
-    let keep = if args.keep_disk { Keep::Disk } else { Keep::Nothing };
+    let keep = if args.keep_disk {
+        Keep::Disk
+    } else {
+        Keep::Nothing
+    };
     let failed = runtime::block_on(Flavor::CurrentThread, async {
         let mut failed = Vec::new();
         for (_, node) in nodes {
@@ -22,7 +26,11 @@ pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
             match host.remove_node(&name, keep).await {
                 Ok(()) => eprintln!(
                     "{name}: destroyed{}",
-                    if keep == Keep::Disk { " (disk kept)" } else { "" }
+                    if keep == Keep::Disk {
+                        " (disk kept)"
+                    } else {
+                        ""
+                    }
                 ),
                 Err(e) => failed.push(e.to_string()),
             }

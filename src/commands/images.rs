@@ -1,7 +1,6 @@
 //! `vnode images ...`: pull, list, import, rm, verify. Names on the command line may be catalog
 //! aliases (`f43`); the cache knows images by their canonical names (`fedora-43`).
 
-
 use indicatif::HumanBytes;
 use serde::Serialize;
 

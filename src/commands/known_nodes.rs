@@ -34,7 +34,8 @@ pub fn ready(ctx: &Context, host: &Hypervisor) -> Vec<ReadyRecord> {
 
 /// The one node `spec` names.
 pub fn one(ctx: &Context, spec: &str) -> Result<NodeIdentity> {
-    let (pool, node) = crate::spec::resolve_names(&[spec.to_string()], &ctx.config.pools)?.remove(0);
+    let (pool, node) =
+        crate::spec::resolve_names(&[spec.to_string()], &ctx.config.pools)?.remove(0);
     Ok(NodeIdentity::new(&pool, node.number))
 }
 

@@ -50,14 +50,22 @@ fn planned_nodes(
             crate::images::pull_missing(&cache, &ctx.catalog, &images),
         )??;
     }
-    Ok(planned::plan_cached(requests, &cache, &ctx.catalog, host.name())?)
+    Ok(planned::plan_cached(
+        requests,
+        &cache,
+        &ctx.catalog,
+        host.name(),
+    )?)
 }
 
 /// The virt type for this command, resolved (never auto), said on stderr.
 pub fn accel(ctx: &Context, requested: Option<VirtType>) -> Accel {
     let resolved = crate::accel::resolve(requested.unwrap_or(ctx.config.virt_type));
     if !crate::terminal::quiet() {
-        eprintln!("vnode: virt type {} ({})", resolved.virt_type, resolved.reason);
+        eprintln!(
+            "vnode: virt type {} ({})",
+            resolved.virt_type, resolved.reason
+        );
     }
     Accel::from_virt_type(resolved.virt_type).expect("resolve never returns auto")
 }
@@ -67,7 +75,11 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
     let host = Hypervisor::local(&ctx.config);
     if args.dry_run {
         let virt_type = args.virt_type.unwrap_or(ctx.config.virt_type);
-        dry_run(ctx, &planned::plan(requests, None, &ctx.catalog, host.name()), virt_type);
+        dry_run(
+            ctx,
+            &planned::plan(requests, None, &ctx.catalog, host.name()),
+            virt_type,
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let nodes = planned_nodes(ctx, &host, requests, args.pull)?;

@@ -114,7 +114,12 @@ pub fn interrupted(cache: &Cache, entries: &[CatalogEntry]) -> ImageError {
         let part = cache.part_path(&e.name);
         if part.is_file() && !names.contains(&e.name) {
             names.push(e.name.clone());
-            parts.push(part.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            parts.push(
+                part.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
     }
     ImageError::PullInterrupted {

@@ -42,7 +42,6 @@ pub struct Interface {
     pub addresses: Vec<String>,
 }
 
-
 pub fn status(name: &LabName) -> Result<LabStatus, LabError> {
     require_root()?;
     let dir = LabDir::of(name);

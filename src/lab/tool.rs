@@ -18,7 +18,11 @@ pub fn start_daemon(cmd: &mut Command, log: &Path, timeout: Duration) -> Result<
         .stderr(file);
     let started = std::time::Instant::now();
     let mut child = cmd.spawn().map_err(|e| {
-        crate::exec::log_end(cmd, started, &Err(std::io::Error::new(e.kind(), e.to_string())));
+        crate::exec::log_end(
+            cmd,
+            started,
+            &Err(std::io::Error::new(e.kind(), e.to_string())),
+        );
         format!("cannot run `{}`: {e}", describe(cmd))
     })?;
     let status = crate::exec::wait(&mut child, timeout);

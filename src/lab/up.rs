@@ -167,7 +167,8 @@ impl Starter<'_> {
     fn run_in(&self, stage: &str, program: &str, args: &[&str]) -> Result<String, LabError> {
         let mut cmd = self.ns().command(program);
         cmd.args(args);
-        crate::exec::stdout_blocking(&mut cmd, Duration::from_secs(30)).map_err(|m| self.fail(stage, m))
+        crate::exec::stdout_blocking(&mut cmd, Duration::from_secs(30))
+            .map_err(|m| self.fail(stage, m))
     }
 
     fn virsh(&self, stage: &str, args: &[&str]) -> Result<String, LabError> {
@@ -194,7 +195,8 @@ impl Starter<'_> {
             if d.seed {
                 let mut cp = Command::new("cp");
                 cp.arg("-a").arg(Path::new(d.target).join(".")).arg(&copy);
-                crate::exec::stdout_blocking(&mut cp, Duration::from_secs(30)).map_err(|m| self.fail(stage, m))?;
+                crate::exec::stdout_blocking(&mut cp, Duration::from_secs(30))
+                    .map_err(|m| self.fail(stage, m))?;
             }
         }
         for sub in [self.dir.public(""), self.dir.xdg_cache()] {
@@ -256,10 +258,12 @@ impl Starter<'_> {
         let netns = self.state.netns.clone();
         let mut add = Command::new("ip");
         add.args(["netns", "add", &netns]);
-        crate::exec::stdout_blocking(&mut add, Duration::from_secs(10)).map_err(|m| self.fail(stage, m))?;
+        crate::exec::stdout_blocking(&mut add, Duration::from_secs(10))
+            .map_err(|m| self.fail(stage, m))?;
         let mut lo = Command::new("ip");
         lo.args(["-n", &netns, "link", "set", "lo", "up"]);
-        crate::exec::stdout_blocking(&mut lo, Duration::from_secs(10)).map_err(|m| self.fail(stage, m))?;
+        crate::exec::stdout_blocking(&mut lo, Duration::from_secs(10))
+            .map_err(|m| self.fail(stage, m))?;
         Ok(())
     }
 

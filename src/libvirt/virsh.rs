@@ -49,13 +49,70 @@ impl DomainState {
 impl std::fmt::Display for DomainState {
     /// As `virsh domstate --reason` words it: `shut off (crashed)`, `paused (ioerror)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pick = |names: &[&'static str], n: u32| names.get(n as usize).copied().unwrap_or("unknown");
+        let pick =
+            |names: &[&'static str], n: u32| names.get(n as usize).copied().unwrap_or("unknown");
         let (state, reason) = match self.state {
-            1 => ("running", pick(&["unknown", "booted", "migrated", "restored", "from snapshot", "unpaused", "migration canceled", "save canceled", "event wakeup", "crashed", "post-copy"], self.reason)),
+            1 => (
+                "running",
+                pick(
+                    &[
+                        "unknown",
+                        "booted",
+                        "migrated",
+                        "restored",
+                        "from snapshot",
+                        "unpaused",
+                        "migration canceled",
+                        "save canceled",
+                        "event wakeup",
+                        "crashed",
+                        "post-copy",
+                    ],
+                    self.reason,
+                ),
+            ),
             2 => ("blocked", pick(&["unknown"], self.reason)),
-            3 => ("paused", pick(&["unknown", "user", "migrating", "saving", "dumping", "ioerror", "watchdog", "from snapshot", "shutting down", "snapshot", "crashed", "starting up", "post-copy", "post-copy failed", "api error"], self.reason)),
+            3 => (
+                "paused",
+                pick(
+                    &[
+                        "unknown",
+                        "user",
+                        "migrating",
+                        "saving",
+                        "dumping",
+                        "ioerror",
+                        "watchdog",
+                        "from snapshot",
+                        "shutting down",
+                        "snapshot",
+                        "crashed",
+                        "starting up",
+                        "post-copy",
+                        "post-copy failed",
+                        "api error",
+                    ],
+                    self.reason,
+                ),
+            ),
             4 => ("shutting down", pick(&["unknown", "user"], self.reason)),
-            5 => ("shut off", pick(&["unknown", "shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "from snapshot", "daemon"], self.reason)),
+            5 => (
+                "shut off",
+                pick(
+                    &[
+                        "unknown",
+                        "shutdown",
+                        "destroyed",
+                        "crashed",
+                        "migrated",
+                        "saved",
+                        "failed",
+                        "from snapshot",
+                        "daemon",
+                    ],
+                    self.reason,
+                ),
+            ),
             6 => ("crashed", pick(&["unknown", "panicked"], self.reason)),
             7 => ("pmsuspended", pick(&["unknown"], self.reason)),
             _ => ("no state", "unknown"),
@@ -150,7 +207,11 @@ impl Virsh {
 
     /// The domain's state ("running", "shut off", ...), or None when no such domain exists.
     pub async fn domain_state(&self, name: &str) -> Result<Option<String>, LibvirtError> {
-        no_domain_is_none(self.run(&["domstate", name]).await.map(|s| s.trim().to_string()))
+        no_domain_is_none(
+            self.run(&["domstate", name])
+                .await
+                .map(|s| s.trim().to_string()),
+        )
     }
 
     /// Every domain with its state and libvirt's reason for it, in one call.
@@ -265,7 +326,13 @@ pub fn parse_domstats(text: &str) -> Vec<(String, DomainState)> {
     for line in text.lines().map(str::trim) {
         if let Some(name) = line.strip_prefix("Domain: ") {
             let name = name.trim_matches(|c| c == '\'' || c == '"');
-            out.push((name.to_string(), DomainState { state: 0, reason: 0 }));
+            out.push((
+                name.to_string(),
+                DomainState {
+                    state: 0,
+                    reason: 0,
+                },
+            ));
         } else if let (Some((key, value)), Some(last)) = (line.split_once('='), out.last_mut()) {
             let Ok(n) = value.parse() else { continue };
             match key {
@@ -318,12 +385,22 @@ mod tests {
     #[test]
     fn parses_listings_and_net_info() {
         let d = parse_domain_list(" 1    vnode03   running\n -    vnode04   shut off\n");
-        assert_eq!(d[1], DomainEntry { name: "vnode04".into(), state: "shut off".into() });
+        assert_eq!(
+            d[1],
+            DomainEntry {
+                name: "vnode04".into(),
+                state: "shut off".into()
+            }
+        );
         let n = parse_network_list(" default   active   no   yes\n other inactive no yes\n");
         assert!(n[0].active && !n[1].active);
         assert_eq!(parse_names(" a\n\n b \n"), ["a", "b"]);
-        assert!(parse_net_info_active("Name:           default\nActive:         yes\n"));
-        assert!(!parse_net_info_active("Name: default\nActive:         no\nPersistent: yes\n"));
+        assert!(parse_net_info_active(
+            "Name:           default\nActive:         yes\n"
+        ));
+        assert!(!parse_net_info_active(
+            "Name: default\nActive:         no\nPersistent: yes\n"
+        ));
     }
 
     #[test]
@@ -335,7 +412,14 @@ mod tests {
         assert_eq!(d[0].1.to_string(), "shut off (crashed)");
         assert!(d[1].1.is_running());
         assert_eq!(d[2].1.to_string(), "paused (ioerror)");
-        assert_eq!(DomainState { state: 9, reason: 0 }.to_string(), "no state (unknown)");
+        assert_eq!(
+            DomainState {
+                state: 9,
+                reason: 0
+            }
+            .to_string(),
+            "no state (unknown)"
+        );
         assert!(parse_domstats("garbage\nstate.state=1\n").is_empty());
     }
 

@@ -252,7 +252,12 @@ impl VirtInstall {
                 continue;
             }
             return Err(VirtInstallError::Failed {
-                last_line: stderr.trim().lines().last().unwrap_or("(no message)").to_string(),
+                last_line: stderr
+                    .trim()
+                    .lines()
+                    .last()
+                    .unwrap_or("(no message)")
+                    .to_string(),
                 attempts: attempt,
             });
         }
@@ -475,7 +480,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = fake_virt_install(dir.path(), 9, busy);
         match rt.block_on(v.run_program(fake.as_os_str())) {
-            Err(VirtInstallError::Failed { attempts, last_line }) => {
+            Err(VirtInstallError::Failed {
+                attempts,
+                last_line,
+            }) => {
                 assert_eq!(attempts, ATTEMPTS);
                 assert!(last_line.contains("asynchronous jobs"), "{last_line}");
             }
@@ -484,7 +492,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = fake_virt_install(dir.path(), 1, "Domain with name 'vnode03' already exists");
         match rt.block_on(v.run_program(fake.as_os_str())) {
-            Err(VirtInstallError::Failed { attempts: 1, last_line }) => {
+            Err(VirtInstallError::Failed {
+                attempts: 1,
+                last_line,
+            }) => {
                 assert!(last_line.contains("already exists"), "{last_line}")
             }
             other => panic!("{other:?}"),

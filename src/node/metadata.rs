@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::mac::Mac;
 
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeMetadata {
     pub name: String,

@@ -204,7 +204,8 @@ pub fn prepare(
         ("network-config", network_config.render()),
     ];
     let seed_files = seed_files.each_ref().map(|(n, t)| (*n, t.as_bytes()));
-    seed::write(&at.seed(), &seed_files).map_err(fail.io("cannot write the seed", &paths.seed()))?;
+    seed::write(&at.seed(), &seed_files)
+        .map_err(fail.io("cannot write the seed", &paths.seed()))?;
     write_new(&at.host_key_pub(), format!("{} {name}\n", host_key.public))
         .map_err(fail.io("cannot write the host key", &paths.host_key_pub()))?;
     let json = serde_json::to_string_pretty(&node_metadata).expect("metadata serializes");
@@ -328,12 +329,11 @@ fn user_data(
     // creating it at once would each authorize a different key, only one of which is kept.
     static CLIENT_KEY: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = CLIENT_KEY.lock().unwrap_or_else(|e| e.into_inner());
-    let client = crate::ssh::ClientKey::load_or_create(&paths::client_key(&config.state_dir)).map_err(|e| {
-        NodeError::ClientKey {
+    let client = crate::ssh::ClientKey::load_or_create(&paths::client_key(&config.state_dir))
+        .map_err(|e| NodeError::ClientKey {
             node: node.name(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     u.ssh_authorized_keys.push(client.public_openssh);
     for user in &config.users {
         let keys = ssh_keys::resolve_user(&user.ssh_keys)?;

@@ -354,8 +354,10 @@ impl Tracker {
                     CloudInitState::Done => "",
                     _ => " (cloud-init still finishing)",
                 };
-                self.line
-                    .finish(&format!("ready {}{still}", r.os.clone().unwrap_or_default()));
+                self.line.finish(&format!(
+                    "ready {}{still}",
+                    r.os.clone().unwrap_or_default()
+                ));
             }
             Ok(outcome) => {
                 r.outcome = outcome;
@@ -363,8 +365,7 @@ impl Tracker {
             }
             Err(e) => {
                 r.outcome = Outcome::Failed;
-                r.console_tail =
-                    report::console_tail(&host.node_paths(&r.name).console_log(), 15);
+                r.console_tail = report::console_tail(&host.node_paths(&r.name).console_log(), 15);
                 let hint = if r.console_tail.is_empty() && r.stage >= Stage::Booting {
                     "; the node printed nothing on its serial console: is its image bootable?"
                 } else {

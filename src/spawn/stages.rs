@@ -13,9 +13,9 @@ use super::facts::{self, Facts};
 use super::leases::{LeaseError, Leases, POLL};
 use crate::config::Config;
 use crate::hypervisor::{Hypervisor, Keep, RemoveError};
+use crate::libvirt::LibvirtError;
 use crate::libvirt::virsh::Lease;
 use crate::libvirt::virt_install::{Accel, DomainFiles, VirtInstall, VirtInstallError};
-use crate::libvirt::LibvirtError;
 use crate::node::{self, NodeArtifacts, NodeError};
 use crate::planned::PlannedNode;
 use crate::ssh::{ClientKey, Session, SshError};
@@ -34,7 +34,9 @@ pub enum StageError {
     Define(#[from] VirtInstallError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
-    #[error("--wait-on public: {host} does not resolve ({source}); set the pool's public_subnet or domain")]
+    #[error(
+        "--wait-on public: {host} does not resolve ({source}); set the pool's public_subnet or domain"
+    )]
     PublicUnresolved {
         host: String,
         #[source]
@@ -57,7 +59,9 @@ pub enum StageError {
     CloudInitFailed { node: String, errors: Vec<String> },
     #[error("reading the node's facts: {0}")]
     Ssh(#[source] SshError),
-    #[error("the node calls itself '{actual}', not {expected}: cloud-init did not apply vnode's seed")]
+    #[error(
+        "the node calls itself '{actual}', not {expected}: cloud-init did not apply vnode's seed"
+    )]
     WrongHostname { actual: String, expected: String },
     #[error("cannot record the node's addresses: {0}")]
     Record(#[source] std::io::Error),
@@ -242,12 +246,11 @@ pub async fn cloud_init(
         .await
         .map_err(|_| StageError::CloudInitTimeout)?
         .map_err(StageError::Ssh)?;
-    let errors = facts::parse_cloud_init_result(&out.stdout).map_err(|e| {
-        StageError::CloudInitFailed {
+    let errors =
+        facts::parse_cloud_init_result(&out.stdout).map_err(|e| StageError::CloudInitFailed {
             node: node.name(),
             errors: vec![e],
-        }
-    })?;
+        })?;
     if !errors.is_empty() {
         return Err(StageError::CloudInitFailed {
             node: node.name(),
