@@ -44,6 +44,18 @@ impl DomainState {
     pub fn is_running(self) -> bool {
         self.state == 1
     }
+
+    /// Has the guest stopped for good, or been stopped by a fault? Shut off, shutting down or
+    /// crashed; paused by an I/O error, the watchdog, a guest crash or a failed operation. Not a
+    /// pause on the way (libvirt starts every domain paused, "starting up", and resumes it), nor a
+    /// running or blocked guest.
+    pub fn is_down(self) -> bool {
+        match self.state {
+            4..=6 => true,
+            3 => matches!(self.reason, 5 | 6 | 10 | 13 | 14),
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Display for DomainState {
@@ -410,8 +422,13 @@ mod tests {
         assert_eq!(d.len(), 3);
         assert_eq!(d[0].0, "vnode03");
         assert_eq!(d[0].1.to_string(), "shut off (crashed)");
-        assert!(d[1].1.is_running());
+        assert!(d[1].1.is_running() && !d[1].1.is_down());
+        assert!(d[0].1.is_down());
         assert_eq!(d[2].1.to_string(), "paused (ioerror)");
+        assert!(d[2].1.is_down());
+        let starting = DomainState { state: 3, reason: 11 };
+        assert_eq!(starting.to_string(), "paused (starting up)");
+        assert!(!starting.is_down(), "libvirt starts every domain paused");
         assert_eq!(
             DomainState {
                 state: 9,

@@ -69,7 +69,7 @@ impl Domains {
         };
         Ok(match state {
             None => Seen::Gone,
-            Some(s) if s.is_running() => Seen::Running,
+            Some(s) if !s.is_down() => Seen::Running,
             // The reason tells a crash from a shutdown from an I/O error pause.
             Some(s) => Seen::Down(s.to_string()),
         })
