@@ -220,7 +220,7 @@ fn a_dead_guest_a_restarting_libvirtd_ctrl_c_and_a_failed_define() {
     //    Ctrl-C at once, and a second one during the cleanup: whatever stage each node reached, a
     //    node directory exists exactly when its domain does.
     let run = spawn(&["8", "9"]);
-    run.wait_for(&["virt type"], Duration::from_secs(60));
+    run.wait_for(&["preparing"], Duration::from_secs(60));
     run.interrupt();
     std::thread::sleep(Duration::from_millis(100));
     run.interrupt();

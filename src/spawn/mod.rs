@@ -40,6 +40,8 @@ pub enum SpawnError {
     Ssh(#[from] crate::ssh::SshError),
     #[error(transparent)]
     Libvirt(#[from] crate::libvirt::LibvirtError),
+    #[error("cannot catch Ctrl-C: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 impl SpawnError {
@@ -129,6 +131,11 @@ pub async fn spawn(
     options: &SpawnOptions,
     nodes: Vec<PlannedNode>,
 ) -> Result<Vec<NodeReport>, SpawnError> {
+    // Ctrl-C is ours from here on (before anything is created): it stops the waits, and later
+    // ones are answered while vnode cleans up.
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(SpawnError::Signal)?;
     preflight::host(host.virsh(), &nodes)
         .await
         .map_err(SpawnError::Preflight)?;
@@ -171,12 +178,12 @@ pub async fn spawn(
     }
     let interrupted = tokio::select! {
         _ = async { while tasks.join_next().await.is_some() {} } => false,
-        _ = tokio::signal::ctrl_c() => true,
+        _ = interrupt.recv() => true,
     };
     if interrupted {
         // Further Ctrl-Cs must not cut the cleanup short: they are caught and answered.
-        let patience = tokio::spawn(async {
-            while tokio::signal::ctrl_c().await.is_ok() {
+        let patience = tokio::spawn(async move {
+            while interrupt.recv().await.is_some() {
                 eprintln!("vnode: cleaning up after the interruption; a moment, please");
             }
         });
