@@ -426,7 +426,10 @@ mod tests {
         assert!(d[0].1.is_down());
         assert_eq!(d[2].1.to_string(), "paused (ioerror)");
         assert!(d[2].1.is_down());
-        let starting = DomainState { state: 3, reason: 11 };
+        let starting = DomainState {
+            state: 3,
+            reason: 11,
+        };
         assert_eq!(starting.to_string(), "paused (starting up)");
         assert!(!starting.is_down(), "libvirt starts every domain paused");
         assert_eq!(

@@ -133,9 +133,8 @@ pub async fn spawn(
 ) -> Result<Vec<NodeReport>, SpawnError> {
     // Ctrl-C is ours from here on (before anything is created): it stops the waits, and later
     // ones are answered while vnode cleans up.
-    let mut interrupt =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .map_err(SpawnError::Signal)?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(SpawnError::Signal)?;
     preflight::host(host.virsh(), &nodes)
         .await
         .map_err(SpawnError::Preflight)?;
