@@ -12,13 +12,15 @@ Reports per run:
                 node counts from the first try at or after its sshd start; all-ready = the max
 
 Usage (root): benches/spawn.py [N ...]     default: 1 3 6
+              benches/spawn.py --smoke     one run of N = 1 (checks the benchmark still works)
+              VNODE_BIN=target/debug/vnode benches/spawn.py ...   (a given binary; default: release)
 Needs the packages of .ci/install-deps; builds the release binary and the test image if needed.
 Everything runs in a lab named "bench" that is torn down at the end.
 """
 import json, math, os, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VNODE = os.path.join(ROOT, "target/release/vnode")
+VNODE = os.path.abspath(os.environ.get("VNODE_BIN") or os.path.join(ROOT, "target/release/vnode"))
 LAB = "bench"
 
 
@@ -30,8 +32,10 @@ def run(args, check=True, **kw):
 
 
 def main():
-    counts = [int(a) for a in sys.argv[1:]] or [1, 3, 6]
-    run(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
+    args = sys.argv[1:]
+    counts = [1] if args == ["--smoke"] else [int(a) for a in args] or [1, 3, 6]
+    if not os.environ.get("VNODE_BIN"):
+        run(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
     image = run(["bash", os.path.join(ROOT, "tests/image/build.sh")]).stdout.strip().splitlines()[-1]
     site = f"/var/lib/vnode/bench-{os.getpid()}"
     os.makedirs(site + "/images", mode=0o755)

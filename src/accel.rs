@@ -23,6 +23,13 @@ pub struct Resolved {
     pub reason: String,
 }
 
+impl Resolved {
+    /// The decision as a domain's acceleration (`resolve` never leaves `auto`).
+    pub fn accel(&self) -> crate::libvirt::Accel {
+        crate::libvirt::Accel::from_virt_type(self.virt_type).expect("resolve never returns auto")
+    }
+}
+
 /// Resolves `requested`; `Kvm` and `Qemu` are taken as given.
 pub fn resolve(requested: VirtType) -> Resolved {
     match requested {

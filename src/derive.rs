@@ -24,7 +24,6 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hypervisor::{Hypervisor, Keep};
 use crate::images::{Cache, CachedImage, DerivedImage, commit_flattened};
-use crate::libvirt::virt_install::Accel;
 use crate::node;
 use crate::node::ready::ReadyRecord;
 use crate::runtime::{self, Flavor};
@@ -149,7 +148,7 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
     }
     let nodes = crate::planned::plan_cached(vec![request], &cache, &ctx.catalog, host.name())?;
     let options = SpawnOptions {
-        accel: accel(ctx),
+        accel: crate::accel::resolve(ctx.config.virt_type).accel(),
         timeout: Duration::from_secs(req.timeout),
         wait_on: WaitOn::default(),
         // The commands must not race cloud-init, nor its cleanup a cloud-init still running.
@@ -243,12 +242,6 @@ async fn remove_ignoring_ctrl_c(
             ),
         }
     }
-}
-
-/// The config's virt type, resolved (never auto).
-fn accel(ctx: &Context) -> Accel {
-    let resolved = crate::accel::resolve(ctx.config.virt_type);
-    Accel::from_virt_type(resolved.virt_type).expect("resolve never returns auto")
 }
 
 /// The temporary node: `--node SPEC` (which must not exist), or the lowest free number of the

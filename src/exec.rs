@@ -11,11 +11,7 @@ use crate::debug_log::{self, CommandLine, Outcome};
 
 /// A command line as a user would type it, for messages.
 pub fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| crate::shell::quote(&a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    CommandLine::of(cmd).to_string()
 }
 
 /// Tells the debug log how a command ended (`-v`): its line, duration and exit status.

@@ -67,7 +67,7 @@ pub fn accel(ctx: &Context, requested: Option<VirtType>) -> Accel {
             resolved.virt_type, resolved.reason
         );
     }
-    Accel::from_virt_type(resolved.virt_type).expect("resolve never returns auto")
+    resolved.accel()
 }
 
 pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
