@@ -79,7 +79,31 @@ pub struct Config {
     pub catalog: Option<PathBuf>,
     pub cloud_init: CloudInitExtra,
     pub pools: Pools,
+    /// `[[hosts]]`: the libvirt hosts nodes are spread over. Empty: this host only, through
+    /// `libvirt_uri`, with node files in `state_dir` (vnode as it always was).
+    pub hosts: Vec<HostConfig>,
 }
+
+/// One `[[hosts]]` entry: a libvirt host vnode places nodes on, reached through libvirt's own
+/// remote protocol (`qemu+ssh://root@HOST/system`); vnode runs nothing of its own there.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HostConfig {
+    /// What specs (`3@h2`), `--host` and the tables call it.
+    pub name: String,
+    pub uri: String,
+    /// At most this many vnode nodes on the host (placement skips a full host).
+    pub max_nodes: Option<u32>,
+    /// The libvirt storage pool that holds vnode's volumes there (base images, overlays, seeds).
+    pub storage_pool: String,
+    /// Where that pool's directory is created when the pool does not exist yet.
+    pub pool_path: PathBuf,
+}
+
+/// The storage pool vnode uses on a `[[hosts]]` host unless told otherwise.
+pub const DEFAULT_STORAGE_POOL: &str = "vnode";
+/// Its directory on the host, when vnode has to create the pool.
+pub const DEFAULT_POOL_PATH: &str = "/var/lib/libvirt/vnode";
+const MAX_NODES: Limit = Limit::new(1, 100_000, " nodes");
 
 /// The default of `libvirt_grace_secs`, and what it may be (a day at most).
 pub const DEFAULT_LIBVIRT_GRACE_SECS: u64 = 30;
@@ -144,6 +168,18 @@ struct ConfigFile {
     resources: ResourcesFile,
     #[serde(default, rename = "pool")]
     pools: Vec<PoolFile>,
+    #[serde(default)]
+    hosts: Vec<HostFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostFile {
+    name: Spanned<String>,
+    uri: Spanned<String>,
+    max_nodes: Option<Spanned<i64>>,
+    storage_pool: Option<Spanned<String>>,
+    pool_path: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -188,6 +224,8 @@ struct PoolFile {
     memory_mib: Option<Spanned<i64>>,
     vcpus: Option<Spanned<i64>>,
     disk_gib: Option<Spanned<i64>>,
+    #[serde(default)]
+    hosts: Vec<Spanned<String>>,
 }
 
 impl PoolFile {
@@ -337,10 +375,87 @@ impl Located<'_> {
         Ok(out)
     }
 
+    /// The `[[hosts]]`: distinct host names, one-word URIs, limits in range.
+    fn hosts(&self, hosts: Vec<HostFile>) -> Result<Vec<HostConfig>, FileError> {
+        let mut out: Vec<HostConfig> = Vec::new();
+        for (i, h) in hosts.into_iter().enumerate() {
+            let field = |key: &str| format!("hosts[{i}].{key}");
+            let name = self.string(h.name, &field("name"), |name| {
+                if let Some(j) = out.iter().position(|o| o.name == name) {
+                    return Err(format!("{} is already hosts[{j}]", names::quoted(name)));
+                }
+                names::check_host_name(name)
+            })?;
+            let uri = self.string(h.uri, &field("uri"), |u| {
+                names::check_word(u, "a libvirt URI")?;
+                if !u.contains("://") {
+                    return Err(format!(
+                        "{} is not a libvirt URI: write e.g. qemu+ssh://root@HOST/system",
+                        names::quoted(u)
+                    ));
+                }
+                Ok(())
+            })?;
+            let max_nodes = self.number(
+                h.max_nodes.as_ref(),
+                &field("max_nodes"),
+                "max_nodes",
+                MAX_NODES,
+            )?;
+            let storage_pool = match h.storage_pool {
+                None => DEFAULT_STORAGE_POOL.into(),
+                Some(p) => self.string(p, &field("storage_pool"), |p| {
+                    names::check_host_name(p).map_err(|_| {
+                        format!(
+                            "{} is not a storage pool name (letters, digits, '-', '_', '.')",
+                            names::quoted(p)
+                        )
+                    })
+                })?,
+            };
+            let pool_path = match h.pool_path {
+                None => DEFAULT_POOL_PATH.into(),
+                Some(p) => self
+                    .string(p, &field("pool_path"), names::check_absolute_path)?
+                    .into(),
+            };
+            out.push(HostConfig {
+                name,
+                uri,
+                max_nodes,
+                storage_pool,
+                pool_path,
+            });
+        }
+        Ok(out)
+    }
+
     /// Pool `i` of the file, checked on its own; `resources` are the file's defaults.
-    fn pool(&self, i: usize, p: PoolFile, resources: Resources) -> Result<Pool, FileError> {
+    fn pool(
+        &self,
+        i: usize,
+        mut p: PoolFile,
+        resources: Resources,
+        hosts: &[HostConfig],
+    ) -> Result<Pool, FileError> {
         let field = |key: &str| format!("pool[{i}].{key}");
         let spans = p.spans();
+        let pool_hosts = self.strings(std::mem::take(&mut p.hosts), &field("hosts"), |h| {
+            if hosts.iter().any(|c| c.name == h) {
+                Ok(())
+            } else if hosts.is_empty() {
+                Err(format!(
+                    "{} is not a host: the config has no [[hosts]]",
+                    names::quoted(h)
+                ))
+            } else {
+                Err(format!(
+                    "{} is not one of the [[hosts]] ({})",
+                    names::quoted(h),
+                    hosts.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            }
+        })?;
         let base = Pool::default_pool();
         let width: u8 = self
             .number(p.width.as_ref(), &field("width"), "width", WIDTH)?
@@ -389,6 +504,7 @@ impl Located<'_> {
                 field,
                 resources,
             )?,
+            hosts: pool_hosts,
             stem: p.stem.into_inner(),
         };
         pool.check()
@@ -433,11 +549,12 @@ impl Config {
             |k| format!("resources.{k}"),
             Resources::default(),
         )?;
+        let hosts = at.hosts(f.hosts)?;
         let mut pools = Vec::new();
         let mut spans = Vec::new();
         for (i, p) in f.pools.into_iter().enumerate() {
             spans.push(p.spans());
-            pools.push(at.pool(i, p, resources)?);
+            pools.push(at.pool(i, p, resources, &hosts)?);
         }
         if pools.is_empty() {
             pools.push(Pool {
@@ -514,6 +631,7 @@ impl Config {
                 runcmd: at.strings(f.cloud_init.runcmd, "cloud_init.runcmd", check_command)?,
             },
             pools,
+            hosts,
         })
     }
 

@@ -103,6 +103,8 @@ pub struct Pool {
     /// Node N's proposed public address is the subnet's N + offset'th address.
     pub public_offset: u32,
     pub resources: Resources,
+    /// The `[[hosts]]` this pool's nodes may be placed on; empty: any host.
+    pub hosts: Vec<String>,
 }
 
 impl Pool {
@@ -120,6 +122,7 @@ impl Pool {
             public_subnet: None,
             public_offset: 100,
             resources: Resources::default(),
+            hosts: Vec::new(),
         }
     }
 
