@@ -287,6 +287,7 @@ async fn temporary_node(
         name,
         pool,
         image: base.clone(),
+        host: None,
     })
 }
 

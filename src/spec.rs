@@ -1,8 +1,9 @@
-//! The node spec grammar: `[STEM]NUMBER[-NUMBER][:DISTRO]`.
+//! The node spec grammar: `[STEM]NUMBER[-NUMBER][:DISTRO][@HOST]`.
 //!
 //! `vnode 3:f33 vnode4 vnode18:u18.04 20-22:u20.04` names vnode03 (Fedora 33), vnode04 (the default
 //! image), vnode18 (Ubuntu 18.04) and vnode20..vnode22 (Ubuntu 20.04). Numbers are normalized to the
-//! pool's width (`3`, `vnode3` and `vnode003` all mean `vnode03`).
+//! pool's width (`3`, `vnode3` and `vnode003` all mean `vnode03`). `@HOST` places the nodes on one
+//! of the config's `[[hosts]]` (`3:f43@h2`, `10-19@h1`).
 //!
 //! Parsing happens in two steps: [`parse`] checks the syntax of one spec alone, [`resolve`] checks
 //! specs against the pools and the catalog and expands ranges into [`NodeRequest`]s.
@@ -27,6 +28,8 @@ pub struct Spec {
     /// Inclusive end of a range (`3-7`).
     pub last: Option<u32>,
     pub distro: Option<String>,
+    /// `@HOST`: the `[[hosts]]` entry the nodes go to.
+    pub host: Option<String>,
 }
 
 impl fmt::Display for Spec {
@@ -38,6 +41,9 @@ impl fmt::Display for Spec {
         if let Some(d) = &self.distro {
             write!(f, ":{d}")?;
         }
+        if let Some(h) = &self.host {
+            write!(f, "@{h}")?;
+        }
         Ok(())
     }
 }
@@ -45,7 +51,7 @@ impl fmt::Display for Spec {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error(
-        "'{spec}': {problem}; a node spec is [STEM]NUMBER[-NUMBER][:DISTRO], e.g. 3, vnode4, 3-7:u24.04"
+        "'{spec}': {problem}; a node spec is [STEM]NUMBER[-NUMBER][:DISTRO][@HOST], e.g. 3, vnode4, 3-7:u24.04, 5@h2"
     )]
     Syntax { spec: String, problem: String },
     #[error("'{spec}': no pool has the stem '{stem}'; known stems: {known}")]
@@ -85,11 +91,20 @@ fn syntax(spec: &str, problem: impl Into<String>) -> SpecError {
 
 /// Parses one spec's syntax. Never panics, whatever the input.
 pub fn parse(input: &str) -> Result<Spec, SpecError> {
-    let (node, distro) = match input.split_once(':') {
+    let (rest, host) = match input.split_once('@') {
+        Some((_, "")) => return Err(syntax(input, "the host after '@' is empty")),
+        Some((_, h)) if h.contains('@') => return Err(syntax(input, "more than one '@'")),
+        Some((r, h)) => {
+            crate::names::check_host_name(h).map_err(|p| syntax(input, p))?;
+            (r, Some(h.to_string()))
+        }
+        None => (input, None),
+    };
+    let (node, distro) = match rest.split_once(':') {
         Some((_, "")) => return Err(syntax(input, "the distro after ':' is empty")),
         Some((_, d)) if d.contains(':') => return Err(syntax(input, "more than one ':'")),
         Some((n, d)) => (n, Some(d.to_ascii_lowercase())),
-        None => (input, None),
+        None => (rest, None),
     };
     if node.is_empty() {
         return Err(syntax(input, "the node number is missing"));
@@ -134,6 +149,7 @@ pub fn parse(input: &str) -> Result<Spec, SpecError> {
         first,
         last,
         distro,
+        host,
     })
 }
 
@@ -150,6 +166,8 @@ pub struct NodeRequest {
     #[serde(skip)]
     pub pool: Pool,
     pub image: ImageRef,
+    /// `@HOST` of its spec.
+    pub host: Option<String>,
 }
 
 /// Checks specs against pools and the catalog; expands ranges; rejects a node named twice.
@@ -229,6 +247,7 @@ pub fn resolve(
                 name,
                 pool: pool.clone(),
                 image: image.clone(),
+                host: spec.host.clone(),
             });
         }
     }
@@ -239,10 +258,11 @@ pub fn resolve(
 /// A distro part is not allowed there.
 pub fn resolve_names(specs: &[String], pools: &Pools) -> Result<Vec<(Pool, NodeName)>, SpecError> {
     for input in specs {
-        if parse(input)?.distro.is_some() {
+        let spec = parse(input)?;
+        if spec.distro.is_some() || spec.host.is_some() {
             return Err(syntax(
                 input,
-                "a distro makes no sense here; name nodes only",
+                "a distro or host makes no sense here; name nodes only",
             ));
         }
     }
@@ -341,6 +361,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_spec_may_name_its_host() {
+        let s = parse("3-5:f43@h2").unwrap();
+        assert_eq!((s.first, s.last, s.distro.as_deref()), (3, Some(5), Some("f43")));
+        assert_eq!(s.host.as_deref(), Some("h2"));
+        assert_eq!(parse("vnode4@hv-1.lab").unwrap().host.as_deref(), Some("hv-1.lab"));
+        for (bad, says) in [
+            ("3@", "the host after '@' is empty"),
+            ("3@a@b", "more than one '@'"),
+            ("3@-x", "is not a host name"),
+            ("@h1", "the node number is missing"),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("[@HOST]"), "{bad}: {e}");
+        }
+        let pools = crate::config::Config::defaults().pools;
+        let e = resolve_names(&["3@h1".into()], &pools).unwrap_err().to_string();
+        assert!(e.contains("a distro or host makes no sense here"), "{e}");
+    }
+
     proptest! {
         #[test]
         fn the_parser_never_panics(s in "\\PC{0,30}") {
@@ -348,7 +388,7 @@ mod tests {
         }
 
         #[test]
-        fn the_parser_never_panics_on_spec_like_input(s in "[a-z0-9:.-]{0,24}") {
+        fn the_parser_never_panics_on_spec_like_input(s in "[a-z0-9:.@-]{0,24}") {
             let _ = parse(&s);
         }
 
@@ -358,9 +398,10 @@ mod tests {
             first in 0u32..100_000,
             len in proptest::option::of(0u32..100),
             distro in proptest::option::of("[a-z0-9][a-z0-9._-]{0,12}"),
+            host in proptest::option::of("[A-Za-z0-9][A-Za-z0-9._-]{0,12}"),
         ) {
             prop_assume!(stem.as_deref().is_none_or(|s| crate::pool::check_stem(s).is_ok()));
-            let spec = Spec { stem, first, last: len.map(|l| first + l), distro };
+            let spec = Spec { stem, first, last: len.map(|l| first + l), distro, host };
             prop_assert_eq!(parse(&spec.to_string()), Ok(spec));
         }
     }
