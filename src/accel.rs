@@ -50,6 +50,24 @@ pub fn resolve(requested: VirtType) -> Resolved {
     }
 }
 
+/// Resolves `requested` for a `[[hosts]]` host, whose KVM vnode cannot probe from here: with
+/// `auto`, KVM when the host's libvirt offers it (`virt_types` from its capabilities), else TCG.
+pub fn resolve_remote(requested: VirtType, host: &str, virt_types: &[String]) -> Resolved {
+    match requested {
+        VirtType::Kvm | VirtType::Qemu => resolve(requested),
+        VirtType::Auto if virt_types.iter().any(|t| t == "kvm") => Resolved {
+            virt_type: VirtType::Kvm,
+            reason: format!(
+                "libvirt on {host} offers kvm (set virt_type = \"qemu\" if its guests hang under it)"
+            ),
+        },
+        VirtType::Auto => Resolved {
+            virt_type: VirtType::Qemu,
+            reason: format!("libvirt on {host} offers no kvm; guests run under TCG (slow)"),
+        },
+    }
+}
+
 /// Why KVM cannot be used, if it cannot.
 pub fn kvm_usable() -> Result<(), String> {
     std::fs::OpenOptions::new()

@@ -184,6 +184,13 @@ pub struct SpawnArgs {
     /// config's libvirt_grace_secs (default 30).
     #[arg(long, value_name = "SECS")]
     pub libvirt_grace: Option<u64>,
+    /// Put every node of the command on this one of the config's [[hosts]] (a spec's @HOST
+    /// still wins). Without it nodes are spread: fewest vnode nodes first, then most free memory.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Leave these [[hosts]] out of the spread (e.g. one that is down); repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub skip_host: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -384,6 +384,13 @@ impl Located<'_> {
                 if let Some(j) = out.iter().position(|o| o.name == name) {
                     return Err(format!("{} is already hosts[{j}]", names::quoted(name)));
                 }
+                if name == crate::planned::HostName::LOCAL {
+                    return Err(format!(
+                        "{} is what vnode calls this host when there are no [[hosts]]; give \
+                         the host another name",
+                        names::quoted(name)
+                    ));
+                }
                 names::check_host_name(name)
             })?;
             let uri = self.string(h.uri, &field("uri"), |u| {
@@ -452,7 +459,11 @@ impl Located<'_> {
                 Err(format!(
                     "{} is not one of the [[hosts]] ({})",
                     names::quoted(h),
-                    hosts.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                    hosts
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             }
         })?;

@@ -28,7 +28,7 @@ use crate::node;
 use crate::node::ready::ReadyRecord;
 use crate::runtime::{self, Flavor};
 use crate::spawn::report::Outcome;
-use crate::spawn::{SpawnOptions, WaitFor, WaitOn};
+use crate::spawn::{SpawnOptions, Target, WaitFor, WaitOn};
 use crate::spec::NodeRequest;
 use crate::ssh::{ClientKey, Session};
 
@@ -147,8 +147,11 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         );
     }
     let nodes = crate::planned::plan_cached(vec![request], &cache, &ctx.catalog, host.name())?;
-    let options = SpawnOptions {
+    let target = Target {
+        host: host.clone(),
         accel: crate::accel::resolve(ctx.config.virt_type).accel(),
+    };
+    let options = SpawnOptions {
         timeout: Duration::from_secs(req.timeout),
         wait_on: WaitOn::default(),
         // The commands must not race cloud-init, nor its cleanup a cloud-init still running.
@@ -159,7 +162,7 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         public_optional: true,
     };
     let result = rt.block_on(async {
-        let report = crate::spawn::spawn(&ctx.config, &host, &options, nodes)
+        let report = crate::spawn::spawn(&ctx.config, &[target], &options, nodes)
             .await?
             .into_iter()
             .next()

@@ -28,6 +28,12 @@ pub enum Error {
     Spawn(#[from] crate::spawn::SpawnError),
     #[error(transparent)]
     Lab(#[from] crate::lab::LabError),
+    #[error(transparent)]
+    Hosts(#[from] crate::hosts::HostsError),
+    #[error(transparent)]
+    Placement(#[from] crate::hosts::placement::PlacementError),
+    #[error(transparent)]
+    Storage(#[from] crate::libvirt::storage::StorageError),
     /// Bad arguments that clap cannot see (e.g. an unknown pool name).
     #[error("{0}")]
     Usage(String),
@@ -48,7 +54,10 @@ impl Error {
             | Error::File(_)
             | Error::Catalog(_)
             | Error::Plan(_)
+            | Error::Hosts(_)
             | Error::Usage(_) => EXIT_BAD_INPUT,
+            Error::Placement(e) => e.exit_code(),
+            Error::Storage(e) => e.exit_code(),
             Error::Image(e) => e.exit_code(),
             Error::Node(e) => e.exit_code(),
             Error::Libvirt(e) => e.exit_code(),

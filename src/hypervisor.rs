@@ -2,28 +2,59 @@
 //! runs on — its libvirt connection, where a node's artifacts are stored, how a guest's ssh port
 //! is reached, and how a node is taken apart again.
 //!
-//! Today there is one kind: this host, with node files in `state_dir` and guests reached directly
-//! on their private address. A remote libvirt host (reached through libvirt's own remote
-//! protocol, its artifacts in one of its storage pools, its guests through its sshd) is a second
-//! kind behind the same methods; the stages do not change.
+//! Two kinds behind the same methods:
+//! - **this host** (no `[[hosts]]` in the config): node files in `state_dir`, the domain's disks
+//!   are those files, guests reached directly on their private address;
+//! - **a `[[hosts]]` host**, reached through libvirt's own remote protocol (`qemu+ssh://`): the
+//!   node's files are built here in `state_dir` as ever, then its disks go up as volumes of the
+//!   host's storage pool (the base image once per host, by digest), and guests are reached through
+//!   the host's sshd (an ssh channel to `guest:22`), since their private address is only routable
+//!   there. vnode runs nothing of its own on the host.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, HostConfig};
 use crate::libvirt::LibvirtError;
+use crate::libvirt::storage::{Storage, StorageError};
 use crate::libvirt::virsh::Virsh;
+use crate::libvirt::virt_install::DomainFiles;
 use crate::node::paths::{self, NodePaths};
-use crate::node::{self, NodeError};
-use crate::planned::HostName;
+use crate::node::{self, NodeArtifacts, NodeError};
+use crate::planned::{HostName, PlannedNode};
+use crate::ssh::{JumpHost, JumpPool};
 
 /// One hypervisor host.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Hypervisor {
     name: HostName,
     uri: String,
     virsh: Virsh,
     state_dir: PathBuf,
+    remote: Option<Arc<Remote>>,
+}
+
+impl std::fmt::Debug for Hypervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hypervisor")
+            .field("name", &self.name)
+            .field("uri", &self.uri)
+            .finish()
+    }
+}
+
+/// What a `[[hosts]]` host has beyond a libvirt connection.
+struct Remote {
+    config: HostConfig,
+    storage: Storage,
+    /// The host's sshd, when the URI names one (`qemu+ssh://`); a local URI has none.
+    jump: Option<JumpPool>,
+    /// Base images this process has put in place on the host, by digest; the lock makes nodes
+    /// of one image wait for one upload.
+    bases: tokio::sync::Mutex<HashMap<String, PathBuf>>,
 }
 
 /// Why a node could not be removed.
@@ -35,8 +66,25 @@ pub enum RemoveError {
         #[source]
         source: LibvirtError,
     },
+    #[error("{node}: cannot remove its volumes on host {host}: {source}")]
+    Volumes {
+        node: String,
+        host: HostName,
+        #[source]
+        source: StorageError,
+    },
     #[error(transparent)]
     Files(#[from] NodeError),
+}
+
+/// Why a node's disks could not be put in place on its host.
+#[derive(Debug, thiserror::Error)]
+#[error("{node}: cannot put its disks on host {host}: {source}")]
+pub struct StageDisksError {
+    pub node: String,
+    pub host: HostName,
+    #[source]
+    pub source: StorageError,
 }
 
 /// What to keep of a removed node.
@@ -47,14 +95,46 @@ pub enum Keep {
     Disk,
 }
 
+/// How long vnode waits for a host's sshd to answer and authenticate.
+const JUMP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Names of a node's volumes in its host's storage pool.
+pub fn disk_volume(name: &str) -> String {
+    format!("{name}.qcow2")
+}
+pub fn seed_volume(name: &str) -> String {
+    format!("{name}-seed.iso")
+}
+pub fn console_volume(name: &str) -> String {
+    format!("{name}-console.log")
+}
+
 impl Hypervisor {
-    /// This host, as the config describes it.
+    /// This host, as the config describes it (no `[[hosts]]`).
     pub fn local(config: &Config) -> Hypervisor {
         Hypervisor {
             name: HostName::local(),
             uri: config.libvirt_uri.clone(),
             virsh: Virsh::new(&config.libvirt_uri),
             state_dir: config.state_dir.clone(),
+            remote: None,
+        }
+    }
+
+    /// A `[[hosts]]` host.
+    pub fn remote(config: &Config, host: &HostConfig) -> Hypervisor {
+        let virsh = Virsh::new(&host.uri);
+        Hypervisor {
+            name: HostName::named(&host.name),
+            uri: host.uri.clone(),
+            state_dir: config.state_dir.clone(),
+            remote: Some(Arc::new(Remote {
+                storage: Storage::new(virsh.clone(), &host.storage_pool, &host.pool_path),
+                jump: JumpHost::from_uri(&host.uri).map(|j| JumpPool::new(j, JUMP_TIMEOUT)),
+                config: host.clone(),
+                bases: tokio::sync::Mutex::default(),
+            })),
+            virsh,
         }
     }
 
@@ -71,12 +151,28 @@ impl Hypervisor {
         &self.virsh
     }
 
+    /// The `[[hosts]]` entry, for a host that is one.
+    pub fn host_config(&self) -> Option<&HostConfig> {
+        self.remote.as_ref().map(|r| &r.config)
+    }
+
+    /// The host's storage pool, for a `[[hosts]]` host.
+    pub fn storage(&self) -> Option<&Storage> {
+        self.remote.as_ref().map(|r| &r.storage)
+    }
+
+    /// The host's sshd that guests are reached through, when there is one.
+    pub fn jump(&self) -> Option<&JumpPool> {
+        self.remote.as_ref().and_then(|r| r.jump.as_ref())
+    }
+
     /// Where vnode keeps node directories and its own files for this host's nodes.
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }
 
-    /// Where the artifacts of node `name` are stored.
+    /// Where the artifacts of node `name` are stored (here; a `[[hosts]]` host has copies of
+    /// the disks as volumes).
     pub fn node_paths(&self, name: &str) -> NodePaths {
         NodePaths::new(&self.state_dir, name)
     }
@@ -91,19 +187,87 @@ impl Hypervisor {
         paths::client_key(&self.state_dir)
     }
 
-    /// Names of the node directories vnode has on this host.
+    /// Names of the node directories vnode has (for every host).
     pub fn node_names(&self) -> Vec<String> {
         paths::node_dirs(&self.state_dir)
     }
 
-    /// Where to connect to reach the ssh port of a guest that has `address`: the address itself,
-    /// since this host's guests are on networks this process can reach.
+    /// Where to connect to reach the ssh port of a guest that has `address`: the address itself
+    /// (directly, or from the host's sshd when [`Hypervisor::jump`] is set).
     pub fn guest_ssh(&self, address: Ipv4Addr) -> SocketAddr {
         SocketAddr::from((address, 22))
     }
 
-    /// Takes a node apart: its domain is destroyed and undefined, then its files and known_hosts
-    /// lines go (all but the disk with [`Keep::Disk`]). Whatever is already gone is fine.
+    /// The disks of a prepared node where its domain will use them: the node's files on this
+    /// host; on a `[[hosts]]` host, volumes of its pool — the base image (uploaded once per
+    /// host and image), an overlay on it, the seed — and the console log in the pool's directory.
+    pub async fn stage_disks(
+        &self,
+        node: &PlannedNode,
+        artifacts: &NodeArtifacts,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<DomainFiles, StageDisksError> {
+        let Some(remote) = &self.remote else {
+            return Ok(artifacts.domain_files());
+        };
+        let name = node.name();
+        let fail = |source| StageDisksError {
+            node: name.clone(),
+            host: self.name.clone(),
+            source,
+        };
+        let base = node
+            .base
+            .as_ref()
+            .expect("a node being spawned has its base image");
+        let backing = {
+            let mut bases = remote.bases.lock().await;
+            match bases.get(&base.digest) {
+                Some(p) => p.clone(),
+                None => {
+                    let pushed = remote
+                        .storage
+                        .push_base(&base.path, &base.digest, progress)
+                        .await
+                        .map_err(fail)?;
+                    bases.insert(base.digest.clone(), pushed.path.clone());
+                    pushed.path
+                }
+            }
+        };
+        let storage = &remote.storage;
+        let capacity = u64::from(node.resources.disk_gib) << 30;
+        let disk = storage
+            .create_overlay(&disk_volume(&name), &backing, capacity)
+            .await
+            .map_err(fail)?;
+        let seed = storage
+            .upload(&seed_volume(&name), &artifacts.seed)
+            .await
+            .map_err(fail)?;
+        let console_log = disk.with_file_name(console_volume(&name));
+        Ok(DomainFiles {
+            disk,
+            seed,
+            console_log,
+        })
+    }
+
+    /// The node's console log as a local file: its own on this host; on a `[[hosts]]` host,
+    /// downloaded from the pool into the node's directory first.
+    pub async fn console_log(&self, name: &str) -> PathBuf {
+        let local = self.node_paths(name).console_log();
+        if let Some(remote) = &self.remote
+            && local.parent().is_some_and(Path::exists)
+        {
+            let _ = remote.storage.download(&console_volume(name), &local).await;
+        }
+        local
+    }
+
+    /// Takes a node apart: its domain is destroyed and undefined, its volumes on a `[[hosts]]`
+    /// host deleted, then its files and known_hosts lines go (all but the disk with
+    /// [`Keep::Disk`]). Whatever is already gone is fine.
     pub async fn remove_node(&self, name: &str, keep: Keep) -> Result<(), RemoveError> {
         let domain = |source| RemoveError::Domain {
             node: name.to_string(),
@@ -111,6 +275,7 @@ impl Hypervisor {
         };
         self.virsh.destroy(name).await.map_err(domain)?;
         self.virsh.undefine(name).await.map_err(domain)?;
+        self.remove_volumes(name, keep).await?;
         match keep {
             Keep::Nothing => node::remove_if_present(&self.state_dir, name)?,
             Keep::Disk => node::remove_keeping_disk(&self.state_dir, name)?,
@@ -118,8 +283,31 @@ impl Hypervisor {
         Ok(())
     }
 
-    /// Removes the files of a node whose domain was never defined.
-    pub fn remove_files(&self, name: &str) -> Result<(), NodeError> {
-        node::remove_if_present(&self.state_dir, name)
+    /// Removes the files (and volumes) of a node whose domain was never defined.
+    pub async fn remove_files(&self, name: &str) -> Result<(), RemoveError> {
+        self.remove_volumes(name, Keep::Nothing).await?;
+        Ok(node::remove_if_present(&self.state_dir, name)?)
+    }
+
+    async fn remove_volumes(&self, name: &str, keep: Keep) -> Result<(), RemoveError> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let mut volumes = vec![seed_volume(name), console_volume(name)];
+        if keep == Keep::Nothing {
+            volumes.push(disk_volume(name));
+        }
+        for v in volumes {
+            remote
+                .storage
+                .delete(&v)
+                .await
+                .map_err(|source| RemoveError::Volumes {
+                    node: name.to_string(),
+                    host: self.name.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
     }
 }

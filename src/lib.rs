@@ -17,6 +17,7 @@ pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod host;
+pub mod hosts;
 pub mod hypervisor;
 pub mod images;
 pub mod ip_json;

@@ -135,6 +135,27 @@ pub fn check_absolute_path(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A name vnode gives a hypervisor host (or a storage pool on one): what `SPEC@HOST`, `--host`
+/// and the tables use. 1-32 of letters, digits, '-', '_' and '.', starting with a letter or
+/// digit, so it survives being part of a spec, a file name and a table cell.
+pub fn check_host_name(name: &str) -> Result<(), String> {
+    let ok_start = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok_start && ok_chars && name.len() <= 32 {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is not a host name: use 1-32 letters, digits, '-', '_' or '.', starting with a \
+         letter or digit",
+        quoted(name)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,22 +226,4 @@ mod tests {
         assert!(check_absolute_path("/var\0").is_err());
         assert_eq!(quoted("a\nb\u{7f}"), "'a\\nb\\u{7f}'");
     }
-}
-
-/// A name vnode gives a hypervisor host (or a storage pool on one): what `SPEC@HOST`, `--host`
-/// and the tables use. 1-32 of letters, digits, '-', '_' and '.', starting with a letter or
-/// digit, so it survives being part of a spec, a file name and a table cell.
-pub fn check_host_name(name: &str) -> Result<(), String> {
-    let ok_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok_start && ok_chars && name.len() <= 32 {
-        return Ok(());
-    }
-    Err(format!(
-        "{} is not a host name: use 1-32 letters, digits, '-', '_' or '.', starting with a \
-         letter or digit",
-        quoted(name)
-    ))
 }

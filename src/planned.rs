@@ -58,8 +58,8 @@ impl NodeIdentity {
     }
 }
 
-/// The hypervisor host a node runs on. Today always this host; the config's `[[hosts]]` will
-/// name others.
+/// The hypervisor host a node runs on: this host (`local`, when the config has no `[[hosts]]`),
+/// or one of the config's `[[hosts]]` by its name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct HostName(String);
@@ -69,6 +69,20 @@ impl HostName {
 
     pub fn local() -> HostName {
         HostName(HostName::LOCAL.into())
+    }
+
+    /// The `[[hosts]]` entry called `name`.
+    pub fn named(name: &str) -> HostName {
+        HostName(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name of a `[[hosts]]` entry; `None` for this host without `[[hosts]]`.
+    pub fn remote_name(&self) -> Option<&str> {
+        (self.0 != HostName::LOCAL).then_some(self.0.as_str())
     }
 }
 

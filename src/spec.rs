@@ -364,9 +364,15 @@ mod tests {
     #[test]
     fn a_spec_may_name_its_host() {
         let s = parse("3-5:f43@h2").unwrap();
-        assert_eq!((s.first, s.last, s.distro.as_deref()), (3, Some(5), Some("f43")));
+        assert_eq!(
+            (s.first, s.last, s.distro.as_deref()),
+            (3, Some(5), Some("f43"))
+        );
         assert_eq!(s.host.as_deref(), Some("h2"));
-        assert_eq!(parse("vnode4@hv-1.lab").unwrap().host.as_deref(), Some("hv-1.lab"));
+        assert_eq!(
+            parse("vnode4@hv-1.lab").unwrap().host.as_deref(),
+            Some("hv-1.lab")
+        );
         for (bad, says) in [
             ("3@", "the host after '@' is empty"),
             ("3@a@b", "more than one '@'"),
@@ -377,7 +383,9 @@ mod tests {
             assert!(e.contains(says) && e.contains("[@HOST]"), "{bad}: {e}");
         }
         let pools = crate::config::Config::defaults().pools;
-        let e = resolve_names(&["3@h1".into()], &pools).unwrap_err().to_string();
+        let e = resolve_names(&["3@h1".into()], &pools)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a distro or host makes no sense here"), "{e}");
     }
 

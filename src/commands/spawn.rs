@@ -9,13 +9,15 @@ use crate::cli::SpawnArgs;
 use crate::config::VirtType;
 use crate::context::Context;
 use crate::error::{EXIT_INTERRUPTED, EXIT_NOT_READY, Result};
-use crate::hypervisor::Hypervisor;
+use crate::hosts::Hosts;
+use crate::hosts::facts::HostFacts;
+use crate::hosts::placement::Wish;
 use crate::images::Cache;
 use crate::libvirt::virt_install::Accel;
-use crate::planned::{self, PlannedNode};
+use crate::planned::{self, HostName, PlannedNode};
 use crate::runtime::{self, Flavor};
 use crate::spawn::report::{CloudInitState, NodeReport, Outcome};
-use crate::spawn::{self, SpawnOptions};
+use crate::spawn::{self, SpawnOptions, Target};
 use crate::spec::{self, NodeRequest};
 use crate::table::Table;
 
@@ -37,7 +39,7 @@ fn requests(ctx: &Context, args: &SpawnArgs) -> Result<Vec<NodeRequest>> {
 /// The planned nodes with their cached base images (pulled first with `--pull`).
 fn planned_nodes(
     ctx: &Context,
-    host: &Hypervisor,
+    host: &HostName,
     requests: Vec<NodeRequest>,
     pull: bool,
 ) -> Result<Vec<PlannedNode>> {
@@ -50,12 +52,7 @@ fn planned_nodes(
             crate::images::pull_missing(&cache, &ctx.catalog, &images),
         )??;
     }
-    Ok(planned::plan_cached(
-        requests,
-        &cache,
-        &ctx.catalog,
-        host.name(),
-    )?)
+    Ok(planned::plan_cached(requests, &cache, &ctx.catalog, host)?)
 }
 
 /// The virt type for this command, resolved (never auto), said on stderr.
@@ -70,27 +67,67 @@ pub fn accel(ctx: &Context, requested: Option<VirtType>) -> Accel {
     resolved.accel()
 }
 
+/// Where the nodes go: with `[[hosts]]`, every host is asked what it has (all at once) and the
+/// nodes are placed; the hosts' facts come back for the virt type. Without, this host.
+fn place(
+    ctx: &Context,
+    args: &SpawnArgs,
+    hosts: &Hosts,
+    nodes: &mut [PlannedNode],
+    pins: &[Option<String>],
+) -> Result<Vec<HostFacts>> {
+    if !hosts.configured() {
+        if let Some(h) = args.host.as_ref().or(pins.iter().flatten().next()) {
+            return Err(crate::hosts::HostsError::NoHosts { name: h.clone() }.into());
+        }
+        return Ok(Vec::new());
+    }
+    let facts = runtime::block_on(
+        Flavor::MultiThread,
+        crate::hosts::facts::gather_all(hosts.all(), &ctx.config.pools),
+    )?;
+    let wishes: Vec<Wish> = pins
+        .iter()
+        .map(|p| Wish {
+            pinned: p.as_deref(),
+        })
+        .collect();
+    crate::hosts::placement::place(nodes, &wishes, args.host.as_deref(), &facts)?;
+    Ok(facts)
+}
+
 pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
     let requests = requests(ctx, args)?;
-    let host = Hypervisor::local(&ctx.config);
+    let hosts = Hosts::from_config(&ctx.config).without(&args.skip_host)?;
+    let pins: Vec<Option<String>> = requests.iter().map(|r| r.host.clone()).collect();
+    let default = hosts
+        .all()
+        .first()
+        .map_or_else(HostName::local, |h| h.name().clone());
     if args.dry_run {
         let virt_type = args.virt_type.unwrap_or(ctx.config.virt_type);
-        dry_run(
-            ctx,
-            &planned::plan(requests, None, &ctx.catalog, host.name()),
-            virt_type,
-        );
+        let mut nodes = planned::plan(requests, None, &ctx.catalog, &default);
+        place(ctx, args, &hosts, &mut nodes, &pins)?;
+        dry_run(ctx, &nodes, virt_type, hosts.configured());
         return Ok(ExitCode::SUCCESS);
     }
-    let nodes = planned_nodes(ctx, &host, requests, args.pull)?;
+    let mut nodes = planned_nodes(ctx, &default, requests, args.pull)?;
+    let facts = place(ctx, args, &hosts, &mut nodes, &pins)?;
     if args.prepare_only {
-        return super::prepare::run(ctx, &host, &nodes, accel(ctx, args.virt_type));
+        if hosts.configured() {
+            return Err(crate::error::Error::Usage(
+                "--prepare-only writes a node's files for this host's libvirt; with [[hosts]] \
+                 use --dry-run to see the placement"
+                    .into(),
+            ));
+        }
+        return super::prepare::run(ctx, &hosts.all()[0], &nodes, accel(ctx, args.virt_type));
     }
     if !ctx.json && !crate::terminal::quiet() {
-        eprintln!("vnode: {} node(s)", nodes.len());
+        eprintln!("vnode: {} node(s){}", nodes.len(), spread(&nodes, &hosts));
     }
+    let targets = targets(ctx, args, &hosts, &facts);
     let options = SpawnOptions {
-        accel: accel(ctx, args.virt_type),
         timeout: std::time::Duration::from_secs(args.timeout),
         wait_on: args.wait_on,
         wait: args.wait,
@@ -102,11 +139,53 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
     };
     let reports = runtime::block_on(
         Flavor::MultiThread,
-        spawn::spawn(&ctx.config, &host, &options, nodes),
+        spawn::spawn(&ctx.config, &targets, &options, nodes),
     )??;
     print_report(&reports, ctx.json);
     print_kept(&reports);
     Ok(ExitCode::from(exit_code(&reports)))
+}
+
+/// Each host with the virt type its domains get (said on stderr).
+fn targets(ctx: &Context, args: &SpawnArgs, hosts: &Hosts, facts: &[HostFacts]) -> Vec<Target> {
+    if !hosts.configured() {
+        return vec![Target {
+            host: hosts.all()[0].clone(),
+            accel: accel(ctx, args.virt_type),
+        }];
+    }
+    let requested = args.virt_type.unwrap_or(ctx.config.virt_type);
+    hosts
+        .all()
+        .iter()
+        .map(|h| {
+            let offered = facts
+                .iter()
+                .find(|f| f.name == h.name().as_str())
+                .map_or(&[][..], |f| f.virt_types.as_slice());
+            let resolved = crate::accel::resolve_remote(requested, h.name().as_str(), offered);
+            Target {
+                host: h.clone(),
+                accel: resolved.accel(),
+            }
+        })
+        .collect()
+}
+
+/// ", 2 on h1, 2 on h2" with `[[hosts]]`.
+fn spread(nodes: &[PlannedNode], hosts: &Hosts) -> String {
+    if !hosts.configured() {
+        return String::new();
+    }
+    let counts: Vec<String> = hosts
+        .all()
+        .iter()
+        .filter_map(|h| {
+            let n = nodes.iter().filter(|n| &n.host == h.name()).count();
+            (n > 0).then(|| format!("{n} on {}", h.name()))
+        })
+        .collect();
+    format!(": {}", counts.join(", "))
 }
 
 /// 0 only when every node is ready; 130 after Ctrl-C; 3 otherwise.
@@ -128,7 +207,7 @@ struct DryRunNode<'a> {
     virt_type: VirtType,
 }
 
-fn dry_run(ctx: &Context, nodes: &[PlannedNode], virt_type: VirtType) {
+fn dry_run(ctx: &Context, nodes: &[PlannedNode], virt_type: VirtType, several: bool) {
     if ctx.json {
         let nodes: Vec<DryRunNode> = nodes
             .iter()
@@ -139,6 +218,7 @@ fn dry_run(ctx: &Context, nodes: &[PlannedNode], virt_type: VirtType) {
     }
     let mut t = Table::new([
         "NAME",
+        "HOST",
         "IMAGE",
         "PUBLIC MAC",
         "PRIVATE MAC",
@@ -151,6 +231,11 @@ fn dry_run(ctx: &Context, nodes: &[PlannedNode], virt_type: VirtType) {
     for n in nodes {
         t.row([
             n.name(),
+            if several {
+                n.host.to_string()
+            } else {
+                "-".into()
+            },
             n.image.to_string(),
             n.id.public_mac.to_string(),
             n.id.private_mac.to_string(),

@@ -28,6 +28,9 @@ pub struct NodeMetadata {
     /// UTC, RFC 3339 (`2026-11-25T04:30:00Z`).
     pub created: String,
     pub created_unix: u64,
+    /// The `[[hosts]]` entry the node runs on; absent: this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl NodeMetadata {

@@ -68,6 +68,17 @@ pub struct NodeArtifacts {
     pub osinfo: OsinfoChoice,
 }
 
+impl NodeArtifacts {
+    /// The files a domain on this host is made of.
+    pub fn domain_files(&self) -> crate::libvirt::virt_install::DomainFiles {
+        crate::libvirt::virt_install::DomainFiles {
+            disk: self.overlay.clone(),
+            seed: self.seed.clone(),
+            console_log: self.console_log.clone(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("{node}: its image {image} was not resolved in the cache before preparing")]
@@ -188,6 +199,7 @@ pub fn prepare(
         disk_gib: node.resources.disk_gib,
         created,
         created_unix,
+        host: node.host.remote_name().map(String::from),
     };
 
     std::fs::create_dir_all(state_dir)

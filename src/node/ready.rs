@@ -14,6 +14,9 @@ pub struct ReadyRecord {
     pub private_ip: Option<Ipv4Addr>,
     pub public_ip: Option<Ipv4Addr>,
     pub os: Option<String>,
+    /// The `[[hosts]]` entry it runs on; absent: this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Seconds since the epoch when the node became ready.
     pub ready_at: u64,
 }

@@ -13,6 +13,7 @@ pub mod stages;
 pub mod watch;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use crate::libvirt::virsh::Lease;
 use crate::libvirt::virt_install::Accel;
 use crate::node::known_hosts;
 use crate::node::ready::ReadyRecord;
-use crate::planned::PlannedNode;
+use crate::planned::{HostName, PlannedNode};
 use crate::ssh::ClientKey;
 use leases::Leases;
 use progress::{NodeLine, Progress, Stage};
@@ -34,7 +35,7 @@ use watch::Domains;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error("this host is not ready for vnode:\n  {}", .0.join("\n  "))]
+    #[error("not ready for vnode, nothing was created:\n  {}", .0.join("\n  "))]
     Preflight(Vec<String>),
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
@@ -94,10 +95,16 @@ pub enum WaitOn {
     Public,
 }
 
+/// A host nodes are brought up on, with the virt type its domains get.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub host: Hypervisor,
+    pub accel: Accel,
+}
+
 /// How nodes are brought up.
 #[derive(Clone, Debug)]
 pub struct SpawnOptions {
-    pub accel: Accel,
     /// How long each node may take to become ready.
     pub timeout: Duration,
     pub wait_on: WaitOn,
@@ -111,23 +118,33 @@ pub struct SpawnOptions {
     pub public_optional: bool,
 }
 
+/// One host's part of a spawn.
+struct HostRun {
+    host: Hypervisor,
+    accel: Accel,
+    leases: Leases,
+    domains: Domains,
+    /// Leases that existed before any domain was created, per network (not ours).
+    before: HashMap<String, Vec<Lease>>,
+}
+
 /// What every node's bring-up shares.
 struct Shared {
     config: Arc<Config>,
-    host: Hypervisor,
+    hosts: HashMap<HostName, HostRun>,
+    /// Domains that exist before the spawn, by name, with the host they are on.
+    existing: HashMap<String, HostName>,
     client: ClientKey,
-    leases: Leases,
-    domains: Domains,
     options: SpawnOptions,
 }
 
 /// Brings nodes up concurrently and reports on each; errors only for whole-command problems
-/// (libvirt unreachable, a network inactive, ...), before anything is created. Ctrl-C stops the
-/// waits: each node is then reported as interrupted, and nodes whose domain was never defined
-/// leave no files behind.
+/// (a host's libvirt unreachable, a network inactive, ...), before anything is created. Every
+/// node's `host` must be one of `targets`. Ctrl-C stops the waits: each node is then reported as
+/// interrupted, and nodes whose domain was never defined leave no files behind.
 pub async fn spawn(
     config: &Config,
-    host: &Hypervisor,
+    targets: &[Target],
     options: &SpawnOptions,
     nodes: Vec<PlannedNode>,
 ) -> Result<Vec<NodeReport>, SpawnError> {
@@ -135,25 +152,76 @@ pub async fn spawn(
     // ones are answered while vnode cleans up.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(SpawnError::Signal)?;
-    preflight::host(host.virsh(), &nodes)
+    let used: Vec<&Target> = targets
+        .iter()
+        .filter(|t| nodes.iter().any(|n| &n.host == t.host.name()))
+        .collect();
+    let several = targets.iter().any(|t| t.host.host_config().is_some());
+    let checks = used.iter().map(|t| {
+        let mine: Vec<PlannedNode> = nodes
+            .iter()
+            .filter(|n| &n.host == t.host.name())
+            .cloned()
+            .collect();
+        async move { preflight::host(&t.host, &mine, options.wait_on).await }
+    });
+    let problems: Vec<String> = futures_util::future::join_all(checks)
         .await
-        .map_err(SpawnError::Preflight)?;
-    let client = ClientKey::load_or_create(&host.client_key())?;
-    let leases = Leases::new(host.virsh().clone());
-    // Leases that exist before any domain is created are not ours (see Leases::wait_new).
-    let mut before: HashMap<String, Vec<Lease>> = HashMap::new();
-    for n in &nodes {
-        if !before.contains_key(&n.id.network) {
-            let l = leases.current(&n.id.network).await?;
-            before.insert(n.id.network.clone(), l);
+        .into_iter()
+        .zip(&used)
+        .flat_map(|(r, t)| {
+            r.err().unwrap_or_default().into_iter().map(move |p| {
+                if several {
+                    format!(
+                        "host {}: {p} (leave the host out with --host OTHER)",
+                        t.host.name()
+                    )
+                } else {
+                    p
+                }
+            })
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(SpawnError::Preflight(problems));
+    }
+    let first = targets.first().expect("at least one host");
+    let client = ClientKey::load_or_create(&first.host.client_key())?;
+    let mut hosts = HashMap::new();
+    let mut existing = HashMap::new();
+    // Every host, also those that get no node: a node named again may exist on another one
+    // (and --force removes it there).
+    for t in targets {
+        let virsh = t.host.virsh();
+        if let Ok(names) = virsh.domains().await {
+            for n in names {
+                existing.entry(n).or_insert_with(|| t.host.name().clone());
+            }
         }
+        let leases = Leases::new(virsh.clone());
+        let mut before: HashMap<String, Vec<Lease>> = HashMap::new();
+        for n in nodes.iter().filter(|n| &n.host == t.host.name()) {
+            if !before.contains_key(&n.id.network) {
+                let l = leases.current(&n.id.network).await?;
+                before.insert(n.id.network.clone(), l);
+            }
+        }
+        hosts.insert(
+            t.host.name().clone(),
+            HostRun {
+                host: t.host.clone(),
+                accel: t.accel,
+                leases,
+                domains: Domains::new(virsh.clone(), t.host.uri(), options.libvirt_grace),
+                before,
+            },
+        );
     }
     let shared = Arc::new(Shared {
         config: Arc::new(config.clone()),
-        host: host.clone(),
+        hosts,
+        existing,
         client,
-        leases,
-        domains: Domains::new(host.virsh().clone(), host.uri(), options.libvirt_grace),
         options: options.clone(),
     });
     let start = Instant::now();
@@ -166,13 +234,15 @@ pub async fn spawn(
             line: progress.node(&node.name()),
             start,
             files: Arc::default(),
+            host: shared.hosts[&node.host].host.clone(),
         });
+        tracker.update(|r| r.host = node.host.remote_name().map(String::from));
         trackers.push(tracker.clone());
-        let baseline = before.get(&node.id.network).cloned().unwrap_or_default();
         let shared = shared.clone();
         tasks.spawn(async move {
-            let result = bring_up(&shared, &node, &baseline, &tracker).await;
-            tracker.finish(&shared.host, result);
+            let run = &shared.hosts[&node.host];
+            let result = bring_up(&shared, run, &node, &tracker).await;
+            tracker.finish(result).await;
         });
     }
     let interrupted = tokio::select! {
@@ -189,7 +259,7 @@ pub async fn spawn(
         // Aborting a task drops its futures, which kills a running virt-install.
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        futures_util::future::join_all(trackers.iter().map(|t| t.interrupted(&shared.host))).await;
+        futures_util::future::join_all(trackers.iter().map(|t| t.interrupted())).await;
         patience.abort();
     }
     Ok(trackers.iter().map(|t| t.snapshot()).collect())
@@ -199,40 +269,66 @@ pub async fn spawn(
 /// shows it; the stage functions themselves know nothing of either.
 async fn bring_up(
     shared: &Shared,
+    run: &HostRun,
     node: &PlannedNode,
-    baseline: &[Lease],
     t: &Tracker,
 ) -> Result<Outcome, StageError> {
-    let (host, options) = (&shared.host, &shared.options);
+    let (host, options) = (&run.host, &shared.options);
     let deadline = Instant::now() + options.timeout;
     let name = node.name();
+    let baseline = run
+        .before
+        .get(&node.id.network)
+        .map_or(&[][..], Vec::as_slice);
 
-    if stages::exists(host, node).await? {
+    if let Some(there) = shared.existing.get(&name) {
+        let elsewhere = (there != &node.host).then(|| format!(" on host {there}"));
         if !options.force {
             t.update(|r| {
                 r.error = Some(format!(
-                    "{name} already exists and was left alone; use --force to replace it"
+                    "{name} already exists{} and was left alone; use --force to replace it",
+                    elsewhere.as_deref().unwrap_or("")
                 ))
             });
             return Ok(Outcome::Exists);
         }
-        t.enter(Stage::Replacing, "");
-        stages::replace(host, node).await?;
+        t.enter(Stage::Replacing, elsewhere.as_deref().unwrap_or(""));
+        // `existing` lists the targets' domains only, so the host is one of them.
+        stages::replace(&shared.hosts[there].host, node).await?;
     }
     t.enter(Stage::Preparing, "");
     let artifacts = stages::prepare(&shared.config, host, node, t.files.clone()).await?;
+    let files = if host.host_config().is_some() {
+        t.enter(Stage::Uploading, host.name().as_str());
+        let shown = std::sync::atomic::AtomicU64::new(0);
+        let progress = |done: u64, total: u64| {
+            // A line per 10 %: enough to see it move, not a flood in a CI log.
+            let tenth = (done * 10).checked_div(total).unwrap_or(10);
+            if shown.fetch_max(tenth, std::sync::atomic::Ordering::Relaxed) < tenth {
+                t.note(&format!(
+                    "base image to {}: {} of {} MiB",
+                    host.name(),
+                    done >> 20,
+                    total >> 20
+                ));
+            }
+        };
+        stages::stage_disks(host, node, &artifacts, &progress).await?
+    } else {
+        artifacts.domain_files()
+    };
     t.enter(Stage::Defining, "");
-    let attempts = stages::define(host, node, &artifacts, options.accel).await?;
+    let attempts = stages::define(host, node, &artifacts, files, run.accel).await?;
     if attempts > 1 {
         t.note(&format!("virt-install succeeded at attempt {attempts}"));
     }
     t.enter(Stage::Booting, "");
     // From here on every wait also watches the domain, and rides out libvirt restarting.
     let note = |message: &str| t.note(message);
-    let watched = &shared.domains;
+    let watched = &run.domains;
     let target = match options.wait_on {
         WaitOn::Private => {
-            let lease = stages::lease(&shared.leases, node, baseline, deadline);
+            let lease = stages::lease(&run.leases, node, baseline, deadline);
             let ip = watched.watching(&name, &note, lease).await?;
             t.update(|r| r.private_ip = Some(ip));
             ip
@@ -242,11 +338,14 @@ async fn bring_up(
     let known = host.known_hosts();
     let _ = known_hosts::add_address(&known, &name, &target.to_string());
     t.enter(Stage::Lease, &target.to_string());
-    let addr = host.guest_ssh(target);
-    let banner = stages::banner(addr, deadline);
+    let route = match options.wait_on {
+        WaitOn::Private => stages::Route::of(host, target),
+        WaitOn::Public => stages::Route::Direct(SocketAddr::from((target, 22))),
+    };
+    let banner = stages::banner(&route, deadline);
     watched.watching(&name, &note, banner).await?;
     t.enter(Stage::Ssh, "");
-    let login = stages::login(addr, &artifacts.host_public_key, &shared.client, deadline);
+    let login = stages::login(&route, &artifacts.host_public_key, &shared.client, deadline);
     let session = watched.watching(&name, &note, login).await?;
     // The ssh moment: logged in with the pinned key; the node's facts (and its public address).
     t.enter(Stage::Facts, "");
@@ -273,6 +372,7 @@ async fn bring_up(
             private_ip: r.private_ip,
             public_ip: r.public_ip,
             os: r.os.clone(),
+            host: node.host.remote_name().map(String::from),
             ready_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -313,6 +413,8 @@ struct Tracker {
     start: Instant,
     /// Held while the node's files are being written.
     files: Arc<tokio::sync::Mutex<()>>,
+    /// The host the node is created on.
+    host: Hypervisor,
 }
 
 impl Tracker {
@@ -347,8 +449,13 @@ impl Tracker {
     }
 
     /// The node's end: ready, left alone, or failed at its stage with the reason and its console.
-    fn finish(&self, host: &Hypervisor, result: Result<Outcome, StageError>) {
+    async fn finish(&self, result: Result<Outcome, StageError>) {
         let at = self.elapsed();
+        let name = self.update(|r| r.name.clone());
+        let console = match &result {
+            Err(_) => Some(self.host.console_log(&name).await),
+            Ok(_) => None,
+        };
         let mut r = self.report.lock().expect("not poisoned");
         r.seconds = at;
         match result {
@@ -371,7 +478,9 @@ impl Tracker {
             }
             Err(e) => {
                 r.outcome = Outcome::Failed;
-                r.console_tail = report::console_tail(&host.node_paths(&r.name).console_log(), 15);
+                if let Some(console) = &console {
+                    r.console_tail = report::console_tail(console, 15);
+                }
                 let hint = if r.console_tail.is_empty() && r.stage >= Stage::Booting {
                     "; the node printed nothing on its serial console: is its image bootable?"
                 } else {
@@ -386,7 +495,8 @@ impl Tracker {
     /// After Ctrl-C: a node that was not ready is interrupted. A node whose domain was never
     /// defined loses its files (none may stay without a domain); a node with a domain keeps it
     /// and its files, and the report says so.
-    async fn interrupted(&self, host: &Hypervisor) {
+    async fn interrupted(&self) {
+        let host = &self.host;
         let (name, outcome) = self.update(|r| (r.name.clone(), r.outcome));
         if outcome == Outcome::Ready {
             return;
@@ -395,7 +505,7 @@ impl Tracker {
         let _files = self.files.lock().await;
         let domain = host.virsh().domain_state(&name).await;
         let kept = match domain {
-            Ok(None) => host.remove_files(&name).is_err(),
+            Ok(None) => host.remove_files(&name).await.is_err(),
             _ => host.node_paths(&name).dir.exists() || domain.is_err(),
         };
         let at = self.elapsed();

@@ -16,6 +16,8 @@ pub enum Stage {
     Replacing,
     /// Writing overlay, seed and keys.
     Preparing,
+    /// Putting the disks on a `[[hosts]]` host (the base image once per host, overlay, seed).
+    Uploading,
     /// virt-install is defining and starting the domain.
     Defining,
     /// The domain runs; waiting for its private DHCP lease.
@@ -37,6 +39,7 @@ impl fmt::Display for Stage {
             Stage::Queued => "queued",
             Stage::Replacing => "replacing",
             Stage::Preparing => "preparing",
+            Stage::Uploading => "uploading",
             Stage::Defining => "defining",
             Stage::Booting => "booting",
             Stage::Lease => "lease",

@@ -31,6 +31,9 @@ pub enum CloudInitState {
 pub struct NodeReport {
     pub name: String,
     pub image: String,
+    /// The `[[hosts]]` entry it runs on; absent without `[[hosts]]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub outcome: Outcome,
     /// The last stage the node reached.
     pub stage: Stage,
@@ -61,6 +64,7 @@ impl NodeReport {
         NodeReport {
             name: name.into(),
             image: image.into(),
+            host: None,
             outcome: Outcome::Failed,
             stage: Stage::Queued,
             private_ip: None,

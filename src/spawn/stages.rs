@@ -12,13 +12,13 @@ use tokio::net::TcpStream;
 use super::facts::{self, Facts};
 use super::leases::{LeaseError, Leases, POLL};
 use crate::config::Config;
-use crate::hypervisor::{Hypervisor, Keep, RemoveError};
+use crate::hypervisor::{Hypervisor, Keep, RemoveError, StageDisksError};
 use crate::libvirt::LibvirtError;
 use crate::libvirt::virsh::Lease;
 use crate::libvirt::virt_install::{Accel, DomainFiles, VirtInstall, VirtInstallError};
 use crate::node::{self, NodeArtifacts, NodeError};
 use crate::planned::PlannedNode;
-use crate::ssh::{ClientKey, Session, SshError};
+use crate::ssh::{ClientKey, JumpPool, Session, SshError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -30,6 +30,8 @@ pub enum StageError {
     Node(#[from] NodeError),
     #[error("the preparation task ended abnormally: {0}")]
     Task(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Disks(#[from] StageDisksError),
     #[error(transparent)]
     Define(#[from] VirtInstallError),
     #[error(transparent)]
@@ -125,6 +127,23 @@ pub async fn prepare(
     .map_err(StageError::Task)??)
 }
 
+/// Puts the node's disks where its domain will use them (see [`Hypervisor::stage_disks`]). If
+/// that fails, nothing of the node may stay behind.
+pub async fn stage_disks(
+    host: &Hypervisor,
+    node: &PlannedNode,
+    artifacts: &NodeArtifacts,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<DomainFiles, StageError> {
+    match host.stage_disks(node, artifacts, progress).await {
+        Ok(files) => Ok(files),
+        Err(e) => {
+            let _ = host.remove_files(&node.name()).await;
+            Err(e.into())
+        }
+    }
+}
+
 /// virt-install defines and starts the domain; the number of attempts it took (transient
 /// errors are retried). If it fails, the domain was not created and nothing of the node may stay
 /// behind.
@@ -132,31 +151,33 @@ pub async fn define(
     host: &Hypervisor,
     node: &PlannedNode,
     artifacts: &NodeArtifacts,
+    files: DomainFiles,
     accel: Accel,
 ) -> Result<u32, StageError> {
-    let command = virt_install(host, node, artifacts, accel);
+    let command = VirtInstall::for_node(node, host.uri(), files, &artifacts.osinfo.id, accel);
     match command.run().await {
         Ok(attempts) => Ok(attempts),
         Err(e) => {
-            let _ = host.remove_files(&node.name());
+            let _ = host.remove_files(&node.name()).await;
             Err(e.into())
         }
     }
 }
 
-/// The virt-install command for a prepared node.
+/// The virt-install command for a prepared node on this host's own files (`--prepare-only`).
 pub fn virt_install(
     host: &Hypervisor,
     node: &PlannedNode,
     artifacts: &NodeArtifacts,
     accel: Accel,
 ) -> VirtInstall {
-    let files = DomainFiles {
-        disk: artifacts.overlay.clone(),
-        seed: artifacts.seed.clone(),
-        console_log: artifacts.console_log.clone(),
-    };
-    VirtInstall::for_node(node, host.uri(), files, &artifacts.osinfo.id, accel)
+    VirtInstall::for_node(
+        node,
+        host.uri(),
+        artifacts.domain_files(),
+        &artifacts.osinfo.id,
+        accel,
+    )
 }
 
 /// The private address from a lease that appeared after the domain was created.
@@ -192,8 +213,38 @@ pub async fn public_address(node: &PlannedNode) -> Result<Ipv4Addr, StageError> 
         .ok_or_else(|| StageError::PublicNoIpv4 { host: host.clone() })
 }
 
-/// Waits until `addr` answers with an SSH banner.
-pub async fn banner(addr: SocketAddr, deadline: Instant) -> Result<(), StageError> {
+/// How vnode reaches a guest's sshd: directly, or through its host's sshd (a guest on a
+/// `[[hosts]]` host has a private address only that host can route to).
+#[derive(Clone)]
+pub enum Route {
+    Direct(SocketAddr),
+    Via(JumpPool, SocketAddr),
+}
+
+impl Route {
+    /// The route to the guest with private `address` on `host`.
+    pub fn of(host: &Hypervisor, address: Ipv4Addr) -> Route {
+        let addr = host.guest_ssh(address);
+        match host.jump() {
+            Some(jump) => Route::Via(jump.clone(), addr),
+            None => Route::Direct(addr),
+        }
+    }
+
+    pub fn target(&self) -> SocketAddr {
+        match self {
+            Route::Direct(a) | Route::Via(_, a) => *a,
+        }
+    }
+}
+
+/// Waits until the guest answers with an SSH banner. Through a host's sshd the login's own
+/// retries do this (each attempt is one channel on the shared connection), so there it returns.
+pub async fn banner(route: &Route, deadline: Instant) -> Result<(), StageError> {
+    let addr = match route {
+        Route::Direct(addr) => *addr,
+        Route::Via(..) => return Ok(()),
+    };
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
         let attempt = async {
@@ -215,14 +266,23 @@ pub async fn banner(addr: SocketAddr, deadline: Instant) -> Result<(), StageErro
 
 /// Logs in, retrying while the guest is still installing keys; a wrong host key ends it at once.
 pub async fn login(
-    addr: SocketAddr,
+    route: &Route,
     host_key: &str,
     key: &ClientKey,
     deadline: Instant,
 ) -> Result<Session, StageError> {
     let mut last = None;
+    let timeout = Duration::from_secs(10);
     while Instant::now() < deadline {
-        match Session::connect(&addr.to_string(), host_key, key, Duration::from_secs(10)).await {
+        let attempt = match route {
+            Route::Direct(addr) => {
+                Session::connect(&addr.to_string(), host_key, key, timeout).await
+            }
+            Route::Via(jump, addr) => {
+                Session::connect_via(jump, *addr, host_key, key, timeout).await
+            }
+        };
+        match attempt {
             Ok(s) => return Ok(s),
             Err(e @ SshError::WrongHostKey { .. }) => return Err(StageError::WrongHostKey(e)),
             Err(e) => last = Some(e),
@@ -230,7 +290,7 @@ pub async fn login(
         tokio::time::sleep(POLL).await;
     }
     Err(StageError::Login(last.unwrap_or(SshError::Session {
-        addr: addr.to_string(),
+        addr: route.target().to_string(),
         message: "no attempt before the deadline".into(),
     })))
 }

@@ -1,0 +1,324 @@
+//! Where new nodes go. A node named with `@HOST` goes there; `--host NAME` sends every node of
+//! the command there; a node that already exists stays where it is; every other node goes, one
+//! at a time in spec order, to the allowed host with the fewest vnode nodes (counting those
+//! placed so far), then the most free memory (minus what the nodes placed so far take), then the
+//! first in the config. So a plan is deterministic and shown by `--dry-run` before anything runs.
+
+use std::collections::HashMap;
+
+use super::facts::HostFacts;
+use crate::planned::{HostName, PlannedNode};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlacementError {
+    #[error(
+        "{node}: host {host} does not answer ({why}); leave it out with --host OTHER or fix it"
+    )]
+    Unreachable {
+        node: String,
+        host: String,
+        why: String,
+    },
+    #[error(
+        "{node}: pool '{pool}' may only use hosts {allowed}, not {host} (the pool's `hosts` in the config)"
+    )]
+    NotAllowed {
+        node: String,
+        pool: String,
+        host: String,
+        allowed: String,
+    },
+    #[error(
+        "{node}: host {host} is full (max_nodes {max}: {there} vnode nodes there or placed before it); \
+         place it elsewhere with @HOST or raise max_nodes"
+    )]
+    Full {
+        node: String,
+        host: String,
+        max: u32,
+        there: u32,
+    },
+    #[error("{node}: no host may take it ({why})")]
+    NoHost { node: String, why: String },
+    #[error("'{name}' is not one of the hosts ({known})")]
+    Unknown { name: String, known: String },
+}
+
+impl PlacementError {
+    /// A host that cannot take nodes now is a failure (1); asking for the impossible is bad
+    /// input (2).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PlacementError::Unreachable { .. } | PlacementError::NoHost { .. } => {
+                crate::exit::EXIT_FAILED
+            }
+            _ => crate::exit::EXIT_BAD_INPUT,
+        }
+    }
+}
+
+/// What placement asks of a node besides its pool: its `@HOST`.
+pub struct Wish<'a> {
+    pub pinned: Option<&'a str>,
+}
+
+struct Load {
+    nodes: u32,
+    free_mib: i64,
+}
+
+/// Sets `host` of every node. `facts` are the hosts', in config order; `all_to` is `--host`.
+pub fn place(
+    nodes: &mut [PlannedNode],
+    wishes: &[Wish],
+    all_to: Option<&str>,
+    facts: &[HostFacts],
+) -> Result<(), PlacementError> {
+    let known = || {
+        facts
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut loads: Vec<Load> = facts
+        .iter()
+        .map(|f| Load {
+            nodes: f.nodes.len() as u32,
+            free_mib: f.free_mib.map_or(0, |m| m as i64),
+        })
+        .collect();
+    let existing: HashMap<&str, usize> = facts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, f)| f.nodes.iter().map(move |n| (n.as_str(), i)))
+        .collect();
+    let index_of = |name: &str| {
+        facts
+            .iter()
+            .position(|f| f.name == name)
+            .ok_or_else(|| PlacementError::Unknown {
+                name: name.into(),
+                known: known(),
+            })
+    };
+    for (node, wish) in nodes.iter_mut().zip(wishes) {
+        let name = node.name();
+        let allowed =
+            |i: usize| node.pool.hosts.is_empty() || node.pool.hosts.contains(&facts[i].name);
+        let chosen = if let Some(h) = wish.pinned.or(all_to) {
+            let i = index_of(h)?;
+            if !allowed(i) {
+                return Err(PlacementError::NotAllowed {
+                    node: name,
+                    pool: node.pool.stem.clone(),
+                    host: h.into(),
+                    allowed: node.pool.hosts.join(", "),
+                });
+            }
+            i
+        } else if let Some(&i) = existing.get(name.as_str()) {
+            // It exists: it stays where it is (and is left alone, or replaced with --force).
+            node.host = HostName::named(&facts[i].name);
+            continue;
+        } else {
+            let fits = |i: &usize| {
+                allowed(*i)
+                    && facts[*i].reachable()
+                    && facts[*i].max_nodes.is_none_or(|m| loads[*i].nodes < m)
+            };
+            let candidates: Vec<usize> = (0..facts.len()).filter(fits).collect();
+            match candidates
+                .iter()
+                .min_by_key(|&&i| (loads[i].nodes, -loads[i].free_mib, i))
+            {
+                Some(&i) => i,
+                None => {
+                    return Err(PlacementError::NoHost {
+                        node: name,
+                        why: why_none(node, facts, &loads),
+                    });
+                }
+            }
+        };
+        let f = &facts[chosen];
+        if let Some(why) = &f.unreachable {
+            return Err(PlacementError::Unreachable {
+                node: name,
+                host: f.name.clone(),
+                why: why.clone(),
+            });
+        }
+        let replacing_here = existing.get(name.as_str()) == Some(&chosen);
+        if let Some(max) = f.max_nodes
+            && !replacing_here
+            && loads[chosen].nodes >= max
+        {
+            return Err(PlacementError::Full {
+                node: name,
+                host: f.name.clone(),
+                max,
+                there: loads[chosen].nodes,
+            });
+        }
+        if !replacing_here {
+            loads[chosen].nodes += 1;
+        }
+        loads[chosen].free_mib -= i64::from(node.resources.memory_mib);
+        node.host = HostName::named(&f.name);
+    }
+    Ok(())
+}
+
+fn why_none(node: &PlannedNode, facts: &[HostFacts], loads: &[Load]) -> String {
+    facts
+        .iter()
+        .zip(loads)
+        .map(|(f, l)| {
+            let why = if !(node.pool.hosts.is_empty() || node.pool.hosts.contains(&f.name)) {
+                format!("not in pool '{}' hosts", node.pool.stem)
+            } else if let Some(u) = &f.unreachable {
+                format!("does not answer: {u}")
+            } else if let Some(m) = f.max_nodes {
+                format!("full, {} of max_nodes {m}", l.nodes)
+            } else {
+                "?".into()
+            };
+            format!("{}: {why}", f.name)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::config::Config;
+
+    fn facts(name: &str, nodes: &[&str], free_mib: u64) -> HostFacts {
+        HostFacts {
+            name: name.into(),
+            uri: format!("qemu+ssh://root@{name}/system"),
+            unreachable: None,
+            libvirt_version: None,
+            hypervisor: None,
+            virt_types: vec![],
+            cpus: Some(2),
+            memory_mib: Some(8192),
+            free_mib: Some(free_mib),
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            base_images: Some(vec![]),
+            max_nodes: None,
+        }
+    }
+
+    fn planned(specs: &[&str]) -> (Vec<PlannedNode>, Vec<Option<String>>) {
+        let config = Config::defaults();
+        let catalog = Catalog::load(None).unwrap();
+        let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+        let r = crate::spec::resolve(&specs, &config.pools, &catalog, None, &[]).unwrap();
+        let pins = r.iter().map(|r| r.host.clone()).collect();
+        (
+            crate::planned::plan(r, None, &catalog, &HostName::local()),
+            pins,
+        )
+    }
+
+    fn run(
+        specs: &[&str],
+        all_to: Option<&str>,
+        hosts: &[HostFacts],
+    ) -> Result<Vec<String>, PlacementError> {
+        let (mut nodes, pins) = planned(specs);
+        let wishes: Vec<Wish> = pins
+            .iter()
+            .map(|p| Wish {
+                pinned: p.as_deref(),
+            })
+            .collect();
+        place(&mut nodes, &wishes, all_to, hosts)?;
+        Ok(nodes
+            .iter()
+            .map(|n| format!("{}@{}", n.name(), n.host))
+            .collect())
+    }
+
+    #[test]
+    fn nodes_spread_evenly_then_by_free_memory_then_config_order() {
+        let hosts = [
+            facts("h1", &[], 4000),
+            facts("h2", &[], 8000),
+            facts("h3", &[], 8000),
+        ];
+        assert_eq!(
+            run(&["3-8"], None, &hosts).unwrap(),
+            [
+                "vnode03@h2",
+                "vnode04@h3",
+                "vnode05@h1",
+                "vnode06@h2",
+                "vnode07@h3",
+                "vnode08@h1"
+            ]
+        );
+        // A host that already has nodes gets new ones last.
+        let hosts = [
+            facts("h1", &["vnode20", "vnode21"], 9000),
+            facts("h2", &[], 1000),
+        ];
+        assert_eq!(
+            run(&["3-5"], None, &hosts).unwrap(),
+            ["vnode03@h2", "vnode04@h2", "vnode05@h1"]
+        );
+    }
+
+    #[test]
+    fn pins_and_the_host_flag_win_and_existing_nodes_stay() {
+        let hosts = [facts("h1", &["vnode03"], 4000), facts("h2", &[], 8000)];
+        assert_eq!(
+            run(&["3", "4@h1", "5"], None, &hosts).unwrap(),
+            ["vnode03@h1", "vnode04@h1", "vnode05@h2"]
+        );
+        assert_eq!(
+            run(&["3@h2", "6"], Some("h1"), &hosts).unwrap(),
+            ["vnode03@h2", "vnode06@h1"]
+        );
+        let e = run(&["3@h9"], None, &hosts).unwrap_err().to_string();
+        assert!(e.contains("'h9' is not one of the hosts (h1, h2)"), "{e}");
+    }
+
+    #[test]
+    fn full_unreachable_and_disallowed_hosts_are_refused_by_name() {
+        let mut h1 = facts("h1", &["vnode10"], 4000);
+        h1.max_nodes = Some(2);
+        let mut h2 = facts("h2", &[], 8000);
+        h2.unreachable = Some("libvirt is not reachable".into());
+        let hosts = [h1, h2];
+        assert_eq!(run(&["3"], None, &hosts).unwrap(), ["vnode03@h1"]);
+        let e = run(&["3-4"], None, &hosts).unwrap_err().to_string();
+        assert!(
+            e.contains("vnode04: no host may take it")
+                && e.contains("h1: full, 2 of max_nodes 2")
+                && e.contains("h2: does not answer"),
+            "{e}"
+        );
+        let e = run(&["3@h2"], None, &hosts).unwrap_err().to_string();
+        assert!(
+            e.contains("host h2 does not answer") && e.contains("--host"),
+            "{e}"
+        );
+        let e = run(&["3-4@h1"], None, &hosts).unwrap_err().to_string();
+        assert!(e.contains("vnode04: host h1 is full (max_nodes 2"), "{e}");
+
+        let (mut nodes, _) = planned(&["3"]);
+        nodes[0].pool.hosts = vec!["h2".into()];
+        let e = place(&mut nodes, &[Wish { pinned: Some("h1") }], None, &hosts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pool 'vnode' may only use hosts h2, not h1"),
+            "{e}"
+        );
+    }
+}
