@@ -113,6 +113,9 @@ pub enum Command {
     },
     /// The DHCP/DNS plan (MAC -> name [-> address]) for the site's admin.
     Plan(PlanArgs),
+    /// The config's [[hosts]]: reachable or why not, libvirt, virt types, CPUs, free memory,
+    /// vnode's nodes and the base images each has.
+    Hosts,
     /// The image cache: pull, list, import, rm, verify, derive.
     #[command(subcommand)]
     Images(ImagesCommand),
@@ -256,6 +259,15 @@ pub enum ImagesCommand {
     },
     /// Re-hash cached images against their recorded digests.
     Verify { names: Vec<String> },
+    /// Upload cached images to the [[hosts]] (each once per host, by digest; spawn does it
+    /// when a host lacks one).
+    Push {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Only to this host (default: every host).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+    },
     /// Make a new image BASE-NAME by running commands in a fresh node of BASE.
     Derive {
         base: String,

@@ -69,6 +69,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Images(cmd) => commands::images::run(&ctx, cmd),
         Command::Lab(cmd) => commands::lab::run(&ctx, cmd),
         Command::List => commands::list::run(&ctx),
+        Command::Hosts => commands::hosts::run(&ctx),
         Command::Destroy(args) => commands::destroy::run(&ctx, &args),
         Command::Ssh(args) => commands::ssh::run(&ctx, &args),
         Command::Console { node } => commands::console::console(&ctx, &node),

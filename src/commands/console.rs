@@ -7,11 +7,11 @@ use std::process::Command;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::hypervisor::Hypervisor;
+use crate::runtime::{self, Flavor};
 
 pub fn console(ctx: &Context, spec: &str) -> Result<()> {
     let name = super::known_nodes::one(ctx, spec)?.name.to_string();
-    let host = Hypervisor::local(&ctx.config);
+    let host = super::known_nodes::host_of(ctx, &name)?;
     let err = Command::new("virsh")
         .args(["-c", host.uri(), "console", &name])
         .exec();
@@ -20,9 +20,8 @@ pub fn console(ctx: &Context, spec: &str) -> Result<()> {
 
 pub fn log(ctx: &Context, spec: &str) -> Result<()> {
     let name = super::known_nodes::one(ctx, spec)?.name.to_string();
-    let path = Hypervisor::local(&ctx.config)
-        .node_paths(&name)
-        .console_log();
+    let host = super::known_nodes::host_of(ctx, &name)?;
+    let path = runtime::block_on(Flavor::CurrentThread, host.console_log(&name))?;
     let text = std::fs::read(&path)
         .map_err(|e| Error::Failed(format!("{name}: cannot read {}: {e}", path.display())))?;
     let _ = std::io::stdout().write_all(&text);

@@ -3,40 +3,65 @@
 use crate::cli::DestroyArgs;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::hypervisor::{Hypervisor, Keep};
+use crate::hosts::Hosts;
+use crate::hypervisor::Keep;
 use crate::runtime::{self, Flavor};
 
 pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
-    let host = Hypervisor::local(&ctx.config);
+    let hosts = Hosts::from_config(&ctx.config);
     let nodes = crate::spec::resolve_names(&args.specs, &ctx.config.pools)?;
     let keep = if args.keep_disk {
         Keep::Disk
     } else {
         Keep::Nothing
     };
-    let failed = runtime::block_on(Flavor::CurrentThread, async {
-        let mut failed = Vec::new();
-        for (_, node) in nodes {
+    // Every node at once: each is looked for on every host, and removed where it is.
+    let hosts = &hosts;
+    let failed =
+        runtime::block_on(Flavor::CurrentThread, async {
+            let each = nodes.iter().map(|(_, node)| async move {
             let name = node.to_string();
-            let domain = host.virsh().domain_state(&name).await?;
+            let (found, silent) = hosts.locate(&name).await;
+            let Some(host) = found else {
+                return match silent.first() {
+                    None => {
+                        eprintln!("{name}: no such node (no domain, no files); nothing to do");
+                        None
+                    }
+                    Some((h, e)) => Some(format!(
+                        "{name}: not found on the hosts that answered, and host {h} did not ({e}); \
+                         run destroy again once it answers"
+                    )),
+                };
+            };
+            let domain = match host.virsh().domain_state(&name).await {
+                Ok(d) => d,
+                Err(e) => return Some(format!("{name}: {e}")),
+            };
             if domain.is_none() && !host.node_paths(&name).dir.exists() {
                 eprintln!("{name}: no such node (no domain, no files); nothing to do");
-                continue;
+                return None;
             }
+            let on = if hosts.configured() {
+                format!(" on {}", host.name())
+            } else {
+                String::new()
+            };
             match host.remove_node(&name, keep).await {
-                Ok(()) => eprintln!(
-                    "{name}: destroyed{}",
-                    if keep == Keep::Disk {
-                        " (disk kept)"
-                    } else {
-                        ""
-                    }
-                ),
-                Err(e) => failed.push(e.to_string()),
+                Ok(()) => {
+                    let kept = if keep == Keep::Disk { " (disk kept)" } else { "" };
+                    eprintln!("{name}: destroyed{on}{kept}");
+                    None
+                }
+                Err(e) => Some(e.to_string()),
             }
-        }
-        Ok::<_, crate::libvirt::LibvirtError>(failed)
-    })??;
+        });
+            futures_util::future::join_all(each)
+                .await
+                .into_iter()
+                .flatten()
+                .collect::<Vec<String>>()
+        })?;
     if failed.is_empty() {
         Ok(())
     } else {

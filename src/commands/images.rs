@@ -32,6 +32,7 @@ pub fn run(ctx: &Context, cmd: ImagesCommand) -> Result<()> {
         ImagesCommand::Import(args) => import(ctx, args),
         ImagesCommand::Rm { names } => rm(ctx, &names),
         ImagesCommand::Verify { names } => verify(ctx, &names),
+        ImagesCommand::Push { names, host } => super::hosts::push(ctx, &names, host.as_deref()),
         ImagesCommand::Derive {
             base,
             name,

@@ -16,15 +16,22 @@ pub fn run(ctx: &Context, format: InventoryFormat) -> Result<()> {
         "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
         host.known_hosts().display()
     );
+    // A node on a `[[hosts]]` host is reached through that host's sshd (ProxyJump).
+    let args_of = |r: &crate::node::ready::ReadyRecord| {
+        let jump = known_nodes::proxy_jump(ctx, r)
+            .map(|j| format!(" -o ProxyJump={j}"))
+            .unwrap_or_default();
+        format!("{common} -o HostKeyAlias={}{jump}", r.name)
+    };
     match format {
         InventoryFormat::Ini => {
             println!("[vnode]");
             for r in &nodes {
                 println!(
-                    "{} ansible_host={} ansible_user=root ansible_ssh_private_key_file={key} ansible_ssh_common_args='{common} -o HostKeyAlias={}'",
+                    "{} ansible_host={} ansible_user=root ansible_ssh_private_key_file={key} ansible_ssh_common_args='{}'",
                     r.name,
                     r.address().expect("ready nodes have one"),
-                    r.name
+                    args_of(r)
                 );
             }
         }
@@ -43,7 +50,7 @@ pub fn run(ctx: &Context, format: InventoryFormat) -> Result<()> {
                         ansible_host: r.address().expect("ready nodes have one").to_string(),
                         ansible_user: "root",
                         ansible_ssh_private_key_file: key.clone(),
-                        ansible_ssh_common_args: format!("{common} -o HostKeyAlias={}", r.name),
+                        ansible_ssh_common_args: args_of(r),
                     };
                     (r.name.clone(), host)
                 })

@@ -3,9 +3,11 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::hosts::Hosts;
 use crate::hypervisor::Hypervisor;
 use crate::node::ready::ReadyRecord;
 use crate::planned::NodeIdentity;
+use crate::runtime::{self, Flavor};
 
 /// The nodes vnode has a directory for on `host`, in name order, with their identity.
 pub fn all(ctx: &Context, host: &Hypervisor) -> Vec<NodeIdentity> {
@@ -32,6 +34,25 @@ pub fn ready(ctx: &Context, host: &Hypervisor) -> Vec<ReadyRecord> {
         .collect()
 }
 
+/// The host that has node `name`: the one with its domain (every `[[hosts]]` host asked at
+/// once), else the one its files name, else (no `[[hosts]]`) this host.
+pub fn host_of(ctx: &Context, name: &str) -> Result<Hypervisor> {
+    let hosts = Hosts::from_config(&ctx.config);
+    let (found, errors) = runtime::block_on(Flavor::CurrentThread, hosts.locate(name))?;
+    if let Some(h) = found {
+        return Ok(h.clone());
+    }
+    let silent: Vec<String> = errors.iter().map(|(h, e)| format!("{h}: {e}")).collect();
+    Err(Error::Failed(if silent.is_empty() {
+        format!("{name}: no host has it (`vnode list` shows the nodes)")
+    } else {
+        format!(
+            "{name}: not found on the hosts that answered; these did not: {}",
+            silent.join("; ")
+        )
+    }))
+}
+
 /// The one node `spec` names.
 pub fn one(ctx: &Context, spec: &str) -> Result<NodeIdentity> {
     let (pool, node) =
@@ -50,16 +71,34 @@ pub fn one_ready(ctx: &Context, host: &Hypervisor, spec: &str) -> Result<ReadyRe
     })
 }
 
-/// ssh options that make the system ssh verify the node's pinned host key.
-pub fn ssh_options(host: &Hypervisor, name: &str) -> Vec<String> {
-    vec![
-        "-i".into(),
-        host.client_key().display().to_string(),
-        "-o".into(),
-        format!("UserKnownHostsFile={}", host.known_hosts().display()),
-        "-o".into(),
-        "StrictHostKeyChecking=yes".into(),
-        "-o".into(),
-        format!("HostKeyAlias={name}"),
-    ]
+/// The `[[hosts]]` host's sshd to jump through (ssh's ProxyJump, `user@host[:port]`) for a
+/// node that is reached on its private address there; `None` for this host's nodes and for
+/// nodes reached on their public address.
+pub fn proxy_jump(ctx: &Context, record: &ReadyRecord) -> Option<String> {
+    let host = ctx
+        .config
+        .hosts
+        .iter()
+        .find(|h| Some(&h.name) == record.host.as_ref())?;
+    record.private_ip?;
+    Some(crate::ssh::JumpHost::from_uri(&host.uri)?.proxy_jump())
+}
+
+/// ssh options that make the system ssh verify the node's pinned host key (and reach it through
+/// its host's sshd when `jump` is set; that hop is checked against the user's own known_hosts).
+pub fn ssh_options(host: &Hypervisor, name: &str, jump: Option<&str>) -> Vec<String> {
+    let jump = jump.map(|j| vec!["-J".to_string(), j.to_string()]);
+    jump.into_iter()
+        .flatten()
+        .chain([
+            "-i".to_string(),
+            host.client_key().display().to_string(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", host.known_hosts().display()),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            format!("HostKeyAlias={name}"),
+        ])
+        .collect()
 }

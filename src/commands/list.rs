@@ -4,14 +4,21 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::hypervisor::Hypervisor;
+use std::collections::BTreeMap;
+
+use crate::hosts::Hosts;
+use crate::libvirt::virsh::DomainState;
 use crate::node::ready::ReadyRecord;
+use crate::planned::NodeIdentity;
 use crate::runtime::{self, Flavor};
 use crate::table::Table;
 
 #[derive(Debug, Serialize)]
 struct ListedNode {
     name: String,
+    /// The `[[hosts]]` entry that has it; absent without `[[hosts]]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
     state: String,
     image: Option<String>,
     public_mac: String,
@@ -23,31 +30,63 @@ struct ListedNode {
 }
 
 pub fn run(ctx: &Context) -> Result<()> {
-    let host = Hypervisor::local(&ctx.config);
-    let known = super::known_nodes::all(ctx, &host);
-    let states = runtime::block_on(Flavor::CurrentThread, async {
-        let mut states = Vec::with_capacity(known.len());
-        for n in &known {
-            states.push(host.virsh().domain_state(&n.name.to_string()).await?);
+    let hosts = Hosts::from_config(&ctx.config);
+    let local = &hosts.all()[0];
+    // Every host at once: its domains with their states.
+    let answers = runtime::block_on(Flavor::CurrentThread, hosts.domain_states())?;
+    let mut silent = Vec::new();
+    let mut on_host: BTreeMap<String, (String, DomainState)> = BTreeMap::new();
+    for (h, states) in answers {
+        match states {
+            Ok(states) => {
+                for (name, state) in states {
+                    on_host.entry(name).or_insert((h.name().to_string(), state));
+                }
+            }
+            Err(e) if hosts.configured() => silent.push(format!("host {}: {e}", h.name())),
+            Err(e) => return Err(e.into()),
         }
-        Ok::<_, crate::libvirt::LibvirtError>(states)
-    })??;
+    }
+    // vnode's nodes: those it has files for, and domains on the hosts that belong to a pool.
+    let mut known: BTreeMap<String, NodeIdentity> = super::known_nodes::all(ctx, local)
+        .into_iter()
+        .map(|n| (n.name.to_string(), n))
+        .collect();
+    for name in on_host.keys() {
+        if let Some(id) = NodeIdentity::of_name(&ctx.config.pools, name) {
+            known.entry(name.clone()).or_insert(id);
+        }
+    }
     let now = std::time::SystemTime::now();
     let nodes: Vec<ListedNode> = known
-        .iter()
-        .zip(states)
-        .map(|(id, state)| {
+        .values()
+        .map(|id| {
             let name = id.name.to_string();
-            let paths = host.node_paths(&name);
+            let paths = local.node_paths(&name);
             let record = ReadyRecord::load(&paths);
             let age = std::fs::metadata(&paths.dir)
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .map(|d| d.as_secs());
+            let there = on_host.get(&name);
+            let recorded = || {
+                hosts
+                    .configured()
+                    .then(|| hosts.recorded(&name).map(|h| h.name().to_string()))
+                    .flatten()
+            };
             ListedNode {
+                host: there
+                    .map(|(h, _)| h.clone())
+                    .filter(|_| hosts.configured())
+                    .or_else(recorded),
+                state: match there {
+                    Some((_, s)) => s.to_string(),
+                    None if !silent.is_empty() => "unknown (a host did not answer)".into(),
+                    None => "no domain".into(),
+                },
                 name,
-                state: state.unwrap_or_else(|| "no domain".into()),
                 image: record.as_ref().map(|r| r.image.clone()),
                 public_mac: id.public_mac.to_string(),
                 private_mac: id.private_mac.to_string(),
@@ -58,6 +97,9 @@ pub fn run(ctx: &Context) -> Result<()> {
             }
         })
         .collect();
+    for s in &silent {
+        eprintln!("vnode: {s}; its nodes are not listed as running");
+    }
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "nodes": nodes }));
         return Ok(());
@@ -65,6 +107,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     let mut t = Table::new([
         "NODE",
+        "HOST",
         "STATE",
         "IMAGE",
         "PRIVATE IP",
@@ -76,6 +119,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     for n in &nodes {
         t.row([
             n.name.clone(),
+            dash(n.host.clone()),
             n.state.clone(),
             dash(n.image.clone()),
             dash(n.private_ip.map(|i| i.to_string())),

@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod destroy;
 pub mod host;
+pub mod hosts;
 pub mod images;
 pub mod inventory;
 pub(crate) mod known_nodes;

@@ -16,8 +16,13 @@ pub fn run(ctx: &Context, args: &SshArgs) -> Result<()> {
     let addr = record
         .address()
         .ok_or_else(|| Error::Failed(format!("{} has no known address", record.name)))?;
+    let jump = known_nodes::proxy_jump(ctx, &record);
     let err = Command::new("ssh")
-        .args(known_nodes::ssh_options(&host, &record.name))
+        .args(known_nodes::ssh_options(
+            &host,
+            &record.name,
+            jump.as_deref(),
+        ))
         .arg(format!("root@{addr}"))
         .args(&args.command)
         .exec();
@@ -36,7 +41,11 @@ pub fn config(ctx: &Context) -> Result<()> {
         println!("  IdentityFile {}", host.client_key().display());
         println!("  UserKnownHostsFile {}", host.known_hosts().display());
         println!("  StrictHostKeyChecking yes");
-        println!("  HostKeyAlias {}\n", r.name);
+        println!("  HostKeyAlias {}", r.name);
+        if let Some(jump) = known_nodes::proxy_jump(ctx, &r) {
+            println!("  ProxyJump {jump}");
+        }
+        println!();
     }
     Ok(())
 }

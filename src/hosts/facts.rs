@@ -55,7 +55,13 @@ pub async fn gather(host: &Hypervisor, pools: &Pools) -> HostFacts {
         base_images: None,
         max_nodes: host.host_config().and_then(|c| c.max_nodes),
     };
-    let version = match virsh.run(&["version", "--daemon"]).await {
+    let version = match virsh
+        .run_within(
+            &["version", "--daemon"],
+            crate::libvirt::virsh::PING_TIMEOUT,
+        )
+        .await
+    {
         Ok(v) => v,
         Err(e) => {
             facts.unreachable = Some(e.to_string());

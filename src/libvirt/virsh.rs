@@ -140,6 +140,9 @@ pub struct NetworkEntry {
     pub active: bool,
 }
 
+/// How long a libvirt (local, or a remote host through ssh) may take to answer at all.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Clone, Debug)]
 pub struct Virsh {
     uri: String,
@@ -209,12 +212,30 @@ impl Virsh {
         }
     }
 
-    /// Checks that libvirt answers at the URI.
+    /// [`Virsh::run`] that gives up after `timeout` (a remote host whose ssh never answers).
+    pub async fn run_within(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String, LibvirtError> {
+        match tokio::time::timeout(timeout, self.run(args)).await {
+            Ok(r) => r,
+            Err(_) => Err(self.unreachable(LibvirtError::Tool {
+                tool: "virsh".into(),
+                message: format!("no answer within {} s", timeout.as_secs()),
+            })),
+        }
+    }
+
+    /// Checks that libvirt answers at the URI (within [`PING_TIMEOUT`]).
     pub async fn ping(&self) -> Result<(), LibvirtError> {
-        self.run(&["version"])
+        self.run_within(&["version"], PING_TIMEOUT)
             .await
             .map(|_| ())
-            .map_err(|e| self.unreachable(e))
+            .map_err(|e| match e {
+                e @ LibvirtError::Unreachable { .. } => e,
+                e => self.unreachable(e),
+            })
     }
 
     /// The domain's state ("running", "shut off", ...), or None when no such domain exists.
