@@ -87,6 +87,14 @@ pub struct StageDisksError {
     pub source: StorageError,
 }
 
+/// A node's disks in place.
+pub struct Staged {
+    pub files: DomainFiles,
+    /// Bytes of the base image this node's staging uploaded (0: the host had it, or another
+    /// node of the same command uploaded it).
+    pub base_uploaded: u64,
+}
+
 /// What to keep of a removed node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Keep {
@@ -206,9 +214,12 @@ impl Hypervisor {
         node: &PlannedNode,
         artifacts: &NodeArtifacts,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
-    ) -> Result<DomainFiles, StageDisksError> {
+    ) -> Result<Staged, StageDisksError> {
         let Some(remote) = &self.remote else {
-            return Ok(artifacts.domain_files());
+            return Ok(Staged {
+                files: artifacts.domain_files(),
+                base_uploaded: 0,
+            });
         };
         let name = node.name();
         let fail = |source| StageDisksError {
@@ -220,10 +231,10 @@ impl Hypervisor {
             .base
             .as_ref()
             .expect("a node being spawned has its base image");
-        let backing = {
+        let (backing, base_uploaded) = {
             let mut bases = remote.bases.lock().await;
             match bases.get(&base.digest) {
-                Some(p) => p.clone(),
+                Some(p) => (p.clone(), 0),
                 None => {
                     let pushed = remote
                         .storage
@@ -231,7 +242,7 @@ impl Hypervisor {
                         .await
                         .map_err(fail)?;
                     bases.insert(base.digest.clone(), pushed.path.clone());
-                    pushed.path
+                    (pushed.path, pushed.uploaded_bytes)
                 }
             }
         };
@@ -246,10 +257,13 @@ impl Hypervisor {
             .await
             .map_err(fail)?;
         let console_log = disk.with_file_name(console_volume(&name));
-        Ok(DomainFiles {
-            disk,
-            seed,
-            console_log,
+        Ok(Staged {
+            files: DomainFiles {
+                disk,
+                seed,
+                console_log,
+            },
+            base_uploaded,
         })
     }
 

@@ -19,6 +19,19 @@ impl Table {
         self.rows.push(cells.into_iter().map(Into::into).collect());
     }
 
+    /// The table without the column headed `name` (e.g. HOST when there is one host only).
+    pub fn without_column(mut self, name: &str) -> Table {
+        if let Some(i) = self.header.iter().position(|h| h == name) {
+            self.header.remove(i);
+            for row in &mut self.rows {
+                if i < row.len() {
+                    row.remove(i);
+                }
+            }
+        }
+        self
+    }
+
     pub fn render(&self) -> String {
         let cols = self.header.len();
         let mut widths = vec![0; cols];
@@ -46,6 +59,13 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_column_can_be_left_out() {
+        let mut t = super::Table::new(["A", "HOST", "B"]);
+        t.row(["1", "h1", "2"]);
+        assert_eq!(t.without_column("HOST").render(), "A  B\n1  2\n");
+    }
+
     #[test]
     fn columns_align() {
         let mut t = super::Table::new(["NAME", "IP"]);

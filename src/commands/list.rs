@@ -129,6 +129,11 @@ pub fn run(ctx: &Context) -> Result<()> {
             dash(n.age_seconds.map(human_age)),
         ]);
     }
+    let t = if hosts.configured() {
+        t
+    } else {
+        t.without_column("HOST")
+    };
     print!("{}", t.render());
     Ok(())
 }

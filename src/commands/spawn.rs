@@ -231,11 +231,7 @@ fn dry_run(ctx: &Context, nodes: &[PlannedNode], virt_type: VirtType, several: b
     for n in nodes {
         t.row([
             n.name(),
-            if several {
-                n.host.to_string()
-            } else {
-                "-".into()
-            },
+            n.host.to_string(),
             n.image.to_string(),
             n.id.public_mac.to_string(),
             n.id.private_mac.to_string(),
@@ -246,6 +242,7 @@ fn dry_run(ctx: &Context, nodes: &[PlannedNode], virt_type: VirtType, several: b
             format!("{} GiB", n.resources.disk_gib),
         ]);
     }
+    let t = if several { t } else { t.without_column("HOST") };
     print!("{}", t.render());
     println!("(dry run: nothing was created; virt type {virt_type})");
 }
@@ -277,8 +274,10 @@ pub fn print_report(reports: &[NodeReport], json: bool) {
         return;
     }
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let several = reports.iter().any(|r| r.host.is_some());
     let mut t = Table::new([
         "NODE",
+        "HOST",
         "IMAGE",
         "STATE",
         "PRIVATE IP",
@@ -298,6 +297,7 @@ pub fn print_report(reports: &[NodeReport], json: bool) {
         };
         t.row([
             r.name.clone(),
+            dash(r.host.clone().filter(|_| several)),
             r.image.clone(),
             state,
             dash(r.private_ip.map(|i| i.to_string())),
@@ -314,6 +314,7 @@ pub fn print_report(reports: &[NodeReport], json: bool) {
             format!("{:.1}", r.seconds),
         ]);
     }
+    let t = if several { t } else { t.without_column("HOST") };
     print!("{}", t.render());
     for r in reports.iter().filter(|r| r.outcome != Outcome::Ready) {
         if let Some(e) = &r.error {

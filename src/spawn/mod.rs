@@ -313,7 +313,9 @@ async fn bring_up(
                 ));
             }
         };
-        stages::stage_disks(host, node, &artifacts, &progress).await?
+        let staged = stages::stage_disks(host, node, &artifacts, &progress).await?;
+        t.update(|r| r.base_uploaded_bytes = Some(staged.base_uploaded));
+        staged.files
     } else {
         artifacts.domain_files()
     };

@@ -34,6 +34,10 @@ pub struct NodeReport {
     /// The `[[hosts]]` entry it runs on; absent without `[[hosts]]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// On a `[[hosts]]` host: bytes of the base image this node's staging uploaded (0 when the
+    /// host had it or a sibling uploaded it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_uploaded_bytes: Option<u64>,
     pub outcome: Outcome,
     /// The last stage the node reached.
     pub stage: Stage,
@@ -65,6 +69,7 @@ impl NodeReport {
             name: name.into(),
             image: image.into(),
             host: None,
+            base_uploaded_bytes: None,
             outcome: Outcome::Failed,
             stage: Stage::Queued,
             private_ip: None,

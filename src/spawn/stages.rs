@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use super::facts::{self, Facts};
 use super::leases::{LeaseError, Leases, POLL};
 use crate::config::Config;
-use crate::hypervisor::{Hypervisor, Keep, RemoveError, StageDisksError};
+use crate::hypervisor::{Hypervisor, Keep, RemoveError, StageDisksError, Staged};
 use crate::libvirt::LibvirtError;
 use crate::libvirt::virsh::Lease;
 use crate::libvirt::virt_install::{Accel, DomainFiles, VirtInstall, VirtInstallError};
@@ -134,9 +134,9 @@ pub async fn stage_disks(
     node: &PlannedNode,
     artifacts: &NodeArtifacts,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
-) -> Result<DomainFiles, StageError> {
+) -> Result<Staged, StageError> {
     match host.stage_disks(node, artifacts, progress).await {
-        Ok(files) => Ok(files),
+        Ok(staged) => Ok(staged),
         Err(e) => {
             let _ = host.remove_files(&node.name()).await;
             Err(e.into())
