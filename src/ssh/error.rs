@@ -38,10 +38,11 @@ impl SshError {
 #[derive(Debug, thiserror::Error)]
 pub enum JumpError {
     #[error(
-        "cannot connect to the sshd of libvirt host {host}: {source} (is sshd running there, and are the host and port in its URI right?)"
+        "cannot connect to the sshd of libvirt host {host} at {addr}: {source} (is sshd running there, and are the host and port in its URI right?)"
     )]
     Connect {
         host: String,
+        addr: String,
         #[source]
         source: std::io::Error,
     },
@@ -103,13 +104,9 @@ pub enum JumpError {
     )]
     ForwardingRefused { host: String, target: SocketAddr },
     #[error(
-        "libvirt host {host} cannot connect to {target} ({reason}): the guest is not up yet, or that address is not routable from the host"
+        "libvirt host {host} cannot connect to {target}: the guest is not up yet, or that address is not routable from the host"
     )]
-    GuestUnreachable {
-        host: String,
-        target: SocketAddr,
-        reason: String,
-    },
+    GuestUnreachable { host: String, target: SocketAddr },
     #[error("libvirt host {host} did not open a channel to {target}: {message}")]
     ChannelFailed {
         host: String,

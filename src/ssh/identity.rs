@@ -29,30 +29,31 @@ pub async fn authenticate<H: Handler>(
     };
     let home = user::home();
     let display = |p: &Path| tilde(p, home.as_deref());
-    let files: Vec<PathBuf> = match (&jump.identity, &home) {
-        (Some(file), _) => vec![file.clone()],
-        (None, Some(home)) => DEFAULT_KEYS
+    // A keyfile named in the URI is meant to be the key: it goes first. Otherwise the agent
+    // first, as ssh does, then the default files the agent did not hold.
+    let defaults: Vec<PathBuf> = match &home {
+        Some(home) => DEFAULT_KEYS
             .iter()
             .map(|k| home.join(".ssh").join(k))
             .collect(),
-        (None, None) => vec![],
+        None => vec![],
     };
-    // An explicit keyfile is meant to be the key: it goes first. Otherwise the agent first, as
-    // ssh does, then the files the agent did not hold.
-    let explicit = jump.identity.is_some();
-    if explicit && attempt.files(&files, &display).await {
-        return Ok(());
-    }
-    if attempt.agent().await {
-        return Ok(());
-    }
-    if !explicit && attempt.files(&files, &display).await {
+    let accepted = match &jump.identity {
+        Some(keyfile) => {
+            attempt
+                .files(std::slice::from_ref(keyfile), true, &display)
+                .await
+                || attempt.agent().await
+        }
+        None => attempt.agent().await || attempt.files(&defaults, false, &display).await,
+    };
+    if accepted {
         return Ok(());
     }
     if attempt.tried.is_empty() {
         attempt.tried.push(format!(
             "no key at all: no readable {}, no ssh-agent (SSH_AUTH_SOCK)",
-            files
+            defaults
                 .iter()
                 .map(|f| display(f))
                 .collect::<Vec<_>>()
@@ -77,12 +78,23 @@ struct Attempt<'a, H: Handler> {
 }
 
 impl<H: Handler> Attempt<'_, H> {
-    /// Offers the loadable keys among `files`; `true` once one is accepted.
-    async fn files(&mut self, files: &[PathBuf], display: &impl Fn(&Path) -> String) -> bool {
+    /// Offers the loadable keys among `files` (`explicit`: named in the URI); `true` once one is
+    /// accepted.
+    async fn files(
+        &mut self,
+        files: &[PathBuf],
+        explicit: bool,
+        display: &impl Fn(&Path) -> String,
+    ) -> bool {
         for file in files {
             let key = match russh::keys::load_secret_key(file, None) {
                 Ok(key) => key,
+                // The default files are only tried when they exist; a keyfile named in the URI
+                // is worth a word.
                 Err(russh::keys::Error::IO(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if explicit {
+                        self.tried.push(format!("{}: no such file", display(file)));
+                    }
                     continue;
                 }
                 Err(russh::keys::Error::KeyIsEncrypted) => {

@@ -144,11 +144,7 @@ impl JumpPool {
             ChannelOpenFailure::AdministrativelyProhibited => {
                 JumpError::ForwardingRefused { host, target }
             }
-            ChannelOpenFailure::ConnectFailed => JumpError::GuestUnreachable {
-                host,
-                target,
-                reason: "connect failed".into(),
-            },
+            ChannelOpenFailure::ConnectFailed => JumpError::GuestUnreachable { host, target },
             other => JumpError::ChannelFailed {
                 host,
                 target,
@@ -212,6 +208,7 @@ async fn connect(host: &JumpHost) -> Result<Handle<HostKeyCheck>, JumpError> {
         .await
         .map_err(|source| JumpError::Connect {
             host: host.to_string(),
+            addr: host.address(),
             source,
         })?;
     let _ = stream.set_nodelay(true);

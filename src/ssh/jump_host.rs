@@ -56,14 +56,21 @@ impl JumpHost {
     /// For ssh's `ProxyJump` / `-J` (ssh-config, inventory, `vnode ssh`): `user@host:port`, the
     /// port only when it is not 22, an IPv6 address in brackets.
     pub fn proxy_jump(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
         match self.port {
-            22 => format!("{}@{host}", self.user),
-            port => format!("{}@{host}:{port}", self.user),
+            22 => format!("{}@{}", self.user, self.bracketed()),
+            port => format!("{}@{}:{port}", self.user, self.bracketed()),
+        }
+    }
+
+    /// `host:port` (`[v6]:port`), for messages.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.bracketed(), self.port)
+    }
+
+    fn bracketed(&self) -> String {
+        match self.host.contains(':') {
+            true => format!("[{}]", self.host),
+            false => self.host.clone(),
         }
     }
 
@@ -76,8 +83,8 @@ impl JumpHost {
         }
     }
 
-    /// The known_hosts files consulted, the one to name in messages first; empty only when there
-    /// is neither a `known_hosts=` nor a home directory.
+    /// The known_hosts files consulted, the one to name in messages first (never empty): the
+    /// URI's `known_hosts=` alone, else the user's and the system's, as ssh reads them.
     pub fn known_hosts_files(&self) -> Vec<PathBuf> {
         match &self.known_hosts {
             Some(file) => vec![file.clone()],
@@ -377,6 +384,17 @@ mod tests {
             "ops@[fd00::7]:2200"
         );
         assert_eq!(host("root", "hv1", 2222).to_string(), "root@hv1:2222");
+        assert_eq!(host("root", "hv1", 22).address(), "hv1:22");
+        assert_eq!(host("root", "fd00::7", 22).address(), "[fd00::7]:22");
+    }
+
+    #[test]
+    fn without_known_hosts_param_the_users_and_the_systems_files_are_read() {
+        let files = host("root", "hv1", 22).known_hosts_files();
+        assert_eq!(files.last().unwrap(), Path::new("/etc/ssh/ssh_known_hosts"));
+        if let Some(home) = user::home() {
+            assert_eq!(files, vec![home.join(".ssh/known_hosts"), files[1].clone()]);
+        }
     }
 
     #[test]

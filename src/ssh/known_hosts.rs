@@ -64,15 +64,9 @@ impl KnownHosts {
 
     fn add(&mut self, file: &Path, text: &str) {
         let file: Arc<Path> = Arc::from(file);
-        for (i, line) in text.lines().enumerate() {
-            if let Some(entry) = parse_line(line) {
-                self.entries.push(Entry {
-                    file: file.clone(),
-                    line: i + 1,
-                    ..entry
-                });
-            }
-        }
+        let entries = text.lines().enumerate();
+        self.entries
+            .extend(entries.filter_map(|(i, line)| parse_line(line, &file, i + 1)));
     }
 
     /// Judges `key`, presented by the host known as `name` (see
@@ -136,10 +130,10 @@ impl KnownHosts {
     }
 }
 
-/// `[@marker] patterns keytype base64 [comment]`; `None` for comments, blank lines,
-/// `@cert-authority`, unknown markers and anything unreadable.
-fn parse_line(line: &str) -> Option<Entry> {
-    let mut fields = line.split([' ', '\t']).filter(|f| !f.is_empty());
+/// `[@marker] patterns keytype base64 [comment]`, line `line` of `file`; `None` for comments,
+/// blank lines, `@cert-authority`, unknown markers and anything unreadable.
+fn parse_line(text: &str, file: &Arc<Path>, line: usize) -> Option<Entry> {
+    let mut fields = text.split([' ', '\t']).filter(|f| !f.is_empty());
     let mut first = fields.next()?;
     if first.starts_with('#') {
         return None;
@@ -155,8 +149,8 @@ fn parse_line(line: &str) -> Option<Entry> {
     let (key_type, blob) = (fields.next()?, fields.next()?);
     let key = PublicKey::from_openssh(&format!("{key_type} {blob}")).ok()?;
     Some(Entry {
-        file: Arc::from(Path::new("")),
-        line: 0,
+        file: file.clone(),
+        line,
         revoked,
         patterns: first.to_string(),
         key,

@@ -101,7 +101,6 @@ impl Session {
         let matched = Arc::new(AtomicBool::new(false));
         let config = Arc::new(client::Config {
             inactivity_timeout: Some(Duration::from_secs(600)),
-            nodelay: true,
             ..Default::default()
         });
         let handler = Pinned {
