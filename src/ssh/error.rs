@@ -46,7 +46,7 @@ pub enum JumpError {
         #[source]
         source: std::io::Error,
     },
-    #[error("libvirt host {host}: no answer {doing} within {after:?}")]
+    #[error("libvirt host {host}: no answer within {after:?} {doing}")]
     Timeout {
         host: String,
         doing: String,

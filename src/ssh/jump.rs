@@ -65,13 +65,13 @@ impl JumpPool {
                 Ok(opened) => opened,
             }
         };
-        self.within(&format!("to a channel to {target}"), work)
+        self.within(&format!("while opening a channel to {target}"), work)
             .await
     }
 
     /// Connects and authenticates only (for preflight); reuses a live connection.
     pub async fn check(&self) -> Result<(), SshError> {
-        self.within("to the ssh login", async {
+        self.within("while logging in", async {
             self.connection().await.map(|_| ())
         })
         .await
@@ -195,7 +195,6 @@ async fn connect(host: &JumpHost) -> Result<Handle<HostKeyCheck>, JumpError> {
         // A dead host (or path) shows within a minute, not at the next TCP timeout.
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 3,
-        nodelay: true,
         ..Default::default()
     });
     let distrust = Arc::new(Mutex::new(None));
