@@ -285,6 +285,8 @@ pub async fn login(
         match attempt {
             Ok(s) => return Ok(s),
             Err(e @ SshError::WrongHostKey { .. }) => return Err(StageError::WrongHostKey(e)),
+            // An unknown host key, rejected keys, forwarding refused: waiting cannot help.
+            Err(e) if e.is_permanent() => return Err(StageError::Login(e)),
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(POLL).await;
