@@ -85,7 +85,9 @@ pub fn place(
         .iter()
         .map(|f| Load {
             nodes: f.nodes.len() as u32,
-            free_mib: f.free_mib.map_or(0, |m| m as i64),
+            // In whole GiB: hosts whose free memory differs by less are equal, and the config's
+            // order decides (a plan that does not flip between two runs for a few MiB).
+            free_mib: f.free_mib.map_or(0, |m| (m as i64 / 1024) * 1024),
         })
         .collect();
     let existing: HashMap<&str, usize> = facts

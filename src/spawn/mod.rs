@@ -212,7 +212,15 @@ pub async fn spawn(
                 host: t.host.clone(),
                 accel: t.accel,
                 leases,
-                domains: Domains::new(virsh.clone(), t.host.uri(), options.libvirt_grace),
+                // A host's libvirt that goes silent fails that host's nodes, named.
+                domains: Domains::new(
+                    virsh.clone(),
+                    &match t.host.host_config() {
+                        Some(_) => format!("{} (host {})", t.host.uri(), t.host.name()),
+                        None => t.host.uri().to_string(),
+                    },
+                    options.libvirt_grace,
+                ),
                 before,
             },
         );
