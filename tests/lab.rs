@@ -340,3 +340,252 @@ fn a_node_boots_and_gets_the_addresses_of_the_plan() {
         down.as_secs_f64()
     );
 }
+
+/// Every process the lab's state.json records, the site's and each host's: (who, pid, start).
+fn all_recorded_pids(lab: &Lab) -> Vec<(String, i64, u64)> {
+    let state = lab.state();
+    let mut machines = vec![("site".to_string(), state.clone())];
+    for h in state["hosts"].as_array().unwrap() {
+        machines.push((h["name"].as_str().unwrap().to_string(), h.clone()));
+    }
+    let mut out = Vec::new();
+    for (who, m) in machines {
+        for role in ["holder", "virtlogd", "libvirtd", "dnsmasq", "sshd"] {
+            let p = &m[role];
+            if p.is_object() {
+                out.push((
+                    format!("{who} {role}"),
+                    p["pid"].as_i64().unwrap(),
+                    p["start_time"].as_u64().unwrap(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The names of the machine's own network interfaces (the root namespace's).
+fn root_links() -> Vec<String> {
+    let out = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| Some(l.split(": ").nth(1)?.split('@').next()?.to_string()))
+        .collect()
+}
+
+#[test]
+fn hosts_answer_the_site_through_ssh_and_down_leaves_nothing() {
+    if require_root_or_skip(Needs::Lab) {
+        return;
+    }
+    let lab = Lab::up_hosts("hosts", 2);
+    let name = lab.name().to_string();
+    eprintln!("lab up --hosts 2 took {:.1} s", lab.up_time().as_secs_f64());
+    let hosts = lab.hosts();
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["h1", "h2"]);
+    assert_eq!(
+        [hosts[0].address.as_str(), hosts[1].address.as_str()],
+        ["198.18.0.253", "198.18.0.252"]
+    );
+
+    // The site is the controller's LAN: bridges and DHCP/DNS, no libvirtd of its own.
+    let state = lab.state();
+    assert!(
+        state["libvirtd"].is_null() && state["virtlogd"].is_null(),
+        "{state:#}"
+    );
+    assert!(
+        !lab.exec(["virsh", "-q", "-c", "qemu:///system", "version"])
+            .status
+            .success()
+    );
+
+    for h in &hosts {
+        // From the site, with the lab's key and pinned known_hosts as root's ~/.ssh.
+        lab.exec_ok([
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            &format!("root@{}", h.address),
+            "true",
+        ]);
+        lab.exec_ok(["virsh", "-q", "-c", &h.uri, "version"]);
+        // Each host has its own default network, seen through ssh and inside the host.
+        for nets in [
+            lab.exec_ok(["virsh", "-q", "-c", &h.uri, "net-list"]),
+            lab.exec_host_ok(&h.name, ["virsh", "-q", "-c", "qemu:///system", "net-list"]),
+        ] {
+            assert!(
+                nets.lines()
+                    .any(|l| l.split_whitespace().take(2).eq(["default", "active"])),
+                "{}: {nets}",
+                h.name
+            );
+        }
+        lab.exec_ok(["ping", "-c", "1", "-W", "5", &h.address]);
+        let br0 = lab.exec_host_ok(&h.name, ["ip", "-br", "addr", "show", "br0"]);
+        assert!(br0.contains(&format!("{}/24", h.address)), "{br0}");
+    }
+
+    // A pinned key that is not the host's: ssh refuses (then the right one again).
+    let known = lab.dir().join("controller-ssh/known_hosts");
+    let good = std::fs::read_to_string(&known).unwrap();
+    let lines: Vec<&str> = good.lines().collect();
+    let h2_key = lines[1].split_once(' ').unwrap().1;
+    std::fs::write(
+        &known,
+        format!("{} {h2_key}\n{}\n", hosts[0].address, lines[1]),
+    )
+    .unwrap();
+    let out = lab.exec([
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        &format!("root@{}", hosts[0].address),
+        "true",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ssh accepted a wrong host key");
+    assert!(stderr.contains("Host key verification failed"), "{stderr}");
+    std::fs::write(&known, &good).unwrap();
+    lab.exec_ok(["virsh", "-q", "-c", &hosts[0].uri, "version"]);
+
+    // vnode's pool directory is each host's own, below its own /var/lib/libvirt.
+    let mark = format!("owner-{name}");
+    for h in &hosts {
+        lab.exec_host_ok(
+            &h.name,
+            [
+                "sh",
+                "-c",
+                &format!(
+                    "mkdir -p /var/lib/libvirt/vnode && echo {} > /var/lib/libvirt/vnode/{mark}",
+                    h.name
+                ),
+            ],
+        );
+    }
+    for h in &hosts {
+        let seen = lab.exec_host_ok(&h.name, ["cat", &format!("/var/lib/libvirt/vnode/{mark}")]);
+        assert_eq!(seen.trim(), h.name);
+        let on_disk = lab.host_dir(&h.name).join("libvirt/lib/vnode").join(&mark);
+        assert_eq!(std::fs::read_to_string(on_disk).unwrap().trim(), h.name);
+    }
+    assert!(!Path::new("/var/lib/libvirt/vnode").join(&mark).exists());
+
+    // Commands in the lab have the lab's hosts as their [[hosts]].
+    let config = lab.json(["config", "show"]);
+    let uris: Vec<&str> = config["config"]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(uris, [hosts[0].uri.as_str(), hosts[1].uri.as_str()]);
+
+    let status = lab.json(["lab", "status"]);
+    assert_eq!(status["up"], true, "{status:#}");
+    for (h, st) in hosts.iter().zip(status["hosts"].as_array().unwrap()) {
+        assert_eq!(st["name"], h.name.as_str());
+        assert_eq!(st["uri"], h.uri.as_str());
+        assert_eq!(st["answers"], true, "{st:#}");
+        let roles: Vec<&str> = st["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["holder", "virtlogd", "libvirtd", "sshd"]);
+    }
+    let (code, stderr) = lab
+        .cli()
+        .args(["lab", "exec", "--host", "h3", "--", "true"])
+        .fails();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no host 'h3' (it has h1, h2)"), "{stderr}");
+
+    // A host whose libvirtd is gone: the lab is still entered (vnode finds the host
+    // unreachable, as a real one), status says so, and the host's namespaces are still there.
+    let h2_libvirtd = &lab.state()["hosts"][1]["libvirtd"];
+    let pid = h2_libvirtd["pid"].as_i64().unwrap().to_string();
+    assert!(Command::new("kill").arg(&pid).status().unwrap().success());
+    let gone = Instant::now() + Duration::from_secs(10);
+    while runs(
+        h2_libvirtd["pid"].as_i64().unwrap(),
+        h2_libvirtd["start_time"].as_u64().unwrap(),
+    ) && Instant::now() < gone
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.vnode_ok(["plan", "vnode03"]);
+    let status = lab.json(["lab", "status"]);
+    assert_eq!(status["up"], false);
+    assert_eq!(status["hosts"][0]["answers"], true);
+    assert_eq!(status["hosts"][1]["answers"], false, "{status:#}");
+    lab.exec_host_ok("h2", ["true"]);
+
+    // `up` again finds it broken, removes it all and starts a new lab with the same hosts.
+    let old = all_recorded_pids(&lab);
+    let out = lab.vnode_ok(["lab", "up", "--hosts", "2"]);
+    assert!(out.contains("removed stale state"), "{out}");
+    for (who, pid, start) in &old {
+        assert!(!runs(*pid, *start), "old {who} (pid {pid}) still runs");
+    }
+    for h in lab.hosts() {
+        lab.exec_ok(["virsh", "-q", "-c", &h.uri, "version"]);
+    }
+
+    let pids = all_recorded_pids(&lab);
+    assert_eq!(pids.len(), 2 + 2 * 4, "{pids:?}");
+    let links_before = root_links();
+    let down = lab.down();
+    eprintln!("lab down with 2 hosts took {:.1} s", down.as_secs_f64());
+    assert_gone(&name, &pids);
+    let netns = netns_list();
+    assert!(
+        !netns.contains(&format!("vnode-{name}.")),
+        "a host's netns is left: {netns}"
+    );
+    let links = root_links();
+    assert_eq!(links, links_before, "the machine's interfaces changed");
+    for l in &links {
+        assert!(!l.starts_with("h1-") && !l.starts_with("site-"), "{l}");
+    }
+}
+
+#[test]
+fn lab_up_refuses_hosts_it_cannot_make() {
+    if require_root_or_skip(Needs::Lab) {
+        return;
+    }
+    let name = format!("nohosts-{}", std::process::id());
+    let (code, stderr) = Vnode::new()
+        .lab(&name)
+        .args(["lab", "up", "--hosts", "9"])
+        .fails();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--hosts") && stderr.contains("0..=8"),
+        "{stderr}"
+    );
+    // No room for a host on the default pool's subnet: nodes take .1-.61 of a /26, the site .62.
+    let (code, stderr) = Vnode::new()
+        .config(
+            "[[pool]]\nstem = \"a\"\nfirst = 0\nlast = 60\npublic_offset = 1\n\
+             public_subnet = \"10.0.0.0/26\"\n",
+        )
+        .lab(&name)
+        .args(["lab", "up", "--hosts", "1"])
+        .fails();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no addresses for 1 host(s)") && stderr.contains("10.0.0.0/26"),
+        "{stderr}"
+    );
+    assert!(!Path::new(lab::LAB_ROOT).join(&name).exists());
+    assert!(!netns_list().contains(&format!("vnode-{name}")));
+}

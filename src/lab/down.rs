@@ -75,31 +75,26 @@ pub(super) fn teardown(
             hosts.push((netns, None));
         }
     }
-    for (netns, host) in hosts {
-        let label = match host {
-            Some(h) => h.name.clone(),
-            None => netns
-                .strip_prefix(&name.host_netns_prefix())
-                .unwrap_or(&netns)
-                .to_string(),
-        };
-        let xdg = dir.host(&label).xdg_cache();
-        let before = host.map_or(Vec::new(), |h| vec![("sshd", h.sshd)]);
-        let after = host.map_or(Vec::new(), |h| {
-            vec![
-                ("libvirtd", h.machine.libvirtd),
-                ("virtlogd", h.machine.virtlogd),
-            ]
-        });
-        let unit = Unit {
-            label: format!("host {label}: "),
-            netns,
-            machine: host.map(|h| &h.machine),
-            xdg_cache: xdg,
-            before_domains: before,
-            after_domains: after,
-        };
-        done.extend(unit.teardown(me).map_err(|(stage, m)| fail(&stage, m))?);
+    let units: Vec<Unit> = hosts
+        .into_iter()
+        .map(|(netns, host)| host_unit(name, dir, netns, host))
+        .collect();
+    // In parallel: a host's teardown is mostly waiting for its libvirtd.
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let threads: Vec<_> = units
+            .iter()
+            .map(|u| scope.spawn(move || u.teardown(me)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(("down".into(), "a host's teardown panicked".into())))
+            })
+            .collect()
+    });
+    for result in results {
+        done.extend(result.map_err(|(stage, m)| fail(&stage, m))?);
     }
     let site = Unit {
         label: String::new(),
@@ -118,6 +113,35 @@ pub(super) fn teardown(
     done.extend(site.teardown(me).map_err(|(stage, m)| fail(&stage, m))?);
     remove_dir(dir).map_err(|m| fail("remove the lab directory", m))?;
     Ok(done)
+}
+
+/// The teardown of a host: the state's (`host`), or a namespace found without one.
+fn host_unit<'a>(
+    name: &LabName,
+    dir: &LabDir,
+    netns: String,
+    host: Option<&'a LabHost>,
+) -> Unit<'a> {
+    let label = match host {
+        Some(h) => h.name.clone(),
+        None => netns
+            .strip_prefix(&name.host_netns_prefix())
+            .unwrap_or(&netns)
+            .to_string(),
+    };
+    Unit {
+        xdg_cache: dir.host(&label).xdg_cache(),
+        label: format!("host {label}: "),
+        netns,
+        machine: host.map(|h| &h.machine),
+        before_domains: host.map_or(Vec::new(), |h| vec![("sshd", h.sshd)]),
+        after_domains: host.map_or(Vec::new(), |h| {
+            vec![
+                ("libvirtd", h.machine.libvirtd),
+                ("virtlogd", h.machine.virtlogd),
+            ]
+        }),
+    }
 }
 
 /// Namespaces of hosts of lab `name` that exist (`ip netns` names `vnode-NAME.hN`).
