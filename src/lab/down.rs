@@ -79,23 +79,6 @@ pub(super) fn teardown(
         .into_iter()
         .map(|(netns, host)| host_unit(name, dir, netns, host))
         .collect();
-    // In parallel: a host's teardown is mostly waiting for its libvirtd.
-    let results: Vec<_> = std::thread::scope(|scope| {
-        let threads: Vec<_> = units
-            .iter()
-            .map(|u| scope.spawn(move || u.teardown(me)))
-            .collect();
-        threads
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(("down".into(), "a host's teardown panicked".into())))
-            })
-            .collect()
-    });
-    for result in results {
-        done.extend(result.map_err(|(stage, m)| fail(&stage, m))?);
-    }
     let site = Unit {
         label: String::new(),
         netns: name.netns(),
@@ -110,7 +93,32 @@ pub(super) fn teardown(
             ]
         }),
     };
-    done.extend(site.teardown(me).map_err(|(stage, m)| fail(&stage, m))?);
+    // From inside the lab (`lab exec -- vnode lab down`) this process would stop itself; checked
+    // before anything is stopped.
+    if me.is_some() && units.iter().chain([&site]).any(|u| u.namespace().1 == me) {
+        return Err(fail(
+            "down",
+            "this command runs inside the lab; run it outside (not through `lab exec`)".into(),
+        ));
+    }
+    // In parallel: a host's teardown is mostly waiting for its libvirtd.
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let threads: Vec<_> = units
+            .iter()
+            .map(|u| scope.spawn(move || u.teardown()))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(("down".into(), "a host's teardown panicked".into())))
+            })
+            .collect()
+    });
+    for result in results {
+        done.extend(result.map_err(|(stage, m)| fail(&stage, m))?);
+    }
+    done.extend(site.teardown().map_err(|(stage, m)| fail(&stage, m))?);
     remove_dir(dir).map_err(|m| fail("remove the lab directory", m))?;
     Ok(done)
 }
@@ -173,27 +181,29 @@ struct Unit<'a> {
 }
 
 impl Unit<'_> {
-    /// Domains and networks through libvirt, then every recorded process by PID, then whatever
-    /// still runs in the network namespace, then the namespace. `me`: this process's network
-    /// namespace. Errors: (stage, message).
-    fn teardown(&self, me: Option<u64>) -> Result<Vec<String>, (String, String)> {
-        let fail = |stage: &str, message: String| (format!("{}{stage}", self.label), message);
-        let alive = |p: Option<Proc>| p.filter(Proc::is_alive);
-        let holder = alive(self.machine.and_then(|m| m.holder));
-        // The namespace is known to be the lab's through the live holder or the `ip netns`
-        // name, never through a recorded inode number alone, which a later namespace may reuse.
-        let netns = std::path::Path::new("/run/netns").join(&self.netns);
+    /// The live holder, and the inode of the machine's network namespace. The namespace is
+    /// known to be the lab's through the live holder or the `ip netns` name, never through a
+    /// recorded inode number alone, which a later namespace may reuse.
+    fn namespace(&self) -> (Option<Proc>, Option<u64>) {
+        let holder = self.machine.and_then(|m| m.holder).filter(Proc::is_alive);
         let inode = match holder {
             Some(h) => process::netns_inode(&h),
-            None => fs::metadata(&netns).ok().map(|m| m.ino()),
+            None => fs::metadata(self.netns_path()).ok().map(|m| m.ino()),
         };
-        // From inside the lab (`lab exec -- vnode lab down`) this process would stop itself.
-        if inode.is_some() && inode == me {
-            return Err(fail(
-                "down",
-                "this command runs inside the lab; run it outside (not through `lab exec`)".into(),
-            ));
-        }
+        (holder, inode)
+    }
+
+    fn netns_path(&self) -> PathBuf {
+        std::path::Path::new("/run/netns").join(&self.netns)
+    }
+
+    /// Domains and networks through libvirt, then every recorded process by PID, then whatever
+    /// still runs in the network namespace, then the namespace. Errors: (stage, message).
+    fn teardown(&self) -> Result<Vec<String>, (String, String)> {
+        let fail = |stage: &str, message: String| (format!("{}{stage}", self.label), message);
+        let alive = |p: Option<Proc>| p.filter(Proc::is_alive);
+        let (holder, inode) = self.namespace();
+        let netns = self.netns_path();
         let mut done = Vec::new();
         let stop = |done: &mut Vec<String>, daemons: &[(&str, Option<Proc>)]| {
             for (role, p) in daemons {

@@ -194,4 +194,19 @@ mod tests {
         assert_eq!(existing_labs(root.path()), ["other", "vnode"]);
         assert!(existing_labs(&root.path().join("missing")).is_empty());
     }
+
+    /// vnode's default storage pool directory on a `[[hosts]]` host is below one of libvirt's
+    /// directories, which every machine of a lab has its own copy of: each lab host has its own.
+    #[test]
+    fn the_default_pool_path_is_each_machines_own() {
+        let pool = Path::new(crate::config::DEFAULT_POOL_PATH);
+        let d = LIBVIRT_DIRS
+            .iter()
+            .find(|d| pool.starts_with(d.target))
+            .expect("below a directory the lab replaces");
+        let dir = LabDir::of(&LabName::new("t").unwrap());
+        let (h1, h2) = (dir.host("h1").libvirt(d.sub), dir.host("h2").libvirt(d.sub));
+        assert_ne!(h1, h2);
+        assert_eq!(h1, Path::new("/var/lib/vnode/lab/t/hosts/h1/libvirt/lib"));
+    }
 }

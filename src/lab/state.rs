@@ -282,3 +282,67 @@ impl LabLock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state.json as `lab up` wrote it before labs had hosts.
+    const OLD_STATE: &str = r#"{
+      "name": "vnode", "dir": "/var/lib/vnode/lab/vnode", "netns": "vnode-vnode",
+      "netns_inode": 4026532177,
+      "holder": {"pid": 20627, "start_time": 1073814},
+      "virtlogd": {"pid": 20636, "start_time": 1073826},
+      "libvirtd": {"pid": 20639, "start_time": 1073828},
+      "dnsmasq": {"pid": 20750, "start_time": 1073864},
+      "public": [], "complete": true
+    }"#;
+
+    #[test]
+    fn a_state_from_before_hosts_loads_and_has_none() {
+        let s: LabState = serde_json::from_str(OLD_STATE).unwrap();
+        assert_eq!(s.site.netns, "vnode-vnode");
+        assert_eq!(s.site.libvirtd.map(|p| p.pid), Some(20639));
+        assert!(s.hosts.is_empty() && s.host_configs().is_empty());
+        // Written back, the site's fields stay where they were.
+        let v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["holder"]["pid"], 20627);
+        assert_eq!(v["netns"], "vnode-vnode");
+    }
+
+    #[test]
+    fn hosts_are_the_labs_config_hosts() {
+        let name = LabName::new("t").unwrap();
+        let mut s = LabState::new(&name, &LabDir::of(&name));
+        let address = Ipv4Addr::new(198, 18, 0, 253);
+        s.hosts.push(LabHost {
+            name: "h1".into(),
+            machine: Machine::new(name.host_netns("h1")),
+            sshd: None,
+            address,
+            uri: crate::lab::hosts::host_uri(address),
+            host_key: "ssh-ed25519 AAAA".into(),
+        });
+        let round: LabState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(round, s);
+        assert_eq!(
+            s.host_configs(),
+            [HostConfig {
+                name: "h1".into(),
+                uri: "qemu+ssh://root@198.18.0.253/system".into(),
+                max_nodes: None,
+                storage_pool: "vnode".into(),
+                pool_path: "/var/lib/libvirt/vnode".into(),
+            }]
+        );
+        // Not started: the host's missing namespace is a problem of the lab, not of its site.
+        assert!(s.host("h1").is_some() && s.host("h2").is_none());
+        let host_problems = s.hosts[0].problems();
+        assert!(
+            host_problems[0].contains("h1's network namespace"),
+            "{host_problems:?}"
+        );
+        assert!(!s.site_problems().iter().any(|p| p.contains("h1")));
+        assert!(s.problems().iter().any(|p| p.contains("h1")));
+    }
+}

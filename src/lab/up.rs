@@ -159,10 +159,7 @@ fn start(
         start_dhcp(&site, dir, record, pools, nets)?;
     } else {
         prepare_hosts(lab, dir, record, addresses)?;
-        site.start_plain(&[(dir.controller_ssh(), PathBuf::from(ROOT_SSH))])?;
-        create_bridges(&site, record, nets)?;
-        start_dhcp(&site, dir, record, pools, nets)?;
-        start_hosts(lab, dir, record, &site, nets)?;
+        start_with_hosts(lab, dir, record, &mut site, pools, nets)?;
     }
     record.update(|s| s.complete = true)
 }
@@ -285,55 +282,82 @@ fn start_dhcp(
     record.update(|s| s.dnsmasq = Some(dnsmasq))
 }
 
-/// Every host, each in a thread of its own: most of a host's start is waiting for its daemons.
-/// All are waited for; the first failure is returned.
-fn start_hosts(
+/// The site and the hosts. Each host comes up as a hypervisor in a thread of its own while the
+/// site comes up in this one (most of it is waiting for daemons); then each host, again in its
+/// own thread, is joined to the site's bridges and gets its sshd. Every thread is waited for;
+/// the first failure is returned.
+fn start_with_hosts(
     lab: &LabName,
     dir: &LabDir,
     record: &Record,
-    site: &MachineStarter,
+    site: &mut MachineStarter,
+    pools: &Pools,
     nets: &[PublicNet],
 ) -> Result<(), LabError> {
-    let count = record.read(|s| s.hosts.len());
+    let hosts = record.read(|s| s.hosts.clone());
     std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..count)
-            .map(|i| scope.spawn(move || start_host(lab, dir, record, site, nets, i)))
-            .collect();
-        let mut first = Ok(());
-        for (i, t) in threads.into_iter().enumerate() {
-            let done = t.join().unwrap_or_else(|_| {
-                Err(LabError::Failed {
-                    lab: lab.clone(),
-                    stage: format!("start host {}", host_name(i + 1)),
-                    message: "its thread panicked".into(),
+        let threads: Vec<_> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                scope.spawn(move || {
+                    let mut m = MachineStarter::new(lab, record, At::Host(i), dir.host(&host.name));
+                    m.start_hypervisor().map(|()| m)
                 })
-            });
-            if first.is_ok() {
-                first = done;
-            }
-        }
-        first
+            })
+            .collect();
+        let site_up = site
+            .start_plain(&[(dir.controller_ssh(), PathBuf::from(ROOT_SSH))])
+            .and_then(|()| create_bridges(site, record, nets))
+            .and_then(|()| start_dhcp(site, dir, record, pools, nets));
+        let machines = join_all(lab, threads)?;
+        site_up?;
+        let site = &*site;
+        let threads: Vec<_> = machines
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let host = &hosts[i];
+                scope.spawn(move || {
+                    let holder = record
+                        .read(|s| s.hosts[i].machine.holder)
+                        .expect("a started machine has a holder");
+                    connect_to_site(&m, site, nets, host, holder.pid)?;
+                    start_sshd(&m, record, i, host)?;
+                    wait_for_ssh(&m, site, host)
+                })
+            })
+            .collect();
+        join_all(lab, threads).map(|_| ())
     })
 }
 
-/// Host `i`: a hypervisor machine, on the site LAN, with its sshd, answering through it.
-fn start_host(
+/// Waits for every thread; their results, or the first failure.
+fn join_all<T>(
     lab: &LabName,
-    dir: &LabDir,
-    record: &Record,
-    site: &MachineStarter,
-    nets: &[PublicNet],
-    i: usize,
-) -> Result<(), LabError> {
-    let host = record.read(|s| s.hosts[i].clone());
-    let mut machine = MachineStarter::new(lab, record, At::Host(i), dir.host(&host.name));
-    machine.start_hypervisor()?;
-    let holder = record
-        .read(|s| s.hosts[i].machine.holder)
-        .expect("a started machine has a holder");
-    connect_to_site(&machine, site, nets, &host, holder.pid)?;
-    start_sshd(&machine, record, i, &host)?;
-    wait_for_ssh(&machine, site, &host)
+    threads: Vec<std::thread::ScopedJoinHandle<'_, Result<T, LabError>>>,
+) -> Result<Vec<T>, LabError> {
+    let mut out = Vec::new();
+    let mut first = None;
+    for (i, t) in threads.into_iter().enumerate() {
+        let done = t.join().unwrap_or_else(|_| {
+            Err(LabError::Failed {
+                lab: lab.clone(),
+                stage: format!("start host {}", host_name(i + 1)),
+                message: "its thread panicked".into(),
+            })
+        });
+        match done {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 /// A bridge in the host for each of the site's, joined to it by a veth pair (created in the
@@ -348,6 +372,8 @@ fn connect_to_site(
 ) -> Result<(), LabError> {
     let stage = "connect to the site LAN";
     let pid = holder_pid.to_string();
+    // The subnet the host's address is from (the default pool's, see host_addresses).
+    let home = nets.iter().find(|n| n.subnet.contains(&host.address));
     for (j, bridge) in bridges(nets).into_iter().enumerate() {
         let (site_end, host_end) = veth_names(&host.name, bridge, j);
         add_bridge(host_machine, stage, bridge)?;
@@ -368,12 +394,9 @@ fn connect_to_site(
             "ip",
             &["link", "set", &host_end, "master", bridge, "up"],
         )?;
-        // The host's address: on the default pool's subnet (the first net, see public_nets).
-        if let Some(net) = nets.iter().find(|n| n.subnet.contains(&host.address)) {
-            if net.bridge == bridge {
-                let cidr = format!("{}/{}", host.address, net.subnet.prefix_len());
-                host_machine.run_in(stage, "ip", &["addr", "add", &cidr, "dev", bridge])?;
-            }
+        if let Some(net) = home.filter(|n| n.bridge == bridge) {
+            let cidr = format!("{}/{}", host.address, net.subnet.prefix_len());
+            host_machine.run_in(stage, "ip", &["addr", "add", &cidr, "dev", bridge])?;
         }
         host_machine.run_in(stage, "ip", &["link", "set", bridge, "up"])?;
     }
