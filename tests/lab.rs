@@ -1,6 +1,9 @@
 //! The namespace lab through the real binary (root only): `lab up` brings libvirtd, its
 //! `default` network, br0 and the site DHCP/DNS serving vnode's plan; `lab down` leaves nothing;
 //! a crashed lab is detected and cleaned; a node boots in the lab and gets both addresses.
+//! `lab up --hosts N`: each host answers the site through its sshd (`qemu+ssh://`) with the
+//! lab's pinned host keys, has its own default network, pool directory and guests, and `down`
+//! leaves nothing of any of them.
 
 mod common;
 
@@ -42,6 +45,13 @@ fn runs(pid: i64, start_time: u64) -> bool {
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     f[0] != "Z" && f[19].parse::<u64>().unwrap() == start_time
+}
+
+/// The start time of a running process (/proc/PID/stat field 22).
+fn start_time(pid: i64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
 }
 
 fn netns_list() -> String {
@@ -508,6 +518,42 @@ fn hosts_answer_the_site_through_ssh_and_down_leaves_nothing() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no host 'h3' (it has h1, h2)"), "{stderr}");
 
+    // A guest on h2, defined from the site through ssh: no disk (it idles in the firmware), its
+    // NICs on h2's own br0 and default network.
+    let xml = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        xml.path(),
+        "<domain type='qemu'><name>probe</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type></os><devices>\
+         <interface type='bridge'><source bridge='br0'/><model type='virtio'/></interface>\
+         <interface type='network'><source network='default'/><model type='virtio'/></interface>\
+         </devices></domain>",
+    )
+    .unwrap();
+    let h2 = &hosts[1];
+    lab.exec_ok([
+        "virsh",
+        "-q",
+        "-c",
+        &h2.uri,
+        "define",
+        xml.path().to_str().unwrap(),
+    ]);
+    lab.exec_ok(["virsh", "-q", "-c", &h2.uri, "start", "probe"]);
+    let on_br0 = lab.exec_host_ok("h2", ["ip", "-br", "link", "show", "master", "br0"]);
+    assert!(on_br0.contains("vnet"), "{on_br0}");
+    let qemu_pid: i64 =
+        std::fs::read_to_string(lab.host_dir("h2").join("libvirt/run/qemu/probe.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    let qemu = ("h2 qemu".to_string(), qemu_pid, start_time(qemu_pid));
+    assert!(
+        !lab.exec_host_ok("h1", ["virsh", "-q", "list", "--all"])
+            .contains("probe")
+    );
+
     // A host whose libvirtd is gone: the lab is still entered (vnode finds the host
     // unreachable, as a real one), status says so, and the host's namespaces are still there.
     let h2_libvirtd = &lab.state()["hosts"][1]["libvirtd"];
@@ -529,7 +575,9 @@ fn hosts_answer_the_site_through_ssh_and_down_leaves_nothing() {
     lab.exec_host_ok("h2", ["true"]);
 
     // `up` again finds it broken, removes it all and starts a new lab with the same hosts.
-    let old = all_recorded_pids(&lab);
+    let mut old = all_recorded_pids(&lab);
+    // Its guest too, which only a stop by namespace reaches now.
+    old.push(qemu);
     let out = lab.vnode_ok(["lab", "up", "--hosts", "2"]);
     assert!(out.contains("removed stale state"), "{out}");
     for (who, pid, start) in &old {
@@ -539,8 +587,26 @@ fn hosts_answer_the_site_through_ssh_and_down_leaves_nothing() {
         lab.exec_ok(["virsh", "-q", "-c", &h.uri, "version"]);
     }
 
-    let pids = all_recorded_pids(&lab);
+    let mut pids = all_recorded_pids(&lab);
     assert_eq!(pids.len(), 2 + 2 * 4, "{pids:?}");
+    // A guest on h1 of the new lab, for `down` to remove through h1's libvirtd.
+    let h1 = lab.host("h1");
+    lab.exec_ok([
+        "virsh",
+        "-q",
+        "-c",
+        &h1.uri,
+        "define",
+        xml.path().to_str().unwrap(),
+    ]);
+    lab.exec_ok(["virsh", "-q", "-c", &h1.uri, "start", "probe"]);
+    let qemu_pid: i64 =
+        std::fs::read_to_string(lab.host_dir("h1").join("libvirt/run/qemu/probe.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    pids.push(("h1 qemu".into(), qemu_pid, start_time(qemu_pid)));
     let links_before = root_links();
     let down = lab.down();
     eprintln!("lab down with 2 hosts took {:.1} s", down.as_secs_f64());

@@ -50,6 +50,15 @@ pub enum LabError {
         host: String,
         have: String,
     },
+    #[error(
+        "lab {lab}: a lab with hosts needs {program}, which is missing; install the Debian \
+         package {package}"
+    )]
+    Missing {
+        lab: LabName,
+        program: String,
+        package: String,
+    },
     #[error("lab {lab}: the pools as the lab serves them are invalid: {message}")]
     Pools { lab: LabName, message: String },
     /// A step failed; `message` says what happened and, where known, what the logs say.

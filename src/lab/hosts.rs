@@ -32,6 +32,35 @@ pub fn check_count(lab: &LabName, count: u8) -> Result<(), LabError> {
     Ok(())
 }
 
+/// What a lab with hosts runs besides the single-host lab's programs: each host's sshd, and
+/// ssh-keygen and ssh for the keys and the site's side. Checked before anything is created, so
+/// a machine without them gets the package to install, not a half-made lab.
+pub fn check_tools(lab: &LabName) -> Result<(), LabError> {
+    let on_path = |program: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+    };
+    let missing = [
+        (
+            super::sshd::SSHD,
+            "openssh-server",
+            std::path::Path::new(super::sshd::SSHD).is_file(),
+        ),
+        ("ssh-keygen", "openssh-client", on_path("ssh-keygen")),
+        ("ssh", "openssh-client", on_path("ssh")),
+    ]
+    .into_iter()
+    .find(|(_, _, found)| !found);
+    match missing {
+        Some((program, package, _)) => Err(LabError::Missing {
+            lab: lab.clone(),
+            program: program.into(),
+            package: package.into(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The addresses of `count` hosts on the default pool's public subnet: the highest ones below
 /// the site's own address that no node of any pool is planned at (`.253`, `.252`, ... for the
 /// default pool, whose nodes take `.100`-`.199`). The site DHCP hands out planned addresses only

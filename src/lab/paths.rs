@@ -147,7 +147,7 @@ impl MachineDir {
         self.libvirt("log").join(file)
     }
 
-    /// The machine's /dev/kvm (see `hypervisor`).
+    /// The machine's /dev/kvm (see machine.rs).
     pub fn kvm(&self) -> PathBuf {
         self.root.join("kvm")
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::dnsmasq::PublicDhcp;
 use super::down::{host_leftovers, teardown};
-use super::hosts::{check_count, host_addresses, host_name, host_uri, veth_names};
+use super::hosts::{check_count, check_tools, host_addresses, host_name, host_uri, veth_names};
 use super::machine::{At, MachineStarter, Record};
 use super::paths::LabDir;
 use super::pools::{lab_pools, public_nets};
@@ -48,7 +48,10 @@ pub fn up(name: &LabName, pools: &Pools, hosts: u8) -> Result<UpReport, LabError
     // Before anything is created: a lab whose hosts have no addresses fails here.
     let addresses = match hosts {
         0 => Vec::new(),
-        n => host_addresses(name, &pools, &nets, n.into())?,
+        n => {
+            check_tools(name)?;
+            host_addresses(name, &pools, &nets, n.into())?
+        }
     };
     let dir = LabDir::of(name);
     let _lock = LabLock::acquire(name, &dir)?;
