@@ -452,11 +452,7 @@ impl Located<'_> {
                 Err(format!(
                     "{} is not one of the [[hosts]] ({})",
                     names::quoted(h),
-                    hosts
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    hosts.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
                 ))
             }
         })?;

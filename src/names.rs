@@ -211,10 +211,7 @@ mod tests {
 /// and the tables use. 1-32 of letters, digits, '-', '_' and '.', starting with a letter or
 /// digit, so it survives being part of a spec, a file name and a table cell.
 pub fn check_host_name(name: &str) -> Result<(), String> {
-    let ok_start = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
