@@ -210,17 +210,74 @@ fn a_node_boots_and_gets_the_addresses_of_the_plan() {
     if require_root_or_skip(Needs::Vms) {
         return;
     }
-    let image = common::e2e::test_image();
-    let image = image.to_str().unwrap();
     // Declared before the lab so that it is removed after the lab (and its VM) is gone.
+    let work = work_dir();
+    let mut lab = Lab::up("boot");
+    let booted = boot_vnode03(&mut lab, None, work.path());
+    // The lab runs libvirtd on one CPU; its guests must not inherit that.
+    let pid = std::fs::read_to_string(lab.dir().join("libvirt/run/qemu/vnode03.pid")).unwrap();
+    assert_eq!(
+        cpus_allowed(pid.trim()),
+        cpus_allowed("self"),
+        "qemu's CPU affinity"
+    );
+    let down = lab.down();
+    eprintln!(
+        "boot test: lab down with a running VM took {:.1} s (boot {:.1} s)",
+        down.as_secs_f64(),
+        booted.as_secs_f64()
+    );
+}
+
+#[test]
+fn a_node_on_a_host_gets_its_public_address_from_the_site() {
+    if require_root_or_skip(Needs::Vms) {
+        return;
+    }
+    let work = work_dir();
+    let mut lab = Lab::up_hosts("hostboot", 2);
+    // On h2: its public NIC on h2's br0, joined to the site's by a veth; its private one on
+    // h2's own default network.
+    let booted = boot_vnode03(&mut lab, Some("h2"), work.path());
+    assert!(
+        lab.exec_host_ok("h2", ["virsh", "-q", "list", "--name"])
+            .contains("vnode03")
+    );
+    assert!(
+        !lab.exec_host_ok("h1", ["virsh", "-q", "list", "--all", "--name"])
+            .contains("vnode03")
+    );
+    let down = lab.down();
+    eprintln!(
+        "host boot test: boot {:.1} s, lab down with a VM on h2 {:.1} s",
+        booted.as_secs_f64(),
+        down.as_secs_f64()
+    );
+}
+
+/// A scratch directory the lab's qemu can read (libvirt's qemu user traverses it).
+fn work_dir() -> tempfile::TempDir {
     let work = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         work.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let mut lab = Lab::up("boot");
-    let entry = planned(&lab, "vnode03");
+    work
+}
+
+/// Boots the plan's vnode03 from the test image in the lab (`host`: on that host of it, else
+/// on the lab's own libvirtd), files in `work`; asserts that it gets a private lease from its
+/// libvirt's default network and the plan's public address from the site DHCP, and answers
+/// the site there. Returns how long that took.
+fn boot_vnode03(lab: &mut Lab, host: Option<&str>, work: &Path) -> Duration {
+    let image = common::e2e::test_image();
+    let image = image.to_str().unwrap();
+    let run = |lab: &Lab, cmd: &[&str]| match host {
+        Some(h) => lab.exec_host_ok(h, cmd),
+        None => lab.exec_ok(cmd),
+    };
+    let entry = planned(lab, "vnode03");
     let (public_mac, private_mac) = (
         entry["public_mac"].as_str().unwrap(),
         entry["private_mac"].as_str().unwrap(),
@@ -229,7 +286,7 @@ fn a_node_boots_and_gets_the_addresses_of_the_plan() {
 
     // The node's files: an overlay on the test image and a NoCloud seed whose network config
     // asks for DHCP on both NICs, found by MAC.
-    let w = work.path();
+    let w = work;
     let disk = w.join("vnode03.qcow2");
     let seed = w.join("seed.iso");
     let console = w.join("console.log");
@@ -270,39 +327,42 @@ fn a_node_boots_and_gets_the_addresses_of_the_plan() {
     let t0 = Instant::now();
     // TCG (KVM hangs on this kind of host); the seed on virtio-scsi, since the Debian cloud
     // kernel has no AHCI driver for q35's SATA cdrom; qemu's translation cache capped.
-    lab.exec_ok([
-        "virt-install",
-        "--connect",
-        "qemu:///system",
-        "--name",
-        "vnode03",
-        "--virt-type",
-        "qemu",
-        "--memory",
-        "512",
-        "--vcpus",
-        "1",
-        "--osinfo",
-        "debian11",
-        "--import",
-        "--disk",
-        &format!("path={},format=qcow2,bus=virtio", disk.display()),
-        "--disk",
-        &format!("path={},device=cdrom,bus=scsi,readonly=on", seed.display()),
-        "--network",
-        &format!("network=default,model=virtio,mac={private_mac}"),
-        "--network",
-        &format!("bridge=br0,model=virtio,mac={public_mac}"),
-        "--graphics",
-        "none",
-        "--noautoconsole",
-        "--serial",
-        &format!("pty,log.file={},log.append=off", console.display()),
-        "--xml",
-        "./features/tcg/tb-cache=128",
-        "--xml",
-        "./features/tcg/tb-cache/@unit=MiB",
-    ]);
+    run(
+        lab,
+        &[
+            "virt-install",
+            "--connect",
+            "qemu:///system",
+            "--name",
+            "vnode03",
+            "--virt-type",
+            "qemu",
+            "--memory",
+            "512",
+            "--vcpus",
+            "1",
+            "--osinfo",
+            "debian11",
+            "--import",
+            "--disk",
+            &format!("path={},format=qcow2,bus=virtio", disk.display()),
+            "--disk",
+            &format!("path={},device=cdrom,bus=scsi,readonly=on", seed.display()),
+            "--network",
+            &format!("network=default,model=virtio,mac={private_mac}"),
+            "--network",
+            &format!("bridge=br0,model=virtio,mac={public_mac}"),
+            "--graphics",
+            "none",
+            "--noautoconsole",
+            "--serial",
+            &format!("pty,log.file={},log.append=off", console.display()),
+            "--xml",
+            "./features/tcg/tb-cache=128",
+            "--xml",
+            "./features/tcg/tb-cache/@unit=MiB",
+        ],
+    );
 
     // The private lease from libvirt's network, the public one from the lab's site DHCP.
     let deadline = t0 + Duration::from_secs(180);
@@ -312,14 +372,17 @@ fn a_node_boots_and_gets_the_addresses_of_the_plan() {
     while Instant::now() < deadline && (private.is_none() || public.is_none()) {
         std::thread::sleep(Duration::from_secs(1));
         if private.is_none() {
-            let leases = lab.exec_ok([
-                "virsh",
-                "-q",
-                "net-dhcp-leases",
-                "default",
-                "--mac",
-                private_mac,
-            ]);
+            let leases = run(
+                lab,
+                &[
+                    "virsh",
+                    "-q",
+                    "net-dhcp-leases",
+                    "default",
+                    "--mac",
+                    private_mac,
+                ],
+            );
             private = leases
                 .split_whitespace()
                 .find_map(|f| f.split('/').next()?.parse::<Ipv4Addr>().ok());
@@ -328,27 +391,17 @@ fn a_node_boots_and_gets_the_addresses_of_the_plan() {
     }
     let boot = t0.elapsed();
     eprintln!(
-        "boot: private lease {private:?}, public lease {public:?} after {:.1} s (lab up {:.1} s)",
+        "boot on {}: private lease {private:?}, public lease {public:?} after {:.1} s (lab up {:.1} s)",
+        host.unwrap_or("the lab"),
         boot.as_secs_f64(),
         lab.up_time().as_secs_f64()
     );
     let private = private.expect("no private lease within 180 s");
     assert!(private.octets()[..3] == [192, 168, 122], "{private}");
     assert_eq!(public, Some(planned_ip), "public lease for {public_mac}");
-    // The guest really holds the address: it answers on it.
+    // The guest really holds the address: it answers the site on it.
     lab.exec_ok(["ping", "-c", "1", "-W", "5", &planned_ip.to_string()]);
-    // The lab runs libvirtd on one CPU; its guests must not inherit that.
-    let pid = std::fs::read_to_string(lab.dir().join("libvirt/run/qemu/vnode03.pid")).unwrap();
-    assert_eq!(
-        cpus_allowed(pid.trim()),
-        cpus_allowed("self"),
-        "qemu's CPU affinity"
-    );
-    let down = lab.down();
-    eprintln!(
-        "boot test: lab down with a running VM took {:.1} s",
-        down.as_secs_f64()
-    );
+    boot
 }
 
 /// Every process the lab's state.json records, the site's and each host's: (who, pid, start).

@@ -162,7 +162,7 @@ impl<'a> MachineStarter<'a> {
         }
     }
 
-    fn io(&self, stage: &str, e: std::io::Error) -> LabError {
+    pub fn io(&self, stage: &str, e: std::io::Error) -> LabError {
         LabError::io(self.lab, &format!("{}{stage}", self.label), e)
     }
 

@@ -262,7 +262,7 @@ fn start_dhcp(
     nets: &[PublicNet],
 ) -> Result<(), LabError> {
     let stage = "start the public DHCP/DNS (dnsmasq)";
-    let io = |e| LabError::io(&record.read(|s| s.name.clone()), stage, e);
+    let io = |e| site.io(stage, e);
     let dhcp = PublicDhcp {
         nets: nets.to_vec(),
         pid_file: dir.public("dnsmasq.pid"),
