@@ -326,13 +326,22 @@ pub enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Create the lab (namespaces, libvirtd, private network, public bridge with its DHCP).
-    Up,
+    Up {
+        /// Make it a site with N hypervisor hosts (h1..hN, each with its own libvirtd and sshd,
+        /// reached as qemu+ssh://root@ADDRESS/system); 0: the lab is its own single host.
+        #[arg(long, value_name = "N", default_value_t = 0,
+              value_parser = clap::value_parser!(u8).range(0..=crate::lab::MAX_HOSTS as i64))]
+        hosts: u8,
+    },
     /// Stop everything the lab started and remove its namespaces.
     Down,
     /// What runs in the lab.
     Status,
-    /// Run a command inside the lab's namespaces.
+    /// Run a command inside the lab's namespaces (the site's, or a host's with --host).
     Exec {
+        /// Run it in this host of the lab (h1, h2, ...) instead of the site.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -486,5 +495,25 @@ mod tests {
         assert!(matches!(cli.command, Command::Spawn(s) if s.specs == ["3"]));
         let cli = Cli::parse_args(["vnode", "--lab=other", "plan"]).unwrap();
         assert_eq!(cli.global.lab.as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn lab_up_takes_up_to_eight_hosts() {
+        let hosts = |args: &[&str]| match Cli::parse_args(args).map(|c| c.command) {
+            Ok(Command::Lab(LabCommand::Up { hosts })) => Ok(hosts),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.exit_code()),
+        };
+        assert_eq!(hosts(&["vnode", "lab", "up"]), Ok(0));
+        assert_eq!(hosts(&["vnode", "lab", "up", "--hosts", "3"]), Ok(3));
+        assert_eq!(hosts(&["vnode", "lab", "up", "--hosts", "9"]), Err(2));
+        let cli = Cli::parse_args([
+            "vnode", "lab", "exec", "--host", "h2", "--", "virsh", "list",
+        ])
+        .unwrap();
+        let Command::Lab(LabCommand::Exec { host, command }) = cli.command else {
+            panic!()
+        };
+        assert_eq!((host.as_deref(), command.len()), (Some("h2"), 2));
     }
 }

@@ -27,6 +27,14 @@ impl Context {
         if let Some(lab) = lab {
             let name = crate::lab::LabName::new(lab)?;
             config.pools = crate::lab::lab_pools(&config.pools, &name)?;
+            // A lab with hosts: they are the hosts vnode places nodes on, whatever the file
+            // says. Unreadable state is `lab up`'s and `lab down`'s to deal with, not a reason
+            // to refuse them.
+            if let Ok(Some(state)) = crate::lab::state_of(&name)
+                && !state.hosts.is_empty()
+            {
+                config.hosts = state.host_configs();
+            }
         }
         let catalog = config.load_catalog()?;
         Ok(Context {

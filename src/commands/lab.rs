@@ -9,15 +9,17 @@ use crate::table::Table;
 pub fn run(ctx: &Context, cmd: LabCommand) -> Result<()> {
     let name = LabName::new(ctx.lab.as_deref().unwrap_or(DEFAULT_LAB))?;
     match cmd {
-        LabCommand::Up => up(ctx, &name),
+        LabCommand::Up { hosts } => up(ctx, &name, hosts),
         LabCommand::Down => down(ctx, &name),
         LabCommand::Status => status(ctx, &name),
-        LabCommand::Exec { command } => Err(lab::exec(&name, &command).into()),
+        LabCommand::Exec { host, command } => {
+            Err(lab::exec(&name, host.as_deref(), &command).into())
+        }
     }
 }
 
-fn up(ctx: &Context, name: &LabName) -> Result<()> {
-    let report = lab::up(name, &ctx.config.pools)?;
+fn up(ctx: &Context, name: &LabName, hosts: u8) -> Result<()> {
+    let report = lab::up(name, &ctx.config.pools, hosts)?;
     for w in &report.warnings {
         eprintln!("vnode: warning: {w}");
     }
@@ -54,10 +56,20 @@ fn up(ctx: &Context, name: &LabName) -> Result<()> {
             net.domain.as_deref().unwrap_or("-")
         );
     }
+    for h in &report.state.hosts {
+        println!("  host {}: {} ({})", h.name, h.uri, h.machine.netns);
+    }
     println!(
         "  use it: vnode {flag} <command>, vnode {flag} lab exec -- <command>; stop it: vnode {flag} lab down",
         flag = name.flag()
     );
+    if let Some(h) = report.state.hosts.first() {
+        println!(
+            "  a host's own namespaces: vnode {flag} lab exec --host {} -- <command>",
+            h.name,
+            flag = name.flag()
+        );
+    }
     Ok(())
 }
 
@@ -115,6 +127,28 @@ fn render(st: &LabStatus) -> String {
     }
     out.push('\n');
     out.push_str(&t.render());
+    if !st.hosts.is_empty() {
+        let mut t = Table::new(["HOST", "ADDRESS", "URI", "PIDS", "ANSWERS"]);
+        for h in &st.hosts {
+            let pids: Vec<String> = h
+                .processes
+                .iter()
+                .map(|p| {
+                    let gone = if p.alive { "" } else { " (gone)" };
+                    format!("{} {}{gone}", p.role, p.pid)
+                })
+                .collect();
+            t.row([
+                h.name.clone(),
+                h.address.to_string(),
+                h.uri.clone(),
+                pids.join(", "),
+                if h.answers { "yes" } else { "no" }.into(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&t.render());
+    }
     let mut t = Table::new(["POOL", "BRIDGE", "SUBNET", "LAB ADDRESS", "DOMAIN"]);
     for n in &st.public {
         t.row([

@@ -27,6 +27,38 @@ pub enum LabError {
          pool a public_subnet in the config"
     )]
     NoSubnet { lab: LabName, pool: String },
+    #[error(
+        "lab {lab}: {count} hosts asked for; a lab has at most {max} (`lab up --hosts 1..={max}`)",
+        max = super::hosts::MAX_HOSTS
+    )]
+    TooManyHosts { lab: LabName, count: u8 },
+    #[error(
+        "lab {lab}: no addresses for {count} host(s): {reason}; ask for fewer hosts or give the \
+         default pool a larger public_subnet"
+    )]
+    NoHostAddress {
+        lab: LabName,
+        count: usize,
+        reason: String,
+    },
+    #[error(
+        "lab {lab} has no host '{host}' ({have}); `vnode {flag} lab status` lists them",
+        flag = lab.flag()
+    )]
+    NoSuchHost {
+        lab: LabName,
+        host: String,
+        have: String,
+    },
+    #[error(
+        "lab {lab}: a lab with hosts needs {program}, which is missing; install the Debian \
+         package {package}"
+    )]
+    Missing {
+        lab: LabName,
+        program: String,
+        package: String,
+    },
     #[error("lab {lab}: the pools as the lab serves them are invalid: {message}")]
     Pools { lab: LabName, message: String },
     /// A step failed; `message` says what happened and, where known, what the logs say.
@@ -56,9 +88,12 @@ impl LabError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            LabError::BadName(_) | LabError::NoSubnet { .. } | LabError::Pools { .. } => {
-                crate::exit::EXIT_BAD_INPUT
-            }
+            LabError::BadName(_)
+            | LabError::NoSubnet { .. }
+            | LabError::Pools { .. }
+            | LabError::TooManyHosts { .. }
+            | LabError::NoHostAddress { .. }
+            | LabError::NoSuchHost { .. } => crate::exit::EXIT_BAD_INPUT,
             _ => crate::exit::EXIT_FAILED,
         }
     }

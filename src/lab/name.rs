@@ -36,6 +36,17 @@ impl LabName {
         format!("vnode-{}", self.0)
     }
 
+    /// The network namespace of the lab's host `host` (`h1`). A dot joins them: lab names have
+    /// none, so no other lab's namespace ever has this name (`vnode-a-h1` could be lab "a-h1").
+    pub fn host_netns(&self, host: &str) -> String {
+        format!("{}{host}", self.host_netns_prefix())
+    }
+
+    /// What the names of the lab's hosts' namespaces start with.
+    pub fn host_netns_prefix(&self) -> String {
+        format!("{}.", self.netns())
+    }
+
     /// The DNS domain the lab gives pools that have none.
     pub fn domain(&self) -> String {
         format!("{}.test", self.0)
@@ -89,5 +100,9 @@ mod tests {
             )
         );
         assert_eq!(LabName::new(DEFAULT_LAB).unwrap().flag(), "--lab");
+        assert_eq!(n.host_netns("h2"), "vnode-t1-boot.h2");
+        assert!(n.host_netns("h2").starts_with(&n.host_netns_prefix()));
+        let other = LabName::new("t1-boot-h2").unwrap();
+        assert_ne!(other.netns(), n.host_netns("h2"));
     }
 }

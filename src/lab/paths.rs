@@ -10,7 +10,14 @@
 //!   public/                        the site DHCP/DNS: dnsmasq.conf, plan.conf, pid, leases, log
 //!   xdg-cache/                     XDG_CACHE_HOME of everything run in the lab (virt-install's log)
 //!   kvm                            /dev/kvm as the lab sees it (root:kvm 0660)
+//!   controller-ssh/                a lab with hosts: the site's /root/.ssh (id_ed25519, known_hosts)
+//!   hosts/h1/                      a lab with hosts: host h1, laid out like the lab's own machine
+//!     holder.log libvirt/ xdg-cache/ kvm   (as above, for h1's namespaces and libvirtd)
+//!     sshd_config sshd.log sshd.pid ssh_host_ed25519_key{,.pub} authorized_keys
 //! ```
+//!
+//! The lab's own files for its namespaces (holder.log, libvirt/, xdg-cache/, kvm) and each
+//! host's are the same layout below another root: a [`MachineDir`].
 
 use std::path::{Path, PathBuf};
 
@@ -85,11 +92,47 @@ impl LabDir {
         self.root.join("state.json")
     }
 
+    pub fn public(&self, file: &str) -> PathBuf {
+        self.root.join("public").join(file)
+    }
+
+    /// The site's machine: its namespaces' files are the lab directory's own.
+    pub fn site(&self) -> MachineDir {
+        MachineDir {
+            root: self.root.clone(),
+        }
+    }
+
+    /// Host `host` of a lab with hosts.
+    pub fn host(&self, host: &str) -> MachineDir {
+        MachineDir {
+            root: self.root.join("hosts").join(host),
+        }
+    }
+
+    /// The site's /root/.ssh in a lab with hosts: the controller's key and the hosts' keys.
+    pub fn controller_ssh(&self) -> PathBuf {
+        self.root.join("controller-ssh")
+    }
+}
+
+/// The files of one machine of a lab (the site or a host): its holder's log, its copies of
+/// libvirt's directories, its XDG_CACHE_HOME, its /dev/kvm and, for a host, its sshd's files.
+#[derive(Clone, Debug)]
+pub struct MachineDir {
+    root: PathBuf,
+}
+
+impl MachineDir {
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn holder_log(&self) -> PathBuf {
         self.root.join("holder.log")
     }
 
-    /// The lab's copy of one of libvirt's directories (`sub` of [`LIBVIRT_DIRS`]).
+    /// The machine's copy of one of libvirt's directories (`sub` of [`LIBVIRT_DIRS`]).
     pub fn libvirt(&self, sub: &str) -> PathBuf {
         self.root.join("libvirt").join(sub)
     }
@@ -104,17 +147,18 @@ impl LabDir {
         self.libvirt("log").join(file)
     }
 
-    pub fn public(&self, file: &str) -> PathBuf {
-        self.root.join("public").join(file)
-    }
-
-    /// The lab's /dev/kvm (see `up`).
+    /// The machine's /dev/kvm (see machine.rs).
     pub fn kvm(&self) -> PathBuf {
         self.root.join("kvm")
     }
 
     pub fn xdg_cache(&self) -> PathBuf {
         self.root.join("xdg-cache")
+    }
+
+    /// A file of the host's sshd (config, log, pidfile, host key, authorized_keys).
+    pub fn sshd(&self, file: &str) -> PathBuf {
+        self.root.join(file)
     }
 }
 
@@ -149,5 +193,20 @@ mod tests {
         std::fs::write(root.path().join("vnode.lock"), "").unwrap();
         assert_eq!(existing_labs(root.path()), ["other", "vnode"]);
         assert!(existing_labs(&root.path().join("missing")).is_empty());
+    }
+
+    /// vnode's default storage pool directory on a `[[hosts]]` host is below one of libvirt's
+    /// directories, which every machine of a lab has its own copy of: each lab host has its own.
+    #[test]
+    fn the_default_pool_path_is_each_machines_own() {
+        let pool = Path::new(crate::config::DEFAULT_POOL_PATH);
+        let d = LIBVIRT_DIRS
+            .iter()
+            .find(|d| pool.starts_with(d.target))
+            .expect("below a directory the lab replaces");
+        let dir = LabDir::of(&LabName::new("t").unwrap());
+        let (h1, h2) = (dir.host("h1").libvirt(d.sub), dir.host("h2").libvirt(d.sub));
+        assert_ne!(h1, h2);
+        assert_eq!(h1, Path::new("/var/lib/vnode/lab/t/hosts/h1/libvirt/lib"));
     }
 }

@@ -10,6 +10,16 @@
 //! let report = lab.spawn(["3", "4:debian-12-test"]).expect_ready();
 //! assert_eq!(lab.ssh("vnode03", &["hostname"]), "vnode03");
 //! ```
+//!
+//! A lab with hypervisor hosts (`lab up --hosts N`): vnode runs in its site and reaches the
+//! hosts `h1`..`hN` as its `[[hosts]]` through `qemu+ssh://`.
+//!
+//! ```ignore
+//! let lab = Lab::up_hosts("multi", 3);
+//! let h2 = lab.host("h2");                     // name, address, uri
+//! lab.exec_ok(["virsh", "-c", &h2.uri, "version"]);          // from the site, through ssh
+//! lab.exec_host_ok("h2", ["virsh", "-q", "vol-list", "vnode"]); // inside h2 itself
+//! ```
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -35,14 +45,38 @@ pub struct Lab {
     is_down: bool,
 }
 
+/// One host of a lab with hosts, as its state.json has it.
+#[derive(Clone, Debug)]
+pub struct LabHost {
+    /// `h1`, `h2`, ...
+    pub name: String,
+    /// Its address on the site LAN (where its sshd listens).
+    pub address: String,
+    /// `qemu+ssh://root@ADDRESS/system`.
+    pub uri: String,
+    /// Its `ip netns` name.
+    pub netns: String,
+}
+
 impl Lab {
     /// A lab with vnode's default config.
     pub fn up(tag: &str) -> Lab {
         Lab::with_config(tag, "")
     }
 
+    /// A lab with `hosts` hypervisor hosts (`lab up --hosts N`) and vnode's default config.
+    pub fn up_hosts(tag: &str, hosts: u8) -> Lab {
+        Lab::with_config_hosts(tag, "", hosts)
+    }
+
     /// A lab with `config` (TOML) as vnode's config file.
     pub fn with_config(tag: &str, config: &str) -> Lab {
+        Lab::with_config_hosts(tag, config, 0)
+    }
+
+    /// A lab with `config` as vnode's config file and `hosts` hypervisor hosts (0: none, the
+    /// lab is its own host).
+    pub fn with_config_hosts(tag: &str, config: &str, hosts: u8) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -56,7 +90,8 @@ impl Lab {
         };
         // The guard exists before `up` runs, so a half-started lab is torn down too.
         let t0 = Instant::now();
-        lab.vnode_ok(["lab", "up"]);
+        let hosts = hosts.to_string();
+        lab.vnode_ok(["lab", "up", "--hosts", &hosts]);
         lab.up_time = t0.elapsed();
         lab
     }
@@ -82,6 +117,38 @@ impl Lab {
     /// The lab's state.json.
     pub fn state(&self) -> Value {
         json::parse(&std::fs::read_to_string(self.dir().join("state.json")).unwrap())
+    }
+
+    /// The lab's hosts, from its state.json (empty for a lab without hosts).
+    pub fn hosts(&self) -> Vec<LabHost> {
+        let state = self.state();
+        state["hosts"]
+            .as_array()
+            .map(|hosts| {
+                hosts
+                    .iter()
+                    .map(|h| LabHost {
+                        name: h["name"].as_str().unwrap().into(),
+                        address: h["address"].as_str().unwrap().into(),
+                        uri: h["uri"].as_str().unwrap().into(),
+                        netns: h["netns"].as_str().unwrap().into(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Host `name` of the lab.
+    pub fn host(&self, name: &str) -> LabHost {
+        self.hosts()
+            .into_iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("lab {} has no host {name}", self.name))
+    }
+
+    /// The directory of host `name` (its libvirt copies, sshd files).
+    pub fn host_dir(&self, name: &str) -> PathBuf {
+        self.dir().join("hosts").join(name)
     }
 
     /// Prints `path` too when the test fails.
@@ -120,6 +187,31 @@ impl Lab {
     pub fn exec_ok<S: AsRef<OsStr>>(&self, cmd: impl IntoIterator<Item = S>) -> String {
         let cmd: Vec<_> = cmd.into_iter().map(|a| a.as_ref().to_owned()).collect();
         cli::ok(&format!("in lab {}: {cmd:?}", self.name), self.exec(&cmd))
+    }
+
+    /// `vnode lab exec --host HOST -- CMD...`: CMD inside that host's own namespaces.
+    pub fn exec_host<S: AsRef<OsStr>>(
+        &self,
+        host: &str,
+        cmd: impl IntoIterator<Item = S>,
+    ) -> Output {
+        self.cli()
+            .args(["lab", "exec", "--host", host, "--"])
+            .args(cmd)
+            .output()
+    }
+
+    /// Runs CMD in host `host`, expects success, returns stdout.
+    pub fn exec_host_ok<S: AsRef<OsStr>>(
+        &self,
+        host: &str,
+        cmd: impl IntoIterator<Item = S>,
+    ) -> String {
+        let cmd: Vec<_> = cmd.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        cli::ok(
+            &format!("in lab {} host {host}: {cmd:?}", self.name),
+            self.exec_host(host, &cmd),
+        )
     }
 
     /// `vnode images import IMAGE --name NAME --osinfo OSINFO` in the lab.
@@ -170,11 +262,21 @@ impl Lab {
             String::from_utf8_lossy(&st.stderr)
         );
         let dir = self.dir();
-        let logs = [
+        let mut logs = vec![
             dir.join("holder.log"),
             dir.join("libvirt/log/libvirtd.log"),
             dir.join("public/dnsmasq.log"),
         ];
+        // Read without panicking: this runs while the test panics.
+        let state = std::fs::read_to_string(dir.join("state.json")).unwrap_or_default();
+        if let Ok(state) = serde_json::from_str::<Value>(&state) {
+            for h in state["hosts"].as_array().into_iter().flatten() {
+                let hdir = self.host_dir(h["name"].as_str().unwrap_or("?"));
+                for log in ["holder.log", "libvirt/log/libvirtd.log", "sshd.log"] {
+                    logs.push(hdir.join(log));
+                }
+            }
+        }
         for path in logs.iter().chain(&self.dump) {
             if let Ok(text) = std::fs::read_to_string(path) {
                 let lines: Vec<&str> = text.lines().collect();
