@@ -14,18 +14,21 @@ pub fn name() -> Option<String> {
     })
 }
 
-/// `$HOME`, else the home directory in the password database (as ssh does).
+/// The home directory in the password database, else `$HOME`. OpenSSH reads `~/.ssh` from the
+/// password database and ignores `$HOME`, and libvirt's `qemu+ssh://` runs that ssh: vnode's own
+/// connections to a host must trust the same known_hosts and offer the same keys.
 pub fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            passwd_entry(|pwd| {
-                // SAFETY: pw_dir points into the entry's buffer and is NUL-terminated.
-                let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
-                Some(PathBuf::from(OsStr::from_bytes(dir.to_bytes())))
-            })
-        })
+    passwd_entry(|pwd| {
+        // SAFETY: pw_dir points into the entry's buffer and is NUL-terminated.
+        let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
+        Some(PathBuf::from(OsStr::from_bytes(dir.to_bytes())))
+    })
+    .filter(|h| !h.as_os_str().is_empty())
+    .or_else(|| {
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 /// Looks up the current uid and hands its entry to `read` while the entry's buffer lives.

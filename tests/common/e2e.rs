@@ -29,6 +29,18 @@ impl VmLab {
         let lab = Lab::with_config(tag, &site.config(""));
         Some(VmLab { lab, site, image })
     }
+
+    /// Like [`VmLab::up`], with `hosts` hypervisor hosts in the lab (vnode runs on the site LAN
+    /// with them as its `[[hosts]]`).
+    pub fn up_hosts(tag: &str, hosts: u8) -> Option<VmLab> {
+        if require_root_or_skip(Needs::Vms) {
+            return None;
+        }
+        let image = test_image();
+        let site = Site::new(tag);
+        let lab = Lab::with_config_hosts(tag, &site.config(""), hosts);
+        Some(VmLab { lab, site, image })
+    }
 }
 
 /// Builds (or finds in its cache) the test image (variant `networkd`); returns its path.

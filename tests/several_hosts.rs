@@ -1,0 +1,222 @@
+//! Several libvirt hosts, one command: nodes spread over three hypervisor hosts of a namespace
+//! lab (each its own libvirtd, `default` network, sshd and a `br0` joined to one site LAN), driven
+//! from the site through libvirt's remote protocol only. One spawn serves most assertions.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::e2e::VmLab;
+use serde_json::Value;
+
+const IMAGE: &str = "debian-12-test";
+
+/// The node volumes (not the shared base images) in host `h`'s vnode pool.
+fn node_volumes(vms: &VmLab, h: &str) -> Vec<String> {
+    vms.lab
+        .exec_host_ok(h, ["virsh", "-q", "vol-list", "vnode"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| !v.starts_with("base-"))
+        .map(String::from)
+        .collect()
+}
+
+fn domains(vms: &VmLab, h: &str) -> Vec<String> {
+    vms.lab
+        .exec_host_ok(h, ["virsh", "-q", "list", "--all", "--name"])
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn host_of(report: &Value, name: &str) -> String {
+    let n = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("{name} missing in {report:#}"));
+    n["host"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{n:#}"))
+        .to_string()
+}
+
+#[test]
+fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
+    let Some(vms) = VmLab::up_hosts("hosts", 3) else {
+        return;
+    };
+    let lab = &vms.lab;
+    lab.import(&vms.image, IMAGE, "debian11");
+
+    // Every host answers, none has nodes or base images yet.
+    let hosts = lab.json(["hosts"]);
+    let hosts = hosts["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3, "{hosts:#?}");
+    for h in hosts {
+        assert!(h["unreachable"].is_null(), "{h:#}");
+        assert_eq!(h["nodes"].as_array().unwrap().len(), 0, "{h:#}");
+        assert!(
+            h["virt_types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == "qemu"),
+            "{h:#}"
+        );
+    }
+
+    // The dry run shows the spread before anything runs: two nodes per host.
+    let dry = lab.json(["-d", IMAGE, "3-8", "--dry-run"]);
+    let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
+    for n in dry["nodes"].as_array().unwrap() {
+        *per_host
+            .entry(n["host"].as_str().unwrap().into())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_host.values().collect::<Vec<_>>(),
+        [&2, &2, &2],
+        "{dry:#}"
+    );
+
+    // The spawn: all ready, two per host as the dry run said (which node goes where may differ:
+    // the hosts share this machine's free memory, the tie-breaker), the base uploaded once per
+    // host.
+    let report = lab
+        .spawn(["-d", IMAGE, "3-8", "--timeout", "900"])
+        .expect_ready()
+        .report;
+    let mut uploads: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for n in report["nodes"].as_array().unwrap() {
+        uploads
+            .entry(n["host"].as_str().unwrap().into())
+            .or_default()
+            .push(n["base_uploaded_bytes"].as_u64().unwrap());
+    }
+    assert_eq!(uploads.len(), 3, "{report:#}");
+    for (h, bytes) in &uploads {
+        assert_eq!(bytes.len(), 2, "{h}: {bytes:?}");
+        assert_eq!(
+            bytes.iter().filter(|b| **b > 0).count(),
+            1,
+            "{h}: {bytes:?}"
+        );
+    }
+    // `list` asks every host: the same placement.
+    let listed = lab.json(["list"]);
+    for n in listed["nodes"].as_array().unwrap() {
+        let name = n["name"].as_str().unwrap();
+        assert_eq!(n["host"].as_str().unwrap(), host_of(&report, name), "{n:#}");
+        assert!(n["state"].as_str().unwrap().starts_with("running"), "{n:#}");
+    }
+    // Each host has its two domains, and only their volumes.
+    for h in ["h1", "h2", "h3"] {
+        let mut mine: Vec<String> = (3..=8)
+            .map(|i| format!("vnode0{i}"))
+            .filter(|n| host_of(&report, n) == h)
+            .collect();
+        mine.sort();
+        assert_eq!(domains(&vms, h), mine, "{h}");
+        let mut vols: Vec<String> = mine
+            .iter()
+            .flat_map(|n| {
+                [
+                    format!("{n}-console.log"),
+                    format!("{n}-seed.iso"),
+                    format!("{n}.qcow2"),
+                ]
+            })
+            .collect();
+        vols.sort();
+        let mut found = node_volumes(&vms, h);
+        found.sort();
+        assert_eq!(found, vols, "{h}");
+    }
+
+    // `vnode ssh` reaches each node through its host; a node on h1 pings one on h3 publicly.
+    for i in 3..=8 {
+        let name = format!("vnode0{i}");
+        assert_eq!(lab.ssh(&name, &["hostname"]), name);
+    }
+    let on = |h: &str| {
+        (3..=8)
+            .map(|i| format!("vnode0{i}"))
+            .find(|n| host_of(&report, n) == h)
+            .unwrap()
+    };
+    let (a, b) = (on("h1"), on("h3"));
+    let b_public = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == b.as_str())
+        .unwrap()["public_ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.ssh(&a, &["ping", "-c1", "-W5", &b_public]);
+    // ssh-config names the host's sshd as ProxyJump.
+    let ssh_config = lab.vnode_ok(["ssh-config"]);
+    assert!(ssh_config.contains("ProxyJump root@"), "{ssh_config}");
+
+    // vnode03 moves to another host: same MACs, same public address; that host had the base
+    // image already, so nothing is uploaded.
+    let from = host_of(&report, "vnode03");
+    let to = ["h1", "h2", "h3"].into_iter().find(|h| *h != from).unwrap();
+    let old_public = report["nodes"][0]["public_ip"].clone();
+    lab.vnode_ok(["destroy", "3"]);
+    assert!(!domains(&vms, &from).contains(&"vnode03".to_string()));
+    let moved = lab
+        .spawn(["-d", IMAGE, &format!("3@{to}"), "--timeout", "900"])
+        .expect_ready()
+        .report;
+    let n = &moved["nodes"][0];
+    assert_eq!(n["host"], to, "{n:#}");
+    assert_eq!(n["public_ip"], old_public, "{n:#}");
+    assert_eq!(n["base_uploaded_bytes"], 0, "{n:#}");
+    assert_eq!(lab.ssh("vnode03", &["hostname"]), "vnode03");
+
+    // destroy leaves no domain and no node volume on any host (the base images stay: a cache).
+    lab.vnode_ok(["destroy", "3-8"]);
+    for h in ["h1", "h2", "h3"] {
+        assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
+        assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
+    }
+
+    // One host's libvirtd stopped: the spawn refuses before creating anything, naming the host.
+    let h2 = lab.host("h2");
+    let pid = lab.state()["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "h2")
+        .unwrap()["libvirtd"]["pid"]
+        .as_i64()
+        .unwrap();
+    // SAFETY: kill(2) on the lab's own libvirtd, by the PID its state recorded.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (code, stderr) = lab.cli().args(["-d", IMAGE, "10-12"]).fails();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("h2") && stderr.contains(&h2.uri) && stderr.contains("--skip-host"),
+        "{stderr}"
+    );
+    for h in ["h1", "h3"] {
+        assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
+        assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
+    }
+    let left: Vec<_> = std::fs::read_dir(vms.site.nodes())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| {
+            n.to_string_lossy().starts_with("vnode") || n.to_string_lossy().starts_with(".vnode")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
