@@ -1,6 +1,8 @@
 //! The benchmarks cannot rot: each runs in its smoke mode (tiny N, one round) against the debug
 //! binary, and a benchmark that stops working fails here with what it printed.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -33,4 +35,13 @@ fn prep_benchmark_runs() {
 fn pull_benchmark_runs() {
     let out = smoke("benches/pull.sh", &["--smoke"]);
     assert!(out.contains("ratio vnode/openssl pipeline"), "{out}");
+}
+
+#[test]
+fn hosts_benchmark_runs() {
+    if common::gate::require_root_or_skip(common::gate::Needs::Vms) {
+        return;
+    }
+    let out = smoke("benches/hosts.sh", &["--smoke"]);
+    assert!(out.contains("ratio upload/scp speed"), "{out}");
 }

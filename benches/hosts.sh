@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Several hosts (issue 14's benchmark), in a namespace lab with 3 hypervisor hosts of its own:
+# 1. the base image up to a host through libvirt's volume upload (`vnode images push`, over
+#    qemu+ssh) vs `scp` of the same file to the same host: seconds, MB/s, the ratio (goal >= 0.8);
+# 2. `vnode 3-8` spread over the 3 hosts vs all 6 on one host (`--host h1`): wall time, ratio.
+#
+#   benches/hosts.sh              3 upload rounds, then both spawns (about 10 min on 2 cores, TCG)
+#   benches/hosts.sh --smoke      1 upload round, no spawn (checks the script)
+#   HOSTS_VNODE=target/debug/vnode benches/hosts.sh   (a given binary; default: a release build;
+#                                 VNODE_BIN works too)
+#
+# Exit status 0 only when every step worked (the ratios are reported, not judged). Needs root,
+# the lab's programs (bash .ci/install-deps), jq. Its lab `hosts-PID` and site directory
+# /var/lib/vnode/hosts-PID are removed on exit.
+set -euo pipefail
+ROUNDS=3 SPAWN=1
+case "${1:-}" in
+  --smoke) ROUNDS=1 SPAWN=0 ;;
+  "") ;;
+  *) echo "usage: $0 [--smoke]" >&2; exit 2 ;;
+esac
+[[ $(id -u) == 0 ]] || { echo "hosts.sh: run as root (the lab needs namespaces and libvirtd)" >&2; exit 1; }
+command -v jq >/dev/null || { echo "hosts.sh: jq is needed (Debian package jq)" >&2; exit 1; }
+cd "$(dirname "$0")/.."
+VNODE=${HOSTS_VNODE:-${VNODE_BIN:-}}
+if [[ -n $VNODE ]]; then
+  VNODE=$(realpath -- "$VNODE")
+else
+  cargo build --release --quiet
+  VNODE=$PWD/target/release/vnode
+fi
+[[ -x $VNODE ]] || { echo "hosts.sh: $VNODE is not an executable" >&2; exit 1; }
+
+LAB=hosts-$$
+W=/var/lib/vnode/hosts-$$
+mkdir -p "$W/images" "$W/nodes" "$W/home"
+chmod 755 /var/lib/vnode "$W" "$W/images" "$W/nodes"
+ssh-keygen -q -t ed25519 -N '' -C hosts-bench -f "$W/home/id_ed25519"
+cat > "$W/config.toml" <<EOF
+virt_type = "qemu"
+cache_dir = "$W/images"
+state_dir = "$W/nodes"
+ssh_keys = ["$(cat "$W/home/id_ed25519.pub")"]
+[resources]
+memory_mib = 512
+vcpus = 1
+disk_gib = 4
+EOF
+v() { HOME=$W/home "$VNODE" --lab="$LAB" --config "$W/config.toml" "$@"; }
+cleanup() {
+  local rc=$?
+  set +e
+  v destroy 3-8 >/dev/null 2>&1
+  v lab down || echo "hosts.sh: lab down failed; run: vnode --lab=$LAB lab down" >&2
+  rm -rf "$W"
+  exit "$rc"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+v lab up --hosts 3
+image=$(tests/image/build.sh | tail -n 1)
+v images import "$image" --name debian-12-test --osinfo debian11 >/dev/null
+bytes=$(stat -c %s "$image")
+digest=$(sha256sum "$image" | cut -d' ' -f1)
+addr=$(jq -r '.hosts[] | select(.name == "h1") | .address' "/var/lib/vnode/lab/$LAB/state.json")
+echo "hosts: image $(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB, host h1 at $addr"
+
+declare -a LINES
+for ((r = 1; r <= ROUNDS; r++)); do
+  # A fresh host each round: the base volume and its marker go first.
+  v lab exec --host h1 -- virsh -q vol-delete --pool vnode "base-$digest.qcow2" >/dev/null 2>&1 || true
+  v lab exec --host h1 -- virsh -q vol-delete --pool vnode "base-$digest.qcow2.ready" >/dev/null 2>&1 || true
+  out=$(v --json images push debian-12-test --host h1)
+  up=$(jq -r '.pushed[0].uploaded_bytes' <<<"$out")
+  push_s=$(jq -r '.pushed[0].seconds' <<<"$out")
+  [[ $up == "$bytes" ]] || { echo "hosts.sh: push uploaded $up bytes, not $bytes: $out" >&2; exit 1; }
+  again=$(v --json images push debian-12-test --host h1 | jq -r '.pushed[0].uploaded_bytes')
+  [[ $again == 0 ]] || { echo "hosts.sh: a second push uploaded $again bytes" >&2; exit 1; }
+  t0=$(now)
+  v lab exec -- scp -q -o BatchMode=yes "$image" "root@$addr:/var/lib/libvirt/vnode/scp-bench.qcow2"
+  t1=$(now)
+  v lab exec --host h1 -- rm -f /var/lib/libvirt/vnode/scp-bench.qcow2
+  scp_s=$(secs "$t0" "$t1")
+  line=$(awk -v p="$push_s" -v s="$scp_s" -v b="$bytes" -v r="$r" 'BEGIN {
+    printf "upload round %d: libvirt volume upload %.2f s (%.0f MB/s), scp %.2f s (%.0f MB/s), ratio upload/scp speed %.2f",
+      r, p, b / p / 1e6, s, b / s / 1e6, s / p }')
+  echo "$line"
+  LINES+=("$line")
+done
+
+if ((SPAWN)); then
+  for mode in spread one; do
+    extra=(); [[ $mode == one ]] && extra=(--host h1)
+    t0=$(now)
+    v --json -d debian-12-test 3-8 --timeout 1800 "${extra[@]}" > "$W/$mode.json" || {
+      echo "hosts.sh: spawn ($mode) failed:" >&2
+      jq -r '.nodes[] | select(.outcome != "ready") | "  \(.name)@\(.host): \(.outcome) at \(.stage): \(.error)"' "$W/$mode.json" >&2
+      exit 1
+    }
+    t1=$(now)
+    wall=$(secs "$t0" "$t1")
+    placement=$(jq -r '[.nodes[] | .host] | group_by(.) | map("\(.[0]):\(length)") | join(" ")' "$W/$mode.json")
+    slowest=$(jq -r '[.nodes[] | .seconds] | max' "$W/$mode.json")
+    line="spawn 3-8 $mode ($placement): wall $wall s, slowest node ready at $slowest s"
+    echo "$line"
+    LINES+=("$line")
+    eval "wall_$mode=$wall"
+    v destroy 3-8 >/dev/null
+  done
+  line=$(awk -v a="$wall_one" -v b="$wall_spread" 'BEGIN { printf "spread over 3 hosts vs 1 host: %.2fx the speed (one host %.1f s / three %.1f s)", a / b, a, b }')
+  echo "$line"
+  LINES+=("$line")
+fi
+echo "---- hosts summary"
+printf '%s\n' "${LINES[@]}"
