@@ -36,6 +36,18 @@ pub enum StorageError {
     },
 
     #[error(
+        "cannot define storage pool {pool} on {host}: its directory {} is already storage pool \
+         {other}'s; set the host's storage_pool to {other}, or its pool_path to another directory",
+        path.display()
+    )]
+    PathTaken {
+        host: String,
+        pool: String,
+        path: PathBuf,
+        other: String,
+    },
+
+    #[error(
         "cannot {step} storage pool {pool} on {host}: {source}; libvirtd's log on {host} says more"
     )]
     Pool {

@@ -227,11 +227,19 @@ impl Storage {
             mode: 0o755,
         }
         .render();
-        match self.run_xml(&["pool-define"], &[], &xml).await? {
+        match self.run_xml(&["pool-define"], &xml).await? {
             Ok(_) => Ok(()),
             // Another vnode defined it a moment ago.
             Err(e) if parse::is_pool_exists(message(&e)) => Ok(()),
-            Err(e) => Err(self.pool_error("define", e)),
+            Err(e) => Err(match parse::conflicting_pool(message(&e)) {
+                Some(other) => StorageError::PathTaken {
+                    host: self.host().to_string(),
+                    pool: self.pool().to_string(),
+                    path: path.clone(),
+                    other: other.to_string(),
+                },
+                None => self.pool_error("define", e),
+            }),
         }
     }
 
@@ -372,7 +380,7 @@ impl Storage {
     }
 
     async fn create_volume_locked(&self, name: &str, xml: &str) -> Result<(), StorageError> {
-        match self.run_xml(&["vol-create", self.pool()], &[], xml).await? {
+        match self.run_xml(&["vol-create", self.pool()], xml).await? {
             Ok(_) => Ok(()),
             Err(e) if parse::is_volume_exists(message(&e)) => {
                 if parse::is_unlisted_file(message(&e)) {
@@ -513,13 +521,12 @@ impl Storage {
         self.inner.virsh.run(args).await
     }
 
-    /// Runs `virsh BEFORE FILE AFTER` with `xml` in a temporary FILE (virsh reads the XML of
+    /// Runs `virsh ARGS FILE` with `xml` in a temporary FILE (virsh reads the XML of
     /// `pool-define` and `vol-create` from a file on this machine and sends it to the host).
     /// The outer error is this machine's; the inner result is virsh's.
     async fn run_xml(
         &self,
-        before: &[&str],
-        after: &[&str],
+        args: &[&str],
         xml: &str,
     ) -> Result<Result<String, LibvirtError>, StorageError> {
         use std::io::Write;
@@ -535,9 +542,8 @@ impl Storage {
             .map_err(tmp_err)?;
         file.write_all(xml.as_bytes()).map_err(tmp_err)?;
         let path = utf8(file.path())?.to_string();
-        let mut args = before.to_vec();
+        let mut args = args.to_vec();
         args.push(&path);
-        args.extend_from_slice(after);
         Ok(self.run(&args).await)
     }
 

@@ -203,6 +203,13 @@ pub fn is_pool_exists(message: &str) -> bool {
     message.contains("already exists") || message.contains("is already defined")
 }
 
+/// `pool-define` of a directory that another pool has: `Storage source conflict with pool:
+/// 'NAME'`; that pool's name.
+pub fn conflicting_pool(message: &str) -> Option<&str> {
+    let rest = &message[message.find("conflict with pool: '")? + "conflict with pool: '".len()..];
+    Some(&rest[..rest.find('\'')?])
+}
+
 /// libvirt refuses to refresh a pool while a volume of it is being built or opened for a stream.
 pub fn is_pool_busy(message: &str) -> bool {
     message.contains("asynchronous jobs running")
@@ -332,5 +339,15 @@ mod tests {
             "Failed to start pool explore Requested operation is not valid: storage pool 'explore' is already active"
         ));
         assert!(!is_no_volume("Failed to connect socket"));
+        assert!(is_pool_exists(
+            "Failed to define pool from /tmp/p.xml operation failed: pool 'explore' already exists with uuid 5e63"
+        ));
+        assert_eq!(
+            conflicting_pool(
+                "Failed to define pool from /tmp/p.xml operation failed: Storage source conflict with pool: 'explore'"
+            ),
+            Some("explore")
+        );
+        assert_eq!(conflicting_pool("pool 'x' already exists"), None);
     }
 }

@@ -40,7 +40,7 @@
 //! bytes proves that what went up is the image the digest names. `--sparse` is lost, which
 //! costs little for qcow2: its clusters are allocated densely and the file has no holes to skip.
 
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
@@ -185,11 +185,13 @@ impl Storage {
     async fn claim(&self, digest: &str) -> Result<Cleanup<'_>, StorageError> {
         let name = base_volume_name(digest);
         let xml = VolumeXml::upload_target(&name, 0o644).render();
-        self.create_volume(&name, &xml).await?;
+        let held = self.inner.lock.lock().await;
+        self.create_volume_locked(&name, &xml).await?;
         let cleanup = Cleanup::new(self, vec![name]);
-        match self.delete(&ready_marker_name(digest)).await {
-            Ok(()) => Ok(cleanup),
+        match self.delete_locked(&ready_marker_name(digest)).await {
+            Ok(_) => Ok(cleanup),
             Err(e) => {
+                drop(held);
                 cleanup.run().await;
                 Err(e)
             }
@@ -368,29 +370,56 @@ impl Storage {
     }
 }
 
-/// Copies the file into virsh's stdin, hashing and counting; closes the pipe at the end.
+/// Copies the file into virsh's stdin, counting, and closes the pipe at the end; a blocking
+/// thread reads and hashes the next chunks meanwhile (sha256 then costs no time of the upload).
+/// The bytes sent and their sha256.
 async fn feed(
     local: &Path,
     mut stdin: ChildStdin,
     total: u64,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<(u64, String), Feed> {
-    let mut file = tokio::fs::File::open(local).await.map_err(Feed::Read)?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut hasher = Sha256::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let path = local.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || -> io::Result<String> {
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = Sha256::new();
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let n = (&mut file).take(CHUNK as u64).read_to_end(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&chunk);
+            if tx.blocking_send(chunk).is_err() {
+                break; // the writer stopped
+            }
+        }
+        Ok(hex::encode(hasher.finalize()))
+    });
     let mut sent = 0u64;
-    loop {
-        let n = file.read(&mut buf).await.map_err(Feed::Read)?;
-        if n == 0 {
+    let mut write_error = None;
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = stdin.write_all(&chunk).await {
+            write_error = Some(e);
             break;
         }
-        hasher.update(&buf[..n]);
-        stdin.write_all(&buf[..n]).await.map_err(Feed::Write)?;
-        sent += n as u64;
+        sent += chunk.len() as u64;
         progress(sent.min(total), total);
     }
-    stdin.shutdown().await.map_err(Feed::Write)?;
-    Ok((sent, hex::encode(hasher.finalize())))
+    drop(rx);
+    let hashed = reader
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("the reading thread failed: {e}"))));
+    match (hashed, write_error) {
+        // Dropping stdin ends the pipe early; the caller deletes the short volume.
+        (Err(e), _) => Err(Feed::Read(e)),
+        (Ok(_), Some(e)) => Err(Feed::Write(e)),
+        (Ok(sha256), None) => {
+            stdin.shutdown().await.map_err(Feed::Write)?;
+            Ok((sent, sha256))
+        }
+    }
 }
 
 /// Volumes made for an operation that has not succeeded yet: deleted (awaited) by
