@@ -140,6 +140,7 @@ fn storage_pool_through_libvirts_remote_protocol() {
         let steps = async {
             ensure_pool_twice(&host).await;
             a_stopped_pool_without_its_directory_comes_back(&host).await;
+            two_ensure_pools_at_once(&host).await;
             a_missing_pool_with_an_odd_path_is_created(&host).await;
             push_base_uploads_once(&host).await;
             concurrent_pushes_upload_once(&host).await;
@@ -180,6 +181,20 @@ async fn a_stopped_pool_without_its_directory_comes_back(host: &Host<'_>) {
     let path = host.pool().ensure_pool().await.unwrap();
     assert!(host.outside(&path).is_dir());
     assert!(host.virsh(&["pool-info", POOL]).contains("running"));
+}
+
+/// Two processes preparing the same host at once both end with the pool running: each step
+/// accepts that the other did it first.
+async fn two_ensure_pools_at_once(host: &Host<'_>) {
+    let path = "/var/lib/libvirt/vnode-race";
+    let (a, b) = (
+        host.storage("vnode-race", path),
+        host.storage("vnode-race", path),
+    );
+    let (ra, rb) = tokio::join!(a.ensure_pool(), b.ensure_pool());
+    assert_eq!(ra.unwrap(), Path::new(path));
+    assert_eq!(rb.unwrap(), Path::new(path));
+    assert!(host.virsh(&["pool-info", "vnode-race"]).contains("running"));
 }
 
 /// A pool name that is not defined gets created, with a directory whose name XML must escape
@@ -360,8 +375,8 @@ async fn failed_and_interrupted_pushes_leave_nothing(host: &Host<'_>) {
 }
 
 /// An overlay is a qcow2 of the asked size whose backing file is the base (qcow2), as qemu-img
-/// in the lab reads it, and `qemu-img check` finds no error; a second overlay of that name is
-/// refused.
+/// in the lab reads it, and `qemu-img check` finds no error; the base is readable by qemu's
+/// user (libvirt-qemu); a second overlay of that name is refused.
 async fn an_overlay_is_backed_by_the_base(host: &Host<'_>) {
     let storage = host.pool();
     let (image, digest) = host.qcow2("backing.qcow2", 2);
@@ -385,6 +400,18 @@ async fn an_overlay_is_backed_by_the_base(host: &Host<'_>) {
     assert_eq!(info["backing-filename"], base.to_str().unwrap(), "{info:#}");
     assert_eq!(info["backing-filename-format"], "qcow2", "{info:#}");
     host.lab.exec_ok(["qemu-img", "check", overlay_s]);
+    // qemu's user reads the shared base without libvirt's help (0755 pool, 0644 base).
+    let as_qemu = host.lab.exec_ok([
+        "runuser",
+        "-u",
+        "libvirt-qemu",
+        "--",
+        "qemu-img",
+        "info",
+        "--output=json",
+        base.to_str().unwrap(),
+    ]);
+    assert!(as_qemu.contains("\"format\": \"qcow2\""), "{as_qemu}");
     match storage
         .create_overlay("vnode03.qcow2", &base, 1 << 30)
         .await
