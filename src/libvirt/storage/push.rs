@@ -41,6 +41,7 @@
 //! costs little for qcow2: its clusters are allocated densely and the file has no holes to skip.
 
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
@@ -324,6 +325,10 @@ impl Storage {
             )
         })?;
         let stdin = child.stdin.take().expect("stdin is piped");
+        // A pipe of one chunk rather than 64 KiB: far fewer wake-ups of virsh and of us. A
+        // refusal (a lower /proc/sys/fs/pipe-max-size) only costs speed.
+        // SAFETY: fcntl on a pipe this process owns, with an integer argument.
+        unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let read_stderr = async {
             let mut text = Vec::new();
