@@ -1,5 +1,6 @@
 //! What can go wrong with a host's storage pool, each with one message that names the host (its
-//! libvirt URI), the pool or volume, and what to do next.
+//! libvirt URI), the pool or volume, and what to do next. (virsh's error is boxed: it keeps the
+//! `Result`s of this module small.)
 
 use std::io;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ pub enum StorageError {
     Unreachable {
         host: String,
         #[source]
-        source: LibvirtError,
+        source: Box<LibvirtError>,
     },
 
     #[error(
@@ -55,7 +56,7 @@ pub enum StorageError {
         pool: String,
         step: &'static str,
         #[source]
-        source: LibvirtError,
+        source: Box<LibvirtError>,
     },
 
     #[error("cannot {step} volume {volume} in storage pool {pool} on {host}: {source}")]
@@ -65,7 +66,7 @@ pub enum StorageError {
         volume: String,
         step: &'static str,
         #[source]
-        source: LibvirtError,
+        source: Box<LibvirtError>,
     },
 
     #[error("no volume {volume} in storage pool {pool} on {host}")]

@@ -563,7 +563,10 @@ impl Storage {
     fn pool_error(&self, step: &'static str, e: LibvirtError) -> StorageError {
         let (host, pool) = (self.host().to_string(), self.pool().to_string());
         if e.is_connection() {
-            StorageError::Unreachable { host, source: e }
+            StorageError::Unreachable {
+                host,
+                source: Box::new(e),
+            }
         } else if parse::is_no_pool(message(&e)) {
             StorageError::NoPool { host, pool }
         } else {
@@ -571,7 +574,7 @@ impl Storage {
                 host,
                 pool,
                 step,
-                source: e,
+                source: Box::new(e),
             }
         }
     }
