@@ -14,9 +14,9 @@
 //! parallel.
 
 mod error;
-pub mod parse;
+mod parse;
 mod push;
-pub mod xml;
+mod xml;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
