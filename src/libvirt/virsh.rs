@@ -155,6 +155,11 @@ impl Virsh {
         }
     }
 
+    /// The libvirt URI this runner talks to (messages name the host by it).
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
     /// `virsh -q -c URI ARGS` on top of `base` (a plain `virsh`, or one that joins a lab).
     pub fn command_from(&self, mut base: Command, args: &[&str]) -> Command {
         base.env("LC_ALL", "C")
