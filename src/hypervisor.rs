@@ -71,7 +71,7 @@ pub enum RemoveError {
         node: String,
         host: HostName,
         #[source]
-        source: StorageError,
+        source: Box<StorageError>,
     },
     #[error(transparent)]
     Files(#[from] NodeError),
@@ -84,7 +84,7 @@ pub struct StageDisksError {
     pub node: String,
     pub host: HostName,
     #[source]
-    pub source: StorageError,
+    pub source: Box<StorageError>,
 }
 
 /// A node's disks in place.
@@ -225,7 +225,7 @@ impl Hypervisor {
         let fail = |source| StageDisksError {
             node: name.clone(),
             host: self.name.clone(),
-            source,
+            source: Box::new(source),
         };
         let base = node
             .base
@@ -319,7 +319,7 @@ impl Hypervisor {
                 .map_err(|source| RemoveError::Volumes {
                     node: name.to_string(),
                     host: self.name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         Ok(())

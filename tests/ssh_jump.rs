@@ -357,7 +357,7 @@ impl Lab {
 /// The jump error inside `err`, or a panic naming what came instead.
 fn jump_error(err: SshError) -> JumpError {
     match err {
-        SshError::Jump(e) => e,
+        SshError::Jump(e) => *e,
         other => panic!("not a jump host error: {other}"),
     }
 }
@@ -421,7 +421,7 @@ async fn a_host_missing_from_known_hosts_is_refused() {
     ] {
         assert!(message.contains(&needle), "{needle:?} not in: {message}");
     }
-    assert!(SshError::Jump(err).is_permanent());
+    assert!(SshError::from(err).is_permanent());
     // Nothing was logged into, nothing forwarded.
     assert_eq!(lab.guest.accepted.load(Ordering::SeqCst), 0);
 }

@@ -38,11 +38,17 @@ pub enum SpawnError {
     #[error("not ready for vnode, nothing was created:\n  {}", .0.join("\n  "))]
     Preflight(Vec<String>),
     #[error(transparent)]
-    Ssh(#[from] crate::ssh::SshError),
+    Ssh(Box<crate::ssh::SshError>),
     #[error(transparent)]
     Libvirt(#[from] crate::libvirt::LibvirtError),
     #[error("cannot catch Ctrl-C: {0}")]
     Signal(#[source] std::io::Error),
+}
+
+impl From<crate::ssh::SshError> for SpawnError {
+    fn from(e: crate::ssh::SshError) -> SpawnError {
+        SpawnError::Ssh(Box::new(e))
+    }
 }
 
 impl SpawnError {

@@ -18,7 +18,13 @@ pub enum SshError {
     AuthRejected { addr: String },
     /// The libvirt host that the node's address is routed through.
     #[error(transparent)]
-    Jump(#[from] JumpError),
+    Jump(Box<JumpError>),
+}
+
+impl From<JumpError> for SshError {
+    fn from(e: JumpError) -> SshError {
+        SshError::Jump(Box::new(e))
+    }
 }
 
 impl SshError {
