@@ -7,10 +7,16 @@ use std::path::Path;
 use std::process::Command;
 
 fn smoke(script: &str, args: &[&str]) -> String {
+    smoke_with(script, args, &[])
+}
+
+/// Like [`smoke`], with more environment for the script.
+fn smoke_with(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(root.join(script))
         .args(args)
         .env("VNODE_BIN", env!("CARGO_BIN_EXE_vnode"))
+        .envs(env.iter().copied())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
     let text = format!(
@@ -44,4 +50,25 @@ fn hosts_benchmark_runs() {
     }
     let out = smoke("benches/hosts.sh", &["--smoke"]);
     assert!(out.contains("ratio upload/scp speed"), "{out}");
+}
+
+#[test]
+fn ssh_overhead_benchmark_runs() {
+    // Its harness is a test (tests/ssh_overhead.rs), run by cargo in the profile of this build.
+    let profile = if cfg!(debug_assertions) {
+        "dev"
+    } else {
+        "release"
+    };
+    let out = smoke_with(
+        "benches/ssh_overhead.sh",
+        &["--smoke"],
+        &[("SSH_OVERHEAD_PROFILE", profile)],
+    );
+    assert!(
+        out.contains("T0 -> facts read (vnode reports ssh)")
+            && out.contains("via host: 3 rounds")
+            && out.contains("CPU time per node"),
+        "{out}"
+    );
 }

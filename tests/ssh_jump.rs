@@ -3,267 +3,21 @@
 //! vouched for by the user's known_hosts, the guest's pinned key still enforced. Two russh servers
 //! on 127.0.0.1 stand in: a "hypervisor" sshd that forwards to loopback targets, and a guest.
 
+#[path = "support/ssh_servers.rs"]
+mod ssh_servers;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use russh::keys::ssh_key::LineEnding;
-use russh::keys::{Algorithm, PrivateKey, PublicKey};
-use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session as ServerSession};
-use russh::{Channel, ChannelId, ChannelOpenFailure};
+use ssh_servers::{Forwarding, Guest, Hypervisor, openssh, random_key};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
 use vnode::ssh::known_hosts::hash_name;
 use vnode::ssh::{ClientKey, JumpError, JumpHost, JumpPool, Session, SshError};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-fn random_key() -> PrivateKey {
-    PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap()
-}
-
-fn openssh(key: &PrivateKey) -> String {
-    key.public_key().to_openssh().unwrap()
-}
-
-/// Tasks of a fake server, aborted together to "kill" it (listener, sessions, forwarded
-/// connections: every socket it holds closes).
-#[derive(Clone, Default)]
-struct Tasks(Arc<Mutex<Vec<AbortHandle>>>);
-
-impl Tasks {
-    fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        let handle = tokio::spawn(work).abort_handle();
-        self.0.lock().unwrap().push(handle);
-    }
-
-    fn abort_all(&self) {
-        for task in self.0.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
-/// Serves `handler()` sessions on `listener` until the tasks are aborted; counts connections.
-fn serve<H: server::Handler + Send + 'static>(
-    listener: TcpListener,
-    keys: Vec<PrivateKey>,
-    accepted: Arc<AtomicUsize>,
-    tasks: Tasks,
-    handler: impl Fn() -> H + Send + 'static,
-) {
-    let config = Arc::new(server::Config {
-        keys,
-        auth_rejection_time: Duration::from_millis(10),
-        auth_rejection_time_initial: Some(Duration::from_millis(0)),
-        ..Default::default()
-    });
-    let inner = tasks.clone();
-    tasks.spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            accepted.fetch_add(1, Ordering::SeqCst);
-            let _ = tcp.set_nodelay(true);
-            // russh runs each session in a task of its own; the socket stays with a task of
-            // ours, so that aborting it drops the connection like a killed sshd.
-            let (mut ours, theirs) = tokio::io::duplex(1 << 16);
-            let (config, handler) = (config.clone(), handler());
-            tokio::spawn(async move {
-                if let Ok(running) = server::run_stream(config, theirs, handler).await {
-                    let _ = running.await;
-                }
-            });
-            inner.spawn(async move {
-                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut ours).await;
-            });
-        }
-    });
-}
-
-/// The guest: accepts root with vnode's key and echoes the commands it is asked to run.
-#[derive(Clone)]
-struct FakeGuest {
-    authorized: PublicKey,
-}
-
-impl server::Handler for FakeGuest {
-    type Error = russh::Error;
-
-    async fn auth_publickey(
-        &mut self,
-        user: &str,
-        key: server::VerifiedPublicKey<'_>,
-    ) -> Result<Auth, Self::Error> {
-        let ok = user == "root" && key.public_key.key_data() == self.authorized.key_data();
-        Ok(if ok { Auth::Accept } else { Auth::reject() })
-    }
-
-    async fn channel_open_session(
-        &mut self,
-        _: Channel<Msg>,
-        reply: ChannelOpenHandle,
-        _: &mut ServerSession,
-    ) -> Result<(), Self::Error> {
-        reply.accept().await;
-        Ok(())
-    }
-
-    async fn exec_request(
-        &mut self,
-        channel: ChannelId,
-        data: &[u8],
-        session: &mut ServerSession,
-    ) -> Result<(), Self::Error> {
-        session.data(channel, format!("ran: {}\n", String::from_utf8_lossy(data)))?;
-        session.exit_status_request(channel, 0)?;
-        session.eof(channel)?;
-        session.close(channel)?;
-        Ok(())
-    }
-}
-
-struct Guest {
-    addr: SocketAddr,
-    host_key: PrivateKey,
-    accepted: Arc<AtomicUsize>,
-}
-
-async fn guest(authorized: PublicKey) -> Guest {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let host_key = random_key();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let handler = FakeGuest { authorized };
-    serve(
-        listener,
-        vec![host_key.clone()],
-        accepted.clone(),
-        Tasks::default(),
-        move || handler.clone(),
-    );
-    Guest {
-        addr,
-        host_key,
-        accepted,
-    }
-}
-
-/// What the hypervisor's sshd does with a `direct-tcpip` request.
-#[derive(Clone, Copy, PartialEq)]
-enum Forwarding {
-    Allowed,
-    /// `AllowTcpForwarding no`: administratively prohibited.
-    Refused,
-}
-
-/// The libvirt host's sshd: the user "tester" logs in with the user's key; channels to loopback
-/// targets are forwarded like sshd's direct-tcpip.
-#[derive(Clone)]
-struct FakeSshd {
-    authorized: PublicKey,
-    forwarding: Forwarding,
-    tasks: Tasks,
-}
-
-impl server::Handler for FakeSshd {
-    type Error = russh::Error;
-
-    async fn auth_publickey(
-        &mut self,
-        user: &str,
-        key: server::VerifiedPublicKey<'_>,
-    ) -> Result<Auth, Self::Error> {
-        let ok = user == "tester" && key.public_key.key_data() == self.authorized.key_data();
-        Ok(if ok { Auth::Accept } else { Auth::reject() })
-    }
-
-    async fn channel_open_direct_tcpip(
-        &mut self,
-        channel: Channel<Msg>,
-        host: &str,
-        port: u32,
-        _: &str,
-        _: u32,
-        reply: ChannelOpenHandle,
-        _: &mut ServerSession,
-    ) -> Result<(), Self::Error> {
-        if self.forwarding == Forwarding::Refused {
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        }
-        let Ok(mut target) = TcpStream::connect((host, port as u16)).await else {
-            reply.reject(ChannelOpenFailure::ConnectFailed).await;
-            return Ok(());
-        };
-        let _ = target.set_nodelay(true);
-        reply.accept().await;
-        self.tasks.spawn(async move {
-            let mut stream = channel.into_stream();
-            let _ = tokio::io::copy_bidirectional(&mut stream, &mut target).await;
-        });
-        Ok(())
-    }
-}
-
-/// A hypervisor sshd that can be killed and started again on the same port.
-struct Hypervisor {
-    addr: SocketAddr,
-    host_key: PrivateKey,
-    sshd: FakeSshd,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl Hypervisor {
-    async fn start(authorized: PublicKey, forwarding: Forwarding) -> Hypervisor {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let hv = Hypervisor {
-            addr: listener.local_addr().unwrap(),
-            host_key: random_key(),
-            sshd: FakeSshd {
-                authorized,
-                forwarding,
-                tasks: Tasks::default(),
-            },
-            accepted: Arc::new(AtomicUsize::new(0)),
-        };
-        hv.serve(listener);
-        hv
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let sshd = self.sshd.clone();
-        serve(
-            listener,
-            vec![self.host_key.clone()],
-            self.accepted.clone(),
-            self.sshd.tasks.clone(),
-            move || sshd.clone(),
-        );
-    }
-
-    fn kill(&self) {
-        self.sshd.tasks.abort_all();
-    }
-
-    async fn restart(&self) {
-        // The aborted listener closes once its task is dropped; retry briefly until the port
-        // is free again.
-        for _ in 0..100 {
-            if let Ok(listener) = TcpListener::bind(self.addr).await {
-                return self.serve(listener);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("cannot bind {} again", self.addr);
-    }
-
-    fn known_hosts_name(&self) -> String {
-        format!("[127.0.0.1]:{}", self.addr.port())
-    }
-}
 
 /// vnode's client key and the user's own key in a directory of their own, a guest, and its
 /// libvirt host.
@@ -286,7 +40,7 @@ impl Lab {
         let user = random_key();
         let user_key = dir.path().join("id_user");
         std::fs::write(&user_key, user.to_openssh(LineEnding::LF).unwrap()).unwrap();
-        let guest = guest(client.private.public_key().clone()).await;
+        let guest = Guest::start(client.private.public_key().clone()).await;
         let hv = Hypervisor::start(user.public_key().clone(), forwarding).await;
         Lab {
             dir,
@@ -304,22 +58,12 @@ impl Lab {
         file
     }
 
-    /// The line that vouches for the hypervisor, as `ssh` would have recorded it.
     fn vouching_line(&self) -> String {
-        format!(
-            "{} {}",
-            self.hv.known_hosts_name(),
-            openssh(&self.hv.host_key)
-        )
+        self.hv.vouching_line()
     }
 
     fn uri(&self, known_hosts: &std::path::Path) -> String {
-        format!(
-            "qemu+ssh://tester@127.0.0.1:{}/system?keyfile={}&known_hosts={}",
-            self.hv.addr.port(),
-            self.user_key.display(),
-            known_hosts.display()
-        )
+        self.hv.uri(&self.user_key, known_hosts)
     }
 
     fn pool(&self, known_hosts_lines: &[String]) -> JumpPool {
@@ -747,7 +491,7 @@ async fn real_sshd(
 async fn real_openssh_sshd_as_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let client = ClientKey::load_or_create(&dir.path().join("client_ed25519")).unwrap();
-    let guest = guest(client.private.public_key().clone()).await;
+    let guest = Guest::start(client.private.public_key().clone()).await;
     // An RSA key for the user: the rsa-sha2 signature negotiation with a real sshd.
     let user_key = dir.path().join("id_rsa");
     ssh_keygen(&["-t", "rsa", "-b", "2048"], &user_key);

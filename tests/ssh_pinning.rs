@@ -1,84 +1,15 @@
 //! vnode's ssh readiness login accepts exactly the host key vnode generated for the node. A russh
 //! server on 127.0.0.1 stands in for a node.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+#[path = "support/ssh_servers.rs"]
+mod ssh_servers;
+
 use std::time::Duration;
 
-use russh::keys::{Algorithm, PrivateKey, PublicKey};
-use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session as ServerSession};
-use russh::{Channel, ChannelId};
+use russh::keys::{PrivateKey, PublicKey};
+use ssh_servers::{FakeGuest, Guest, random_key};
+use tokio::net::TcpListener;
 use vnode::ssh::{ClientKey, Session, SshError};
-
-#[derive(Clone)]
-struct FakeNode {
-    authorized: PublicKey,
-}
-
-impl server::Handler for FakeNode {
-    type Error = russh::Error;
-
-    async fn auth_publickey(
-        &mut self,
-        user: &str,
-        key: server::VerifiedPublicKey<'_>,
-    ) -> Result<Auth, Self::Error> {
-        let ok = user == "root" && key.public_key.key_data() == self.authorized.key_data();
-        Ok(if ok { Auth::Accept } else { Auth::reject() })
-    }
-
-    async fn channel_open_session(
-        &mut self,
-        _: Channel<Msg>,
-        reply: ChannelOpenHandle,
-        _: &mut ServerSession,
-    ) -> Result<(), Self::Error> {
-        reply.accept().await;
-        Ok(())
-    }
-
-    async fn exec_request(
-        &mut self,
-        channel: ChannelId,
-        data: &[u8],
-        session: &mut ServerSession,
-    ) -> Result<(), Self::Error> {
-        session.data(channel, format!("ran: {}\n", String::from_utf8_lossy(data)))?;
-        session.exit_status_request(channel, 0)?;
-        session.eof(channel)?;
-        session.close(channel)?;
-        Ok(())
-    }
-}
-
-/// Serves `host_key` on a loopback port until the test ends.
-async fn fake_node(host_key: PrivateKey, authorized: PublicKey) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = Arc::new(server::Config {
-        keys: vec![host_key],
-        auth_rejection_time: Duration::from_millis(10),
-        ..Default::default()
-    });
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let node = FakeNode {
-                authorized: authorized.clone(),
-            };
-            let config = config.clone();
-            tokio::spawn(async move {
-                if let Ok(running) = server::run_stream(config, stream, node).await {
-                    let _ = running.await;
-                }
-            });
-        }
-    });
-    addr
-}
-
-fn random_key() -> PrivateKey {
-    PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap()
-}
 
 /// vnode's client key in a state directory of its own, and the host key vnode pinned for a node.
 struct Pinned {
@@ -108,10 +39,11 @@ impl Pinned {
         served: PrivateKey,
         authorized: PublicKey,
     ) -> Result<Session, SshError> {
-        let addr = fake_node(served, authorized).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node = Guest::serve(listener, served, FakeGuest::echoing(authorized));
         let pinned = self.host.public_key().to_openssh().unwrap();
         Session::connect(
-            &addr.to_string(),
+            &node.addr.to_string(),
             &pinned,
             &self.client,
             Duration::from_secs(5),
