@@ -26,6 +26,7 @@ pub mod libvirt;
 pub mod mac;
 pub mod names;
 pub mod node;
+pub mod percent;
 pub mod plan;
 pub mod planned;
 pub mod pool;

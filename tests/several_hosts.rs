@@ -15,7 +15,8 @@ const IMAGE: &str = "debian-12-test";
 fn node_volumes(vms: &VmLab, h: &str) -> Vec<String> {
     // The console logs are written by the host's virtlogd, not through libvirt's storage API:
     // they are volumes after a refresh.
-    vms.lab.exec_host_ok(h, ["virsh", "-q", "pool-refresh", "vnode"]);
+    vms.lab
+        .exec_host_ok(h, ["virsh", "-q", "pool-refresh", "vnode"]);
     vms.lab
         .exec_host_ok(h, ["virsh", "-q", "vol-list", "vnode"])
         .lines()

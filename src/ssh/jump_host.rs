@@ -222,36 +222,12 @@ fn split_host_port(s: &str) -> Option<(&str, u16)> {
     Some((host, port))
 }
 
-/// `%XX` escapes decoded; a `%` not followed by two hex digits stays as it is.
-fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
 fn decode_text(s: &str) -> Option<String> {
-    String::from_utf8(percent_decode(s)).ok()
+    String::from_utf8(crate::percent::decode(s)).ok()
 }
 
 fn decode_path(s: &str) -> PathBuf {
-    PathBuf::from(OsString::from_vec(percent_decode(s)))
+    PathBuf::from(OsString::from_vec(crate::percent::decode(s)))
 }
 
 /// `~/x` under `home`, as ssh reads `-i ~/x`.

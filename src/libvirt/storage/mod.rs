@@ -130,6 +130,17 @@ fn check_digest(digest: &str) -> Result<(), StorageError> {
     }
 }
 
+/// The size of a local file that is about to go up.
+fn local_size(local: &Path) -> Result<u64, StorageError> {
+    Ok(std::fs::metadata(local)
+        .map_err(|source| StorageError::Local {
+            action: "read",
+            path: local.to_path_buf(),
+            source,
+        })?
+        .len())
+}
+
 fn utf8(path: &Path) -> Result<&str, StorageError> {
     path.to_str().ok_or_else(|| StorageError::BadPath {
         path: path.to_path_buf(),
@@ -403,13 +414,7 @@ impl Storage {
     pub async fn upload(&self, name: &str, local: &Path) -> Result<PathBuf, StorageError> {
         check_name("volume", name)?;
         let local_str = utf8(local)?;
-        let size = std::fs::metadata(local)
-            .map_err(|source| StorageError::Local {
-                action: "read",
-                path: local.to_path_buf(),
-                source,
-            })?
-            .len();
+        let size = local_size(local)?;
         let xml = VolumeXml::upload_target(name, 0o600).render();
         {
             let _held = self.inner.lock.lock().await;

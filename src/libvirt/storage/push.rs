@@ -51,7 +51,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::ChildStdin;
 
 use super::xml::VolumeXml;
-use super::{Storage, StorageError, base_volume_name, check_digest, ready_marker_name};
+use super::{Storage, StorageError, base_volume_name, check_digest, local_size, ready_marker_name};
 use crate::libvirt::LibvirtError;
 
 /// What [`Storage::push_base`] did.
@@ -124,13 +124,7 @@ impl Storage {
     ) -> Result<Pushed, StorageError> {
         check_digest(digest)?;
         let started = Instant::now();
-        let size = std::fs::metadata(local)
-            .map_err(|source| StorageError::Local {
-                action: "read",
-                path: local.to_path_buf(),
-                source,
-            })?
-            .len();
+        let size = local_size(local)?;
         let name = base_volume_name(digest);
         let pushed = |path, uploaded_bytes| Pushed {
             path,
