@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use common::e2e::VmLab;
 use serde_json::Value;
@@ -168,59 +169,136 @@ fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     assert!(ssh_config.contains("ProxyJump root@"), "{ssh_config}");
 
     // vnode03 moves to another host: same MACs, same public address; that host had the base
-    // image already, so nothing is uploaded.
+    // image already, so nothing is uploaded. In the same spawn vnode09 goes to a third host whose
+    // libvirtd is stopped once vnode09's domain runs there: vnode09 fails naming its host, and
+    // vnode03 goes on to ready.
     let from = host_of(&report, "vnode03");
     let to = ["h1", "h2", "h3"].into_iter().find(|h| *h != from).unwrap();
+    let lost = ["h1", "h2", "h3"].into_iter().find(|h| *h != to).unwrap();
+    let lost_host = lab.host(lost);
     let old_public = report["nodes"][0]["public_ip"].clone();
     lab.vnode_ok(["destroy", "3"]);
     assert!(!domains(&vms, &from).contains(&"vnode03".to_string()));
-    let moved = lab
-        .spawn(["-d", IMAGE, &format!("3@{to}"), "--timeout", "900"])
-        .expect_ready()
-        .report;
-    let n = &moved["nodes"][0];
+    let moved = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            lab.spawn([
+                "-d",
+                IMAGE,
+                &format!("3@{to}"),
+                &format!("9@{lost}"),
+                "--timeout",
+                "900",
+                "--libvirt-grace",
+                "5",
+            ])
+        });
+        wait_until_started(&vms, lost, "vnode09");
+        stop_libvirtd(&vms, lost);
+        run.join().unwrap()
+    })
+    .expect_code(3);
+    let n = moved.node("vnode03");
+    assert_eq!(n["outcome"], "ready", "{n:#}");
     assert_eq!(n["host"], to, "{n:#}");
     assert_eq!(n["public_ip"], old_public, "{n:#}");
     assert_eq!(n["base_uploaded_bytes"], 0, "{n:#}");
+    let n = moved.node("vnode09");
+    assert_eq!(n["outcome"], "failed", "{n:#}");
+    assert_eq!(n["host"], lost, "{n:#}");
+    let error = n["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("host {lost}")) && error.contains(&lost_host.uri),
+        "{n:#}"
+    );
     assert_eq!(lab.ssh("vnode03", &["hostname"]), "vnode03");
 
-    // destroy leaves no domain and no node volume on any host (the base images stay: a cache).
+    // destroy leaves no domain and no node volume on any host that answers (the base images
+    // stay: a cache).
     lab.vnode_ok(["destroy", "3-8"]);
-    for h in ["h1", "h2", "h3"] {
+    let alive: Vec<&str> = ["h1", "h2", "h3"]
+        .into_iter()
+        .filter(|h| *h != lost)
+        .collect();
+    for h in &alive {
         assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
         assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
     }
 
-    // One host's libvirtd stopped: the spawn refuses before creating anything, naming the host.
-    let h2 = lab.host("h2");
-    let pid = lab.state()["hosts"]
+    // The lost host's libvirtd is still down: a spawn refuses before creating anything, naming
+    // the host and how to leave it out.
+    let (code, stderr) = lab.cli().args(["-d", IMAGE, "10-12"]).fails();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(lost) && stderr.contains(&lost_host.uri) && stderr.contains("--skip-host"),
+        "{stderr}"
+    );
+    for h in &alive {
+        assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
+        assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
+    }
+    // Only the failed vnode09 keeps its record (its domain is on the lost host); `lab down`
+    // stops its qemu by PID.
+    let left: Vec<_> = std::fs::read_dir(vms.site.nodes())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vnode") || n.starts_with(".vnode"))
+        .collect();
+    assert_eq!(left, ["vnode09"], "{left:?}");
+}
+
+/// Waits until `node`'s domain runs on host `h` and vnode's virt-install for it has ended.
+fn wait_until_started(vms: &VmLab, h: &str, node: &str) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let running = vms
+            .lab
+            .exec_host(h, ["virsh", "-q", "domstate", node])
+            .stdout
+            .starts_with(b"running");
+        if running && !virt_install_running(node) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{node} did not start on {h} in 600 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether a virt-install for `node` runs on this machine (vnode runs it on the controller).
+fn virt_install_running(node: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .any(|cmd| {
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.iter().any(|a| a.ends_with(b"virt-install")) && args.contains(&node.as_bytes())
+        })
+}
+
+/// Stops host `h`'s libvirtd (SIGTERM, by the PID the lab recorded); its guests keep running.
+fn stop_libvirtd(vms: &VmLab, h: &str) {
+    let pid = vms.lab.state()["hosts"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|h| h["name"] == "h2")
+        .find(|x| x["name"] == h)
         .unwrap()["libvirtd"]["pid"]
         .as_i64()
         .unwrap();
     // SAFETY: kill(2) on the lab's own libvirtd, by the PID its state recorded.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let (code, stderr) = lab.cli().args(["-d", IMAGE, "10-12"]).fails();
-    assert_eq!(code, 1, "{stderr}");
-    assert!(
-        stderr.contains("h2") && stderr.contains(&h2.uri) && stderr.contains("--skip-host"),
-        "{stderr}"
-    );
-    for h in ["h1", "h3"] {
-        assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
-        assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while vms
+        .lab
+        .exec_host(h, ["virsh", "-q", "list", "--name"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "{h}'s libvirtd still answers");
+        std::thread::sleep(Duration::from_millis(200));
     }
-    let left: Vec<_> = std::fs::read_dir(vms.site.nodes())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .filter(|n| {
-            n.to_string_lossy().starts_with("vnode") || n.to_string_lossy().starts_with(".vnode")
-        })
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
 }

@@ -66,6 +66,8 @@ impl SshdConfig {
             ("MaxStartups", self.max_startups.to_string()),
             ("UseDNS", "no".into()),
             ("LogLevel", "VERBOSE".into()),
+            // scp speaks SFTP (OpenSSH >= 9.0), as a real host's sshd offers it.
+            ("Subsystem", "sftp internal-sftp".into()),
         ] {
             let _ = writeln!(out, "{key} {value}");
         }
@@ -100,7 +102,8 @@ mod tests {
              UsePAM no\n\
              MaxStartups 100\n\
              UseDNS no\n\
-             LogLevel VERBOSE\n"
+             LogLevel VERBOSE\n\
+             Subsystem sftp internal-sftp\n"
         );
         assert_eq!(conf, expected);
     }

@@ -221,10 +221,8 @@ pub async fn spawn(
                 // A host's libvirt that goes silent fails that host's nodes, named.
                 domains: Domains::new(
                     virsh.clone(),
-                    &match t.host.host_config() {
-                        Some(_) => format!("{} (host {})", t.host.uri(), t.host.name()),
-                        None => t.host.uri().to_string(),
-                    },
+                    t.host.uri(),
+                    t.host.host_config().map(|_| t.host.name().as_str()),
                     options.libvirt_grace,
                 ),
                 before,

@@ -75,11 +75,14 @@ pub enum StageError {
     #[error("its domain disappeared (someone undefined it?); spawn {node} again with --force")]
     DomainGone { node: String },
     #[error(
-        "libvirt at {uri} has not answered for {seconds} s ({source}); the guests may still be \
-         running: once libvirtd is back, `vnode list` and `virsh -c {uri} list --all` show them"
+        "libvirt at {uri}{} has not answered for {seconds} s ({source}); the guests may still be \
+         running: once libvirtd is back, `vnode list` and `virsh -c {uri} list --all` show them",
+        on_host(.host)
     )]
     LibvirtSilent {
         uri: String,
+        /// The configured host's name, when there are `[[hosts]]`.
+        host: Option<String>,
         seconds: u64,
         #[source]
         source: LibvirtError,
@@ -376,6 +379,13 @@ pub fn require_public(node: &PlannedNode, facts: &Facts) -> Result<(), StageErro
             .map_or_else(|| "-".into(), |ip| ip.to_string()),
         plan_line,
     })
+}
+
+/// " (host NAME)" for a configured host, nothing for the local one.
+fn on_host(host: &Option<String>) -> String {
+    host.as_ref()
+        .map(|h| format!(" (host {h})"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

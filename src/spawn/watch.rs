@@ -25,6 +25,8 @@ type Reading = (Instant, Result<Vec<(String, DomainState)>, LibvirtError>);
 pub struct Domains {
     virsh: Virsh,
     uri: String,
+    /// The configured host's name, when there are `[[hosts]]`.
+    host: Option<String>,
     grace: Duration,
     cache: Mutex<Option<Reading>>,
 }
@@ -39,10 +41,11 @@ enum Seen {
 }
 
 impl Domains {
-    pub fn new(virsh: Virsh, uri: &str, grace: Duration) -> Domains {
+    pub fn new(virsh: Virsh, uri: &str, host: Option<&str>, grace: Duration) -> Domains {
         Domains {
             virsh,
             uri: uri.to_string(),
+            host: host.map(String::from),
             grace,
             cache: Mutex::new(None),
         }
@@ -124,6 +127,7 @@ impl Domains {
                     if since.elapsed() >= self.grace {
                         return StageError::LibvirtSilent {
                             uri: self.uri.clone(),
+                            host: self.host.clone(),
                             seconds: self.grace.as_secs(),
                             source: e,
                         };
