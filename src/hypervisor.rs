@@ -169,6 +169,18 @@ impl Hypervisor {
         self.remote.as_ref().map(|r| &r.storage)
     }
 
+    /// How often the spawn reads this host's domain states and leases. Every virsh call over
+    /// `qemu+ssh://` is a new ssh connection (libvirt's transport starts one per client), which
+    /// costs the host and the controller CPU that the guests' boots need: once a second there, four
+    /// times a second on this host's local libvirt.
+    pub fn libvirt_poll(&self) -> Duration {
+        if self.jump().is_some() {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(250)
+        }
+    }
+
     /// The host's sshd that guests are reached through, when there is one.
     pub fn jump(&self) -> Option<&JumpPool> {
         self.remote.as_ref().and_then(|r| r.jump.as_ref())

@@ -27,13 +27,17 @@ fn node_volumes(vms: &VmLab, h: &str) -> Vec<String> {
         .collect()
 }
 
+/// The domains on host `h`, sorted (virsh lists running domains by id).
 fn domains(vms: &VmLab, h: &str) -> Vec<String> {
-    vms.lab
+    let mut names: Vec<String> = vms
+        .lab
         .exec_host_ok(h, ["virsh", "-q", "list", "--all", "--name"])
         .lines()
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
-        .collect()
+        .collect();
+    names.sort();
+    names
 }
 
 fn host_of(report: &Value, name: &str) -> String {

@@ -1,5 +1,8 @@
 //! libvirt's DHCP leases, polled for every waiting node at once: one `virsh net-dhcp-leases` per
-//! network per poll interval, whatever the number of nodes.
+//! network per poll interval (the host's [`Hypervisor::libvirt_poll`]), whatever the number of
+//! nodes.
+//!
+//! [`Hypervisor::libvirt_poll`]: crate::hypervisor::Hypervisor::libvirt_poll
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -11,11 +14,12 @@ use crate::libvirt::LibvirtError;
 use crate::libvirt::virsh::{Lease, Virsh};
 use crate::mac::Mac;
 
-/// Every poll waits at most this long between tries.
+/// The banner and login tries wait at most this long between tries.
 pub const POLL: Duration = Duration::from_millis(250);
 
 pub struct Leases {
     virsh: Virsh,
+    poll: Duration,
     cache: Mutex<HashMap<String, (Instant, Vec<Lease>)>>,
 }
 
@@ -29,9 +33,10 @@ pub enum LeaseError {
 }
 
 impl Leases {
-    pub fn new(virsh: Virsh) -> Leases {
+    pub fn new(virsh: Virsh, poll: Duration) -> Leases {
         Leases {
             virsh,
+            poll,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -40,7 +45,7 @@ impl Leases {
     pub async fn current(&self, net: &str) -> Result<Vec<Lease>, LibvirtError> {
         let mut cache = self.cache.lock().await;
         if let Some((at, leases)) = cache.get(net)
-            && at.elapsed() < POLL
+            && at.elapsed() < self.poll
         {
             return Ok(leases.clone());
         }
@@ -76,7 +81,7 @@ impl Leases {
                     network: net.to_string(),
                 });
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(self.poll).await;
         }
     }
 }

@@ -204,7 +204,7 @@ pub async fn spawn(
                 existing.entry(n).or_insert_with(|| t.host.name().clone());
             }
         }
-        let leases = Leases::new(virsh.clone());
+        let leases = Leases::new(virsh.clone(), t.host.libvirt_poll());
         let mut before: HashMap<String, Vec<Lease>> = HashMap::new();
         for n in nodes.iter().filter(|n| &n.host == t.host.name()) {
             if !before.contains_key(&n.id.network) {
@@ -224,6 +224,7 @@ pub async fn spawn(
                     t.host.uri(),
                     t.host.host_config().map(|_| t.host.name().as_str()),
                     options.libvirt_grace,
+                    t.host.libvirt_poll(),
                 ),
                 before,
             },

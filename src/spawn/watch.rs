@@ -1,7 +1,8 @@
 //! Watching the nodes' domains while their waits run: a domain that shuts off, crashes or pauses
-//! fails its node at once (within [`POLL`] plus one virsh call), and libvirt not answering —
-//! libvirtd restarting, as a package upgrade does — is ridden out for a grace period, since qemu
-//! does not depend on libvirtd and the guests go on booting meanwhile.
+//! fails its node at once (within one poll interval, `Hypervisor::libvirt_poll`, plus one virsh
+//! call), and libvirt not answering — libvirtd restarting, as a package upgrade does — is ridden
+//! out for a grace period, since qemu does not depend on libvirtd and the guests go on booting
+//! meanwhile.
 //!
 //! One `virsh domstats --state` per poll interval (every domain's state and libvirt's reason for
 //! it) serves every watching node.
@@ -15,9 +16,6 @@ use super::stages::StageError;
 use crate::libvirt::LibvirtError;
 use crate::libvirt::virsh::{DomainState, Virsh};
 
-/// How often the domains' states are read.
-pub const POLL: Duration = Duration::from_millis(250);
-
 /// The last `virsh domstats --state`: when it was read, and what it said.
 type Reading = (Instant, Result<Vec<(String, DomainState)>, LibvirtError>);
 
@@ -28,6 +26,7 @@ pub struct Domains {
     /// The configured host's name, when there are `[[hosts]]`.
     host: Option<String>,
     grace: Duration,
+    poll: Duration,
     cache: Mutex<Option<Reading>>,
 }
 
@@ -41,12 +40,19 @@ enum Seen {
 }
 
 impl Domains {
-    pub fn new(virsh: Virsh, uri: &str, host: Option<&str>, grace: Duration) -> Domains {
+    pub fn new(
+        virsh: Virsh,
+        uri: &str,
+        host: Option<&str>,
+        grace: Duration,
+        poll: Duration,
+    ) -> Domains {
         Domains {
             virsh,
             uri: uri.to_string(),
             host: host.map(String::from),
             grace,
+            poll,
             cache: Mutex::new(None),
         }
     }
@@ -55,7 +61,7 @@ impl Domains {
     async fn list(&self) -> Result<Vec<(String, DomainState)>, LibvirtError> {
         let mut cache = self.cache.lock().await;
         if let Some((at, list)) = cache.as_ref()
-            && at.elapsed() < POLL
+            && at.elapsed() < self.poll
         {
             return list.clone();
         }
@@ -135,7 +141,7 @@ impl Domains {
                 }
                 Err(e) => return StageError::Libvirt(e),
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(self.poll).await;
         }
     }
 }
