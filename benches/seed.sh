@@ -89,6 +89,9 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+# A signal ends the script through the same cleanup (bash runs the EXIT trap after these).
+trap 'exit 130' INT
+trap 'exit 143' TERM
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
