@@ -48,7 +48,11 @@ impl Slots {
     pub fn try_take(&self) -> Option<Slot> {
         match &self.0 {
             None => Some(Slot { _permit: None }),
-            Some(s) => s.clone().try_acquire_owned().ok().map(|p| Slot { _permit: Some(p) }),
+            Some(s) => s
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|p| Slot { _permit: Some(p) }),
         }
     }
 
