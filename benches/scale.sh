@@ -102,7 +102,7 @@ sample_qemus() {
 watch_vnode() {
   local pid=$1 hwm=0 ticks=0 line f
   while [[ -d /proc/$pid ]]; do
-    { while read -r line; do [[ $line == VmHWM:* ]] && read -r _ hwm _ <<<"$line"; done </proc/"$pid"/status; } 2>/dev/null || break
+    { while read -r line; do if [[ $line == VmHWM:* ]]; then read -r _ hwm _ <<<"$line"; fi; done </proc/"$pid"/status; } 2>/dev/null || break
     { read -r -a f </proc/"$pid"/stat; } 2>/dev/null || break
     [[ ${f[2]} == Z ]] && break
     ticks=$((f[13] + f[14]))
