@@ -92,7 +92,7 @@ v images import "$image" --name debian-12-test --osinfo debian11 >/dev/null
 sample_qemus() {
   while [[ ! -e $W/stop ]]; do
     echo "# $(now)"
-    ps -eo pid=,rss=,args= | awk -v w="$W/" '$3 ~ /qemu-system-x86_64$/ && index($0, w) { print $1, $2 }'
+    ps -ww -eo pid=,rss=,args= | awk -v w="$W/" '$3 ~ /qemu-system-x86_64$/ && index($0, w) { print $1, $2 }'
     sleep 2
   done
 }
