@@ -9,6 +9,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::VirtType;
 use crate::plan::PlanFormat;
+use crate::spawn::slots::BootCap;
 use crate::spawn::{WaitFor, WaitOn};
 
 /// `ValueEnum` for the library's own enums, so that the library needs no clap: the names on the
@@ -187,6 +188,12 @@ pub struct SpawnArgs {
     /// config's libvirt_grace_secs (default 30).
     #[arg(long, value_name = "SECS")]
     pub libvirt_grace: Option<u64>,
+    /// At most N nodes boot at once on each host (each host's CPU is its own); the others wait,
+    /// "queued", with their files ready. A node holds its slot from its domain's start until it
+    /// is ready or has failed; --timeout counts from then. `all`: no cap. Overrides the config's
+    /// parallel_boots (default: all).
+    #[arg(long, value_name = "N|all", value_parser = parse_boot_cap)]
+    pub parallel: Option<BootCap>,
     /// Put every node of the command on this one of the config's [[hosts]] (a spec's @HOST
     /// still wins). Without it nodes are spread: fewest vnode nodes first, then most free memory.
     #[arg(long, value_name = "NAME")]
@@ -395,6 +402,20 @@ impl Cli {
         Cli::try_parse_from(with_implicit_spawn(
             args.into_iter().map(Into::into).collect(),
         ))
+    }
+}
+
+/// `--parallel`: a number of nodes, at least 1, or `all`.
+fn parse_boot_cap(value: &str) -> Result<BootCap, String> {
+    if value == "all" {
+        return Ok(BootCap::All);
+    }
+    match value.parse::<usize>() {
+        Ok(0) => Err("0 nodes at a time would boot none: give 1 or more, or `all`".into()),
+        Ok(n) => Ok(BootCap::At(n.try_into().expect("not 0"))),
+        Err(_) => Err(format!(
+            "{value:?} is not a number of nodes: give a number (1 or more) or `all`"
+        )),
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Config {
     pub virt_type: VirtType,
     /// How long spawn's waits ride out libvirt not answering (libvirtd restarting).
     pub libvirt_grace_secs: u64,
+    /// At most this many nodes boot at once on each host (`--parallel`); `None`: all at once.
+    pub parallel_boots: Option<u32>,
     pub cache_dir: PathBuf,
     pub state_dir: PathBuf,
     /// Public keys authorized for root in every node; empty means the invoking user's ~/.ssh/id_*.pub.
@@ -108,6 +110,8 @@ const MAX_NODES: Limit = Limit::new(1, 100_000, " nodes");
 /// The default of `libvirt_grace_secs`, and what it may be (a day at most).
 pub const DEFAULT_LIBVIRT_GRACE_SECS: u64 = 30;
 const LIBVIRT_GRACE_SECS: Limit = Limit::new(0, 86_400, " seconds (a day)");
+/// What `parallel_boots` may be.
+const PARALLEL_BOOTS: Limit = Limit::new(1, 100_000, " nodes");
 
 /// Where the effective config came from.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -153,6 +157,7 @@ struct ConfigFile {
     libvirt_uri: Option<Spanned<String>>,
     virt_type: Option<Spanned<String>>,
     libvirt_grace_secs: Option<Spanned<i64>>,
+    parallel_boots: Option<Spanned<i64>>,
     cache_dir: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
     #[serde(default)]
@@ -623,6 +628,12 @@ impl Config {
                     LIBVIRT_GRACE_SECS,
                 )?
                 .unwrap_or(DEFAULT_LIBVIRT_GRACE_SECS),
+            parallel_boots: at.number(
+                f.parallel_boots.as_ref(),
+                "parallel_boots",
+                "parallel_boots",
+                PARALLEL_BOOTS,
+            )?,
             cache_dir: path_of(f.cache_dir, "cache_dir", "/var/lib/vnode/images")?,
             state_dir: path_of(f.state_dir, "state_dir", "/var/lib/vnode/nodes")?,
             ssh_keys: at.strings(f.ssh_keys, "ssh_keys", check_key)?,

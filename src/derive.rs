@@ -160,6 +160,8 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         libvirt_grace: Duration::from_secs(ctx.config.libvirt_grace_secs),
         // The temporary node is reached on its private address; its public one is not needed.
         public_optional: true,
+        // One node: nothing to cap.
+        parallel: crate::spawn::slots::BootCap::All,
     };
     let result = rt.block_on(async {
         let report = crate::spawn::spawn(&ctx.config, &[target], &options, nodes)

@@ -92,6 +92,46 @@ fn every_bad_spec_exits_2_naming_it() {
 }
 
 #[test]
+fn parallel_takes_a_positive_number_or_all() {
+    for (bad, says) in [
+        (
+            "0",
+            "0 nodes at a time would boot none: give 1 or more, or `all`",
+        ),
+        (
+            "four",
+            "\"four\" is not a number of nodes: give a number (1 or more) or `all`",
+        ),
+        ("-1", "\"-1\" is not a number of nodes"),
+        ("2.5", "\"2.5\" is not a number of nodes"),
+        ("", "\"\" is not a number of nodes"),
+    ] {
+        let (code, stderr) = Vnode::new()
+            .args(["--dry-run", "3", &format!("--parallel={bad}")])
+            .fails();
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+        let whole = format!("invalid value '{bad}' for '--parallel <N|all>': {says}");
+        assert!(stderr.contains(&whole), "{bad:?}: {stderr}");
+    }
+    for good in ["1", "4", "all"] {
+        Vnode::new()
+            .args(["--dry-run", "3", "--parallel", good])
+            .ok();
+    }
+    let (code, stderr) = Vnode::new()
+        .config("parallel_boots = 0\n")
+        .args(["--dry-run", "3"])
+        .fails();
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(
+            "config.toml:1: parallel_boots: parallel_boots 0 is not between 1 and 100000 nodes"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn unknown_distro_suggests() {
     let (_, stderr) = Vnode::new().args(["--dry-run", "3:u24.4"]).fails();
     assert!(

@@ -1,6 +1,6 @@
 //! The concurrent spawn pipeline. For the whole command: preflight (libvirt, networks, bridges).
 //! Then per node, all nodes at once, the stages of [`stages`]: existing domain (left alone, or
-//! replaced with --force) → artifacts → virt-install → private lease → sshd banner → login with
+//! replaced with --force) → artifacts → a boot slot of its host ([`slots`]) → virt-install → private lease → sshd banner → login with
 //! the pinned host key → cloud-init done → facts. The result is a report per node; printing it
 //! and choosing the exit code is the command's business.
 
@@ -9,6 +9,7 @@ pub mod leases;
 pub mod preflight;
 pub mod progress;
 pub mod report;
+pub mod slots;
 pub mod stages;
 pub mod watch;
 
@@ -30,6 +31,7 @@ use crate::ssh::ClientKey;
 use leases::Leases;
 use progress::{NodeLine, Progress, Stage};
 use report::{CloudInitState, NodeReport, Outcome};
+use slots::{BootCap, Slots};
 use stages::StageError;
 use watch::Domains;
 
@@ -122,6 +124,8 @@ pub struct SpawnOptions {
     pub libvirt_grace: Duration,
     /// A node whose public NIC gets no address is still ready.
     pub public_optional: bool,
+    /// How many nodes may boot at once on each host.
+    pub parallel: BootCap,
 }
 
 /// One host's part of a spawn.
@@ -130,6 +134,8 @@ struct HostRun {
     accel: Accel,
     leases: Leases,
     domains: Domains,
+    /// Its boot slots: each host's CPU is its own.
+    slots: Slots,
     /// Leases that existed before any domain was created, per network (not ours).
     before: HashMap<String, Vec<Lease>>,
 }
@@ -226,6 +232,7 @@ pub async fn spawn(
                     options.libvirt_grace,
                     t.host.libvirt_poll(),
                 ),
+                slots: Slots::new(options.parallel),
                 before,
             },
         );
@@ -287,7 +294,6 @@ async fn bring_up(
     t: &Tracker,
 ) -> Result<Outcome, StageError> {
     let (host, options) = (&run.host, &shared.options);
-    let deadline = Instant::now() + options.timeout;
     let name = node.name();
     let baseline = run
         .before
@@ -332,8 +338,19 @@ async fn bring_up(
     } else {
         artifacts.domain_files()
     };
+    // Held from the domain's start until the node is ready or has failed (the function's end).
+    let _slot = match run.slots.try_take() {
+        Some(slot) => slot,
+        None => {
+            t.enter(Stage::Queued, "waiting for a boot slot (--parallel)");
+            run.slots.wait().await
+        }
+    };
+    // The timeout counts from here: a node's wait for a slot is not its own slowness.
+    let deadline = Instant::now() + options.timeout;
     t.enter(Stage::Defining, "");
     let attempts = stages::define(host, node, &artifacts, files, run.accel).await?;
+    t.update(|r| r.define_attempts = Some(attempts));
     if attempts > 1 {
         t.note(&format!("virt-install succeeded at attempt {attempts}"));
     }

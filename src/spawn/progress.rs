@@ -11,13 +11,16 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
-    Queued,
+    /// Not started yet.
+    Pending,
     /// Removing the existing domain (--force).
     Replacing,
     /// Writing overlay, seed and keys.
     Preparing,
     /// Putting the disks on a `[[hosts]]` host (the base image once per host, overlay, seed).
     Uploading,
+    /// Files ready; waiting for one of the host's boot slots (`--parallel`).
+    Queued,
     /// virt-install is defining and starting the domain.
     Defining,
     /// The domain runs; waiting for its private DHCP lease.
@@ -36,10 +39,11 @@ pub enum Stage {
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Stage::Queued => "queued",
+            Stage::Pending => "pending",
             Stage::Replacing => "replacing",
             Stage::Preparing => "preparing",
             Stage::Uploading => "uploading",
+            Stage::Queued => "queued",
             Stage::Defining => "defining",
             Stage::Booting => "booting",
             Stage::Lease => "lease",

@@ -49,6 +49,9 @@ pub struct NodeReport {
     pub seconds: f64,
     /// Seconds to the ssh moment: logged in with the pinned host key, facts read.
     pub ssh_seconds: Option<f64>,
+    /// How many virt-install runs defining the domain took (more than 1: transient define errors
+    /// were retried); absent before the define.
+    pub define_attempts: Option<u32>,
     /// Seconds to cloud-init's end, when it was waited for.
     pub cloud_init_seconds: Option<f64>,
     pub cloud_init: CloudInitState,
@@ -71,13 +74,14 @@ impl NodeReport {
             host: None,
             base_uploaded_bytes: None,
             outcome: Outcome::Failed,
-            stage: Stage::Queued,
+            stage: Stage::Pending,
             private_ip: None,
             public_ip: None,
             os: None,
             hostname: None,
             seconds: 0.0,
             ssh_seconds: None,
+            define_attempts: None,
             cloud_init_seconds: None,
             cloud_init: CloudInitState::NotWaited,
             stages: Vec::new(),
