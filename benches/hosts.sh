@@ -8,12 +8,14 @@
 #   benches/hosts.sh --smoke      1 upload round, no spawn (checks the script)
 #   HOSTS_VNODE=target/debug/vnode benches/hosts.sh   (a given binary; default: a release build;
 #                                 VNODE_BIN works too)
+#   HOSTS_SPECS=3-5 HOSTS_ROUNDS=1 benches/hosts.sh   (fewer nodes for the spawn part, fewer
+#                                 upload rounds)
 #
 # Exit status 0 only when every step worked (the ratios are reported, not judged). Needs root,
 # the lab's programs (bash .ci/install-deps), jq. Its lab `hosts-PID` and site directory
 # /var/lib/vnode/hosts-PID are removed on exit.
 set -euo pipefail
-ROUNDS=3 SPAWN=1
+ROUNDS=${HOSTS_ROUNDS:-3} SPAWN=1 SPECS=${HOSTS_SPECS:-3-8}
 case "${1:-}" in
   --smoke) ROUNDS=1 SPAWN=0 ;;
   "") ;;
@@ -50,7 +52,7 @@ v() { HOME=$W/home "$VNODE" --lab="$LAB" --config "$W/config.toml" "$@"; }
 cleanup() {
   local rc=$?
   set +e
-  v destroy 3-8 >/dev/null 2>&1
+  v destroy "$SPECS" >/dev/null 2>&1
   v lab down || echo "hosts.sh: lab down failed; run: vnode --lab=$LAB lab down" >&2
   rm -rf "$W"
   exit "$rc"
@@ -94,7 +96,7 @@ if ((SPAWN)); then
   for mode in spread one; do
     extra=(); [[ $mode == one ]] && extra=(--host h1)
     t0=$(now)
-    v --json -d debian-12-test 3-8 --timeout 1800 "${extra[@]}" > "$W/$mode.json" || {
+    v --json -d debian-12-test "$SPECS" --timeout 1800 "${extra[@]}" > "$W/$mode.json" || {
       echo "hosts.sh: spawn ($mode) failed:" >&2
       jq -r '.nodes[] | select(.outcome != "ready") | "  \(.name)@\(.host): \(.outcome) at \(.stage): \(.error)"' "$W/$mode.json" >&2
       exit 1
@@ -103,11 +105,11 @@ if ((SPAWN)); then
     wall=$(secs "$t0" "$t1")
     placement=$(jq -r '[.nodes[] | .host] | group_by(.) | map("\(.[0]):\(length)") | join(" ")' "$W/$mode.json")
     slowest=$(jq -r '[.nodes[] | .seconds] | max' "$W/$mode.json")
-    line="spawn 3-8 $mode ($placement): wall $wall s, slowest node ready at $slowest s"
+    line="spawn $SPECS $mode ($placement): wall $wall s, slowest node ready at $slowest s"
     echo "$line"
     LINES+=("$line")
     eval "wall_$mode=$wall"
-    v destroy 3-8 >/dev/null
+    v destroy "$SPECS" >/dev/null
   done
   line=$(awk -v a="$wall_one" -v b="$wall_spread" 'BEGIN { printf "spread over 3 hosts vs 1 host: %.2fx the speed (one host %.1f s / three %.1f s)", a / b, a, b }')
   echo "$line"
