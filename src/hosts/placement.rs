@@ -12,7 +12,8 @@ use crate::planned::{HostName, PlannedNode};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlacementError {
     #[error(
-        "{node}: host {host} does not answer ({why}); leave it out with --host OTHER or fix it"
+        "{node}: host {host} does not answer ({why}); leave it out with --skip-host {host} (or send \
+         the nodes to one host with --host OTHER), or fix it"
     )]
     Unreachable {
         node: String,
@@ -124,6 +125,19 @@ pub fn place(
             node.host = HostName::named(&facts[i].name);
             continue;
         } else {
+            // A host that does not answer is not silently passed over: the spread would then
+            // depend on the network's mood. The user leaves it out (--skip-host) or fixes it.
+            if let Some(f) = (0..facts.len())
+                .filter(|&i| allowed(i))
+                .map(|i| &facts[i])
+                .find(|f| f.unreachable.is_some())
+            {
+                return Err(PlacementError::Unreachable {
+                    node: name,
+                    host: f.name.clone(),
+                    why: f.unreachable.clone().unwrap_or_default(),
+                });
+            }
             let fits = |i: &usize| {
                 allowed(*i)
                     && facts[*i].reachable()
@@ -296,13 +310,19 @@ mod tests {
         h1.max_nodes = Some(2);
         let mut h2 = facts("h2", &[], 8000);
         h2.unreachable = Some("libvirt is not reachable".into());
-        let hosts = [h1, h2];
-        assert_eq!(run(&["3"], None, &hosts).unwrap(), ["vnode03@h1"]);
-        let e = run(&["3-4"], None, &hosts).unwrap_err().to_string();
+        let hosts = [h1.clone(), h2];
+        // A host that does not answer is not passed over: the spread refuses, naming it.
+        let e = run(&["3"], None, &hosts).unwrap_err().to_string();
         assert!(
-            e.contains("vnode04: no host may take it")
-                && e.contains("h1: full, 2 of max_nodes 2")
-                && e.contains("h2: does not answer"),
+            e.contains("vnode03: host h2 does not answer") && e.contains("--skip-host h2"),
+            "{e}"
+        );
+        // Left out (as --skip-host does), the other host takes what fits.
+        let only_h1 = [h1];
+        assert_eq!(run(&["3"], None, &only_h1).unwrap(), ["vnode03@h1"]);
+        let e = run(&["3-4"], None, &only_h1).unwrap_err().to_string();
+        assert!(
+            e.contains("vnode04: no host may take it") && e.contains("h1: full, 2 of max_nodes 2"),
             "{e}"
         );
         let e = run(&["3@h2"], None, &hosts).unwrap_err().to_string();
