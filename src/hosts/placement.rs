@@ -12,12 +12,13 @@ use crate::planned::{HostName, PlannedNode};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlacementError {
     #[error(
-        "{node}: host {host} does not answer ({why}); leave it out with --skip-host {host} (or send \
-         the nodes to one host with --host OTHER), or fix it"
+        "{node}: host {host} ({uri}) does not answer ({why}); leave it out with --skip-host {host} \
+         (or send the nodes to one host with --host OTHER), or fix it (`virsh -c {uri} version`)"
     )]
     Unreachable {
         node: String,
         host: String,
+        uri: String,
         why: String,
     },
     #[error(
@@ -135,6 +136,7 @@ pub fn place(
                 return Err(PlacementError::Unreachable {
                     node: name,
                     host: f.name.clone(),
+                    uri: f.uri.clone(),
                     why: f.unreachable.clone().unwrap_or_default(),
                 });
             }
@@ -162,6 +164,7 @@ pub fn place(
             return Err(PlacementError::Unreachable {
                 node: name,
                 host: f.name.clone(),
+                uri: f.uri.clone(),
                 why: why.clone(),
             });
         }
@@ -314,7 +317,9 @@ mod tests {
         // A host that does not answer is not passed over: the spread refuses, naming it.
         let e = run(&["3"], None, &hosts).unwrap_err().to_string();
         assert!(
-            e.contains("vnode03: host h2 does not answer") && e.contains("--skip-host h2"),
+            e.contains("vnode03: host h2 (qemu+ssh://root@h2/system) does not answer")
+                && e.contains("--skip-host h2")
+                && e.contains("`virsh -c qemu+ssh://root@h2/system version`"),
             "{e}"
         );
         // Left out (as --skip-host does), the other host takes what fits.
@@ -327,7 +332,7 @@ mod tests {
         );
         let e = run(&["3@h2"], None, &hosts).unwrap_err().to_string();
         assert!(
-            e.contains("host h2 does not answer") && e.contains("--host"),
+            e.contains("host h2 (qemu+ssh://root@h2/system) does not answer") && e.contains("--host"),
             "{e}"
         );
         let e = run(&["3-4@h1"], None, &hosts).unwrap_err().to_string();
