@@ -29,14 +29,16 @@ fn ok(program: &str, package: &str, args: &[&str]) -> String {
 }
 
 /// The package, built once for all tests of this file into a directory kept until the process
-/// ends (built by the same script the README gives).
+/// ends, by the same script the README gives. It packages the debug binary `cargo test` has just
+/// built (`--profile dev --prebuilt`) instead of building the `deb` profile again: the packaging
+/// steps are the same, and CI spares a release build (several minutes on two cores).
 fn package() -> &'static Path {
     static DEB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, deb) = DEB.get_or_init(|| {
         let out = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pkg/build-deb");
         let built = Command::new(&script)
-            .arg("--output")
+            .args(["--profile", "dev", "--prebuilt", "--output"])
             .arg(out.path())
             .output()
             .expect("run pkg/build-deb");
