@@ -244,6 +244,17 @@ fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
         assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
         assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
     }
+    // Nor can vnode09 be destroyed while its host is down: the error names the host, and
+    // nothing is removed (its record stays, so a later destroy finds it again).
+    let (code, stderr) = lab.cli().args(["destroy", "9"]).fails();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "vnode09: its host {lost} ({}) does not answer",
+            lost_host.uri
+        )) && stderr.contains("nothing was removed"),
+        "{stderr}"
+    );
     // Only the failed vnode09 keeps its record (its domain is on the lost host); `lab down`
     // stops its qemu by PID.
     let left: Vec<_> = std::fs::read_dir(vms.site.nodes())

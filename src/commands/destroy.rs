@@ -5,6 +5,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hosts::Hosts;
 use crate::hypervisor::Keep;
+use crate::libvirt::LibvirtError;
 use crate::runtime::{self, Flavor};
 
 pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
@@ -34,26 +35,26 @@ pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
                     )),
                 };
             };
-            let domain = match host.virsh().domain_state(&name).await {
-                Ok(d) => d,
-                Err(e) => return Some(format!("{name}: {e}")),
-            };
-            if domain.is_none() && !host.node_paths(&name).dir.exists() {
-                eprintln!("{name}: no such node (no domain, no files); nothing to do");
-                return None;
-            }
             let on = if hosts.configured() {
                 format!(" on {}", host.name())
             } else {
                 String::new()
             };
+            let domain = match host.virsh().domain_state(&name).await {
+                Ok(d) => d,
+                Err(e) => return Some(not_removed(&name, &on, host, &e)),
+            };
+            if domain.is_none() && !host.node_paths(&name).dir.exists() {
+                eprintln!("{name}: no such node (no domain, no files); nothing to do");
+                return None;
+            }
             match host.remove_node(&name, keep).await {
                 Ok(()) => {
                     let kept = if keep == Keep::Disk { " (disk kept)" } else { "" };
                     eprintln!("{name}: destroyed{on}{kept}");
                     None
                 }
-                Err(e) => Some(e.to_string()),
+                Err(e) => Some(format!("{name}{on}: {e}")),
             }
         });
             futures_util::future::join_all(each)
@@ -66,5 +67,25 @@ pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Failed(failed.join("\n")))
+    }
+}
+
+/// Why a node could not be looked at where it is: for a host that does not answer, which host
+/// and that the node is left as it was (its record too, so a later destroy finds it again).
+fn not_removed(
+    name: &str,
+    on: &str,
+    host: &crate::hypervisor::Hypervisor,
+    e: &LibvirtError,
+) -> String {
+    if e.is_connection() && !on.is_empty() {
+        format!(
+            "{name}: its host {} ({}) does not answer ({e}); nothing was removed: run destroy again \
+             once the host answers",
+            host.name(),
+            host.uri()
+        )
+    } else {
+        format!("{name}{on}: {e}")
     }
 }
