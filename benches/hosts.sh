@@ -24,31 +24,10 @@ esac
 [[ $(id -u) == 0 ]] || { echo "hosts.sh: run as root (the lab needs namespaces and libvirtd)" >&2; exit 1; }
 command -v jq >/dev/null || { echo "hosts.sh: jq is needed (Debian package jq)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
-VNODE=${HOSTS_VNODE:-${VNODE_BIN:-}}
-if [[ -n $VNODE ]]; then
-  VNODE=$(realpath -- "$VNODE")
-else
-  cargo build --release --quiet
-  VNODE=$PWD/target/release/vnode
-fi
-[[ -x $VNODE ]] || { echo "hosts.sh: $VNODE is not an executable" >&2; exit 1; }
+. benches/lib.sh
+bench_binary hosts.sh "${HOSTS_VNODE:-}"
 
-LAB=hosts-$$
-W=/var/lib/vnode/hosts-$$
-mkdir -p "$W/images" "$W/nodes" "$W/home"
-chmod 755 /var/lib/vnode "$W" "$W/images" "$W/nodes"
-ssh-keygen -q -t ed25519 -N '' -C hosts-bench -f "$W/home/id_ed25519"
-cat > "$W/config.toml" <<EOF
-virt_type = "qemu"
-cache_dir = "$W/images"
-state_dir = "$W/nodes"
-ssh_keys = ["$(cat "$W/home/id_ed25519.pub")"]
-[resources]
-memory_mib = 512
-vcpus = 1
-disk_gib = 4
-EOF
-v() { HOME=$W/home "$VNODE" --lab="$LAB" --config "$W/config.toml" "$@"; }
+bench_site hosts 512 4
 cleanup() {
   local rc=$?
   set +e

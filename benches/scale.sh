@@ -38,35 +38,14 @@ done
 command -v jq >/dev/null || { echo "scale.sh: jq is needed (Debian package jq)" >&2; exit 1; }
 command -v ps >/dev/null || { echo "scale.sh: ps is needed (Debian package procps)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
-VNODE=${SCALE_VNODE:-${VNODE_BIN:-}}
-if [[ -n $VNODE ]]; then
-  VNODE=$(realpath -- "$VNODE")
-else
-  cargo build --release --quiet
-  VNODE=$PWD/target/release/vnode
-fi
-[[ -x $VNODE ]] || { echo "scale.sh: $VNODE is not an executable" >&2; exit 1; }
+. benches/lib.sh
+bench_binary scale.sh "${SCALE_VNODE:-}"
 TIME=/usr/bin/time
 [[ -x $TIME ]] || { TIME=; echo "scale.sh: no /usr/bin/time (Debian package time): the CPU of vnode's children is not reported" >&2; }
 
-LAB=scale-$$
-W=/var/lib/vnode/scale-$$
 LAST=$((NODES - 1))
 TICK=$(getconf CLK_TCK)
-mkdir -p "$W/images" "$W/nodes" "$W/home"
-chmod 755 /var/lib/vnode "$W" "$W/images" "$W/nodes"
-ssh-keygen -q -t ed25519 -N '' -C scale-bench -f "$W/home/id_ed25519"
-cat > "$W/config.toml" <<EOF
-virt_type = "qemu"
-cache_dir = "$W/images"
-state_dir = "$W/nodes"
-ssh_keys = ["$(cat "$W/home/id_ed25519.pub")"]
-[resources]
-memory_mib = 384
-vcpus = 1
-disk_gib = 2
-EOF
-v() { HOME=$W/home "$VNODE" --lab="$LAB" --config "$W/config.toml" "$@"; }
+bench_site scale 384 2
 SAMPLER=
 cleanup() {
   local rc=$?

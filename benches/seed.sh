@@ -50,28 +50,16 @@ for tool in jq qemu-img cloud-localds virt-install virsh ssh; do
   command -v "$tool" >/dev/null || { echo "seed.sh: $tool is needed (bash .ci/install-deps)" >&2; exit 1; }
 done
 cd "$(dirname "$0")/.."
-VNODE=${SEED_VNODE:-${VNODE_BIN:-}}
-if [[ -n $VNODE ]]; then
-  VNODE=$(realpath -- "$VNODE")
-else
-  cargo build --release --quiet
-  VNODE=$PWD/target/release/vnode
-fi
-[[ -x $VNODE ]] || { echo "seed.sh: $VNODE is not an executable" >&2; exit 1; }
+. benches/lib.sh
+bench_binary seed.sh "${SEED_VNODE:-}"
 
-LAB=seed-$$
-W=/var/lib/vnode/seed-$$
+bench_site seed 512 4 seed
 IMAGE=debian-12-test
 FIRST=10 # nodes vnode10 .. of the default pool
 # The lab's own libvirtd, as everything run in the lab's site reaches it (a lab without hosts:
 # src/lab/mod.rs); vnode's virt-install gets the same --connect.
 URI=qemu:///system
 SEED_TIMEOUT=1800 # seconds a seed batch may take before it counts as failed
-mkdir -p "$W/images" "$W/nodes" "$W/home" "$W/seed"
-chmod 755 /var/lib/vnode "$W" "$W/images" "$W/nodes" "$W/seed"
-ssh-keygen -q -t ed25519 -N '' -C seed-bench -f "$W/home/id_ed25519"
-KEY=$(cat "$W/home/id_ed25519.pub")
-v() { HOME=$W/home "$VNODE" --lab="$LAB" --config "$W/config.toml" "$@"; }
 lx() { v lab exec -- "$@"; }
 
 cleanup() {
@@ -108,17 +96,8 @@ renderer = "networkd"
 url = "https://example.invalid/$IMAGE.qcow2"
 sha256 = "$digest"
 EOF
-cat > "$W/config.toml" <<EOF
-virt_type = "qemu"
-cache_dir = "$W/images"
-state_dir = "$W/nodes"
-catalog = "$W/catalog.toml"
-ssh_keys = ["$KEY"]
-[resources]
-memory_mib = 512
-vcpus = 1
-disk_gib = 4
-EOF
+# The entry above as the config's catalog (a top-level key: before [resources]).
+sed -i "1i catalog = \"$W/catalog.toml\"" "$W/config.toml"
 v lab up
 v images import "$image" --name "$IMAGE" --sha256 "$digest" >/dev/null
 BASE=$W/images/$IMAGE.qcow2

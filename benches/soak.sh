@@ -31,32 +31,12 @@ esac
 [[ $(id -u) == 0 ]] || { echo "soak.sh: run as root (the lab needs namespaces and libvirtd)" >&2; exit 1; }
 command -v jq >/dev/null || { echo "soak.sh: jq is needed (Debian package jq)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
-if [[ -n ${SOAK_VNODE:-} ]]; then
-  VNODE=$(realpath -- "$SOAK_VNODE")
-else
-  cargo build --release --quiet
-  VNODE=$PWD/target/release/vnode
-fi
-[[ -x $VNODE ]] || { echo "soak.sh: $VNODE is not an executable" >&2; exit 1; }
+. benches/lib.sh
+bench_binary soak.sh "${SOAK_VNODE:-}"
 
-LAB=soak-$$
-W=/var/lib/vnode/soak-$$
 FIRST=10 # node numbers FIRST .. FIRST+NODES-1 of the default pool
 LAST=$((FIRST + NODES - 1))
-mkdir -p "$W/images" "$W/nodes" "$W/home"
-chmod 755 /var/lib/vnode "$W" "$W/images" "$W/nodes"
-ssh-keygen -q -t ed25519 -N '' -C soak -f "$W/home/id_ed25519"
-cat > "$W/config.toml" <<EOF
-virt_type = "qemu"
-cache_dir = "$W/images"
-state_dir = "$W/nodes"
-ssh_keys = ["$(cat "$W/home/id_ed25519.pub")"]
-[resources]
-memory_mib = 512
-vcpus = 1
-disk_gib = 4
-EOF
-v() { HOME=$W/home "$VNODE" --lab="$LAB" --config "$W/config.toml" "$@"; }
+bench_site soak 512 4
 
 cleanup() {
   local rc=$?
