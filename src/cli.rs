@@ -190,9 +190,9 @@ pub struct SpawnArgs {
     pub libvirt_grace: Option<u64>,
     /// At most N nodes boot at once on each host (each host's CPU is its own); the others wait,
     /// "queued", with their files ready. A node holds its slot from its domain's start until it
-    /// is ready or has failed; --timeout counts from then. `all`: no cap. Overrides the config's
-    /// parallel_boots (default: all).
-    #[arg(long, value_name = "N|all", value_parser = parse_boot_cap)]
+    /// is ready or has failed; --timeout counts from then. `auto` (the default): one per host
+    /// CPU under TCG, no cap under KVM. `all`: no cap. Overrides the config's parallel_boots.
+    #[arg(long, value_name = "N|auto|all", value_parser = parse_boot_cap)]
     pub parallel: Option<BootCap>,
     /// Put every node of the command on this one of the config's [[hosts]] (a spec's @HOST
     /// still wins). Without it nodes are spread: fewest vnode nodes first, then most free memory.
@@ -405,16 +405,18 @@ impl Cli {
     }
 }
 
-/// `--parallel`: a number of nodes, at least 1, or `all`.
+/// `--parallel`: a number of nodes, at least 1, `auto` or `all`.
 fn parse_boot_cap(value: &str) -> Result<BootCap, String> {
-    if value == "all" {
-        return Ok(BootCap::All);
+    match value {
+        "all" => return Ok(BootCap::All),
+        "auto" => return Ok(BootCap::Auto),
+        _ => {}
     }
     match value.parse::<usize>() {
-        Ok(0) => Err("0 nodes at a time would boot none: give 1 or more, or `all`".into()),
+        Ok(0) => Err("0 nodes at a time would boot none: give 1 or more, `auto` or `all`".into()),
         Ok(n) => Ok(BootCap::At(n.try_into().expect("not 0"))),
         Err(_) => Err(format!(
-            "{value:?} is not a number of nodes: give a number (1 or more) or `all`"
+            "{value:?} is not a number of nodes: give a number (1 or more), `auto` or `all`"
         )),
     }
 }

@@ -70,7 +70,8 @@ pub struct Config {
     pub virt_type: VirtType,
     /// How long spawn's waits ride out libvirt not answering (libvirtd restarting).
     pub libvirt_grace_secs: u64,
-    /// At most this many nodes boot at once on each host (`--parallel`); `None`: all at once.
+    /// At most this many nodes boot at once on each host (`--parallel`); `None`: auto (one per
+    /// host CPU under TCG, all at once under KVM).
     pub parallel_boots: Option<u32>,
     pub cache_dir: PathBuf,
     pub state_dir: PathBuf,

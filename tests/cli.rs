@@ -92,15 +92,15 @@ fn every_bad_spec_exits_2_naming_it() {
 }
 
 #[test]
-fn parallel_takes_a_positive_number_or_all() {
+fn parallel_takes_a_positive_number_auto_or_all() {
     for (bad, says) in [
         (
             "0",
-            "0 nodes at a time would boot none: give 1 or more, or `all`",
+            "0 nodes at a time would boot none: give 1 or more, `auto` or `all`",
         ),
         (
             "four",
-            "\"four\" is not a number of nodes: give a number (1 or more) or `all`",
+            "\"four\" is not a number of nodes: give a number (1 or more), `auto` or `all`",
         ),
         ("-1", "\"-1\" is not a number of nodes"),
         ("2.5", "\"2.5\" is not a number of nodes"),
@@ -110,10 +110,10 @@ fn parallel_takes_a_positive_number_or_all() {
             .args(["--dry-run", "3", &format!("--parallel={bad}")])
             .fails();
         assert_eq!(code, 2, "{bad:?}: {stderr}");
-        let whole = format!("invalid value '{bad}' for '--parallel <N|all>': {says}");
+        let whole = format!("invalid value '{bad}' for '--parallel <N|auto|all>': {says}");
         assert!(stderr.contains(&whole), "{bad:?}: {stderr}");
     }
-    for good in ["1", "4", "all"] {
+    for good in ["1", "4", "auto", "all"] {
         Vnode::new()
             .args(["--dry-run", "3", "--parallel", good])
             .ok();

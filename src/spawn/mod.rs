@@ -136,6 +136,8 @@ struct HostRun {
     domains: Domains,
     /// Its boot slots: each host's CPU is its own.
     slots: Slots,
+    /// Their number (resolved: never `Auto`).
+    cap: BootCap,
     /// Leases that existed before any domain was created, per network (not ours).
     before: HashMap<String, Vec<Lease>>,
 }
@@ -211,6 +213,7 @@ pub async fn spawn(
             }
         }
         let leases = Leases::new(virsh.clone(), t.host.libvirt_poll());
+        let cap = boot_cap(options, t, &virsh).await;
         let mut before: HashMap<String, Vec<Lease>> = HashMap::new();
         for n in nodes.iter().filter(|n| &n.host == t.host.name()) {
             if !before.contains_key(&n.id.network) {
@@ -232,7 +235,8 @@ pub async fn spawn(
                     options.libvirt_grace,
                     t.host.libvirt_poll(),
                 ),
-                slots: Slots::new(options.parallel),
+                slots: Slots::new(cap),
+                cap,
                 before,
             },
         );
@@ -342,7 +346,18 @@ async fn bring_up(
     let _slot = match run.slots.try_take() {
         Some(slot) => slot,
         None => {
-            t.enter(Stage::Queued, "waiting for a boot slot (--parallel)");
+            let why = match (run.cap, options.parallel) {
+                (BootCap::At(n), BootCap::Auto) => {
+                    format!(
+                        "waiting for a boot slot ({n} at once here: TCG, one per CPU; --parallel all lifts it)"
+                    )
+                }
+                (BootCap::At(n), _) => {
+                    format!("waiting for a boot slot ({n} at once here: --parallel)")
+                }
+                _ => "waiting for a boot slot".to_string(),
+            };
+            t.enter(Stage::Queued, &why);
             run.slots.wait().await
         }
     };
@@ -547,4 +562,22 @@ impl Tracker {
             r.kept = kept;
         });
     }
+}
+
+/// The boot cap on one host: `auto` asks the host for its CPUs (only when it matters: TCG).
+async fn boot_cap(
+    options: &SpawnOptions,
+    t: &Target,
+    virsh: &crate::libvirt::virsh::Virsh,
+) -> BootCap {
+    let cpus = if options.parallel == BootCap::Auto && t.accel == Accel::Tcg {
+        virsh
+            .run(&["nodeinfo"])
+            .await
+            .ok()
+            .and_then(|info| crate::hosts::facts::parse_nodeinfo(&info).0)
+    } else {
+        None
+    };
+    options.parallel.on_host(t.accel, cpus)
 }

@@ -1,29 +1,48 @@
-//! The cap on concurrent boots (`--parallel N`): a node holds one of its host's slots from the
-//! start of its domain (virt-install) until it is ready or has failed. Artifacts, uploads and the
-//! preflight are not capped: they are cheap next to a boot, and doing them early means a node that
-//! gets a slot starts at once. The cap is per host because a boot's cost is its host's CPU; under
-//! TCG a guest's boot is CPU-bound from start to login.
+//! The cap on concurrent boots (`--parallel N|auto|all`): a node holds one of its host's slots
+//! from the start of its domain (virt-install) until it is ready or has failed. Artifacts, uploads
+//! and the preflight are not capped: they are cheap next to a boot, and doing them early means a
+//! node that gets a slot starts at once. The cap is per host because a boot's cost is its host's
+//! CPU. The default, `auto`, is one boot per host CPU under TCG, where a boot is CPU-bound from
+//! start to login and boots beyond the CPUs slow every guest down by more than they add (guest
+//! clocks lose their TSC and fall back to slow clock sources; see the README's Performance), and
+//! no cap under KVM.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::libvirt::virt_install::Accel;
+
 /// How many nodes may boot at once on one host.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BootCap {
-    /// Every node at once.
+    /// Under TCG one per host CPU; under KVM every node at once.
     #[default]
+    Auto,
+    /// Every node at once.
     All,
     At(NonZeroUsize),
 }
 
 impl BootCap {
-    /// The config's `parallel_boots` (unset: all at once).
+    /// The config's `parallel_boots` (unset: auto).
     pub fn from_config(parallel_boots: Option<u32>) -> BootCap {
         parallel_boots
             .and_then(|n| NonZeroUsize::new(n as usize))
-            .map_or(BootCap::All, BootCap::At)
+            .map_or(BootCap::Auto, BootCap::At)
+    }
+
+    /// The cap on one host, whose guests run under `accel` and which has `cpus` CPUs (`None`:
+    /// unknown, then no cap).
+    pub fn on_host(self, accel: Accel, cpus: Option<u32>) -> BootCap {
+        match self {
+            BootCap::Auto => match (accel, cpus.and_then(|c| NonZeroUsize::new(c as usize))) {
+                (Accel::Tcg, Some(n)) => BootCap::At(n),
+                _ => BootCap::All,
+            },
+            cap => cap,
+        }
     }
 }
 
@@ -39,7 +58,8 @@ pub struct Slot {
 impl Slots {
     pub fn new(cap: BootCap) -> Slots {
         Slots(match cap {
-            BootCap::All => None,
+            // Resolved per host before (on_host); unresolved it caps nothing.
+            BootCap::All | BootCap::Auto => None,
             BootCap::At(n) => Some(Arc::new(Semaphore::new(n.get()))),
         })
     }
@@ -122,6 +142,24 @@ mod tests {
         waiting.abort();
         let _ = waiting.await;
         assert!(slots.try_take().is_some());
+    }
+
+    #[test]
+    fn auto_is_one_boot_per_cpu_under_tcg_and_no_cap_under_kvm() {
+        let two = NonZeroUsize::new(2).unwrap();
+        assert_eq!(BootCap::Auto.on_host(Accel::Tcg, Some(2)), BootCap::At(two));
+        assert_eq!(BootCap::Auto.on_host(Accel::Kvm, Some(2)), BootCap::All);
+        assert_eq!(BootCap::Auto.on_host(Accel::Tcg, None), BootCap::All);
+        assert_eq!(BootCap::Auto.on_host(Accel::Tcg, Some(0)), BootCap::All);
+        // A cap given, or `all`, is what it says on every host.
+        let five = BootCap::At(NonZeroUsize::new(5).unwrap());
+        assert_eq!(five.on_host(Accel::Tcg, Some(2)), five);
+        assert_eq!(BootCap::All.on_host(Accel::Tcg, Some(2)), BootCap::All);
+        assert_eq!(BootCap::from_config(None), BootCap::Auto);
+        assert_eq!(
+            BootCap::from_config(Some(3)),
+            BootCap::At(NonZeroUsize::new(3).unwrap())
+        );
     }
 
     #[tokio::test]
