@@ -329,7 +329,10 @@ mod tests {
         cache.prepare().unwrap();
         let staged = cache.import_path("a");
         fs::write(&staged, b"bytes").unwrap();
-        let image = cache.commit(&staged, &meta("a")).unwrap();
+        // One metadata value for the commit and the comparison below (`meta` stamps the time:
+        // two calls may fall in different seconds).
+        let a = meta("a");
+        let image = cache.commit(&staged, &a).unwrap();
         assert_eq!(cache.find("a"), Some(image.clone()));
         assert_eq!(cache.require(&catalog_ref("a")).unwrap(), image);
         fs::write(cache.part_path("b"), b"par").unwrap();
@@ -344,7 +347,7 @@ mod tests {
         assert_eq!(
             states,
             [
-                ("a".into(), State::Complete(Box::new(meta("a")))),
+                ("a".into(), State::Complete(Box::new(a))),
                 ("b".into(), State::Partial),
                 ("c".into(), State::Unverified),
             ]
