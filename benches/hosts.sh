@@ -2,6 +2,7 @@
 # Several hosts (issue 14's benchmark), in a namespace lab with 3 hypervisor hosts of its own:
 # 1. the base image up to a host through libvirt's volume upload (`vnode images push`, over
 #    qemu+ssh) vs `scp` of the same file to the same host: seconds, MB/s, the ratio (goal >= 0.8);
+#    and `virsh vol-upload` of the same file alone: libvirt's stream without vnode's pipe and hash;
 # 2. `vnode 3-8` spread over the 3 hosts vs all 6 on one host (`--host h1`): wall time, ratio.
 #    Both with the same boot concurrency (`--parallel all` unless HOSTS_PARALLEL says otherwise):
 #    the lab's hosts are namespaces of one machine and share its CPUs, so the default cap (one boot
@@ -70,9 +71,17 @@ for ((r = 1; r <= ROUNDS; r++)); do
   t1=$(now)
   v lab exec --host h1 -- rm -f /var/lib/libvirt/vnode/scp-bench.qcow2
   scp_s=$(secs "$t0" "$t1")
-  line=$(awk -v p="$push_s" -v s="$scp_s" -v b="$bytes" -v r="$r" 'BEGIN {
-    printf "upload round %d: libvirt volume upload %.2f s (%.0f MB/s), scp %.2f s (%.0f MB/s), ratio upload/scp speed %.2f",
-      r, p, b / p / 1e6, s, b / s / 1e6, s / p }')
+  # libvirt's own stream, without vnode: `virsh vol-upload` of the file into a scratch volume.
+  lv() { v lab exec -- virsh -q -c "qemu+ssh://root@$addr/system" "$@"; }
+  lv vol-create-as vnode virsh-bench.raw 0 --format raw >/dev/null
+  t0=$(now)
+  lv vol-upload --pool vnode virsh-bench.raw "$image"
+  t1=$(now)
+  lv vol-delete --pool vnode virsh-bench.raw >/dev/null
+  virsh_s=$(secs "$t0" "$t1")
+  line=$(awk -v p="$push_s" -v s="$scp_s" -v x="$virsh_s" -v b="$bytes" -v r="$r" 'BEGIN {
+    printf "upload round %d: vnode (libvirt volume upload, hashed) %.2f s (%.0f MB/s), virsh vol-upload alone %.2f s (%.0f MB/s), scp %.2f s (%.0f MB/s); ratio vnode/scp speed %.2f, vnode/virsh %.2f",
+      r, p, b / p / 1e6, x, b / x / 1e6, s, b / s / 1e6, s / p, x / p }')
   echo "$line"
   LINES+=("$line")
 done

@@ -94,10 +94,9 @@ fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
 
     // The spawn: all ready, two per host as the dry run said (which node goes where may differ:
     // the hosts share this machine's free memory, the tie-breaker), the base uploaded once per
-    // host. One boot at a time per host: the lab's hosts share this machine's two cores, and six
-    // TCG boots at once take longer than two rounds of three (README, Performance).
+    // host.
     let report = lab
-        .spawn(["-d", IMAGE, "3-8", "--timeout", "900", "--parallel", "1"])
+        .spawn(["-d", IMAGE, "3-8", "--timeout", "900"])
         .expect_ready()
         .report;
     let mut uploads: BTreeMap<String, Vec<u64>> = BTreeMap::new();

@@ -106,6 +106,20 @@ impl FakeGuest {
     }
 }
 
+/// What both stand-ins answer a public-key login: exactly `want` with the authorized key.
+fn judge(
+    user: &str,
+    offered: &russh::keys::ssh_key::public::KeyData,
+    want: &str,
+    authorized: &PublicKey,
+) -> Auth {
+    if user == want && offered == authorized.key_data() {
+        Auth::Accept
+    } else {
+        Auth::reject()
+    }
+}
+
 impl server::Handler for FakeGuest {
     type Error = russh::Error;
 
@@ -114,8 +128,12 @@ impl server::Handler for FakeGuest {
         user: &str,
         key: server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let ok = user == "root" && key.public_key.key_data() == self.authorized.key_data();
-        Ok(if ok { Auth::Accept } else { Auth::reject() })
+        Ok(judge(
+            user,
+            key.public_key.key_data(),
+            "root",
+            &self.authorized,
+        ))
     }
 
     async fn channel_open_session(
@@ -208,8 +226,12 @@ impl server::Handler for FakeSshd {
         user: &str,
         key: server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let ok = user == "tester" && key.public_key.key_data() == self.authorized.key_data();
-        Ok(if ok { Auth::Accept } else { Auth::reject() })
+        Ok(judge(
+            user,
+            key.public_key.key_data(),
+            "tester",
+            &self.authorized,
+        ))
     }
 
     async fn channel_open_direct_tcpip(
