@@ -332,7 +332,8 @@ mod tests {
         );
         let e = run(&["3@h2"], None, &hosts).unwrap_err().to_string();
         assert!(
-            e.contains("host h2 (qemu+ssh://root@h2/system) does not answer") && e.contains("--host"),
+            e.contains("host h2 (qemu+ssh://root@h2/system) does not answer")
+                && e.contains("--host"),
             "{e}"
         );
         let e = run(&["3-4@h1"], None, &hosts).unwrap_err().to_string();

@@ -213,7 +213,7 @@ pub async fn spawn(
             }
         }
         let leases = Leases::new(virsh.clone(), t.host.libvirt_poll());
-        let cap = boot_cap(options, t, &virsh).await;
+        let cap = boot_cap(options, t, virsh).await;
         let mut before: HashMap<String, Vec<Lease>> = HashMap::new();
         for n in nodes.iter().filter(|n| &n.host == t.host.name()) {
             if !before.contains_key(&n.id.network) {
