@@ -49,7 +49,10 @@ fn hosts_benchmark_runs() {
         return;
     }
     let out = smoke("benches/hosts.sh", &["--smoke"]);
-    assert!(out.contains("ratio upload/scp speed"), "{out}");
+    assert!(
+        out.contains("ratio vnode/scp speed") && out.contains("virsh vol-upload alone"),
+        "{out}"
+    );
 }
 
 #[test]
