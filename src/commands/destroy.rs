@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
             };
             let domain = match host.virsh().domain_state(&name).await {
                 Ok(d) => d,
-                Err(e) => return Some(not_removed(&name, &on, host, &e)),
+                Err(e) => return Some(not_removed(&name, &on, hosts.configured(), host, &e)),
             };
             if domain.is_none() && !host.node_paths(&name).dir.exists() {
                 eprintln!("{name}: no such node (no domain, no files); nothing to do");
@@ -75,10 +75,11 @@ pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
 fn not_removed(
     name: &str,
     on: &str,
+    several_hosts: bool,
     host: &crate::hypervisor::Hypervisor,
     e: &LibvirtError,
 ) -> String {
-    if e.is_connection() && !on.is_empty() {
+    if e.is_connection() && several_hosts {
         format!(
             "{name}: its host {} ({}) does not answer ({e}); nothing was removed: run destroy again \
              once the host answers",

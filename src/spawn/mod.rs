@@ -136,8 +136,6 @@ struct HostRun {
     domains: Domains,
     /// Its boot slots: each host's CPU is its own.
     slots: Slots,
-    /// Their number (resolved: never `Auto`).
-    cap: BootCap,
     /// Leases that existed before any domain was created, per network (not ours).
     before: HashMap<String, Vec<Lease>>,
 }
@@ -236,7 +234,6 @@ pub async fn spawn(
                     t.host.libvirt_poll(),
                 ),
                 slots: Slots::new(cap),
-                cap,
                 before,
             },
         );
@@ -346,13 +343,13 @@ async fn bring_up(
     let _slot = match run.slots.try_take() {
         Some(slot) => slot,
         None => {
-            let why = match (run.cap, options.parallel) {
-                (BootCap::At(n), BootCap::Auto) => {
+            let why = match (run.slots.limit(), options.parallel) {
+                (Some(n), BootCap::Auto) => {
                     format!(
                         "waiting for a boot slot ({n} at once here: TCG, one per CPU; --parallel all lifts it)"
                     )
                 }
-                (BootCap::At(n), _) => {
+                (Some(n), _) => {
                     format!("waiting for a boot slot ({n} at once here: --parallel)")
                 }
                 _ => "waiting for a boot slot".to_string(),

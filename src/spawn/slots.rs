@@ -4,8 +4,8 @@
 //! node that gets a slot starts at once. The cap is per host because a boot's cost is its host's
 //! CPU. The default, `auto`, is one boot per host CPU under TCG, where a boot is CPU-bound from
 //! start to login and boots beyond the CPUs slow every guest down by more than they add (guest
-//! clocks lose their TSC and fall back to slow clock sources; see the README's Performance), and
-//! no cap under KVM.
+//! clocks were seen to lose their TSC and fall back to slow clock sources; see the README's
+//! Performance), and no cap under KVM.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -46,9 +46,9 @@ impl BootCap {
     }
 }
 
-/// One host's boot slots.
+/// One host's boot slots, and their number (`None`: no cap).
 #[derive(Clone, Debug)]
-pub struct Slots(Option<Arc<Semaphore>>);
+pub struct Slots(Option<(Arc<Semaphore>, NonZeroUsize)>);
 
 /// A held slot; dropping it frees the slot (also when the node's task is aborted).
 pub struct Slot {
@@ -60,15 +60,20 @@ impl Slots {
         Slots(match cap {
             // Resolved per host before (on_host); unresolved it caps nothing.
             BootCap::All | BootCap::Auto => None,
-            BootCap::At(n) => Some(Arc::new(Semaphore::new(n.get()))),
+            BootCap::At(n) => Some((Arc::new(Semaphore::new(n.get())), n)),
         })
+    }
+
+    /// How many nodes may boot at once (`None`: every node).
+    pub fn limit(&self) -> Option<NonZeroUsize> {
+        self.0.as_ref().map(|(_, n)| *n)
     }
 
     /// A slot at once, or `None` when all are taken (then [`Slots::wait`] for one).
     pub fn try_take(&self) -> Option<Slot> {
         match &self.0 {
             None => Some(Slot { _permit: None }),
-            Some(s) => s
+            Some((s, _)) => s
                 .clone()
                 .try_acquire_owned()
                 .ok()
@@ -80,7 +85,7 @@ impl Slots {
     pub async fn wait(&self) -> Slot {
         match &self.0 {
             None => Slot { _permit: None },
-            Some(s) => Slot {
+            Some((s, _)) => Slot {
                 _permit: Some(
                     s.clone()
                         .acquire_owned()
