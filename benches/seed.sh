@@ -224,7 +224,7 @@ seed_run() {
     for i in "${pending[@]}"; do [[ -n ${at[$i]:-} ]] || left+=("$i"); done
     pending=("${left[@]+"${left[@]}"}")
     # The next try 5 s after this one started.
-    next=$(awk -v t="$tick" -v n="$(now)" 'BEGIN { d = t + 5 - n; printf "%.3f", d > 0 ? d : 0 }')
+    next=$(awk -v t="$tick" -v n="$(now)" 'BEGIN { d = t + 5 - n; printf "%.3f", (d > 0 ? d : 0) }')
     ((${#pending[@]} == 0)) || sleep "$next"
   done
   R_NODES=""
