@@ -96,6 +96,9 @@ pub struct HostConfig {
     pub uri: String,
     /// At most this many vnode nodes on the host (placement skips a full host).
     pub max_nodes: Option<u32>,
+    /// At most this many nodes boot at once on this host; overrides the top-level
+    /// `parallel_boots`, and `--parallel` overrides both.
+    pub parallel_boots: Option<u32>,
     /// The libvirt storage pool that holds vnode's volumes there (base images, overlays, seeds).
     pub storage_pool: String,
     /// Where that pool's directory is created when the pool does not exist yet.
@@ -184,6 +187,7 @@ struct HostFile {
     name: Spanned<String>,
     uri: Spanned<String>,
     max_nodes: Option<Spanned<i64>>,
+    parallel_boots: Option<Spanned<i64>>,
     storage_pool: Option<Spanned<String>>,
     pool_path: Option<Spanned<String>>,
 }
@@ -415,6 +419,12 @@ impl Located<'_> {
                 "max_nodes",
                 MAX_NODES,
             )?;
+            let parallel_boots = self.number(
+                h.parallel_boots.as_ref(),
+                &field("parallel_boots"),
+                "parallel_boots",
+                PARALLEL_BOOTS,
+            )?;
             let storage_pool = match h.storage_pool {
                 None => DEFAULT_STORAGE_POOL.into(),
                 Some(p) => self.string(p, &field("storage_pool"), |p| {
@@ -436,6 +446,7 @@ impl Located<'_> {
                 name,
                 uri,
                 max_nodes,
+                parallel_boots,
                 storage_pool,
                 pool_path,
             });
@@ -816,6 +827,25 @@ mod tests {
         let c = Config::parse(Path::new("c.toml"), "[resources]\nmemory_mib = 512\n").unwrap();
         let r = c.pools.default_pool().resources;
         assert_eq!((r.memory_mib, r.vcpus, r.disk_gib), (512, 1, 10));
+    }
+
+    #[test]
+    fn a_host_may_cap_its_own_boots_and_the_cap_is_checked() {
+        let text = "parallel_boots = 4\n[[hosts]]\nname = \"h1\"\nuri = \"qemu+ssh://root@a/system\"\nparallel_boots = 1\n[[hosts]]\nname = \"h2\"\nuri = \"qemu+ssh://root@b/system\"\n";
+        let c = Config::parse(Path::new("c.toml"), text).unwrap();
+        assert_eq!(c.parallel_boots, Some(4));
+        assert_eq!(c.hosts[0].parallel_boots, Some(1));
+        assert_eq!(c.hosts[1].parallel_boots, None);
+        let e = Config::parse(
+            Path::new("c.toml"),
+            &text.replace("parallel_boots = 1", "parallel_boots = 0"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("c.toml:5") && e.contains("parallel_boots"),
+            "{e}"
+        );
     }
 
     #[test]

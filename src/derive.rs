@@ -161,7 +161,10 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         // The temporary node is reached on its private address; its public one is not needed.
         public_optional: true,
         // One node: nothing to cap.
-        parallel: crate::spawn::slots::BootCap::All,
+        parallel: crate::spawn::slots::BootCapChoice {
+            flag: Some(crate::spawn::slots::BootCap::All),
+            config: None,
+        },
     };
     let result = rt.block_on(async {
         let report = crate::spawn::spawn(&ctx.config, &[target], &options, nodes)

@@ -17,7 +17,7 @@ use crate::libvirt::virt_install::Accel;
 use crate::planned::{self, HostName, PlannedNode};
 use crate::runtime::{self, Flavor};
 use crate::spawn::report::{CloudInitState, NodeReport, Outcome};
-use crate::spawn::slots::BootCap;
+use crate::spawn::slots::BootCapChoice;
 use crate::spawn::{self, SpawnOptions, Target};
 use crate::spec::{self, NodeRequest};
 use crate::table::Table;
@@ -137,9 +137,10 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
             args.libvirt_grace.unwrap_or(ctx.config.libvirt_grace_secs),
         ),
         public_optional: args.public_optional,
-        parallel: args
-            .parallel
-            .unwrap_or_else(|| BootCap::from_config(ctx.config.parallel_boots)),
+        parallel: BootCapChoice {
+            flag: args.parallel,
+            config: ctx.config.parallel_boots,
+        },
     };
     let reports = runtime::block_on(
         Flavor::MultiThread,

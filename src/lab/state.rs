@@ -82,6 +82,11 @@ pub struct LabHost {
     pub host_key: String,
 }
 
+/// Each of `hosts` lab hosts' share of this machine's `cpus` concurrent boots (at least 1).
+pub fn lab_boot_share(cpus: usize, hosts: usize) -> u32 {
+    (cpus / hosts.max(1)).max(1) as u32
+}
+
 impl LabHost {
     /// The host's processes by role, in the order they were started.
     pub fn processes(&self) -> Vec<(&'static str, Proc)> {
@@ -97,12 +102,14 @@ impl LabHost {
         .collect()
     }
 
-    /// The host as vnode's config names it (what `[[hosts]]` would say for it).
-    pub fn host_config(&self) -> HostConfig {
+    /// The host as vnode's config names it (what `[[hosts]]` would say for it), booting at most
+    /// `parallel_boots` nodes at once.
+    pub fn host_config(&self, parallel_boots: u32) -> HostConfig {
         HostConfig {
             name: self.name.clone(),
             uri: self.uri.clone(),
             max_nodes: None,
+            parallel_boots: Some(parallel_boots),
             storage_pool: DEFAULT_STORAGE_POOL.into(),
             pool_path: DEFAULT_POOL_PATH.into(),
         }
@@ -190,9 +197,13 @@ impl LabState {
     }
 
     /// The lab's hosts as vnode's `[[hosts]]`, for commands run in the lab (see
-    /// `Context::load`); empty for a lab without hosts.
+    /// `Context::load`); empty for a lab without hosts. The hosts share this machine's CPUs, so
+    /// each boots at most its share of them at once (`auto` would let every host boot one per
+    /// CPU, and the guests of all hosts would starve each other).
     pub fn host_configs(&self) -> Vec<HostConfig> {
-        self.hosts.iter().map(LabHost::host_config).collect()
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let share = lab_boot_share(cpus, self.hosts.len());
+        self.hosts.iter().map(|h| h.host_config(share)).collect()
     }
 
     /// Why this lab is not fully up, its hosts included; empty when it is.
@@ -299,6 +310,14 @@ mod tests {
     }"#;
 
     #[test]
+    fn lab_hosts_share_the_machines_cpus_each_at_least_one_boot() {
+        assert_eq!(lab_boot_share(2, 3), 1);
+        assert_eq!(lab_boot_share(2, 1), 2);
+        assert_eq!(lab_boot_share(8, 3), 2);
+        assert_eq!(lab_boot_share(1, 0), 1);
+    }
+
+    #[test]
     fn a_state_from_before_hosts_loads_and_has_none() {
         let s: LabState = serde_json::from_str(OLD_STATE).unwrap();
         assert_eq!(s.site.netns, "vnode-vnode");
@@ -331,6 +350,10 @@ mod tests {
                 name: "h1".into(),
                 uri: "qemu+ssh://root@198.18.0.253/system".into(),
                 max_nodes: None,
+                parallel_boots: Some(lab_boot_share(
+                    std::thread::available_parallelism().unwrap().get(),
+                    1
+                )),
                 storage_pool: "vnode".into(),
                 pool_path: "/var/lib/libvirt/vnode".into(),
             }]

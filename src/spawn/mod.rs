@@ -31,7 +31,7 @@ use crate::ssh::ClientKey;
 use leases::Leases;
 use progress::{NodeLine, Progress, Stage};
 use report::{CloudInitState, NodeReport, Outcome};
-use slots::{BootCap, Slots};
+use slots::{BootCapChoice, CapSource, Slots};
 use stages::StageError;
 use watch::Domains;
 
@@ -124,8 +124,8 @@ pub struct SpawnOptions {
     pub libvirt_grace: Duration,
     /// A node whose public NIC gets no address is still ready.
     pub public_optional: bool,
-    /// How many nodes may boot at once on each host.
-    pub parallel: BootCap,
+    /// How many nodes may boot at once on each host (`--parallel`, the config's).
+    pub parallel: BootCapChoice,
 }
 
 /// One host's part of a spawn.
@@ -136,6 +136,8 @@ struct HostRun {
     domains: Domains,
     /// Its boot slots: each host's CPU is its own.
     slots: Slots,
+    /// What set their number.
+    cap_source: CapSource,
     /// Leases that existed before any domain was created, per network (not ours).
     before: HashMap<String, Vec<Lease>>,
 }
@@ -211,7 +213,7 @@ pub async fn spawn(
             }
         }
         let leases = Leases::new(virsh.clone(), t.host.libvirt_poll());
-        let cap = boot_cap(options, t, virsh).await;
+        let (cap, cap_source) = boot_cap(options, t, virsh).await;
         let mut before: HashMap<String, Vec<Lease>> = HashMap::new();
         for n in nodes.iter().filter(|n| &n.host == t.host.name()) {
             if !before.contains_key(&n.id.network) {
@@ -234,6 +236,7 @@ pub async fn spawn(
                     t.host.libvirt_poll(),
                 ),
                 slots: Slots::new(cap),
+                cap_source,
                 before,
             },
         );
@@ -343,16 +346,9 @@ async fn bring_up(
     let _slot = match run.slots.try_take() {
         Some(slot) => slot,
         None => {
-            let why = match (run.slots.limit(), options.parallel) {
-                (Some(n), BootCap::Auto) => {
-                    format!(
-                        "waiting for a boot slot ({n} at once here: TCG, one per CPU; --parallel all lifts it)"
-                    )
-                }
-                (Some(n), _) => {
-                    format!("waiting for a boot slot ({n} at once here: --parallel)")
-                }
-                _ => "waiting for a boot slot".to_string(),
+            let why = match run.slots.limit() {
+                Some(n) => run.cap_source.why_queued(n),
+                None => "waiting for a boot slot".to_string(),
             };
             t.enter(Stage::Queued, &why);
             run.slots.wait().await
@@ -561,13 +557,17 @@ impl Tracker {
     }
 }
 
-/// The boot cap on one host: `auto` asks the host for its CPUs (only when it matters: TCG).
+/// The boot cap on one host and where it came from: `auto` asks the host for its CPUs (only
+/// when it matters: TCG).
 async fn boot_cap(
     options: &SpawnOptions,
     t: &Target,
     virsh: &crate::libvirt::virsh::Virsh,
-) -> BootCap {
-    let cpus = if options.parallel == BootCap::Auto && t.accel == Accel::Tcg {
+) -> (slots::BootCap, CapSource) {
+    let (cap, source) = options
+        .parallel
+        .for_host(t.host.host_config().and_then(|c| c.parallel_boots));
+    let cpus = if cap == slots::BootCap::Auto && t.accel == Accel::Tcg {
         virsh
             .run(&["nodeinfo"])
             .await
@@ -576,5 +576,5 @@ async fn boot_cap(
     } else {
         None
     };
-    options.parallel.on_host(t.accel, cpus)
+    (cap.on_host(t.accel, cpus), source)
 }

@@ -26,13 +26,6 @@ pub enum BootCap {
 }
 
 impl BootCap {
-    /// The config's `parallel_boots` (unset: auto).
-    pub fn from_config(parallel_boots: Option<u32>) -> BootCap {
-        parallel_boots
-            .and_then(|n| NonZeroUsize::new(n as usize))
-            .map_or(BootCap::Auto, BootCap::At)
-    }
-
     /// The cap on one host, whose guests run under `accel` and which has `cpus` CPUs (`None`:
     /// unknown, then no cap).
     pub fn on_host(self, accel: Accel, cpus: Option<u32>) -> BootCap {
@@ -43,6 +36,54 @@ impl BootCap {
             },
             cap => cap,
         }
+    }
+}
+
+/// What decides a host's boot cap, strongest first: `--parallel`, the host's own
+/// `parallel_boots` (`[[hosts]]`), the config's `parallel_boots`, then `auto`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootCapChoice {
+    /// `--parallel`.
+    pub flag: Option<BootCap>,
+    /// The config's top-level `parallel_boots`.
+    pub config: Option<u32>,
+}
+
+/// Which of [`BootCapChoice`]'s sources gave a host its cap (what the queued stage says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapSource {
+    Flag,
+    Host,
+    Config,
+    Auto,
+}
+
+impl BootCapChoice {
+    /// The cap a host gets before `auto` is resolved, and why; `host`: its `parallel_boots`.
+    pub fn for_host(self, host: Option<u32>) -> (BootCap, CapSource) {
+        let at = |n: u32| NonZeroUsize::new(n as usize).map(BootCap::At);
+        if let Some(cap) = self.flag {
+            (cap, CapSource::Flag)
+        } else if let Some(cap) = host.and_then(at) {
+            (cap, CapSource::Host)
+        } else if let Some(cap) = self.config.and_then(at) {
+            (cap, CapSource::Config)
+        } else {
+            (BootCap::Auto, CapSource::Auto)
+        }
+    }
+}
+
+impl CapSource {
+    /// Why a node waits for a slot, `n` at once on its host.
+    pub fn why_queued(self, n: NonZeroUsize) -> String {
+        let because = match self {
+            CapSource::Flag => "--parallel",
+            CapSource::Host => "the host's parallel_boots",
+            CapSource::Config => "the config's parallel_boots",
+            CapSource::Auto => "TCG, one per CPU; --parallel all lifts it",
+        };
+        format!("waiting for a boot slot ({n} at once here: {because})")
     }
 }
 
@@ -160,10 +201,28 @@ mod tests {
         let five = BootCap::At(NonZeroUsize::new(5).unwrap());
         assert_eq!(five.on_host(Accel::Tcg, Some(2)), five);
         assert_eq!(BootCap::All.on_host(Accel::Tcg, Some(2)), BootCap::All);
-        assert_eq!(BootCap::from_config(None), BootCap::Auto);
+    }
+
+    #[test]
+    fn the_flag_beats_the_host_which_beats_the_config_which_beats_auto() {
+        let n = |n: usize| BootCap::At(NonZeroUsize::new(n).unwrap());
+        let none = BootCapChoice::default();
+        assert_eq!(none.for_host(None), (BootCap::Auto, CapSource::Auto));
+        assert_eq!(none.for_host(Some(1)), (n(1), CapSource::Host));
+        let config = BootCapChoice {
+            flag: None,
+            config: Some(4),
+        };
+        assert_eq!(config.for_host(None), (n(4), CapSource::Config));
+        assert_eq!(config.for_host(Some(1)), (n(1), CapSource::Host));
+        let flag = BootCapChoice {
+            flag: Some(BootCap::All),
+            config: Some(4),
+        };
+        assert_eq!(flag.for_host(Some(1)), (BootCap::All, CapSource::Flag));
         assert_eq!(
-            BootCap::from_config(Some(3)),
-            BootCap::At(NonZeroUsize::new(3).unwrap())
+            CapSource::Host.why_queued(NonZeroUsize::new(1).unwrap()),
+            "waiting for a boot slot (1 at once here: the host's parallel_boots)"
         );
     }
 
