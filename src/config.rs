@@ -61,6 +61,8 @@ pub struct UserConfig {
 pub struct CloudInitExtra {
     pub packages: Vec<String>,
     pub runcmd: Vec<String>,
+    /// Which modules cloud-init runs (`modules = "needed"|"image"`).
+    pub modules: crate::node::cloud_init::ModuleLists,
 }
 
 /// The effective configuration.
@@ -81,6 +83,9 @@ pub struct Config {
     pub default_distro: Option<String>,
     pub catalog: Option<PathBuf>,
     pub cloud_init: CloudInitExtra,
+    /// Arguments added to every node's virt-install command after vnode's own, e.g.
+    /// `["--memballoon", "none"]` (a later option wins over vnode's).
+    pub virt_install_args: Vec<String>,
     pub pools: Pools,
     /// `[[hosts]]`: the libvirt hosts nodes are spread over. Empty: this host only, through
     /// `libvirt_uri`, with node files in `state_dir` (vnode as it always was).
@@ -174,6 +179,8 @@ struct ConfigFile {
     #[serde(default)]
     cloud_init: CloudInitFile,
     #[serde(default)]
+    virt_install_args: Vec<Spanned<String>>,
+    #[serde(default)]
     resources: ResourcesFile,
     #[serde(default, rename = "pool")]
     pools: Vec<PoolFile>,
@@ -208,6 +215,7 @@ struct UserFile {
 struct CloudInitFile {
     packages: Vec<Spanned<String>>,
     runcmd: Vec<Spanned<String>>,
+    modules: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -663,7 +671,30 @@ impl Config {
                     names::check_word(p, "a package name")
                 })?,
                 runcmd: at.strings(f.cloud_init.runcmd, "cloud_init.runcmd", check_command)?,
+                modules: match f.cloud_init.modules {
+                    None => Default::default(),
+                    Some(m) => {
+                        let span = m.span();
+                        let m = m.into_inner();
+                        crate::node::cloud_init::ModuleLists::parse(&m).ok_or_else(|| {
+                            at.error(
+                                Some(span),
+                                "cloud_init.modules",
+                                format!(
+                                    "{} is not a module choice: write \"needed\" (only what \
+                                     vnode's cloud-config needs) or \"image\" (the image's own lists)",
+                                    names::quoted(&m)
+                                ),
+                            )
+                        })?
+                    }
+                },
             },
+            virt_install_args: at.strings(
+                f.virt_install_args,
+                "virt_install_args",
+                check_virt_install_arg,
+            )?,
             pools,
             hosts,
         })
@@ -751,6 +782,35 @@ fn check_shell(shell: &str) -> Result<(), String> {
 }
 
 /// A runcmd entry may span lines (it is a shell script); only NUL cannot be in one.
+/// virt-install options that would take the domain out of vnode's hands (its name, host, disks
+/// and seed are vnode's; so is whether virt-install waits or only prints).
+const VNODE_OWNS: [&str; 9] = [
+    "--connect",
+    "--name",
+    "--import",
+    "--print-xml",
+    "--dry-run",
+    "--autoconsole",
+    "--noautoconsole",
+    "--wait",
+    "--transient",
+];
+
+fn check_virt_install_arg(arg: &str) -> Result<(), String> {
+    if arg.is_empty() || arg.contains(['\0', '\n']) {
+        return Err("an argument must be one non-empty line".into());
+    }
+    let option = arg.split('=').next().unwrap_or(arg);
+    if VNODE_OWNS.contains(&option) {
+        return Err(format!(
+            "{} is vnode's to set (it owns {}); leave it out",
+            names::quoted(arg),
+            VNODE_OWNS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 fn check_command(command: &str) -> Result<(), String> {
     if command.contains('\0') {
         return Err(format!(
@@ -846,6 +906,33 @@ mod tests {
             e.contains("c.toml:5") && e.contains("parallel_boots"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn virt_install_args_are_kept_in_order_and_vnodes_own_options_refused() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "virt_install_args = [\"--memballoon\", \"none\"]\n[cloud_init]\nmodules = \"needed\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.virt_install_args, ["--memballoon", "none"]);
+        assert_eq!(
+            c.cloud_init.modules,
+            crate::node::cloud_init::ModuleLists::Needed
+        );
+        for bad in ["--name=x", "--connect", "--import", ""] {
+            let e = Config::parse(
+                Path::new("c.toml"),
+                &format!("virt_install_args = [\"--cpu\", \"{bad}\"]\n"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("virt_install_args[1]"), "{bad}: {e}");
+        }
+        let e = Config::parse(Path::new("c.toml"), "[cloud_init]\nmodules = \"few\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml:2") && e.contains("\"needed\""), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vnode::mac::{Mac, Nic};
-use vnode::node::cloud_init::{NetworkConfig, NmRouteMetrics};
+use vnode::node::cloud_init::{NetworkConfig, NmRouteMetrics, UserData, WriteFile};
 
 const TARBALL_VERSIONS: [&str; 3] = ["24.4", "25.2", "26.2"];
 const PUBLIC_METRIC: &str = "100";
@@ -262,6 +262,92 @@ fn the_network_config_as_each_cloud_init_release_renders_it() {
     }
     for f in findings {
         eprintln!("{f}");
+    }
+}
+
+/// `[cloud_init] modules = "needed"`: every module vnode names exists in each release (a name it
+/// does not know, cloud-init only logs and skips), and each release's schema check, strict,
+/// accepts a user-data that names them all.
+#[test]
+fn the_modules_vnode_names_exist_in_each_release_and_its_schema_accepts_them() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut u = UserData::defaults();
+    u.hostname = "vnode03".into();
+    u.ssh_authorized_keys = vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0p7tN6s3G0W1d8qq2ou4nZ3m7fPpQfG4n0cV5Ygk8m a@b".into()];
+    u.packages = vec!["curl".into()];
+    u.runcmd = vec!["true".into()];
+    u.write_files = vec![WriteFile {
+        path: "/etc/x".into(),
+        content: "x".into(),
+        permissions: "0644".into(),
+    }];
+    u.name_needed_modules();
+    let modules: Vec<String> = [
+        &u.cloud_init_modules,
+        &u.cloud_config_modules,
+        &u.cloud_final_modules,
+    ]
+    .into_iter()
+    .flat_map(|m| m.clone().expect("vnode names every stage's modules"))
+    .collect();
+    assert!(modules.len() >= 10, "{modules:?}");
+    let user_data = scratch.path().join("user-data");
+    std::fs::write(&user_data, u.render()).unwrap();
+    // Without runcmd or packages the config stage runs nothing: an empty list.
+    let mut bare = u.clone();
+    bare.packages.clear();
+    bare.runcmd.clear();
+    bare.name_needed_modules();
+    assert_eq!(bare.cloud_config_modules, Some(vec![]));
+    let bare_data = scratch.path().join("bare-user-data");
+    std::fs::write(&bare_data, bare.render()).unwrap();
+    for ci in releases(scratch.path()) {
+        let package = ci
+            .pythonpath
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/python3/dist-packages"))
+            .join("cloudinit/config");
+        for m in &modules {
+            let file = package.join(format!("cc_{m}.py"));
+            assert!(file.is_file(), "cloud-init {}: no module {m} ({})", ci.version, file.display());
+        }
+        let out = ci
+            .python()
+            .args([
+                "-c",
+                "import sys, yaml\n\
+                 from cloudinit.config.schema import get_schema, validate_cloudconfig_schema\n\
+                 doc = yaml.safe_load(open(sys.argv[1]))\n\
+                 validate_cloudconfig_schema(doc, get_schema(), strict=True)\n\
+                 print('valid', len(doc['cloud_init_modules']))",
+            ])
+            .arg(&user_data)
+            .output()
+            .unwrap();
+        let bare = ci
+            .python()
+            .args([
+                "-c",
+                "import sys, yaml\n\
+                 from cloudinit.config.schema import get_schema, validate_cloudconfig_schema\n\
+                 validate_cloudconfig_schema(yaml.safe_load(open(sys.argv[1])), get_schema(), strict=True)",
+            ])
+            .arg(&bare_data)
+            .output()
+            .unwrap();
+        assert!(
+            bare.status.success(),
+            "cloud-init {}: {}",
+            ci.version,
+            String::from_utf8_lossy(&bare.stderr)
+        );
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("valid"),
+            "cloud-init {}: {}{}",
+            ci.version,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

@@ -55,7 +55,7 @@ pub fn run(
         }
         let mut command = vec!["virt-install".to_string()];
         command.extend(
-            stages::virt_install(host, n, &a, accel)
+            stages::virt_install(host, n, &a, accel, &ctx.config.virt_install_args)
                 .argv()
                 .into_iter()
                 .map(|s| s.to_string_lossy().into_owned()),

@@ -153,6 +153,8 @@ pub struct VirtInstall {
     /// Under TCG, the translation-block cache in MiB.
     pub tb_cache_mib: u32,
     pub metadata: DomainMetadata,
+    /// The config's `virt_install_args`, after vnode's own (a later option wins).
+    pub extra_args: Vec<String>,
 }
 
 /// The TCG translation cache vnode asks for (qemu 7.2's default is 1 GiB).
@@ -191,6 +193,7 @@ impl VirtInstall {
         files: DomainFiles,
         osinfo: &str,
         accel: Accel,
+        extra_args: &[String],
     ) -> VirtInstall {
         VirtInstall {
             connect: uri.to_string(),
@@ -216,6 +219,7 @@ impl VirtInstall {
                 number: node.id.number,
                 image: node.image.name.clone(),
             },
+            extra_args: extra_args.to_vec(),
         }
     }
 
@@ -303,6 +307,7 @@ impl VirtInstall {
             "--metadata",
             format!("description={}", self.metadata).into(),
         );
+        a.extend(self.extra_args.iter().map(OsString::from));
         a.push("--import".into());
         a.push("--noautoconsole".into());
         a
@@ -371,6 +376,7 @@ mod tests {
                 number: 3,
                 image: "debian-12".into(),
             },
+            extra_args: Vec::new(),
         }
     }
 
@@ -416,6 +422,17 @@ mod tests {
             "--noautoconsole",
         ];
         assert_eq!(argv, expected);
+    }
+
+    #[test]
+    fn the_configs_extra_args_come_after_vnodes_and_before_import() {
+        let mut v = sample(Accel::Tcg);
+        v.extra_args = vec!["--memballoon".into(), "none".into()];
+        let argv = strings(v.argv());
+        let at = argv.iter().position(|a| a == "--memballoon").unwrap();
+        assert_eq!(argv[at + 1], "none");
+        assert_eq!(&argv[at + 2..], ["--import", "--noautoconsole"]);
+        assert!(argv[..at].iter().any(|a| a == "--metadata"));
     }
 
     #[test]

@@ -46,7 +46,7 @@ use crate::images::BaseImage;
 use crate::libvirt::osinfo::{self, OsinfoChoice};
 use crate::planned::PlannedNode;
 
-use cloud_init::{Account, HostKeys, MetaData, NetworkConfig, User, UserData};
+use cloud_init::{Account, HostKeys, MetaData, ModuleLists, NetworkConfig, User, UserData};
 use host_key::HostKey;
 use metadata::NodeMetadata;
 use paths::NodePaths;
@@ -177,6 +177,9 @@ pub fn prepare(
     let network_config = NetworkConfig::for_node(node.id.public_mac, node.id.private_mac);
     let mut user_data = user_data(config, node, &host_key)?;
     user_data.add_network_manager_route_metrics(&network_config.network_manager_route_metrics());
+    if config.cloud_init.modules == ModuleLists::Needed {
+        user_data.name_needed_modules();
+    }
     let meta_data = MetaData {
         instance_id: instance_id.clone(),
         local_hostname: name.clone(),

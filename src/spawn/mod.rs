@@ -357,7 +357,15 @@ async fn bring_up(
     // The timeout counts from here: a node's wait for a slot is not its own slowness.
     let deadline = Instant::now() + options.timeout;
     t.enter(Stage::Defining, "");
-    let attempts = stages::define(host, node, &artifacts, files, run.accel).await?;
+    let attempts = stages::define(
+        host,
+        node,
+        &artifacts,
+        files,
+        run.accel,
+        &shared.config.virt_install_args,
+    )
+    .await?;
     t.update(|r| r.define_attempts = Some(attempts));
     if attempts > 1 {
         t.note(&format!("virt-install succeeded at attempt {attempts}"));

@@ -156,8 +156,16 @@ pub async fn define(
     artifacts: &NodeArtifacts,
     files: DomainFiles,
     accel: Accel,
+    extra_args: &[String],
 ) -> Result<u32, StageError> {
-    let command = VirtInstall::for_node(node, host.uri(), files, &artifacts.osinfo.id, accel);
+    let command = VirtInstall::for_node(
+        node,
+        host.uri(),
+        files,
+        &artifacts.osinfo.id,
+        accel,
+        extra_args,
+    );
     match command.run().await {
         Ok(attempts) => Ok(attempts),
         Err(e) => {
@@ -173,6 +181,7 @@ pub fn virt_install(
     node: &PlannedNode,
     artifacts: &NodeArtifacts,
     accel: Accel,
+    extra_args: &[String],
 ) -> VirtInstall {
     VirtInstall::for_node(
         node,
@@ -180,6 +189,7 @@ pub fn virt_install(
         artifacts.domain_files(),
         &artifacts.osinfo.id,
         accel,
+        extra_args,
     )
 }
 
