@@ -6,6 +6,7 @@ pub mod virt_install;
 pub use osinfo::{OsinfoChoice, OsinfoDb};
 pub use virt_install::{Accel, DomainMetadata, NetSource, NicSpec, VirtInstall};
 
+pub mod ssh_mux;
 pub mod storage;
 pub mod virsh;
 

@@ -160,12 +160,13 @@ impl Virsh {
         &self.uri
     }
 
-    /// `virsh -q -c URI ARGS` on top of `base` (a plain `virsh`, or one that joins a lab).
+    /// `virsh -q -c URI ARGS` on top of `base` (a plain `virsh`, or one that joins a lab); an
+    /// ssh URI shares one connection per host (see [`super::ssh_mux`]).
     pub fn command_from(&self, mut base: Command, args: &[&str]) -> Command {
         base.env("LC_ALL", "C")
             .arg("-q")
             .arg("-c")
-            .arg(&self.uri)
+            .arg(super::ssh_mux::transport_uri(&self.uri))
             .args(args);
         base
     }

@@ -275,7 +275,10 @@ impl VirtInstall {
             a.push(k.into());
             a.push(v);
         };
-        push("--connect", self.connect.clone().into());
+        push(
+            "--connect",
+            super::ssh_mux::transport_uri(&self.connect).into(),
+        );
         push("--name", self.name.clone().into());
         push("--memory", self.memory_mib.to_string().into());
         push("--vcpus", self.vcpus.to_string().into());
