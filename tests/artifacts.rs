@@ -111,7 +111,7 @@ impl Site {
 
     /// The virt-install command spawn would run for the node of `spec` prepared as `a`.
     fn command(&self, spec: &str, a: &NodeArtifacts) -> VirtInstall {
-        vnode::spawn::stages::virt_install(&self.host(), &self.planned(spec), a, Accel::Tcg)
+        vnode::spawn::stages::virt_install(&self.host(), &self.planned(spec), a, Accel::Tcg, &[])
     }
 
     fn prepare(&self, spec: &str) -> NodeArtifacts {
@@ -570,6 +570,8 @@ fn virt_install_print_xml_on_the_test_driver_has_both_nics_and_both_disks() {
 
     assert!(xml.contains("<name>vnode03</name>"), "{xml}");
     assert!(xml.contains("<memory>262144</memory>"), "{xml}");
+    // The firmware's messages reach the serial console (a disk that does not boot says so).
+    assert!(xml.contains("<bios useserial=\"yes\"/>"), "{xml}");
     assert!(
         xml.contains("<tb-cache unit=\"MiB\">128</tb-cache>"),
         "{xml}"

@@ -105,10 +105,22 @@ fn a_node_that_cannot_boot_fails_clearly_while_its_sibling_gets_ready() {
     let broken = report.node("vnode06");
     assert_eq!(broken["outcome"], "failed");
     assert_eq!(broken["stage"], "booting", "{broken:#}");
+    // The firmware said so on the serial console: failed within seconds, not at the timeout.
     let error = broken["error"].as_str().unwrap();
     assert!(
-        error.contains("no DHCP lease") && error.contains("serial console"),
+        error.contains("its disk does not boot")
+            && error.contains("Boot failed: not a bootable disk")
+            && error.contains("image broken"),
         "{error}"
+    );
+    assert!(broken["seconds"].as_f64().unwrap() < 120.0, "{broken:#}");
+    assert!(
+        broken["console_tail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("Booting from Hard Disk")),
+        "{broken:#}"
     );
     assert_eq!(
         report.node("vnode07")["outcome"],

@@ -294,6 +294,9 @@ impl VirtInstall {
         push("--network", self.private_nic.arg().into());
         push("--network", self.public_nic.arg().into());
         push("--graphics", "none".into());
+        // The firmware's messages go to the serial console too: a disk that does not boot says
+        // so there (see spawn::firmware).
+        push("--boot", "useserial=on".into());
         push(
             "--serial",
             path_option("pty,log.file=", &self.console_log, ",log.append=off"),
@@ -411,6 +414,8 @@ mod tests {
             "bridge=br0,model=virtio,mac=52:54:00:00:00:03",
             "--graphics",
             "none",
+            "--boot",
+            "useserial=on",
             "--serial",
             "pty,log.file=/var/lib/vnode/nodes/vnode03/console.log,log.append=off",
             "--virt-type",

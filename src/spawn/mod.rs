@@ -5,6 +5,7 @@
 //! and choosing the exit code is the command's business.
 
 pub mod facts;
+mod firmware;
 pub mod leases;
 pub mod preflight;
 pub mod progress;
@@ -374,14 +375,32 @@ async fn bring_up(
     // From here on every wait also watches the domain, and rides out libvirt restarting.
     let note = |message: &str| t.note(message);
     let watched = &run.domains;
-    let target = match options.wait_on {
-        WaitOn::Private => {
-            let lease = stages::lease(&run.leases, node, baseline, deadline);
-            let ip = watched.watching(&name, &note, lease).await?;
-            t.update(|r| r.private_ip = Some(ip));
-            ip
+    // Until the guest is up, the firmware may say that the disk does not boot (local hosts:
+    // their console log is a file here).
+    let not_bootable = async {
+        let line = match host.host_config() {
+            None => firmware::until_boot_fails(host.node_paths(&name).console_log()).await,
+            Some(_) => std::future::pending().await,
+        };
+        StageError::NotBootable {
+            node: name.clone(),
+            image: node.image.name.clone(),
+            line,
         }
-        WaitOn::Public => stages::public_address(node).await?,
+    };
+    let target = tokio::select! {
+        target = async {
+            Ok::<_, StageError>(match options.wait_on {
+                WaitOn::Private => {
+                    let lease = stages::lease(&run.leases, node, baseline, deadline);
+                    let ip = watched.watching(&name, &note, lease).await?;
+                    t.update(|r| r.private_ip = Some(ip));
+                    ip
+                }
+                WaitOn::Public => stages::public_address(node).await?,
+            })
+        } => target?,
+        failed = not_bootable => return Err(failed),
     };
     let known = host.known_hosts();
     let _ = known_hosts::add_address(&known, &name, &target.to_string());

@@ -75,6 +75,16 @@ pub enum StageError {
     #[error("its domain disappeared (someone undefined it?); spawn {node} again with --force")]
     DomainGone { node: String },
     #[error(
+        "its disk does not boot: the firmware says '{line}'; image {image} has no boot loader or \
+         is not a bootable disk image (`qemu-img info` and `virt-filesystems -a` on it tell what \
+         it holds); remove the node with `vnode destroy {node}`"
+    )]
+    NotBootable {
+        node: String,
+        image: String,
+        line: String,
+    },
+    #[error(
         "libvirt at {uri}{} has not answered for {seconds} s ({source}); the guests may still be \
          running: once libvirtd is back, `vnode list` and `virsh -c {uri} list --all` show them",
         on_host(.host)
