@@ -273,7 +273,10 @@ fn the_modules_vnode_names_exist_in_each_release_and_its_schema_accepts_them() {
     let scratch = tempfile::tempdir().unwrap();
     let mut u = UserData::defaults();
     u.hostname = "vnode03".into();
-    u.ssh_authorized_keys = vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0p7tN6s3G0W1d8qq2ou4nZ3m7fPpQfG4n0cV5Ygk8m a@b".into()];
+    u.ssh_authorized_keys = vec![
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0p7tN6s3G0W1d8qq2ou4nZ3m7fPpQfG4n0cV5Ygk8m a@b"
+            .into(),
+    ];
     u.packages = vec!["curl".into()];
     u.runcmd = vec!["true".into()];
     u.write_files = vec![WriteFile {
@@ -309,45 +312,36 @@ fn the_modules_vnode_names_exist_in_each_release_and_its_schema_accepts_them() {
             .join("cloudinit/config");
         for m in &modules {
             let file = package.join(format!("cc_{m}.py"));
-            assert!(file.is_file(), "cloud-init {}: no module {m} ({})", ci.version, file.display());
+            assert!(
+                file.is_file(),
+                "cloud-init {}: no module {m} ({})",
+                ci.version,
+                file.display()
+            );
         }
-        let out = ci
-            .python()
-            .args([
-                "-c",
-                "import sys, yaml\n\
-                 from cloudinit.config.schema import get_schema, validate_cloudconfig_schema\n\
-                 doc = yaml.safe_load(open(sys.argv[1]))\n\
-                 validate_cloudconfig_schema(doc, get_schema(), strict=True)\n\
-                 print('valid', len(doc['cloud_init_modules']))",
-            ])
-            .arg(&user_data)
-            .output()
-            .unwrap();
-        let bare = ci
-            .python()
-            .args([
-                "-c",
-                "import sys, yaml\n\
-                 from cloudinit.config.schema import get_schema, validate_cloudconfig_schema\n\
-                 validate_cloudconfig_schema(yaml.safe_load(open(sys.argv[1])), get_schema(), strict=True)",
-            ])
-            .arg(&bare_data)
-            .output()
-            .unwrap();
-        assert!(
-            bare.status.success(),
-            "cloud-init {}: {}",
-            ci.version,
-            String::from_utf8_lossy(&bare.stderr)
-        );
-        assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("valid"),
-            "cloud-init {}: {}{}",
-            ci.version,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        for doc in [&user_data, &bare_data] {
+            let out = ci
+                .python()
+                .args([
+                    "-c",
+                    "import sys, yaml\n\
+                     from cloudinit.config.schema import get_schema, validate_cloudconfig_schema\n\
+                     doc = yaml.safe_load(open(sys.argv[1]))\n\
+                     validate_cloudconfig_schema(doc, get_schema(), strict=True)\n\
+                     print('valid', len(doc['cloud_init_modules']))",
+                ])
+                .arg(doc)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("valid"),
+                "cloud-init {}, {}: {}{}",
+                ci.version,
+                doc.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }
 

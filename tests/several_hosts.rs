@@ -62,15 +62,11 @@ fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     lab.import(&vms.image, IMAGE, "debian11");
     // A blank disk for the node whose host is lost: its domain only has to run there (the
     // firmware retries forever), and it spares the machine a second full boot beside vnode03's.
-    let blank = vms.site.root.join("blank.qcow2");
-    let status = std::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&blank)
-        .arg("1G")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    lab.import(&blank, "blank", "debian11");
+    lab.import(
+        &vms.site.blank_disk("blank.qcow2", "1G"),
+        "blank",
+        "debian11",
+    );
 
     // Every host answers, none has nodes or base images yet.
     let hosts = lab.json(["hosts"]);

@@ -19,15 +19,7 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
         lab.import(&vms.image, name, "debian11");
     }
     // A blank disk: the firmware finds nothing to boot.
-    let blank = site.root.join("blank.qcow2");
-    let status = std::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&blank)
-        .arg("2G")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    lab.import(&blank, "broken", "debian11");
+    lab.import(&site.blank_disk("blank.qcow2", "2G"), "broken", "debian11");
 
     // Three nodes, two image names, and the broken one, in parallel: exit 3 for the broken one.
     let report = lab

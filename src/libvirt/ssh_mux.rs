@@ -65,7 +65,10 @@ fn with_command(uri: &str, path: &Path) -> String {
         None => (uri, None),
     };
     let sep = if body.contains('?') { '&' } else { '?' };
-    let mut out = format!("{body}{sep}command={}", percent_encode(&path.to_string_lossy()));
+    let mut out = format!(
+        "{body}{sep}command={}",
+        percent_encode(&path.to_string_lossy())
+    );
     if let Some(f) = fragment {
         out.push('#');
         out.push_str(f);
@@ -155,7 +158,9 @@ mod tests {
     #[test]
     fn only_ssh_transports_without_a_command_are_shared() {
         assert!(wants_mux("qemu+ssh://root@h1/system"));
-        assert!(wants_mux("qemu+ssh://root@h1:2222/system?keyfile=/k&known_hosts=/kh"));
+        assert!(wants_mux(
+            "qemu+ssh://root@h1:2222/system?keyfile=/k&known_hosts=/kh"
+        ));
         assert!(!wants_mux("qemu:///system"));
         assert!(!wants_mux("qemu+tcp://h1/system"));
         assert!(!wants_mux("qemu+libssh://root@h1/system"));
@@ -190,7 +195,8 @@ mod tests {
         let path = install(&dir, uid).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
-            text.contains("ControlMaster=auto") && text.contains(&format!("{}/${{ns:-0}}-%C", dir.display())),
+            text.contains("ControlMaster=auto")
+                && text.contains(&format!("{}/${{ns:-0}}-%C", dir.display())),
             "{text}"
         );
         assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);

@@ -121,6 +121,19 @@ impl Site {
     pub fn nodes(&self) -> PathBuf {
         self.root.join("nodes")
     }
+
+    /// An empty qcow2 image in the site (`qemu-img create`): a disk with nothing to boot.
+    pub fn blank_disk(&self, name: &str, size: &str) -> PathBuf {
+        let path = self.root.join(name);
+        let status = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&path)
+            .arg(size)
+            .status()
+            .expect("qemu-img (qemu-utils) is installed");
+        assert!(status.success(), "qemu-img create {}", path.display());
+        path
+    }
 }
 
 impl Drop for Site {
