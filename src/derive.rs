@@ -150,6 +150,7 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
     let target = Target {
         host: host.clone(),
         accel: crate::accel::resolve(ctx.config.virt_type).accel(),
+        cpus: None,
     };
     let options = SpawnOptions {
         timeout: Duration::from_secs(req.timeout),

@@ -157,6 +157,7 @@ fn targets(ctx: &Context, args: &SpawnArgs, hosts: &Hosts, facts: &[HostFacts]) 
         return vec![Target {
             host: hosts.all()[0].clone(),
             accel: accel(ctx, args.virt_type),
+            cpus: None,
         }];
     }
     let requested = args.virt_type.unwrap_or(ctx.config.virt_type);
@@ -164,14 +165,14 @@ fn targets(ctx: &Context, args: &SpawnArgs, hosts: &Hosts, facts: &[HostFacts]) 
         .all()
         .iter()
         .map(|h| {
-            let offered = facts
-                .iter()
-                .find(|f| f.name == h.name().as_str())
-                .map_or(&[][..], |f| f.virt_types.as_slice());
+            let known = facts.iter().find(|f| f.name == h.name().as_str());
+            let offered = known.map_or(&[][..], |f| f.virt_types.as_slice());
             let resolved = crate::accel::resolve_remote(requested, h.name().as_str(), offered);
             Target {
                 host: h.clone(),
                 accel: resolved.accel(),
+                // The placement asked already: no second `virsh nodeinfo` per host.
+                cpus: known.and_then(|f| f.cpus),
             }
         })
         .collect()

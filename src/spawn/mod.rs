@@ -109,6 +109,8 @@ pub enum WaitOn {
 pub struct Target {
     pub host: Hypervisor,
     pub accel: Accel,
+    /// Its CPUs when already known (a `[[hosts]]` host's facts); else `--parallel auto` asks.
+    pub cpus: Option<u32>,
 }
 
 /// How nodes are brought up.
@@ -594,14 +596,14 @@ async fn boot_cap(
     let (cap, source) = options
         .parallel
         .for_host(t.host.host_config().and_then(|c| c.parallel_boots));
-    let cpus = if cap == slots::BootCap::Auto && t.accel == Accel::Tcg {
-        virsh
+    let cpus = match (cap, t.accel, t.cpus) {
+        (slots::BootCap::Auto, Accel::Tcg, Some(known)) => Some(known),
+        (slots::BootCap::Auto, Accel::Tcg, None) => virsh
             .run(&["nodeinfo"])
             .await
             .ok()
-            .and_then(|info| crate::hosts::facts::parse_nodeinfo(&info).0)
-    } else {
-        None
+            .and_then(|info| crate::hosts::facts::parse_nodeinfo(&info).0),
+        _ => None,
     };
     (cap.on_host(t.accel, cpus), source)
 }
