@@ -3,19 +3,21 @@
 # the test image, in a namespace lab of its own. Variants (each a config fragment):
 #  base     today's defaults
 #  needed   [cloud_init] modules = "needed" (vnode names each stage's modules)
-#  devices  virt_install_args: no USB controller, no memory balloon, no guest-agent channel
+#  devices  virt_install_args: no USB controller, no memory balloon
+#  noagent  virt_install_args: as devices, and no guest-agent channel either
 #  cpumax   virt_install_args: --cpu mode=maximum (TCG's full feature set; default: qemu64)
 #  tb1g     virt_install_args: a 1 GiB TCG translation cache (vnode asks for 128 MiB)
 # Every boot is one node (512 MiB, 1 vCPU) spawned with `--wait cloud-init --json`, and two
 # boots run at once, of two different variants (two vnode processes, each with its own config
 # and state directory, in the same lab): the machine has 2 CPUs and `--parallel auto` would also
-# boot 2 at once. Each round runs every variant once plus `base` a second time (6 boots, 3
-# pairs), in an order rotated per round so that pairings change. Per boot: vnode's ssh and
+# boot 2 at once. Each round runs every variant once (plus `base` a second time when their count
+# is odd), in an order rotated per round so that pairings change; `base devices` alone pairs the
+# two head to head in every round. Per boot: vnode's ssh and
 # cloud-init seconds (from its start), the guest's kernel and userspace startup
 # (`systemd-analyze`), the TCG translation-cache flushes qemu counted (`info jit`), and how many
 # cloud-init modules ran (`cloud-init analyze blame`).
 #
-#   benches/boot.sh                 3 rounds (18 boots, about 20 minutes on 2 cores)
+#   benches/boot.sh                 3 rounds (18 boots, about 30 minutes on 2 cores)
 #   BOOT_ROUNDS=5 benches/boot.sh   more rounds
 #   benches/boot.sh base tb1g       only these variants (still paired, base padded in)
 #   benches/boot.sh --smoke         one pair (base, needed) in one round (checks the script)
@@ -28,12 +30,12 @@
 # namespaces) and site directory /var/lib/vnode/boot-PID are removed on exit, also on failure.
 set -euo pipefail
 ROUNDS=${BOOT_ROUNDS:-3}
-ALL=(base needed devices cpumax tb1g)
+ALL=(base needed devices noagent cpumax tb1g)
 VARIANTS=()
 while (($#)); do
   case $1 in
     --smoke) VARIANTS=(base needed) ROUNDS=1 ;;
-    base | needed | devices | cpumax | tb1g) VARIANTS+=("$1") ;;
+    base | needed | devices | noagent | cpumax | tb1g) VARIANTS+=("$1") ;;
     *) echo "usage: $0 [--smoke] [${ALL[*]} ...]   (BOOT_ROUNDS=R rounds, default 3)" >&2; exit 2 ;;
   esac
   shift
@@ -73,7 +75,8 @@ variant_config() {
     echo "state_dir = \"$W/nodes-$name\""
     echo "ssh_keys = [\"$KEY\"]"
     case $name in
-      devices) echo 'virt_install_args = ["--controller", "usb,model=none", "--memballoon", "none", "--channel", "none"]' ;;
+      devices) echo 'virt_install_args = ["--controller", "usb,model=none", "--memballoon", "none"]' ;;
+      noagent) echo 'virt_install_args = ["--controller", "usb,model=none", "--memballoon", "none", "--channel", "none"]' ;;
       cpumax) echo 'virt_install_args = ["--cpu", "mode=maximum"]' ;;
       tb1g) echo 'virt_install_args = ["--xml", "./features/tcg/tb-cache=1024"]' ;;
     esac
