@@ -41,6 +41,7 @@ impl LibvirtError {
             "client socket is closed",
             "no valid connection",
             "Broken pipe",
+            virsh::NO_MESSAGE,
         ]
         .iter()
         .any(|m| message.contains(m))

@@ -143,6 +143,9 @@ pub struct NetworkEntry {
 /// How long a libvirt (local, or a remote host through ssh) may take to answer at all.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What a failed virsh that printed nothing is reported as (libvirtd gone mid-call).
+pub const NO_MESSAGE: &str = "virsh failed without a message, as when libvirtd goes away mid-call";
+
 #[derive(Clone, Debug)]
 pub struct Virsh {
     uri: String,
@@ -201,12 +204,18 @@ impl Virsh {
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
+            let said = String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .trim_start_matches("error: ")
+                .replace('\n', " ");
             Err(LibvirtError::Virsh {
                 args: args.join(" "),
-                message: String::from_utf8_lossy(&out.stderr)
-                    .trim()
-                    .trim_start_matches("error: ")
-                    .replace('\n', " "),
+                // Seen when libvirtd went away in the middle of the call: a connection error.
+                message: if said.is_empty() {
+                    format!("{NO_MESSAGE} ({})", out.status)
+                } else {
+                    said
+                },
             })
         }
     }
@@ -406,6 +415,29 @@ pub fn parse_leases(text: &str) -> Vec<Lease> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_without_a_message_counts_as_libvirt_not_answering() {
+        use std::os::unix::process::ExitStatusExt;
+        let v = Virsh::new("qemu:///system");
+        let out = |stderr: &[u8]| Output {
+            status: std::process::ExitStatus::from_raw(1 << 8),
+            stdout: Vec::new(),
+            stderr: stderr.to_vec(),
+        };
+        let silent = v
+            .judge(&["net-dhcp-leases", "default"], Ok(out(b"")))
+            .unwrap_err();
+        assert!(silent.is_connection(), "{silent}");
+        assert!(silent.to_string().contains("without a message"), "{silent}");
+        let refused = v
+            .judge(
+                &["domstate", "x"],
+                Ok(out(b"error: failed to get domain 'x'\n")),
+            )
+            .unwrap_err();
+        assert!(!refused.is_connection(), "{refused}");
+    }
 
     #[test]
     fn parses_lease_lines() {
