@@ -49,9 +49,13 @@ pub async fn until_boot_fails(path: PathBuf) -> String {
 /// The log's length and its firmware failure line, when it grew since `seen` bytes (and is still
 /// within the part the firmware writes).
 fn read_head(path: &Path, seen: u64) -> Option<(u64, Option<String>)> {
+    // Past the firmware's part of the log there is nothing more to look for: no reads at all.
+    if seen >= HEAD {
+        return None;
+    }
     let mut f = std::fs::File::open(path).ok()?;
     let len = f.metadata().ok()?.len();
-    if len == seen || seen >= HEAD {
+    if len == seen {
         return None;
     }
     let mut head = Vec::new();
