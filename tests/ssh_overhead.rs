@@ -91,6 +91,8 @@ fn cpu(who: libc::c_int) -> Duration {
 struct Round {
     route: Route,
     host_key: String,
+    /// Sent once vnode's side has started the round (its first try is under way).
+    started: oneshot::Sender<()>,
     done: oneshot::Sender<Stamps>,
 }
 
@@ -112,6 +114,7 @@ fn vnode_thread(
             while let Some(round) = rx.recv().await {
                 let cpu_before = cpu(libc::RUSAGE_THREAD);
                 let start = Instant::now();
+                let _ = round.started.send(());
                 let deadline = start + Duration::from_secs(30);
                 stages::banner(&round.route, deadline).await.unwrap();
                 let banner = Instant::now();
@@ -169,13 +172,20 @@ async fn round(
         Some(pool) => Route::Via(pool.clone(), addr),
     };
     let (done, stamps) = oneshot::channel();
+    let (started, begun) = oneshot::channel();
     vnode
         .send(Round {
             route,
             host_key: openssh(&host_key),
+            started,
             done,
         })
         .unwrap_or_else(|_| panic!("vnode's thread ended"));
+    // The delay counts from vnode's start, not from the hand-over: on a loaded machine its
+    // thread may take a while to pick the round up (it once did, and T0 came first).
+    begun
+        .await
+        .expect("vnode's thread failed (its panic is above)");
     tokio::time::sleep(delay).await;
     let t0 = Instant::now();
     let guest = Guest::serve(socket.listen(1024).unwrap(), host_key, guest.clone());
