@@ -136,6 +136,33 @@ impl Site {
     }
 }
 
+impl Site {
+    /// A qcow2 image whose boot sector halts the CPU for good (`cli; hlt; jmp`): its domain runs
+    /// forever at idle without an OS, and the firmware never says the disk does not boot. For
+    /// tests that need a running guest but not a booted one (a qemu to kill, a node still
+    /// booting at Ctrl-C), at no CPU cost beside the real boots.
+    pub fn halting_disk(&self, name: &str) -> PathBuf {
+        let raw = self.root.join(format!("{name}.raw"));
+        let mut sector = vec![0u8; 512];
+        sector[..4].copy_from_slice(&[0xfa, 0xf4, 0xeb, 0xfd]); // cli; hlt; jmp short -3 (to hlt)
+        sector[510..].copy_from_slice(&[0x55, 0xaa]);
+        std::fs::write(&raw, &sector).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&raw).unwrap();
+        file.set_len(1 << 20).unwrap();
+        drop(file);
+        let path = self.root.join(name);
+        let status = Command::new("qemu-img")
+            .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(&path)
+            .status()
+            .expect("qemu-img (qemu-utils) is installed");
+        assert!(status.success(), "qemu-img convert {}", path.display());
+        std::fs::remove_file(&raw).unwrap();
+        path
+    }
+}
+
 impl Drop for Site {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);

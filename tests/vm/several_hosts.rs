@@ -2,7 +2,8 @@
 //! lab (each its own libvirtd, `default` network, sshd and a `br0` joined to one site LAN), driven
 //! from the site through libvirt's remote protocol only. One spawn serves most assertions.
 
-mod common;
+use crate::budget;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -54,7 +55,7 @@ fn host_of(report: &Value, name: &str) -> String {
 }
 
 #[test]
-fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
+fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     let Some(vms) = VmLab::up_hosts("hosts", 3) else {
         return;
     };
@@ -99,13 +100,16 @@ fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
         "{dry:#}"
     );
 
-    // The spawn: all ready, two per host as the dry run said (which node goes where may differ:
-    // the hosts share this machine's free memory, the tie-breaker), the base uploaded once per
-    // host.
+    // The spawn: three nodes, one per host (boots are what this test costs; the dry run above
+    // showed how six would spread), all ready, each host's base uploaded by its node. That a
+    // second node on a host does not upload again shows below, where vnode03 moves to a host that
+    // has the base (and storage.rs holds concurrent pushes to one upload).
+    let boots = budget::boots(3);
     let report = lab
-        .spawn(["-d", IMAGE, "3-8", "--timeout", "900"])
+        .spawn(["-d", IMAGE, "3-5", "--timeout", "900"])
         .expect_ready()
         .report;
+    drop(boots);
     let mut uploads: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for n in report["nodes"].as_array().unwrap() {
         uploads
@@ -115,12 +119,8 @@ fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     }
     assert_eq!(uploads.len(), 3, "{report:#}");
     for (h, bytes) in &uploads {
-        assert_eq!(bytes.len(), 2, "{h}: {bytes:?}");
-        assert_eq!(
-            bytes.iter().filter(|b| **b > 0).count(),
-            1,
-            "{h}: {bytes:?}"
-        );
+        assert_eq!(bytes.len(), 1, "{h}: {bytes:?}");
+        assert!(bytes[0] > 0, "{h}: {bytes:?}");
     }
     // `list` asks every host: the same placement.
     let listed = lab.json(["list"]);
@@ -129,9 +129,9 @@ fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
         assert_eq!(n["host"].as_str().unwrap(), host_of(&report, name), "{n:#}");
         assert!(n["state"].as_str().unwrap().starts_with("running"), "{n:#}");
     }
-    // Each host has its two domains, and only their volumes.
+    // Each host has its domain, and only its volumes.
     for h in ["h1", "h2", "h3"] {
-        let mut mine: Vec<String> = (3..=8)
+        let mut mine: Vec<String> = (3..=5)
             .map(|i| format!("vnode0{i}"))
             .filter(|n| host_of(&report, n) == h)
             .collect();
@@ -154,12 +154,12 @@ fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     }
 
     // `vnode ssh` reaches each node through its host; a node on h1 pings one on h3 publicly.
-    for i in 3..=8 {
+    for i in 3..=5 {
         let name = format!("vnode0{i}");
         assert_eq!(lab.ssh(&name, &["hostname"]), name);
     }
     let on = |h: &str| {
-        (3..=8)
+        (3..=5)
             .map(|i| format!("vnode0{i}"))
             .find(|n| host_of(&report, n) == h)
             .unwrap()
@@ -180,7 +180,7 @@ fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     assert!(ssh_config.contains("ProxyJump root@"), "{ssh_config}");
 
     // destroy leaves no domain and no node volume on any host (the base images stay: a cache).
-    lab.vnode_ok(["destroy", "3-8"]);
+    lab.vnode_ok(["destroy", "3-5"]);
     for h in ["h1", "h2", "h3"] {
         assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
         assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
@@ -195,6 +195,7 @@ fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     let lost = ["h1", "h2", "h3"].into_iter().find(|h| *h != to).unwrap();
     let lost_host = lab.host(lost);
     let old_public = report["nodes"][0]["public_ip"].clone();
+    let boots = budget::boots(1);
     let moved = std::thread::scope(|s| {
         let run = s.spawn(|| {
             lab.spawn([
@@ -213,6 +214,7 @@ fn six_nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
         run.join().unwrap()
     })
     .expect_code(3);
+    drop(boots);
     let n = moved.node("vnode03");
     assert_eq!(n["outcome"], "ready", "{n:#}");
     assert_eq!(n["host"], to, "{n:#}");
