@@ -110,9 +110,11 @@ tarball=$dir/rootfs-$suite-$variant-$rootfs_key.tar
 # ---- locking, temp dir, cleanup -------------------------------------------------------
 mkdir -p "$dir"
 chmod 755 "$dir"
-exec 9>"$dir/.lock"
+# One lock per variant: the variants build at once (CI builds all three side by side), two
+# builds of one variant do not.
+exec 9>"$dir/.lock-$variant"
 if ! flock -n 9; then
-	log "another build holds $dir/.lock, waiting"
+	log "another build holds $dir/.lock-$variant, waiting"
 	flock 9
 fi
 if [[ -f $image ]]; then # built by the other process meanwhile
@@ -159,13 +161,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-for stale in "$dir"/.build.*; do
+for stale in "$dir"/.build-"$variant".*; do
 	[[ -d $stale ]] || continue
 	log "removing leftover $stale"
 	clean_dir "$stale"
 done
 
-tmp=$(mktemp -d "$dir/.build.XXXXXX")
+tmp=$(mktemp -d "$dir/.build-$variant.XXXXXX")
 chmod 755 "$tmp" # lets apt download as _apt (sandboxed) inside mmdebstrap's chroot
 export TMPDIR=$tmp
 
