@@ -371,7 +371,7 @@ fn networkd(ci: &CloudInit, node: &Node, dir: &Path, findings: &mut Vec<String>)
         } else {
             // 22.4 (Debian 12) has no mapping for `optional`: the public link stays required
             // for systemd-networkd-wait-online. What that costs is measured in
-            // tests/guest_variants.rs (variant networkd runs this release).
+            // tests/vm/guest_variants.rs (variant networkd runs this release).
             assert_eq!(required, None, "{ctx}");
             findings.push(format!(
                 "cloud-init {v} networkd: `optional` is not rendered (no RequiredForOnline=no)"
@@ -461,7 +461,7 @@ fn network_manager(ci: &CloudInit, node: &Node, dir: &Path, findings: &mut Vec<S
         }
         // `optional` has no NetworkManager mapping in any release. The profiles require IPv4
         // (may-fail=false); what a missing public lease costs at boot is measured in
-        // tests/guest_variants.rs (variant nm).
+        // tests/vm/guest_variants.rs (variant nm).
         assert_eq!(get(&profile, "ipv4", "may-fail"), Some("false"), "{ctx}");
         if name == "public" {
             findings.push(format!(

@@ -15,9 +15,9 @@
 //! saying so; as root, a missing program fails it with the Debian package to install.
 //! `VNODE_SKIP_VM_TESTS=1` skips them explicitly, each printing
 //! `SKIPPED (VNODE_SKIP_VM_TESTS=1): <test>` to stderr, past the test harness's capture, so
-//! every run shows it. It skips tests/lab.rs, tests/spawn.rs, tests/derive.rs,
-//! tests/host_bridge.rs and the full-disk tests of tests/faults.rs; every other test runs
-//! without root.
+//! every run shows it. It skips the VM tests (tests/vm/: lab, spawn, derive, faults,
+//! guest_variants, several_hosts), tests/host_bridge.rs and the full-disk tests of
+//! tests/storage_and_interrupts.rs; every other test runs without root.
 #![allow(dead_code)]
 
 pub mod cli;
