@@ -100,8 +100,18 @@ fn derive_an_image_then_spawn_fresh_nodes_from_it() {
     // The derived image, and only it.
     let temporary_id = String::from_utf8_lossy(&marker.stderr)
         .lines()
-        .find_map(|l| l.split_once("machine-id=").map(|(_, id)| id.trim().to_string()))
-        .unwrap_or_else(|| panic!("no machine-id line: {}", String::from_utf8_lossy(&marker.stderr)));
+        // (The command line, if echoed, has "machine-id=$(cat ...": only a 32-hex-digit value.)
+        .filter_map(|l| {
+            l.split_once("machine-id=")
+                .map(|(_, id)| id.trim().to_string())
+        })
+        .find(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no machine-id line: {}",
+                String::from_utf8_lossy(&marker.stderr)
+            )
+        });
     assert_eq!(temporary_id.len(), 32, "{temporary_id:?}");
     let out = common::cli::ok("derive marker", marker);
     assert_eq!(out.trim(), "debian-12-test-marker");
@@ -175,7 +185,10 @@ fn derive_an_image_then_spawn_fresh_nodes_from_it() {
     // The image carried no machine-id: the node made its own.
     let id = lab.ssh(name, &["cat", "/etc/machine-id"]);
     assert_eq!(id.len(), 32, "{name}: machine-id {id:?}");
-    assert_ne!(id, temporary_id, "the node has the temporary node's machine-id");
+    assert_ne!(
+        id, temporary_id,
+        "the node has the temporary node's machine-id"
+    );
     lab.vnode_ok(["destroy", "3"]);
     assert_no_nodes(lab, site);
     eprintln!("all done at {:?}", t0.elapsed());

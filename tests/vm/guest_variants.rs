@@ -220,7 +220,12 @@ fn each_renderer_with_and_without_a_public_lease() {
     );
     // Three boots at once, not the two of `auto` on two cores: the unserved nodes spend much of
     // their boot idle in wait-online, and six nodes take two waves instead of three.
-    args.extend(["--timeout".into(), "900".into(), "--parallel".into(), "3".into()]);
+    args.extend([
+        "--timeout".into(),
+        "900".into(),
+        "--parallel".into(),
+        "3".into(),
+    ]);
     let boots = budget::boots(3);
     let t0 = Instant::now();
     let out = lab.vnode(&args);

@@ -106,7 +106,15 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
     // node, vnode04.
     let boots = budget::boots(2);
     let report = lab
-        .spawn(["-d", "debian-12-test", "--force", "3", "4", "--timeout", "600"])
+        .spawn([
+            "-d",
+            "debian-12-test",
+            "--force",
+            "3",
+            "4",
+            "--timeout",
+            "600",
+        ])
         .expect_ready();
     drop(boots);
     assert_ne!(instance_id(), instance);
