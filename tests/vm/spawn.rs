@@ -1,7 +1,8 @@
 //! vnode's main job, for real: nodes spawned in parallel in the namespace lab (TCG guests from the
 //! Debian test image), reachable with their pinned host keys, with the addresses the plan says;
 //! beside them a node whose disk does not boot, which fails clearly and at once while they go on.
-//! One spawn serves every check (boots are the suite's cost).
+//! Two spawns of two real boots each serve every check (boots are the suite's cost): vnode03,
+//! vnode05 and the broken vnode06; then vnode03 again with `--force` and vnode04 beside it.
 
 use crate::budget;
 use crate::common;
