@@ -125,42 +125,41 @@ impl Site {
     /// An empty qcow2 image in the site (`qemu-img create`): a disk with nothing to boot.
     pub fn blank_disk(&self, name: &str, size: &str) -> PathBuf {
         let path = self.root.join(name);
-        let status = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&path)
-            .arg(size)
-            .status()
-            .expect("qemu-img (qemu-utils) is installed");
-        assert!(status.success(), "qemu-img create {}", path.display());
+        qemu_img(
+            &["create", "-q", "-f", "qcow2"],
+            &[path.as_os_str(), size.as_ref()],
+        );
         path
     }
-}
 
-impl Site {
     /// A qcow2 image whose boot sector halts the CPU for good (`cli; hlt; jmp`): its domain runs
     /// forever at idle without an OS, and the firmware never says the disk does not boot. For
     /// tests that need a running guest but not a booted one (a qemu to kill, a node still
     /// booting at Ctrl-C), at no CPU cost beside the real boots.
     pub fn halting_disk(&self, name: &str) -> PathBuf {
         let raw = self.root.join(format!("{name}.raw"));
-        let mut sector = vec![0u8; 512];
-        sector[..4].copy_from_slice(&[0xfa, 0xf4, 0xeb, 0xfd]); // cli; hlt; jmp short -3 (to hlt)
-        sector[510..].copy_from_slice(&[0x55, 0xaa]);
-        std::fs::write(&raw, &sector).unwrap();
-        let file = std::fs::OpenOptions::new().write(true).open(&raw).unwrap();
-        file.set_len(1 << 20).unwrap();
-        drop(file);
+        let mut disk = vec![0u8; 1 << 20];
+        disk[..4].copy_from_slice(&[0xfa, 0xf4, 0xeb, 0xfd]); // cli; hlt; jmp short -3 (to hlt)
+        disk[510..512].copy_from_slice(&[0x55, 0xaa]);
+        std::fs::write(&raw, &disk).unwrap();
         let path = self.root.join(name);
-        let status = Command::new("qemu-img")
-            .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
-            .arg(&raw)
-            .arg(&path)
-            .status()
-            .expect("qemu-img (qemu-utils) is installed");
-        assert!(status.success(), "qemu-img convert {}", path.display());
+        qemu_img(
+            &["convert", "-q", "-f", "raw", "-O", "qcow2"],
+            &[raw.as_os_str(), path.as_os_str()],
+        );
         std::fs::remove_file(&raw).unwrap();
         path
     }
+}
+
+/// Runs `qemu-img ARGS FILES...` and asserts it succeeded.
+fn qemu_img(args: &[&str], files: &[&std::ffi::OsStr]) {
+    let status = Command::new("qemu-img")
+        .args(args)
+        .args(files)
+        .status()
+        .expect("qemu-img (qemu-utils) is installed");
+    assert!(status.success(), "qemu-img {args:?} {files:?} failed");
 }
 
 impl Drop for Site {
