@@ -42,10 +42,9 @@ while (($#)); do
 done
 ((${#VARIANTS[@]})) || VARIANTS=("${ALL[@]}")
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "boot.sh: BOOT_ROUNDS must be 1..99" >&2; exit 2; }
-[[ $(id -u) == 0 ]] || { echo "boot.sh: run as root (the lab needs namespaces and libvirtd)" >&2; exit 1; }
-command -v jq >/dev/null || { echo "boot.sh: jq is needed (Debian package jq)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 . benches/lib.sh
+bench_lab_needs boot.sh jq
 bench_binary boot.sh "${BOOT_VNODE:-}"
 IMAGE=debian-12-test
 

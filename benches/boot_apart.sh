@@ -29,10 +29,9 @@ while (($#)); do
   esac
   shift
 done
-[[ $(id -u) == 0 ]] || { echo "boot_apart.sh: run as root (the lab needs namespaces and libvirtd)" >&2; exit 1; }
-command -v jq >/dev/null || { echo "boot_apart.sh: jq is needed (Debian package jq)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 . benches/lib.sh
+bench_lab_needs boot_apart.sh jq
 bench_binary boot_apart.sh "${APART_VNODE:-}"
 bench_site apart 512 3
 cleanup() {

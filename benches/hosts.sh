@@ -28,10 +28,9 @@ case "${1:-}" in
   "") ;;
   *) echo "usage: $0 [--smoke]" >&2; exit 2 ;;
 esac
-[[ $(id -u) == 0 ]] || { echo "hosts.sh: run as root (the lab needs namespaces and libvirtd)" >&2; exit 1; }
-command -v jq >/dev/null || { echo "hosts.sh: jq is needed (Debian package jq)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 . benches/lib.sh
+bench_lab_needs hosts.sh jq
 bench_binary hosts.sh "${HOSTS_VNODE:-}"
 
 bench_site hosts 512 4

@@ -1,6 +1,17 @@
 # What the benchmarks that run vnode share (sourced, not run): which binary they measure, and the
 # site of a lab of their own. Every function exits the script with a message on failure.
 
+# bench_lab_needs TOOL [COMMAND ...]: what every benchmark with a lab of its own needs: root (the
+# lab's namespaces and libvirtd) and the given commands on PATH.
+bench_lab_needs() {
+  local tool=$1 c
+  shift
+  [[ $(id -u) == 0 ]] || { echo "$tool: run as root (the lab needs namespaces and libvirtd)" >&2; exit 1; }
+  for c in "$@"; do
+    command -v "$c" >/dev/null || { echo "$tool: $c is needed (bash .ci/install-deps installs it)" >&2; exit 1; }
+  done
+}
+
 # bench_binary TOOL [BINARY]: sets VNODE to BINARY (the script's own override variable), else
 # $VNODE_BIN, else a release build made here.
 bench_binary() {

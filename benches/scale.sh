@@ -34,11 +34,9 @@ while (($#)); do
 done
 ((${#MODES[@]})) || MODES=(all 4)
 [[ $NODES =~ ^[1-9][0-9]?$ ]] || { echo "scale.sh: SCALE_NODES must be 1..99 (the default pool)" >&2; exit 2; }
-[[ $(id -u) == 0 ]] || { echo "scale.sh: run as root (the lab needs namespaces and libvirtd)" >&2; exit 1; }
-command -v jq >/dev/null || { echo "scale.sh: jq is needed (Debian package jq)" >&2; exit 1; }
-command -v ps >/dev/null || { echo "scale.sh: ps is needed (Debian package procps)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 . benches/lib.sh
+bench_lab_needs scale.sh jq ps
 bench_binary scale.sh "${SCALE_VNODE:-}"
 TIME=/usr/bin/time
 [[ -x $TIME ]] || { TIME=; echo "scale.sh: no /usr/bin/time (Debian package time): the CPU of vnode's children is not reported" >&2; }

@@ -45,12 +45,9 @@ while (($#)); do
 done
 ((${#COUNTS[@]})) || COUNTS=(1 3 6)
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "seed.sh: SEED_ROUNDS must be a positive number" >&2; exit 2; }
-[[ $(id -u) == 0 ]] || { echo "seed.sh: run as root (the lab needs namespaces and libvirtd)" >&2; exit 1; }
-for tool in jq qemu-img cloud-localds virt-install virsh ssh; do
-  command -v "$tool" >/dev/null || { echo "seed.sh: $tool is needed (bash .ci/install-deps)" >&2; exit 1; }
-done
 cd "$(dirname "$0")/.."
 . benches/lib.sh
+bench_lab_needs seed.sh jq qemu-img cloud-localds virt-install virsh ssh
 bench_binary seed.sh "${SEED_VNODE:-}"
 
 bench_site seed 512 4 seed

@@ -28,10 +28,9 @@ esac
   echo "soak.sh: SOAK_ROUNDS must be a positive number and SOAK_NODES 1..99" >&2
   exit 2
 }
-[[ $(id -u) == 0 ]] || { echo "soak.sh: run as root (the lab needs namespaces and libvirtd)" >&2; exit 1; }
-command -v jq >/dev/null || { echo "soak.sh: jq is needed (Debian package jq)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 . benches/lib.sh
+bench_lab_needs soak.sh jq
 bench_binary soak.sh "${SOAK_VNODE:-}"
 
 FIRST=10 # node numbers FIRST .. FIRST+NODES-1 of the default pool
