@@ -107,6 +107,33 @@ pub async fn run(cmd: &mut tokio::process::Command) -> io::Result<Output> {
     output
 }
 
+/// Starts `cmd` and calls `line` with each line it prints, until it exits; its exit status then.
+/// For a command that streams (`virsh event --loop`). The child is killed when the future is
+/// dropped; stderr is thrown away (the caller learns of a failure by the stream ending).
+pub async fn follow_lines(
+    cmd: &mut tokio::process::Command,
+    mut line: impl FnMut(&str),
+) -> io::Result<ExitStatus> {
+    use tokio::io::AsyncBufReadExt;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = cmd.spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    while let Some(l) = lines.next_line().await? {
+        line(&l);
+    }
+    let status = child.wait().await;
+    log_end(
+        cmd.as_std(),
+        started,
+        &status.as_ref().map(|s| *s).map_err(clone_err),
+    );
+    status
+}
+
 /// Waits for our child; kills it at the deadline.
 pub fn wait(child: &mut Child, timeout: Duration) -> io::Result<ExitStatus> {
     let deadline = Instant::now() + timeout;
@@ -129,6 +156,24 @@ pub fn wait(child: &mut Child, timeout: Duration) -> io::Result<ExitStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn followed_lines_arrive_as_printed() {
+        let mut seen = Vec::new();
+        let start = Instant::now();
+        let status = follow_lines(
+            tokio::process::Command::new("sh").args(["-c", "echo one; echo two; exit 4"]),
+            |l| seen.push(l.to_string()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(seen, ["one", "two"]);
+        assert_eq!(status.code(), Some(4));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(follow_lines(&mut tokio::process::Command::new("/nonexistent/tool"), |_| {})
+            .await
+            .is_err());
+    }
 
     #[test]
     fn blocking_runs_report_output_failures_and_deadlines() {

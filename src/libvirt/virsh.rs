@@ -7,6 +7,7 @@
 //! them inside its namespaces (a base command that joins the lab's namespaces before exec).
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -149,12 +150,20 @@ pub const NO_MESSAGE: &str = "virsh failed without a message, as when libvirtd g
 #[derive(Clone, Debug)]
 pub struct Virsh {
     uri: String,
+    /// `virsh`, from PATH; a stand-in in tests.
+    program: PathBuf,
 }
 
 impl Virsh {
     pub fn new(uri: &str) -> Virsh {
+        Virsh::with_program("virsh", uri)
+    }
+
+    /// A runner that starts `program` in virsh's place (a stand-in that plays libvirt in tests).
+    pub fn with_program(program: impl Into<PathBuf>, uri: &str) -> Virsh {
         Virsh {
             uri: uri.to_string(),
+            program: program.into(),
         }
     }
 
@@ -177,7 +186,7 @@ impl Virsh {
     /// Runs `virsh ARGS`; stdout on success, the error with virsh's own words otherwise. The
     /// child is killed if the caller stops waiting.
     pub async fn run(&self, args: &[&str]) -> Result<String, LibvirtError> {
-        let mut cmd = tokio::process::Command::from(self.command_from(Command::new("virsh"), args));
+        let mut cmd = tokio::process::Command::from(self.command_from(Command::new(&self.program), args));
         self.judge(args, crate::exec::run(&mut cmd).await)
     }
 
@@ -251,6 +260,26 @@ impl Virsh {
                 e @ LibvirtError::Unreachable { .. } => e,
                 e => self.unreachable(e),
             })
+    }
+
+    /// Follows libvirt's domain lifecycle events (`virsh event --loop --event lifecycle`):
+    /// `seen` is called with each event's line, from the moment the connection is made until it
+    /// breaks (libvirtd restarting) or the future is dropped. Ok when virsh ended by itself.
+    pub async fn follow_lifecycle(&self, seen: impl FnMut(&str)) -> Result<(), LibvirtError> {
+        let args = ["event", "--loop", "--event", "lifecycle"];
+        let mut cmd = tokio::process::Command::from(self.command_from(Command::new(&self.program), &args));
+        let status = crate::exec::follow_lines(&mut cmd, seen).await;
+        match status {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(LibvirtError::Virsh {
+                args: args.join(" "),
+                message: format!("{NO_MESSAGE} ({s})"),
+            }),
+            Err(e) => Err(LibvirtError::Tool {
+                tool: "virsh".into(),
+                message: e.to_string(),
+            }),
+        }
     }
 
     /// The domain's state ("running", "shut off", ...), or None when no such domain exists.

@@ -1,6 +1,6 @@
 //! libvirt's DHCP leases, polled for every waiting node at once: one `virsh net-dhcp-leases` per
-//! network per poll interval (the host's [`Hypervisor::libvirt_poll`]), whatever the number of
-//! nodes.
+//! network per poll interval (the host's [`Hypervisor::libvirt_poll`], at least [`LEASE_POLL`]),
+//! whatever the number of nodes.
 //!
 //! [`Hypervisor::libvirt_poll`]: crate::hypervisor::Hypervisor::libvirt_poll
 
@@ -16,6 +16,11 @@ use crate::mac::Mac;
 
 /// The banner and login tries wait at most this long between tries.
 pub const POLL: Duration = Duration::from_millis(250);
+
+/// Leases are read at most this often. A guest's DHCP answer comes tens of seconds before its
+/// sshd, so a second of delay here is not felt, and each read is a new virsh process whose CPU,
+/// under TCG, comes out of the guests' boots.
+pub const LEASE_POLL: Duration = Duration::from_secs(1);
 
 pub struct Leases {
     virsh: Virsh,

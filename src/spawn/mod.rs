@@ -215,7 +215,10 @@ pub async fn spawn(
                 existing.entry(n).or_insert_with(|| t.host.name().clone());
             }
         }
-        let leases = Leases::new(virsh.clone(), t.host.libvirt_poll());
+        let leases = Leases::new(
+            virsh.clone(),
+            t.host.libvirt_poll().max(leases::LEASE_POLL),
+        );
         let (cap, cap_source) = boot_cap(options, t, virsh).await;
         let mut before: HashMap<String, Vec<Lease>> = HashMap::new();
         for n in nodes.iter().filter(|n| &n.host == t.host.name()) {
