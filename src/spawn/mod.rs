@@ -219,7 +219,8 @@ pub async fn spawn(
             virsh.clone(),
             t.host.libvirt_poll().max(leases::LEASE_POLL),
         );
-        let (cap, cap_source) = boot_cap(options, t, virsh).await;
+        let here = nodes.iter().filter(|n| &n.host == t.host.name()).count();
+        let (cap, cap_source) = boot_cap(options, t, here, virsh).await;
         let mut before: HashMap<String, Vec<Lease>> = HashMap::new();
         for n in nodes.iter().filter(|n| &n.host == t.host.name()) {
             if !before.contains_key(&n.id.network) {
@@ -594,6 +595,7 @@ impl Tracker {
 async fn boot_cap(
     options: &SpawnOptions,
     t: &Target,
+    nodes: usize,
     virsh: &crate::libvirt::virsh::Virsh,
 ) -> (slots::BootCap, CapSource) {
     let (cap, source) = options
@@ -608,5 +610,5 @@ async fn boot_cap(
             .and_then(|info| crate::hosts::facts::parse_nodeinfo(&info).0),
         _ => None,
     };
-    (cap.on_host(t.accel, cpus), source)
+    (cap.on_host(t.accel, cpus, nodes), source)
 }
