@@ -121,7 +121,8 @@ pub async fn follow_lines(
         .kill_on_drop(true);
     let started = Instant::now();
     let mut child = cmd.spawn()?;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    let mut lines =
+        tokio::io::BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
     while let Some(l) = lines.next_line().await? {
         line(&l);
     }
@@ -170,9 +171,14 @@ mod tests {
         assert_eq!(seen, ["one", "two"]);
         assert_eq!(status.code(), Some(4));
         assert!(start.elapsed() < Duration::from_secs(5));
-        assert!(follow_lines(&mut tokio::process::Command::new("/nonexistent/tool"), |_| {})
+        assert!(
+            follow_lines(
+                &mut tokio::process::Command::new("/nonexistent/tool"),
+                |_| {}
+            )
             .await
-            .is_err());
+            .is_err()
+        );
     }
 
     #[test]

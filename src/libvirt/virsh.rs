@@ -186,7 +186,8 @@ impl Virsh {
     /// Runs `virsh ARGS`; stdout on success, the error with virsh's own words otherwise. The
     /// child is killed if the caller stops waiting.
     pub async fn run(&self, args: &[&str]) -> Result<String, LibvirtError> {
-        let mut cmd = tokio::process::Command::from(self.command_from(Command::new(&self.program), args));
+        let mut cmd =
+            tokio::process::Command::from(self.command_from(Command::new(&self.program), args));
         self.judge(args, crate::exec::run(&mut cmd).await)
     }
 
@@ -267,7 +268,8 @@ impl Virsh {
     /// breaks (libvirtd restarting) or the future is dropped. Ok when virsh ended by itself.
     pub async fn follow_lifecycle(&self, seen: impl FnMut(&str)) -> Result<(), LibvirtError> {
         let args = ["event", "--loop", "--event", "lifecycle"];
-        let mut cmd = tokio::process::Command::from(self.command_from(Command::new(&self.program), &args));
+        let mut cmd =
+            tokio::process::Command::from(self.command_from(Command::new(&self.program), &args));
         let status = crate::exec::follow_lines(&mut cmd, seen).await;
         match status {
             Ok(s) if s.success() => Ok(()),

@@ -197,8 +197,14 @@ mod tests {
     #[test]
     fn auto_is_one_boot_per_cpu_under_tcg_past_the_cpus_plus_one_and_no_cap_under_kvm() {
         let two = NonZeroUsize::new(2).unwrap();
-        assert_eq!(BootCap::Auto.on_host(Accel::Tcg, Some(2), 4), BootCap::At(two));
-        assert_eq!(BootCap::Auto.on_host(Accel::Tcg, Some(2), 31), BootCap::At(two));
+        assert_eq!(
+            BootCap::Auto.on_host(Accel::Tcg, Some(2), 4),
+            BootCap::At(two)
+        );
+        assert_eq!(
+            BootCap::Auto.on_host(Accel::Tcg, Some(2), 31),
+            BootCap::At(two)
+        );
         // No lone last wave: up to the CPUs plus one boot together.
         assert_eq!(BootCap::Auto.on_host(Accel::Tcg, Some(2), 3), BootCap::All);
         assert_eq!(BootCap::Auto.on_host(Accel::Tcg, Some(2), 1), BootCap::All);

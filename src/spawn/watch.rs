@@ -395,7 +395,13 @@ mod tests {
         // must not believe it.
         std::fs::write(dir.path().join("states"), "").unwrap();
         let poll = Duration::from_millis(250);
-        let domains = Domains::new(virsh, "test:///stand-in", None, Duration::from_secs(30), poll);
+        let domains = Domains::new(
+            virsh,
+            "test:///stand-in",
+            None,
+            Duration::from_secs(30),
+            poll,
+        );
         tokio::time::sleep(Duration::from_millis(600)).await;
         states(dir.path(), 1, 1);
         let watched = tokio::time::timeout(
@@ -416,9 +422,15 @@ mod tests {
         )
         .await
         .expect("the pause is seen");
-        assert!(paused.elapsed() < Duration::from_secs(1), "{:?}", paused.elapsed());
+        assert!(
+            paused.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            paused.elapsed()
+        );
         match result {
-            Err(StageError::DomainDown { state, .. }) => assert!(state.contains("ioerror"), "{state}"),
+            Err(StageError::DomainDown { state, .. }) => {
+                assert!(state.contains("ioerror"), "{state}")
+            }
             other => panic!("not a domain down: {:?}", other.err()),
         }
     }
