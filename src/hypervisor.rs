@@ -169,10 +169,11 @@ impl Hypervisor {
         self.remote.as_ref().map(|r| &r.storage)
     }
 
-    /// How often the spawn reads this host's domain states and leases. Every virsh call over
-    /// `qemu+ssh://` is a new ssh connection (libvirt's transport starts one per client), which
-    /// costs the host and the controller CPU that the guests' boots need: once a second there, four
-    /// times a second on this host's local libvirt.
+    /// How often the spawn reads this host's domain states while libvirt's event stream is down
+    /// (leases: at most once a second). Every virsh call over `qemu+ssh://` is a new ssh
+    /// connection (libvirt's transport starts one per client), which costs the host and the
+    /// controller CPU that the guests' boots need: once a second there, four times a second on
+    /// this host's local libvirt.
     pub fn libvirt_poll(&self) -> Duration {
         if self.jump().is_some() {
             Duration::from_secs(1)

@@ -38,10 +38,11 @@ pub enum LeaseError {
 }
 
 impl Leases {
+    /// `poll`: the host's interval; leases are read no more often than [`LEASE_POLL`].
     pub fn new(virsh: Virsh, poll: Duration) -> Leases {
         Leases {
             virsh,
-            poll,
+            poll: poll.max(LEASE_POLL),
             cache: Mutex::new(HashMap::new()),
         }
     }

@@ -215,7 +215,7 @@ pub async fn spawn(
                 existing.entry(n).or_insert_with(|| t.host.name().clone());
             }
         }
-        let leases = Leases::new(virsh.clone(), t.host.libvirt_poll().max(leases::LEASE_POLL));
+        let leases = Leases::new(virsh.clone(), t.host.libvirt_poll());
         let here = nodes.iter().filter(|n| &n.host == t.host.name()).count();
         let (cap, cap_source) = boot_cap(options, t, here, virsh).await;
         let mut before: HashMap<String, Vec<Lease>> = HashMap::new();

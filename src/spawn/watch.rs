@@ -102,20 +102,18 @@ impl Domains {
     }
 
     /// Resolves only when the domain is no longer running, is gone, or libvirt has not answered
-    /// for the whole grace period. Only readings begun after the watch began count: an older one
-    /// may predate the domain.
+    /// for the whole grace period. A reading begun before the watch counts only when it shows the
+    /// domain running (the usual case from a node's second stage on); anything else in it may
+    /// predate the domain, so a fresh reading is asked for.
     async fn until_down(&self, name: &str, note: &(dyn Fn(&str) + Sync)) -> StageError {
         let since = Instant::now();
         let mut readings = self.readings.clone();
-        self.wake.notify_one();
         let mut silent_since: Option<Instant> = None;
         loop {
-            let reading = readings
-                .borrow_and_update()
-                .clone()
-                .filter(|r| r.began >= since);
-            if let Some(reading) = reading {
-                match see(reading.states, name) {
+            let reading = readings.borrow_and_update().clone();
+            let seen = reading.map(|r| (r.began >= since, see(r.states, name)));
+            match seen {
+                Some((fresh, seen)) if fresh || matches!(seen, Seen::Running) => match seen {
                     Seen::Running => {
                         if silent_since.take().is_some() {
                             note("libvirt answers again");
@@ -152,7 +150,8 @@ impl Domains {
                             };
                         }
                     }
-                }
+                },
+                _ => self.wake.notify_one(),
             }
             if readings.changed().await.is_err() {
                 return StageError::Libvirt(LibvirtError::Tool {
