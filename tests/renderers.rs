@@ -1,14 +1,15 @@
 //! What each cloud-init release makes of vnode's network-config, per renderer: cloud-init's own
-//! `devel net-convert` (cloud-init 22.4 from the Debian package, 24.4, 25.2 and 26.2 from their
-//! release tarballs) renders the network-config the library generates for a node for networkd,
+//! `devel net-convert` renders the network-config the library generates for a node for networkd,
 //! netplan, network-manager and sysconfig, and the test says per version what the guest gets:
 //! NICs matched by MAC and named `public`/`private`, DHCP on both, the route metrics that give the
 //! public NIC the default route, and whether the public NIC is optional for "online".
 //! Where a release cannot honour something, the assertion says so and checks the mitigation.
 //!
-//! The tarballs (`cloud-init-24.4.tar.gz`, `cloud-init-25.2.tar.gz`, `cloud-init-26.2.tar.gz`)
-//! are looked up in `$VNODE_CLOUD_INIT_SRC`, else `../shared/cloud-init-src/` next to the crate;
-//! without them the test fails and names them. They are extracted into a temp dir per run.
+//! The releases are the distributions' own builds: Debian 12's 22.4 (the host's package, see
+//! .ci/install-deps; the test guests run it too), Debian 13's 25.1 and sid's 26.2 or later, which
+//! `tests/cloud-init-releases/fetch.sh` downloads from Debian's archive with a private apt
+//! configuration and unpacks into a cache (nothing is installed). 25.1 is the last before 26.2's
+//! NetworkManager route-metric fix, sid's the first after it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,22 +18,23 @@ use std::process::Command;
 use vnode::mac::{Mac, Nic};
 use vnode::node::cloud_init::{NetworkConfig, NmRouteMetrics, UserData, WriteFile};
 
-const TARBALL_VERSIONS: [&str; 3] = ["24.4", "25.2", "26.2"];
 const PUBLIC_METRIC: &str = "100";
 const PRIVATE_METRIC: &str = "200";
+/// Where the host's cloud-init package (Debian 12's 22.4) keeps its Python package.
+const HOST_PACKAGE: &str = "/usr/lib/python3/dist-packages";
 
 /// One cloud-init release: its version and where its Python package is.
 struct CloudInit {
-    version: &'static str,
-    /// None: the Debian package's (22.4) in /usr/lib/python3/dist-packages.
+    /// Upstream version, e.g. `25.1.4` (the Debian revision cut off).
+    version: String,
+    /// None: the host's package, in [`HOST_PACKAGE`].
     pythonpath: Option<PathBuf>,
 }
 
 impl CloudInit {
     /// `(major, minor)`, for "before 26.2" decisions.
     fn at_least(&self, major: u32, minor: u32) -> bool {
-        let (a, b) = self.version.split_once('.').unwrap();
-        (a.parse::<u32>().unwrap(), b.parse::<u32>().unwrap()) >= (major, minor)
+        major_minor(&self.version) >= (major, minor)
     }
 
     fn python(&self) -> Command {
@@ -44,8 +46,14 @@ impl CloudInit {
         cmd
     }
 
+    fn package_root(&self) -> PathBuf {
+        self.pythonpath
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(HOST_PACKAGE))
+    }
+
     /// Where the `cloudinit` package comes from and the version it reports, so the test knows it
-    /// runs the release it names (26.2's source tree reports a meson placeholder instead).
+    /// runs the release it names.
     fn check_origin(&self) {
         let out = self
             .python()
@@ -63,17 +71,13 @@ impl CloudInit {
         );
         let text = String::from_utf8(out.stdout).unwrap();
         let (file, version) = text.trim().split_once('\n').unwrap();
-        let root = self
-            .pythonpath
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/usr/lib/python3/dist-packages"));
         assert!(
-            Path::new(file).starts_with(&root),
+            Path::new(file).starts_with(self.package_root()),
             "cloud-init {} imported from {file}",
             self.version
         );
         assert!(
-            version.starts_with(self.version) || version.starts_with('@'),
+            version.starts_with(&self.version),
             "cloud-init {} reports {version}",
             self.version
         );
@@ -108,55 +112,60 @@ impl CloudInit {
     }
 }
 
-/// The releases under test; the tarballs extracted below `scratch`.
-fn releases(scratch: &Path) -> Vec<CloudInit> {
+/// `25.1.4-1+deb13u1` → (25, 1).
+fn major_minor(version: &str) -> (u32, u32) {
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    let mut next = || {
+        parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("not a cloud-init version: {version}"))
+    };
+    (next(), next())
+}
+
+/// The releases under test: the host's, then those fetch.sh unpacks (fetched on first use).
+fn releases() -> Vec<CloudInit> {
     assert!(
-        Path::new("/usr/lib/python3/dist-packages/cloudinit").is_dir(),
+        Path::new(HOST_PACKAGE).join("cloudinit").is_dir(),
         "cloud-init 22.4 is the Debian package `cloud-init` (see .ci/install-deps); it also \
          brings the Python modules the other releases need"
     );
-    let src = std::env::var_os("VNODE_CLOUD_INIT_SRC")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cloud-init-src"));
-    let tarballs: Vec<PathBuf> = TARBALL_VERSIONS
-        .iter()
-        .map(|v| src.join(format!("cloud-init-{v}.tar.gz")))
-        .collect();
-    let missing: Vec<String> = tarballs
-        .iter()
-        .filter(|t| !t.is_file())
-        .map(|t| t.display().to_string())
-        .collect();
+    let fetch = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cloud-init-releases/fetch.sh");
+    let out = Command::new(&fetch).output().unwrap();
     assert!(
-        missing.is_empty(),
-        "the renderer matrix needs cloud-init's release tarballs, missing: {} \
-         (set VNODE_CLOUD_INIT_SRC to the directory that holds them)",
-        missing.join(", ")
+        out.status.success(),
+        "{} failed: the renderer matrix needs cloud-init from Debian's archive:\n{}",
+        fetch.display(),
+        String::from_utf8_lossy(&out.stderr)
     );
-    let mut out = vec![CloudInit {
-        version: "22.4",
+    let mut releases = vec![CloudInit {
+        version: "22.4".into(),
         pythonpath: None,
     }];
-    for (v, tarball) in TARBALL_VERSIONS.iter().zip(&tarballs) {
-        let status = Command::new("tar")
-            .arg("-xzf")
-            .arg(tarball)
-            .arg("-C")
-            .arg(scratch)
-            .status()
-            .unwrap();
-        assert!(status.success(), "extracting {}", tarball.display());
-        let dir = scratch.join(format!("cloud-init-{v}"));
-        assert!(dir.join("cloudinit").is_dir(), "{}", dir.display());
-        out.push(CloudInit {
-            version: v,
-            pythonpath: Some(dir),
-        });
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [suite, debian_version, pythonpath] = fields[..] else {
+            panic!("fetch.sh printed {line:?}, not SUITE VERSION PYTHONPATH");
+        };
+        let upstream = debian_version.split('-').next().unwrap();
+        let release = CloudInit {
+            version: upstream.to_string(),
+            pythonpath: Some(PathBuf::from(pythonpath)),
+        };
+        match suite {
+            // The matrix spans 26.2's NetworkManager route-metric fix.
+            "trixie" => assert!(!release.at_least(26, 2), "trixie has {upstream}"),
+            "sid" => assert!(release.at_least(26, 2), "sid has {upstream}, before 26.2"),
+            other => panic!("fetch.sh named an unknown suite {other}"),
+        }
+        releases.push(release);
     }
-    for ci in &out {
+    assert_eq!(releases.len(), 3, "the host's release, trixie's and sid's");
+    for ci in &releases {
         ci.check_origin();
     }
-    out
+    releases
 }
 
 fn read(dir: &Path, rel: &str) -> String {
@@ -237,8 +246,8 @@ fn the_network_config_as_each_cloud_init_release_renders_it() {
     let out = scratch.path().join("out");
     let mut findings = Vec::new();
 
-    for ci in releases(scratch.path()) {
-        let v = ci.version;
+    for ci in releases() {
+        let v = &ci.version;
         networkd(
             &ci,
             &node,
@@ -304,12 +313,8 @@ fn the_modules_vnode_names_exist_in_each_release_and_its_schema_accepts_them() {
     assert_eq!(bare.cloud_config_modules, Some(vec![]));
     let bare_data = scratch.path().join("bare-user-data");
     std::fs::write(&bare_data, bare.render()).unwrap();
-    for ci in releases(scratch.path()) {
-        let package = ci
-            .pythonpath
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/usr/lib/python3/dist-packages"))
-            .join("cloudinit/config");
+    for ci in releases() {
+        let package = ci.package_root().join("cloudinit/config");
         for m in &modules {
             let file = package.join(format!("cc_{m}.py"));
             assert!(
@@ -348,7 +353,7 @@ fn the_modules_vnode_names_exist_in_each_release_and_its_schema_accepts_them() {
 /// networkd: `10-cloud-init-NAME.network` per NIC, matched by MAC and by the name cloud-init
 /// gives the NIC before networkd starts.
 fn networkd(ci: &CloudInit, node: &Node, dir: &Path, findings: &mut Vec<String>) {
-    let v = ci.version;
+    let v = &ci.version;
     for (name, mac, metric) in node.nics() {
         let unit = ini(&read(
             dir,
@@ -382,7 +387,7 @@ fn networkd(ci: &CloudInit, node: &Node, dir: &Path, findings: &mut Vec<String>)
 
 /// netplan: the v2 document is passed through, so every key vnode writes reaches netplan.
 fn netplan(ci: &CloudInit, node: &Node, dir: &Path) {
-    let v = ci.version;
+    let v = &ci.version;
     let text = read(dir, "etc/netplan/50-cloud-init.yaml");
     let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
     let eth = &doc["network"]["ethernets"];
@@ -410,7 +415,7 @@ fn netplan(ci: &CloudInit, node: &Node, dir: &Path) {
 /// network-manager: a keyfile per NIC, matched by MAC. Before 26.2 the keyfiles carry no route
 /// metric; vnode's NetworkManager drop-in (written by user-data) gives it by MAC instead.
 fn network_manager(ci: &CloudInit, node: &Node, dir: &Path, findings: &mut Vec<String>) {
-    let v = ci.version;
+    let v = &ci.version;
     let drop_in = node.config.network_manager_route_metrics();
     let drop_in_ini = ini(&drop_in.render());
     for (name, mac, metric) in node.nics() {
@@ -474,7 +479,7 @@ fn network_manager(ci: &CloudInit, node: &Node, dir: &Path, findings: &mut Vec<S
 /// sysconfig (ifcfg files, RHEL-like): renamed by a udev rule on the MAC; the metric is
 /// METRIC= in 22.4 and IPV4_ROUTE_METRIC= from 24.4 on.
 fn sysconfig(ci: &CloudInit, node: &Node, dir: &Path, findings: &mut Vec<String>) {
-    let v = ci.version;
+    let v = &ci.version;
     let rules = read(dir, "etc/udev/rules.d/70-persistent-net.rules");
     for (name, mac, metric) in node.nics() {
         let f = ifcfg(&read(

@@ -16,7 +16,7 @@
 //! `VNODE_SKIP_VM_TESTS=1` skips them explicitly, each printing
 //! `SKIPPED (VNODE_SKIP_VM_TESTS=1): <test>` to stderr, past the test harness's capture, so
 //! every run shows it. It skips the VM tests (tests/vm/: lab, spawn, derive, faults,
-//! guest_variants, several_hosts), tests/host_bridge.rs and the full-disk tests of
+//! guest_variants, several_hosts), tests/host_bridge.rs, tests/image_builder.rs and the full-disk tests of
 //! tests/storage_and_interrupts.rs; every other test runs without root.
 #![allow(dead_code)]
 

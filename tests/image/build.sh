@@ -46,6 +46,16 @@ log() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (it uses loop devices, mount and chroot)"
+
+# The build mounts the new filesystem in a mount namespace of its own. Where mounts are private
+# (no systemd as PID 1), every mount namespace made while the filesystem is mounted in the
+# machine's namespace (libvirt's per-guest namespaces, a lab, `ip netns exec`) copies that mount
+# and keeps the filesystem alive after our umount: its last writes (grub.cfg) then stay in the page
+# cache and the journal, and the image is converted without them. Here, nobody else sees it.
+if [[ ${VNODE_TEST_IMAGE_OWN_MOUNT_NS:-} != 1 ]]; then
+	exec env VNODE_TEST_IMAGE_OWN_MOUNT_NS=1 unshare --mount --propagation private -- \
+		bash "${BASH_SOURCE[0]}" "$variant" >&3
+fi
 [[ $dir != *[[:space:]]* ]] || die "VNODE_TEST_IMAGE_DIR must not contain whitespace: $dir"
 
 # ---- required host tools ---------------------------------------------------------------
@@ -65,6 +75,9 @@ need fstrim util-linux
 need flock util-linux
 need chroot coreutils
 need tar tar
+need unshare util-linux
+need debugfs e2fsprogs
+need grub-script-check grub2-common
 if ((${#missing[@]})); then
 	for m in "${missing[@]}"; do log "missing: $m"; done
 	die "install the packages above (e.g. apt-get install --no-install-recommends mmdebstrap grub-pc-bin grub2-common fdisk e2fsprogs qemu-utils)"
@@ -285,11 +298,17 @@ menuentry 'Debian GNU/Linux 12 (vnode test image, $variant)' {
 EOF
 
 fstrim "$mnt" # freed blocks would otherwise end up in the qcow2
+sync -f "$mnt"
 umount "$mnt"
 losetup -d "$loop"
+# A loop device still open (its filesystem mounted somewhere else) is only marked for autoclear:
+# the disk would be converted before the filesystem's last writes reach it.
+[[ -z $(losetup -n -j "$raw") ]] || die "$loop is still in use after umount (is the filesystem mounted in another mount namespace?)"
 loop=""
 run qemu-img convert -O qcow2 "$raw" "$tmp/image.qcow2"
 chmod 644 "$tmp/image.qcow2"
+# Never cache a broken image: check it as its boot will read it.
+"$here/check.sh" "$tmp/image.qcow2" || die "the image fails the checks above; not cached"
 mv "$tmp/image.qcow2" "$image"
 t_disk=$((SECONDS - t0))
 

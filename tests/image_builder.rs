@@ -1,0 +1,247 @@
+//! The test image builder (tests/image/build.sh) on a machine that never built an image: the three
+//! variants build side by side into an empty cache, rootfs included, while the machine makes new
+//! mount namespaces all along, as libvirt does for every guest it starts and as the VM tests do
+//! beside a build. Each image then passes tests/image/check.sh, which reads it as its boot will.
+//! And check.sh itself catches each way a disk was seen broken: no grub.cfg, a kernel that
+//! grub.cfg names but the disk lacks, a root UUID that is not the filesystem's.
+//!
+//! Needs root (loop devices, mount, chroot); `VNODE_SKIP_VM_TESTS=1` skips it, saying so.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::gate::{Needs, require_root_or_skip};
+
+const VARIANTS: [&str; 3] = ["networkd", "nm", "netplan"];
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/image").join(name)
+}
+
+/// A scratch directory below /var/tmp (the builds need a few GiB; /tmp may be a small tmpfs).
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("vnode-image-builder-")
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn check(image: &Path) -> Output {
+    Command::new("bash")
+        .arg(script("check.sh"))
+        .arg(image)
+        .output()
+        .unwrap()
+}
+
+/// Makes a new mount namespace every half second, each living 20 s, until dropped; every process
+/// it started is waited for.
+struct NamespaceChurn {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NamespaceChurn {
+    fn start() -> NamespaceChurn {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held: Vec<Child> = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                let child = Command::new("unshare")
+                    .args(["--mount", "--propagation", "private", "--", "sleep", "20"])
+                    .spawn()
+                    .expect("unshare (util-linux) runs");
+                held.push(child);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            for mut child in held {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        });
+        NamespaceChurn {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NamespaceChurn {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn three_variants_build_side_by_side_into_an_empty_cache_and_pass_their_checks() {
+    if require_root_or_skip(Needs::Vms) {
+        return;
+    }
+    let dir = scratch();
+    let cache = dir.path().join("cache");
+    let churn = NamespaceChurn::start();
+    let builds: Vec<(&str, Child)> = VARIANTS
+        .iter()
+        .map(|v| {
+            let child = Command::new("bash")
+                .arg(script("build.sh"))
+                .arg(v)
+                .env("VNODE_TEST_IMAGE_DIR", &cache)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (*v, child)
+        })
+        .collect();
+    let outputs: Vec<(&str, Output)> = builds
+        .into_iter()
+        .map(|(v, child)| (v, child.wait_with_output().unwrap()))
+        .collect();
+    drop(churn);
+    for (variant, out) in &outputs {
+        assert!(
+            out.status.success(),
+            "building {variant} failed:\n{}",
+            text(out)
+        );
+        let image = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            image.starts_with(cache.to_str().unwrap())
+                && image.contains(&format!("-{variant}-"))
+                && image.ends_with(".qcow2"),
+            "build.sh's last line is the image: {image}"
+        );
+        let checked = check(Path::new(&image));
+        assert!(
+            checked.status.success(),
+            "{variant}: check.sh:\n{}",
+            text(&checked)
+        );
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            log.contains("check.sh: ok:"),
+            "build.sh checks the image before it caches it:\n{log}"
+        );
+    }
+    // Nothing of a build is left but the images and rootfs tarballs (and the lock files).
+    let mut left: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".lock-"))
+        .collect();
+    left.sort();
+    assert_eq!(left.len(), 6, "{left:?}");
+    assert!(
+        left.iter()
+            .all(|n| n.starts_with("debian12-vnode-test-") || n.starts_with("rootfs-bookworm-")),
+        "{left:?}"
+    );
+    // The broken disks below are made from one good image.
+    let good = outputs
+        .iter()
+        .map(|(_, o)| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .next()
+        .unwrap();
+    check_catches_broken_disks(Path::new(&good), dir.path());
+}
+
+/// A raw copy of `image`, changed with debugfs's write mode (`requests`), converted back to qcow2.
+fn broken_copy(image: &Path, scratch: &Path, name: &str, requests: &[String]) -> PathBuf {
+    let raw = scratch.join(format!("{name}.raw"));
+    let out = scratch.join(format!("{name}.qcow2"));
+    run(Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(image)
+        .arg(&raw));
+    let fs = format!("{}?offset={}", raw.display(), 2048 * 512);
+    for request in requests {
+        run(Command::new("debugfs").args(["-w", "-R", request, &fs]));
+    }
+    run(Command::new("qemu-img")
+        .args(["convert", "-O", "qcow2"])
+        .arg(&raw)
+        .arg(&out));
+    std::fs::remove_file(&raw).unwrap();
+    out
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn check_catches_broken_disks(good: &Path, scratch: &Path) {
+    let fs_of = |image: &Path| {
+        let raw = scratch.join("probe.raw");
+        run(Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(image)
+            .arg(&raw));
+        let fs = format!("{}?offset={}", raw.display(), 2048 * 512);
+        let grub = run(Command::new("debugfs").args(["-R", "cat /boot/grub/grub.cfg", &fs]));
+        std::fs::remove_file(&raw).unwrap();
+        grub
+    };
+    let grub = fs_of(good);
+    let kernel = grub
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("linux "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("grub.cfg names a kernel")
+        .to_string();
+    let fstab = scratch.join("fstab");
+    std::fs::write(
+        &fstab,
+        "UUID=00000000-0000-4000-8000-000000000000 / ext4 defaults 0 1\n",
+    )
+    .unwrap();
+    let cases: [(&str, Vec<String>, &str); 3] = [
+        (
+            "no-grub-cfg",
+            vec!["rm /boot/grub/grub.cfg".into()],
+            "/boot/grub/grub.cfg is missing",
+        ),
+        (
+            "no-kernel",
+            vec![format!("rm {kernel}")],
+            &format!("grub.cfg's kernel {kernel} is missing"),
+        ),
+        (
+            "wrong-root-uuid",
+            vec![
+                "rm /etc/fstab".into(),
+                format!("write {} /etc/fstab", fstab.display()),
+            ],
+            "/etc/fstab mounts 'UUID=00000000-0000-4000-8000-000000000000' on /",
+        ),
+    ];
+    for (name, requests, says) in cases {
+        let broken = broken_copy(good, scratch, name, &requests);
+        let out = check(&broken);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out));
+        assert!(
+            text(&out).contains(says),
+            "{name}: check.sh should say {says:?}:\n{}",
+            text(&out)
+        );
+        std::fs::remove_file(&broken).unwrap();
+    }
+}
