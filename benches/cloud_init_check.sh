@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The cost of one "has cloud-init finished?" check in a booted TCG guest: `cloud-init status
 # --wait` (a Python interpreter start per check) against vnode's check (a shell loop on
-# /run/cloud-init/result.json, see src/spawn/facts.rs), 3 tries each, timed inside the guest.
+# /run/cloud-init/result.json, see src/spawn/guest_facts.rs), 3 tries each, timed inside the guest.
 #
 #   benches/cloud_init_check.sh [TRIES]      (default 3; one node in a lab of its own)
 #   benches/cloud_init_check.sh --smoke      (1 try)

@@ -8,7 +8,7 @@ use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::VirtType;
-use crate::plan::PlanFormat;
+use crate::plan::site_dhcp::PlanFormat;
 use crate::spawn::slots::BootCap;
 use crate::spawn::{WaitFor, WaitOn};
 

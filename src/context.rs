@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use crate::catalog::Catalog;
 use crate::config::{Config, ConfigSource};
 use crate::error::Result;
+use crate::images::catalog::Catalog;
 
 pub struct Context {
     pub config: Config,

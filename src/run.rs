@@ -32,8 +32,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let Cli { global, command } = cli;
-    crate::debug_log::init(global.verbose);
-    crate::terminal::set_quiet(global.quiet);
+    crate::process::debug_log::init(global.verbose);
+    crate::text::terminal::set_quiet(global.quiet);
     match &command {
         Command::Completions { shell } => {
             crate::commands::completion::write_script(*shell, &mut std::io::stdout().lock())

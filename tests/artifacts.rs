@@ -7,15 +7,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use vnode::catalog::Catalog;
 use vnode::config::Config;
-use vnode::hypervisor::Hypervisor;
+use vnode::hosts::hypervisor::Hypervisor;
 use vnode::images::BaseImage;
+use vnode::images::catalog::Catalog;
 use vnode::libvirt::VirtInstall;
 use vnode::libvirt::virt_install::Accel;
 use vnode::node::{self, NodeArtifacts, NodeError};
-use vnode::planned::{self, HostName, PlannedNode};
-use vnode::spec;
+use vnode::plan::planned_node::{self, HostName, PlannedNode};
+use vnode::plan::spec;
 
 /// A state directory, an image cache with a small base image, and a config pointing at both.
 struct Site {
@@ -86,7 +86,7 @@ impl Site {
         let catalog = Catalog::load(None).unwrap();
         let r =
             spec::resolve(&[spec.to_string()], &self.config.pools, &catalog, None, &[]).unwrap();
-        planned::plan(
+        planned_node::plan(
             r,
             Some(vec![self.base.clone()]),
             &catalog,
@@ -184,10 +184,10 @@ fn a_node_directory_has_every_file_with_the_right_mode() {
         0o600,
         "the seed carries the private host key"
     );
-    assert_eq!(mode(&a.dir.join(node::paths::HOST_KEY_PUB)), 0o644);
+    assert_eq!(mode(&a.dir.join(node::files::HOST_KEY_PUB)), 0o644);
     assert!(!a.console_log.exists(), "virtlogd creates the console log");
     assert_eq!(a.console_log, a.dir.join("console.log"));
-    let pubkey = std::fs::read_to_string(a.dir.join(node::paths::HOST_KEY_PUB)).unwrap();
+    let pubkey = std::fs::read_to_string(a.dir.join(node::files::HOST_KEY_PUB)).unwrap();
     assert_eq!(pubkey, format!("{} vnode03\n", a.host_public_key));
 
     let m = node::metadata::NodeMetadata::load(&a.dir).unwrap();
@@ -614,8 +614,8 @@ fn preparing_again_replaces_the_node_cleanly() {
     let site = Site::with("[[pool]]\nstem = \"vnode\"\ndomain = \"lab.test\"\n");
     let first = site.prepare("3:debian-12");
     let other = site.prepare("4:debian-12");
-    node::known_hosts::add_address(
-        &node::paths::known_hosts(&site.state()),
+    node::known_hosts_file::add_address(
+        &node::files::known_hosts(&site.state()),
         "vnode03",
         "10.0.0.3",
     )
@@ -661,7 +661,7 @@ fn a_failure_half_way_leaves_the_old_node_in_place() {
     let site = Site::new();
     let first = site.prepare("3:debian-12");
     // known_hosts cannot be written once the new directory is complete and swapped in.
-    let kh = node::paths::known_hosts(&site.state());
+    let kh = node::files::known_hosts(&site.state());
     std::fs::remove_file(&kh).unwrap();
     std::fs::create_dir(&kh).unwrap();
     let e = site.try_prepare("3:debian-12").unwrap_err();

@@ -10,8 +10,8 @@ use std::path::Path;
 use proptest::prelude::*;
 use proptest::test_runner::RngAlgorithm;
 use vnode::config::Config;
-use vnode::mac::Nic;
-use vnode::names::check_domain;
+use vnode::plan::mac::Nic;
+use vnode::text::names::check_domain;
 
 /// A TOML value as written in the file, e.g. `"br0"` or `42`.
 type Literal = String;

@@ -19,7 +19,9 @@ use common::gate::{Needs, require_root_or_skip};
 const VARIANTS: [&str; 3] = ["networkd", "nm", "netplan"];
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/image").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/image")
+        .join(name)
 }
 
 /// A scratch directory below /var/tmp (the builds need a few GiB; /tmp may be a small tmpfs).

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vnode::mac::{Mac, Nic};
 use vnode::node::cloud_init::{NetworkConfig, NmRouteMetrics, UserData, WriteFile};
+use vnode::plan::mac::{Mac, Nic};
 
 const PUBLIC_METRIC: &str = "100";
 const PRIVATE_METRIC: &str = "200";

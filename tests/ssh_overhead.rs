@@ -29,10 +29,10 @@ use russh::keys::ssh_key::LineEnding;
 use ssh_servers::{FakeGuest, Forwarding, Guest, Hypervisor, openssh, random_key};
 use tokio::net::TcpSocket;
 use tokio::sync::{mpsc, oneshot};
-use vnode::catalog::Catalog;
 use vnode::config::Config;
-use vnode::planned::{self, HostName, PlannedNode};
-use vnode::spawn::facts::{ADDRESSES_COMMAND, FACTS_COMMAND};
+use vnode::images::catalog::Catalog;
+use vnode::plan::planned_node::{self, HostName, PlannedNode};
+use vnode::spawn::guest_facts::{ADDRESSES_COMMAND, FACTS_COMMAND};
 use vnode::spawn::leases::POLL;
 use vnode::spawn::stages::{self, Route};
 use vnode::ssh::{ClientKey, JumpHost, JumpPool};
@@ -47,8 +47,8 @@ const BEFORE_T0: Duration = Duration::from_millis(200);
 fn node() -> PlannedNode {
     let config = Config::defaults();
     let catalog = Catalog::load(None).unwrap();
-    let r = vnode::spec::resolve(&["5".into()], &config.pools, &catalog, None, &[]).unwrap();
-    planned::plan(r, None, &catalog, &HostName::local()).remove(0)
+    let r = vnode::plan::spec::resolve(&["5".into()], &config.pools, &catalog, None, &[]).unwrap();
+    planned_node::plan(r, None, &catalog, &HostName::local()).remove(0)
 }
 
 /// What a booted guest of `node` prints for vnode's facts commands.

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::runtime::{self, Flavor};
+use crate::process::runtime::{self, Flavor};
 
 pub fn console(ctx: &Context, spec: &str) -> Result<()> {
     let name = super::known_nodes::one(ctx, spec)?.name.to_string();

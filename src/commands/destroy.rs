@@ -4,13 +4,13 @@ use crate::cli::DestroyArgs;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hosts::Hosts;
-use crate::hypervisor::Keep;
+use crate::hosts::hypervisor::Keep;
 use crate::libvirt::LibvirtError;
-use crate::runtime::{self, Flavor};
+use crate::process::runtime::{self, Flavor};
 
 pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
     let hosts = Hosts::from_config(&ctx.config);
-    let nodes = crate::spec::resolve_names(&args.specs, &ctx.config.pools)?;
+    let nodes = crate::plan::spec::resolve_names(&args.specs, &ctx.config.pools)?;
     let keep = if args.keep_disk {
         Keep::Disk
     } else {
@@ -76,7 +76,7 @@ fn not_removed(
     name: &str,
     on: &str,
     several_hosts: bool,
-    host: &crate::hypervisor::Hypervisor,
+    host: &crate::hosts::hypervisor::Hypervisor,
     e: &LibvirtError,
 ) -> String {
     if e.is_connection() && several_hosts {

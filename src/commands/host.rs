@@ -5,9 +5,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use crate::cli::{BridgeCommand, BridgeTarget, HostCommand};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::host::bridge::{self, Backend, Plan};
-use crate::host::check::{Level, verdicts};
-use crate::host::facts;
+use crate::setup::bridge::{self, Backend, Plan};
+use crate::setup::check::{Level, verdicts};
+use crate::setup::host_facts;
 
 pub fn run(ctx: &Context, cmd: HostCommand) -> Result<()> {
     match cmd {
@@ -79,7 +79,7 @@ fn show_and_apply(ctx: &Context, plan: &Plan, target: &BridgeTarget) -> Result<(
 }
 
 fn check(ctx: &Context) -> Result<()> {
-    let facts = facts::gather(&ctx.config);
+    let facts = host_facts::gather(&ctx.config);
     let verdicts = verdicts(&facts);
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "checks": verdicts }));

@@ -6,7 +6,7 @@ use super::known_nodes;
 use crate::cli::InventoryFormat;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::hypervisor::Hypervisor;
+use crate::hosts::hypervisor::Hypervisor;
 
 pub fn run(ctx: &Context, format: InventoryFormat) -> Result<()> {
     let host = Hypervisor::local(&ctx.config);

@@ -4,10 +4,10 @@
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hosts::Hosts;
-use crate::hypervisor::Hypervisor;
+use crate::hosts::hypervisor::Hypervisor;
 use crate::node::ready::ReadyRecord;
-use crate::planned::NodeIdentity;
-use crate::runtime::{self, Flavor};
+use crate::plan::planned_node::NodeIdentity;
+use crate::process::runtime::{self, Flavor};
 
 /// The nodes vnode has a directory for on `host`, in name order, with their identity.
 pub fn all(ctx: &Context, host: &Hypervisor) -> Vec<NodeIdentity> {
@@ -56,7 +56,7 @@ pub fn host_of(ctx: &Context, name: &str) -> Result<Hypervisor> {
 /// The one node `spec` names.
 pub fn one(ctx: &Context, spec: &str) -> Result<NodeIdentity> {
     let (pool, node) =
-        crate::spec::resolve_names(&[spec.to_string()], &ctx.config.pools)?.remove(0);
+        crate::plan::spec::resolve_names(&[spec.to_string()], &ctx.config.pools)?.remove(0);
     Ok(NodeIdentity::new(&pool, node.number))
 }
 

@@ -4,7 +4,7 @@ use crate::cli::LabCommand;
 use crate::context::Context;
 use crate::error::Result;
 use crate::lab::{self, DEFAULT_LAB, LabName, LabStatus, UpOutcome};
-use crate::table::Table;
+use crate::text::table::Table;
 
 pub fn run(ctx: &Context, cmd: LabCommand) -> Result<()> {
     let name = LabName::new(ctx.lab.as_deref().unwrap_or(DEFAULT_LAB))?;

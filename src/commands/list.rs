@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use crate::hosts::Hosts;
 use crate::libvirt::virsh::DomainState;
 use crate::node::ready::ReadyRecord;
-use crate::planned::NodeIdentity;
-use crate::runtime::{self, Flavor};
-use crate::table::Table;
+use crate::plan::planned_node::NodeIdentity;
+use crate::process::runtime::{self, Flavor};
+use crate::text::table::Table;
 
 #[derive(Debug, Serialize)]
 struct ListedNode {

@@ -3,7 +3,7 @@
 use crate::cli::PlanArgs;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::plan::{Plan, PlanFormat};
+use crate::plan::site_dhcp::{Plan, PlanFormat};
 
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
     let pools = &ctx.config.pools;
@@ -15,7 +15,7 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
     } else if args.specs.is_empty() {
         Plan::for_pools(pools.all())
     } else {
-        let nodes = crate::spec::resolve_names(&args.specs, pools)?;
+        let nodes = crate::plan::spec::resolve_names(&args.specs, pools)?;
         Plan::for_nodes(nodes.iter().map(|(p, n)| (p, n.number)))
     };
     let format = if ctx.json {

@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::error::{EXIT_FAILED, Result};
-use crate::hypervisor::Hypervisor;
+use crate::hosts::hypervisor::Hypervisor;
 use crate::libvirt::virt_install::Accel;
 use crate::node::{self, NodeArtifacts};
-use crate::planned::PlannedNode;
+use crate::plan::planned_node::PlannedNode;
 use crate::spawn::stages;
 
 #[derive(Serialize)]
@@ -93,7 +93,7 @@ pub fn run(
         println!("  console   {}", a.console_log.display());
         println!("  metadata  {}", a.metadata.display());
         println!("  host key  {}", a.host_public_key);
-        println!("  {}", crate::shell::join(&p.virt_install));
+        println!("  {}", crate::text::shell::join(&p.virt_install));
     }
     println!(
         "(prepared {} node(s); no VM was defined; host keys are in {})",

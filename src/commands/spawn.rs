@@ -10,17 +10,17 @@ use crate::config::VirtType;
 use crate::context::Context;
 use crate::error::{EXIT_INTERRUPTED, EXIT_NOT_READY, Result};
 use crate::hosts::Hosts;
-use crate::hosts::facts::HostFacts;
+use crate::hosts::capabilities::HostFacts;
 use crate::hosts::placement::Wish;
 use crate::images::Cache;
 use crate::libvirt::virt_install::Accel;
-use crate::planned::{self, HostName, PlannedNode};
-use crate::runtime::{self, Flavor};
+use crate::plan::planned_node::{self, HostName, PlannedNode};
+use crate::plan::spec::{self, NodeRequest};
+use crate::process::runtime::{self, Flavor};
 use crate::spawn::report::{CloudInitState, NodeReport, Outcome};
 use crate::spawn::slots::BootCapChoice;
 use crate::spawn::{self, SpawnOptions, Target};
-use crate::spec::{self, NodeRequest};
-use crate::table::Table;
+use crate::text::table::Table;
 
 /// Resolves the command's specs against the config, the catalog and the cache.
 fn requests(ctx: &Context, args: &SpawnArgs) -> Result<Vec<NodeRequest>> {
@@ -53,13 +53,18 @@ fn planned_nodes(
             crate::images::pull_missing(&cache, &ctx.catalog, &images),
         )??;
     }
-    Ok(planned::plan_cached(requests, &cache, &ctx.catalog, host)?)
+    Ok(planned_node::plan_cached(
+        requests,
+        &cache,
+        &ctx.catalog,
+        host,
+    )?)
 }
 
 /// The virt type for this command, resolved (never auto), said on stderr.
 pub fn accel(ctx: &Context, requested: Option<VirtType>) -> Accel {
-    let resolved = crate::accel::resolve(requested.unwrap_or(ctx.config.virt_type));
-    if !crate::terminal::quiet() {
+    let resolved = crate::hosts::virt_type::resolve(requested.unwrap_or(ctx.config.virt_type));
+    if !crate::text::terminal::quiet() {
         eprintln!(
             "vnode: virt type {} ({})",
             resolved.virt_type, resolved.reason
@@ -85,7 +90,7 @@ fn place(
     }
     let facts = runtime::block_on(
         Flavor::MultiThread,
-        crate::hosts::facts::gather_all(hosts.all(), &ctx.config.pools),
+        crate::hosts::capabilities::gather_all(hosts.all(), &ctx.config.pools),
     )?;
     let wishes: Vec<Wish> = pins
         .iter()
@@ -107,7 +112,7 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
         .map_or_else(HostName::local, |h| h.name().clone());
     if args.dry_run {
         let virt_type = args.virt_type.unwrap_or(ctx.config.virt_type);
-        let mut nodes = planned::plan(requests, None, &ctx.catalog, &default);
+        let mut nodes = planned_node::plan(requests, None, &ctx.catalog, &default);
         place(ctx, args, &hosts, &mut nodes, &pins)?;
         dry_run(ctx, &nodes, virt_type, hosts.configured());
         return Ok(ExitCode::SUCCESS);
@@ -124,7 +129,7 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
         }
         return super::prepare::run(ctx, &hosts.all()[0], &nodes, accel(ctx, args.virt_type));
     }
-    if !ctx.json && !crate::terminal::quiet() {
+    if !ctx.json && !crate::text::terminal::quiet() {
         eprintln!("vnode: {} node(s){}", nodes.len(), spread(&nodes, &hosts));
     }
     let targets = targets(ctx, args, &hosts, &facts);
@@ -167,7 +172,8 @@ fn targets(ctx: &Context, args: &SpawnArgs, hosts: &Hosts, facts: &[HostFacts]) 
         .map(|h| {
             let known = facts.iter().find(|f| f.name == h.name().as_str());
             let offered = known.map_or(&[][..], |f| f.virt_types.as_slice());
-            let resolved = crate::accel::resolve_remote(requested, h.name().as_str(), offered);
+            let resolved =
+                crate::hosts::virt_type::resolve_remote(requested, h.name().as_str(), offered);
             Target {
                 host: h.clone(),
                 accel: resolved.accel(),

@@ -8,7 +8,7 @@ use super::known_nodes;
 use crate::cli::SshArgs;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::hypervisor::Hypervisor;
+use crate::hosts::hypervisor::Hypervisor;
 
 pub fn run(ctx: &Context, args: &SshArgs) -> Result<()> {
     let host = Hypervisor::local(&ctx.config);

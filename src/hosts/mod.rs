@@ -2,11 +2,13 @@
 //! always was), or the config's `[[hosts]]`. [`facts`] asks each what it has, [`placement`]
 //! decides where new nodes go.
 
-pub mod facts;
+pub mod capabilities;
+pub mod hypervisor;
 pub mod placement;
+pub mod virt_type;
 
 use crate::config::Config;
-use crate::hypervisor::Hypervisor;
+use crate::hosts::hypervisor::Hypervisor;
 use crate::libvirt::LibvirtError;
 use crate::libvirt::virsh::DomainState;
 use crate::node::metadata::NodeMetadata;

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use super::facts::HostFacts;
-use crate::planned::{HostName, PlannedNode};
+use super::capabilities::HostFacts;
+use crate::plan::planned_node::{HostName, PlannedNode};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlacementError {
@@ -212,8 +212,8 @@ fn why_none(node: &PlannedNode, facts: &[HostFacts], loads: &[Load]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Catalog;
     use crate::config::Config;
+    use crate::images::catalog::Catalog;
 
     fn facts(name: &str, nodes: &[&str], free_mib: u64) -> HostFacts {
         HostFacts {
@@ -236,10 +236,10 @@ mod tests {
         let config = Config::defaults();
         let catalog = Catalog::load(None).unwrap();
         let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
-        let r = crate::spec::resolve(&specs, &config.pools, &catalog, None, &[]).unwrap();
+        let r = crate::plan::spec::resolve(&specs, &config.pools, &catalog, None, &[]).unwrap();
         let pins = r.iter().map(|r| r.host.clone()).collect();
         (
-            crate::planned::plan(r, None, &catalog, &HostName::local()),
+            crate::plan::planned_node::plan(r, None, &catalog, &HostName::local()),
             pins,
         )
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{Cache, ImageError};
-use crate::catalog::{Catalog, ImageKind, ImageRef};
+use crate::images::catalog::{Catalog, ImageKind, ImageRef};
 
 /// A cached base image, as the image cache describes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -63,7 +63,7 @@ pub async fn pull_missing(
     catalog: &Catalog,
     images: &[&ImageRef],
 ) -> Result<(), ImageError> {
-    let mut missing: Vec<crate::catalog::CatalogEntry> = Vec::new();
+    let mut missing: Vec<crate::images::catalog::CatalogEntry> = Vec::new();
     for image in images {
         if image.kind == ImageKind::Catalog
             && cache.find(&image.name).is_none()

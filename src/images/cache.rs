@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::access::{self, QemuUser};
 use super::error::ImageError;
 use super::meta::ImageMeta;
-use crate::catalog::{ImageRef, check_name};
+use crate::images::catalog::{ImageRef, check_name};
 
 pub struct Cache {
     dir: PathBuf,
@@ -293,7 +293,7 @@ pub fn local_names(cache_dir: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{DigestAlgo, ImageKind};
+    use crate::images::catalog::{DigestAlgo, ImageKind};
     use crate::images::meta::{Origin, now};
 
     fn meta(name: &str) -> ImageMeta {

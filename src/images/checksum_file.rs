@@ -6,7 +6,7 @@
 //! checksum line is an error with its number. A mirror that answers with an HTML error page then
 //! fails loudly instead of "not listing" the image.
 
-use crate::catalog::DigestAlgo;
+use crate::images::catalog::DigestAlgo;
 
 /// One checksum line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub fn find<'a>(lines: &'a [Line], file: &str, algo: DigestAlgo) -> Option<&'a s
 /// checksum files name it.
 pub fn url_file_name(url: &str) -> String {
     let path = url.split(['?', '#']).next().unwrap_or(url);
-    String::from_utf8_lossy(&crate::percent::decode(base_name(path))).into_owned()
+    String::from_utf8_lossy(&crate::text::percent::decode(base_name(path))).into_owned()
 }
 
 fn base_name(path: &str) -> &str {

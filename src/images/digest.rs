@@ -10,7 +10,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::catalog::DigestAlgo;
+use crate::images::catalog::DigestAlgo;
 
 /// Large reads: fewer syscalls, and sha2 gets long runs of whole blocks.
 pub const READ_BUF: usize = 4 << 20;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use indicatif::HumanBytes;
 
-use crate::catalog::{DigestAlgo, ImageKind};
 use crate::exit::{EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED};
+use crate::images::catalog::{DigestAlgo, ImageKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {

@@ -19,7 +19,7 @@ use super::progress::Progress;
 use super::signature::{self, KeySource};
 use super::sink::Sink;
 use super::validate::check_base_image;
-use crate::catalog::{DigestAlgo, check_name};
+use crate::images::catalog::{DigestAlgo, check_name};
 
 /// What to import.
 #[derive(Clone, Debug)]

@@ -25,7 +25,7 @@ enum Mode {
 impl Progress {
     /// Bars when stderr is a terminal, plain lines otherwise; only warnings with `--quiet`.
     pub fn auto() -> Progress {
-        if crate::terminal::quiet() {
+        if crate::text::terminal::quiet() {
             Progress { mode: Mode::Quiet }
         } else if std::io::stderr().is_terminal() {
             Progress {

@@ -32,7 +32,7 @@ use super::progress::{Bar, Progress, rate};
 use super::signature;
 use super::sink::Sink;
 use super::validate::check_base_image;
-use crate::catalog::{CatalogEntry, Checksum, DigestAlgo};
+use crate::images::catalog::{CatalogEntry, Checksum, DigestAlgo};
 
 /// A checksum file is a few KiB; anything much larger is not one.
 const CHECKSUM_FILE_LIMIT: usize = 4 << 20;

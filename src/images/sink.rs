@@ -97,7 +97,7 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::DigestAlgo;
+    use crate::images::catalog::DigestAlgo;
     use std::io::Seek;
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::error::ImageError;
-use crate::qcow2::{self, Qcow2Error, Qcow2Info};
+use crate::images::qcow2::{self, Qcow2Error, Qcow2Info};
 
 /// Checks the qcow2 file at `path`, which holds image `name` from `from` (a URL or a path).
 pub fn check_base_image(name: &str, from: &str, path: &Path) -> Result<Qcow2Info, ImageError> {

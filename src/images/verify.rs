@@ -7,7 +7,7 @@ use super::cache::{Cache, CachedImage};
 use super::digest::hash_file;
 use super::error::ImageError;
 use super::progress::Progress;
-use crate::catalog::DigestAlgo;
+use crate::images::catalog::DigestAlgo;
 
 /// The verdict on one image.
 #[derive(Clone, Debug, PartialEq, Serialize)]

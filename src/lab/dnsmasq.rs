@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::state::{PublicNet, bridges};
-use crate::plan::{Plan, PlanFormat};
-use crate::pool::Pools;
+use crate::plan::pool::Pools;
+use crate::plan::site_dhcp::{Plan, PlanFormat};
 
 /// How long a lease lasts; nodes renew long before.
 const LEASE_TIME: &str = "1h";

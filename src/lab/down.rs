@@ -243,7 +243,7 @@ impl Unit<'_> {
         if netns.exists() {
             let mut del = Command::new("ip");
             del.args(["netns", "del", &self.netns]);
-            crate::exec::stdout_blocking(&mut del, Duration::from_secs(10))
+            crate::process::exec::stdout_blocking(&mut del, Duration::from_secs(10))
                 .map_err(|m| fail("delete the network namespace", m))?;
             done.push(format!(
                 "{}deleted network namespace {}",

@@ -29,7 +29,7 @@ pub enum LabError {
     NoSubnet { lab: LabName, pool: String },
     #[error(
         "lab {lab}: {count} hosts asked for; a lab has at most {max} (`lab up --hosts 1..={max}`)",
-        max = super::hosts::MAX_HOSTS
+        max = super::site_hosts::MAX_HOSTS
     )]
     TooManyHosts { lab: LabName, count: u8 },
     #[error(

@@ -170,7 +170,7 @@ impl<'a> MachineStarter<'a> {
     pub fn run_in(&self, stage: &str, program: &str, args: &[&str]) -> Result<String, LabError> {
         let mut cmd = self.ns().command(program);
         cmd.args(args);
-        crate::exec::stdout_blocking(&mut cmd, Duration::from_secs(30))
+        crate::process::exec::stdout_blocking(&mut cmd, Duration::from_secs(30))
             .map_err(|m| self.fail(stage, m))
     }
 
@@ -199,7 +199,7 @@ impl<'a> MachineStarter<'a> {
             if d.seed && libvirt == Libvirt::Seeded {
                 let mut cp = Command::new("cp");
                 cp.arg("-a").arg(Path::new(d.target).join(".")).arg(&copy);
-                crate::exec::stdout_blocking(&mut cp, Duration::from_secs(30))
+                crate::process::exec::stdout_blocking(&mut cp, Duration::from_secs(30))
                     .map_err(|m| self.fail(stage, m))?;
             }
         }
@@ -263,11 +263,11 @@ impl<'a> MachineStarter<'a> {
         let stage = "create the network namespace";
         let mut add = Command::new("ip");
         add.args(["netns", "add", &self.netns]);
-        crate::exec::stdout_blocking(&mut add, Duration::from_secs(10))
+        crate::process::exec::stdout_blocking(&mut add, Duration::from_secs(10))
             .map_err(|m| self.fail(stage, m))?;
         let mut lo = Command::new("ip");
         lo.args(["-n", &self.netns, "link", "set", "lo", "up"]);
-        crate::exec::stdout_blocking(&mut lo, Duration::from_secs(10))
+        crate::process::exec::stdout_blocking(&mut lo, Duration::from_secs(10))
             .map_err(|m| self.fail(stage, m))?;
         Ok(())
     }

@@ -28,13 +28,13 @@
 mod dnsmasq;
 mod down;
 mod error;
-mod hosts;
 mod machine;
 mod name;
 mod namespace;
 mod paths;
 mod pools;
 mod process;
+mod site_hosts;
 mod ssh_keys;
 mod sshd;
 mod state;
@@ -48,11 +48,11 @@ use std::process::Command;
 
 pub use down::{DownReport, down};
 pub use error::{LabError, require_root};
-pub use hosts::MAX_HOSTS;
 pub use name::{DEFAULT_LAB, LabName};
 pub use paths::{LAB_ROOT, LabDir, MachineDir, existing_labs};
 pub use pools::{LAB_SUPERNET, lab_pools, public_nets};
 pub use process::Proc;
+pub use site_hosts::MAX_HOSTS;
 pub use state::{LabHost, LabState, Machine, PublicNet};
 pub use status::{HostStatus, LabStatus, status};
 pub use up::{UpOutcome, UpReport, up};

@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 
 use super::state::PublicNet;
 use super::{LabError, LabName};
-use crate::pool::{Pool, Pools};
+use crate::plan::pool::{Pool, Pools};
 
 /// Where the lab's public subnets come from: 198.18.0.0/15, reserved for benchmarking
 /// (RFC 2544), so it collides with no real network.
@@ -74,7 +74,7 @@ pub fn public_nets(pools: &Pools) -> Vec<PublicNet> {
         .iter()
         .filter_map(|pool| {
             let subnet = pool.public_subnet?;
-            let address = |n| crate::planned::NodeIdentity::new(pool, n).public_ip;
+            let address = |n| crate::plan::planned_node::NodeIdentity::new(pool, n).public_ip;
             let (lo, hi) = (address(pool.first)?, address(pool.last)?);
             let host = subnet.hosts().rev().find(|a| *a < lo || *a > hi)?;
             Some(PublicNet {
@@ -105,7 +105,7 @@ mod tests {
         assert_eq!(p.public_subnet, Some("198.18.0.0/24".parse().unwrap()));
         assert_eq!(p.domain.as_deref(), Some("t.test"));
         assert_eq!(
-            crate::planned::NodeIdentity::new(p, 3).public_ip,
+            crate::plan::planned_node::NodeIdentity::new(p, 3).public_ip,
             Some(Ipv4Addr::new(198, 18, 0, 103))
         );
         let nets = public_nets(&pools);

@@ -31,7 +31,7 @@ pub fn generate(path: &Path, comment: &str) -> Result<String, String> {
     let mut cmd = Command::new("ssh-keygen");
     cmd.args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
         .arg(path);
-    crate::exec::stdout_blocking(&mut cmd, Duration::from_secs(30))?;
+    crate::process::exec::stdout_blocking(&mut cmd, Duration::from_secs(30))?;
     let public = pub_path(path);
     let text = fs::read_to_string(&public).map_err(|e| format!("{}: {e}", public.display()))?;
     public_key(&text).ok_or_else(|| format!("{} holds no ssh-ed25519 key", public.display()))

@@ -339,7 +339,7 @@ mod tests {
             machine: Machine::new(name.host_netns("h1")),
             sshd: None,
             address,
-            uri: crate::lab::hosts::host_uri(address),
+            uri: crate::lab::site_hosts::host_uri(address),
             host_key: "ssh-ed25519 AAAA".into(),
         });
         let round: LabState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();

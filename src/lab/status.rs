@@ -104,7 +104,7 @@ pub fn status(name: &LabName) -> Result<LabStatus, LabError> {
     let run = |program: &str, args: &[&str]| {
         let mut cmd = ns.command(program);
         cmd.args(args);
-        crate::exec::stdout_blocking(&mut cmd, Duration::from_secs(10))
+        crate::process::exec::stdout_blocking(&mut cmd, Duration::from_secs(10))
     };
     match run("ip", &["-j", "addr", "show"]) {
         Ok(json) => st.interfaces = interfaces(&json),
@@ -191,7 +191,7 @@ fn host_status(host: &LabHost, dir: &LabDir, site: Option<&Namespaces>) -> HostS
 
 /// `ip -j addr show` → interfaces with their addresses.
 fn interfaces(json: &str) -> Vec<Interface> {
-    crate::ip_json::parse(json)
+    crate::process::ip_json::parse(json)
         .unwrap_or_default()
         .into_iter()
         .map(|l| Interface {

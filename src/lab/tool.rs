@@ -1,5 +1,5 @@
 //! Starting the lab's daemons with a deadline, so a wedged daemon makes `up` fail with a
-//! message instead of hanging (other tools run through [`crate::exec`]).
+//! message instead of hanging (other tools run through [`crate::process::exec`]).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-pub use crate::exec::describe;
+pub use crate::process::exec::describe;
 
 /// Runs a command that starts a daemon and returns (`libvirtd -d`, dnsmasq): its output goes to
 /// `log`, never to a pipe the daemon could keep open.
@@ -18,15 +18,15 @@ pub fn start_daemon(cmd: &mut Command, log: &Path, timeout: Duration) -> Result<
         .stderr(file);
     let started = std::time::Instant::now();
     let mut child = cmd.spawn().map_err(|e| {
-        crate::exec::log_end(
+        crate::process::exec::log_end(
             cmd,
             started,
             &Err(std::io::Error::new(e.kind(), e.to_string())),
         );
         format!("cannot run `{}`: {e}", describe(cmd))
     })?;
-    let status = crate::exec::wait(&mut child, timeout);
-    crate::exec::log_end(cmd, started, &status);
+    let status = crate::process::exec::wait(&mut child, timeout);
+    crate::process::exec::log_end(cmd, started, &status);
     match status {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(format!("`{}` failed ({s}){}", describe(cmd), tail_of(log))),

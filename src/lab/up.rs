@@ -11,16 +11,18 @@ use std::time::{Duration, Instant};
 
 use super::dnsmasq::PublicDhcp;
 use super::down::{host_leftovers, teardown};
-use super::hosts::{check_count, check_tools, host_addresses, host_name, host_uri, veth_names};
 use super::machine::{At, MachineStarter, Record};
 use super::paths::LabDir;
 use super::pools::{lab_pools, public_nets};
 use super::process::wait_until;
+use super::site_hosts::{
+    check_count, check_tools, host_addresses, host_name, host_uri, veth_names,
+};
 use super::ssh_keys::{self, CONTROLLER_KEY, ROOT_SSH};
 use super::sshd::{PRIVSEP_DIR, SSHD, SshdConfig};
 use super::state::{LabHost, LabLock, LabState, Machine, PublicNet, bridges};
 use super::{LabError, LabName, netns_path, require_root, tool};
-use crate::pool::Pools;
+use crate::plan::pool::Pools;
 
 pub enum UpOutcome {
     /// Started; `cleaned` names the stale state of an earlier lab that was removed first.
@@ -248,7 +250,7 @@ fn create_bridges(
 fn add_bridge(machine: &MachineStarter, stage: &str, bridge: &str) -> Result<(), LabError> {
     let add: Vec<&str> = ["link", "add", bridge]
         .into_iter()
-        .chain(crate::host::bridge::BRIDGE_LINK_OPTIONS)
+        .chain(crate::setup::bridge::BRIDGE_LINK_OPTIONS)
         .collect();
     machine.run_in(stage, "ip", &add).map(|_| ())
 }

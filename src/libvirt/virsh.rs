@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::LibvirtError;
-use crate::mac::Mac;
+use crate::plan::mac::Mac;
 
 /// A DHCP lease from libvirt's dnsmasq, as `virsh net-dhcp-leases` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -188,7 +188,7 @@ impl Virsh {
     pub async fn run(&self, args: &[&str]) -> Result<String, LibvirtError> {
         let mut cmd =
             tokio::process::Command::from(self.command_from(Command::new(&self.program), args));
-        self.judge(args, crate::exec::run(&mut cmd).await)
+        self.judge(args, crate::process::exec::run(&mut cmd).await)
     }
 
     /// Like [`Virsh::run`], blocking, with a deadline, on top of `base` (see [`Virsh::command_from`]).
@@ -199,7 +199,7 @@ impl Virsh {
         timeout: Duration,
     ) -> Result<String, LibvirtError> {
         let mut cmd = self.command_from(base, args);
-        self.judge(args, crate::exec::run_blocking(&mut cmd, timeout))
+        self.judge(args, crate::process::exec::run_blocking(&mut cmd, timeout))
     }
 
     fn judge(&self, args: &[&str], out: std::io::Result<Output>) -> Result<String, LibvirtError> {
@@ -270,7 +270,7 @@ impl Virsh {
         let args = ["event", "--loop", "--event", "lifecycle"];
         let mut cmd =
             tokio::process::Command::from(self.command_from(Command::new(&self.program), &args));
-        let status = crate::exec::follow_lines(&mut cmd, seen).await;
+        let status = crate::process::exec::follow_lines(&mut cmd, seen).await;
         match status {
             Ok(s) if s.success() => Ok(()),
             Ok(s) => Err(LibvirtError::Virsh {

@@ -21,8 +21,8 @@ use serde::Serialize;
 use std::time::Duration;
 
 use crate::config::VirtType;
-use crate::mac::Mac;
-use crate::planned::PlannedNode;
+use crate::plan::mac::Mac;
+use crate::plan::planned_node::PlannedNode;
 
 /// How guests are accelerated: a resolved [`VirtType`] (never `auto`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -237,7 +237,7 @@ impl VirtInstall {
         for attempt in 1..=ATTEMPTS {
             let mut cmd = tokio::process::Command::new(program);
             cmd.args(self.argv()).env("LC_ALL", "C");
-            let out = crate::exec::run(&mut cmd)
+            let out = crate::process::exec::run(&mut cmd)
                 .await
                 .map_err(VirtInstallError::Spawn)?;
             if out.status.success() {
@@ -245,7 +245,7 @@ impl VirtInstall {
             }
             let stderr = String::from_utf8_lossy(&out.stderr);
             if is_transient(&stderr) && attempt < ATTEMPTS {
-                crate::debug_log::retry(
+                crate::process::debug_log::retry(
                     &format!("virt-install of {}", self.name),
                     attempt + 1,
                     ATTEMPTS,
@@ -355,7 +355,7 @@ pub fn check_path(path: &std::path::Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mac::Nic;
+    use crate::plan::mac::Nic;
 
     fn sample(accel: Accel) -> VirtInstall {
         VirtInstall {

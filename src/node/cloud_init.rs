@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::UserConfig;
-use crate::mac::Mac;
+use crate::plan::mac::Mac;
 
 /// vnode's default cloud-config (see the file's comments).
 pub const USER_DATA_DEFAULTS: &str = include_str!("../../cloud-init/user-data.yaml");
@@ -376,7 +376,7 @@ fn to_json<T: Serialize>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mac::Nic;
+    use crate::plan::mac::Nic;
 
     #[test]
     fn defaults_parse_and_say_what_the_lab_needed() {

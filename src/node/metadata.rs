@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::mac::Mac;
+use crate::plan::mac::Mac;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeMetadata {
@@ -36,7 +36,7 @@ pub struct NodeMetadata {
 impl NodeMetadata {
     /// Reads `node.json` of the node whose directory is `dir`.
     pub fn load(dir: &Path) -> std::io::Result<NodeMetadata> {
-        let text = std::fs::read(dir.join(super::paths::METADATA))?;
+        let text = std::fs::read(dir.join(super::files::METADATA))?;
         serde_json::from_slice(&text).map_err(std::io::Error::other)
     }
 }

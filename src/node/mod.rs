@@ -25,16 +25,16 @@
 //! `renameat2(RENAME_EXCHANGE)`: a failure half way leaves the old node (or nothing), never a mix.
 //! The node's host key then goes into vnode's known_hosts ([`known_hosts`]).
 
+pub mod authorized_keys;
 pub mod cloud_init;
+pub mod files;
 mod fsutil;
 pub mod host_key;
-pub mod known_hosts;
+pub mod known_hosts_file;
 pub mod metadata;
 pub mod overlay;
-pub mod paths;
 pub mod ready;
 pub mod seed;
-pub mod ssh_keys;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -44,13 +44,13 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::images::BaseImage;
 use crate::libvirt::osinfo::{self, OsinfoChoice};
-use crate::planned::PlannedNode;
+use crate::plan::planned_node::PlannedNode;
 
+use authorized_keys::KeysError;
 use cloud_init::{Account, HostKeys, MetaData, ModuleLists, NetworkConfig, User, UserData};
+use files::NodePaths;
 use host_key::HostKey;
 use metadata::NodeMetadata;
-use paths::NodePaths;
-use ssh_keys::KeysError;
 
 /// Everything made for one node.
 #[derive(Debug, Serialize)]
@@ -98,7 +98,7 @@ pub enum NodeError {
     Base {
         node: String,
         #[source]
-        source: crate::qcow2::Qcow2Error,
+        source: crate::images::qcow2::Qcow2Error,
     },
     #[error(transparent)]
     Keys(#[from] KeysError),
@@ -231,7 +231,7 @@ pub fn prepare(
         .map_err(fail.io("cannot move the new node into", dir))?;
     let mut names = vec![name.as_str()];
     names.extend(user_data.fqdn.as_deref());
-    if let Err(e) = known_hosts::add(known_hosts, &names, &host_key.public) {
+    if let Err(e) = known_hosts_file::add(known_hosts, &names, &host_key.public) {
         swapped.undo(dir);
         return Err(fail.io("cannot record the host key in", known_hosts)(e));
     }
@@ -305,7 +305,7 @@ fn write_new(path: &Path, text: String) -> io::Result<()> {
 /// The base image's absolute path and the overlay's size, which must hold the base's disk.
 fn check_base(planned: &PlannedNode, base: &BaseImage) -> Result<(PathBuf, u64), NodeError> {
     let node = planned.name();
-    let info = crate::qcow2::inspect(&base.path).map_err(|source| NodeError::Base {
+    let info = crate::images::qcow2::inspect(&base.path).map_err(|source| NodeError::Base {
         node: node.clone(),
         source,
     })?;
@@ -338,20 +338,20 @@ fn user_data(
     let mut u = UserData::defaults();
     u.hostname = node.name();
     u.fqdn = node.id.fqdn.clone();
-    u.ssh_authorized_keys = ssh_keys::resolve(&config.ssh_keys)?;
+    u.ssh_authorized_keys = authorized_keys::resolve(&config.ssh_keys)?;
     // vnode's own client key, so readiness checks and `vnode ssh` need no agent or passphrase.
     // Nodes are prepared in parallel threads: the first use creates the key, and two threads
     // creating it at once would each authorize a different key, only one of which is kept.
     static CLIENT_KEY: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = CLIENT_KEY.lock().unwrap_or_else(|e| e.into_inner());
-    let client = crate::ssh::ClientKey::load_or_create(&paths::client_key(&config.state_dir))
+    let client = crate::ssh::ClientKey::load_or_create(&files::client_key(&config.state_dir))
         .map_err(|e| NodeError::ClientKey {
             node: node.name(),
             message: e.to_string(),
         })?;
     u.ssh_authorized_keys.push(client.public_openssh);
     for user in &config.users {
-        let keys = ssh_keys::resolve_user(&user.ssh_keys)?;
+        let keys = authorized_keys::resolve_user(&user.ssh_keys)?;
         u.users
             .push(User::Account(Account::from_config(user, keys)));
     }
@@ -386,9 +386,9 @@ pub fn remove(state_dir: &Path, name: &str) -> Result<(), NodeError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(fail.io("cannot look at", &dir)(e)),
     };
-    let known_hosts = paths::known_hosts(state_dir);
-    let had_key =
-        known_hosts::remove(&known_hosts, name).map_err(fail.io("cannot update", &known_hosts))?;
+    let known_hosts = files::known_hosts(state_dir);
+    let had_key = known_hosts_file::remove(&known_hosts, name)
+        .map_err(fail.io("cannot update", &known_hosts))?;
     if !had_dir && !had_key {
         return Err(NodeError::NotFound {
             node: name.to_string(),
@@ -514,7 +514,7 @@ pub fn remove_keeping_disk(state_dir: &Path, name: &str) -> Result<(), NodeError
         }
         .map_err(io_err(&path))?;
     }
-    let known_hosts = paths::known_hosts(state_dir);
-    known_hosts::remove(&known_hosts, name).map_err(io_err(&known_hosts))?;
+    let known_hosts = files::known_hosts(state_dir);
+    known_hosts_file::remove(&known_hosts, name).map_err(io_err(&known_hosts))?;
     Ok(())
 }

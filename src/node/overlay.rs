@@ -70,7 +70,7 @@ pub fn build(backing: &Path, size: u64) -> io::Result<Vec<u8>> {
         .map_err(|e| io::Error::other(format!("qcow2-rs could not format the image: {e:?}")))?;
     add_backing_file(&mut image, name)?;
     // Read the header back with qcow2-rs: what qemu will parse must say what was meant.
-    let info = crate::qcow2::inspect_bytes(&image).map_err(io::Error::other)?;
+    let info = crate::images::qcow2::inspect_bytes(&image).map_err(io::Error::other)?;
     if info.backing_file.as_deref() != Some(name)
         || info.backing_format.as_deref() != Some("qcow2")
         || info.virtual_size != size
@@ -169,7 +169,7 @@ mod tests {
         // 1 TiB: 2048 L1 entries (16 KiB) fit in one cluster; the image stays small.
         let image = build(Path::new("/b.qcow2"), 1 << 40).unwrap();
         assert_eq!(image.len(), 4 << 16);
-        let info = crate::qcow2::inspect_bytes(&image).unwrap();
+        let info = crate::images::qcow2::inspect_bytes(&image).unwrap();
         assert_eq!(info.virtual_size, 1 << 40);
     }
 }

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use super::paths::NodePaths;
+use super::files::NodePaths;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReadyRecord {

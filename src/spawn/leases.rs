@@ -2,7 +2,7 @@
 //! network per poll interval (the host's [`Hypervisor::libvirt_poll`], at least [`LEASE_POLL`]),
 //! whatever the number of nodes.
 //!
-//! [`Hypervisor::libvirt_poll`]: crate::hypervisor::Hypervisor::libvirt_poll
+//! [`Hypervisor::libvirt_poll`]: crate::hosts::hypervisor::Hypervisor::libvirt_poll
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 
 use crate::libvirt::LibvirtError;
 use crate::libvirt::virsh::{Lease, Virsh};
-use crate::mac::Mac;
+use crate::plan::mac::Mac;
 
 /// The banner and login tries wait at most this long between tries.
 pub const POLL: Duration = Duration::from_millis(250);

@@ -4,11 +4,11 @@
 //! the pinned host key → cloud-init done → facts. The result is a report per node; printing it
 //! and choosing the exit code is the command's business.
 
-pub mod facts;
 mod firmware;
+pub mod guest_facts;
 pub mod leases;
+pub mod live_status;
 pub mod preflight;
-pub mod progress;
 pub mod report;
 pub mod slots;
 pub mod stages;
@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::hypervisor::Hypervisor;
+use crate::hosts::hypervisor::Hypervisor;
 use crate::libvirt::virsh::Lease;
 use crate::libvirt::virt_install::Accel;
-use crate::node::known_hosts;
+use crate::node::known_hosts_file;
 use crate::node::ready::ReadyRecord;
-use crate::planned::{HostName, PlannedNode};
+use crate::plan::planned_node::{HostName, PlannedNode};
 use crate::ssh::ClientKey;
 use leases::Leases;
-use progress::{NodeLine, Progress, Stage};
+use live_status::{NodeLine, Progress, Stage};
 use report::{CloudInitState, NodeReport, Outcome};
 use slots::{BootCapChoice, CapSource, Slots};
 use stages::StageError;
@@ -80,7 +80,7 @@ impl WaitFor {
     /// sshd starts (hostname, keys, network) — except on NetworkManager guests, where a runcmd
     /// puts the route metrics in place that cloud-init's renderer leaves out.
     pub fn waits_for_cloud_init(self, config: &Config, node: &PlannedNode) -> bool {
-        use crate::catalog::Renderer;
+        use crate::images::catalog::Renderer;
         match self {
             WaitFor::Ssh => false,
             WaitFor::CloudInit => true,
@@ -406,7 +406,7 @@ async fn bring_up(
         failed = not_bootable => return Err(failed),
     };
     let known = host.known_hosts();
-    let _ = known_hosts::add_address(&known, &name, &target.to_string());
+    let _ = known_hosts_file::add_address(&known, &name, &target.to_string());
     t.enter(Stage::Lease, &target.to_string());
     let route = match options.wait_on {
         WaitOn::Private => stages::Route::of(host, target),
@@ -449,7 +449,7 @@ async fn bring_up(
         }
     });
     for ip in [record.private_ip, record.public_ip].into_iter().flatten() {
-        let _ = known_hosts::add_address(&known, &name, &ip.to_string());
+        let _ = known_hosts_file::add_address(&known, &name, &ip.to_string());
     }
     let checked = async {
         record
@@ -604,7 +604,7 @@ async fn boot_cap(
             .run(&["nodeinfo"])
             .await
             .ok()
-            .and_then(|info| crate::hosts::facts::parse_nodeinfo(&info).0),
+            .and_then(|info| crate::hosts::capabilities::parse_nodeinfo(&info).0),
         _ => None,
     };
     (cap.on_host(t.accel, cpus, nodes), source)

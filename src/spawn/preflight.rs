@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::WaitOn;
-use crate::hypervisor::Hypervisor;
-use crate::planned::PlannedNode;
+use crate::hosts::hypervisor::Hypervisor;
+use crate::plan::planned_node::PlannedNode;
 
 /// libvirt answers, every pool network is active, every pool bridge exists (here; a remote
 /// host's bridges are judged by virt-install), the storage pool and the host's sshd work. All

@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use super::facts::{self, Facts};
+use super::guest_facts::{self, Facts};
 use super::leases::{LeaseError, Leases, POLL};
 use crate::config::Config;
-use crate::hypervisor::{Hypervisor, Keep, RemoveError, StageDisksError, Staged};
+use crate::hosts::hypervisor::{Hypervisor, Keep, RemoveError, StageDisksError, Staged};
 use crate::libvirt::LibvirtError;
 use crate::libvirt::virsh::Lease;
 use crate::libvirt::virt_install::{Accel, DomainFiles, VirtInstall, VirtInstallError};
 use crate::node::{self, NodeArtifacts, NodeError};
-use crate::planned::PlannedNode;
+use crate::plan::planned_node::PlannedNode;
 use crate::ssh::{ClientKey, JumpPool, Session, SshError};
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,7 @@ pub enum StageError {
     )]
     NoPublicAddress {
         node: String,
-        mac: crate::mac::Mac,
+        mac: crate::plan::mac::Mac,
         seconds: u64,
         private: String,
         plan_line: String,
@@ -327,15 +327,16 @@ pub async fn cloud_init(
     deadline: Instant,
 ) -> Result<(), StageError> {
     let remaining = deadline.saturating_duration_since(Instant::now());
-    let out = tokio::time::timeout(remaining, session.exec(facts::CLOUD_INIT_COMMAND))
+    let out = tokio::time::timeout(remaining, session.exec(guest_facts::CLOUD_INIT_COMMAND))
         .await
         .map_err(|_| StageError::CloudInitTimeout)?
         .map_err(StageError::Ssh)?;
-    let errors =
-        facts::parse_cloud_init_result(&out.stdout).map_err(|e| StageError::CloudInitFailed {
+    let errors = guest_facts::parse_cloud_init_result(&out.stdout).map_err(|e| {
+        StageError::CloudInitFailed {
             node: node.name(),
             errors: vec![e],
-        })?;
+        }
+    })?;
     if !errors.is_empty() {
         return Err(StageError::CloudInitFailed {
             node: node.name(),
@@ -356,15 +357,15 @@ pub async fn facts(
     deadline: Instant,
 ) -> Result<Facts, StageError> {
     let out = session
-        .exec(facts::FACTS_COMMAND)
+        .exec(guest_facts::FACTS_COMMAND)
         .await
         .map_err(StageError::Ssh)?;
-    let mut facts = facts::parse_facts(&out.stdout);
+    let mut facts = guest_facts::parse_facts(&out.stdout);
     let until = (Instant::now() + PUBLIC_GRACE).min(deadline);
     while facts.address_of(node.id.public_mac).is_none() && Instant::now() < until {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if let Ok(o) = session.exec(facts::ADDRESSES_COMMAND).await {
-            facts.addresses = facts::parse_facts(&o.stdout).addresses;
+        if let Ok(o) = session.exec(guest_facts::ADDRESSES_COMMAND).await {
+            facts.addresses = guest_facts::parse_facts(&o.stdout).addresses;
         }
     }
     if facts.hostname != node.name() {
@@ -382,9 +383,9 @@ pub fn require_public(node: &PlannedNode, facts: &Facts) -> Result<(), StageErro
     if facts.address_of(node.id.public_mac).is_some() {
         return Ok(());
     }
-    let plan = crate::plan::Plan::for_nodes([(&node.pool, node.id.number)]);
+    let plan = crate::plan::site_dhcp::Plan::for_nodes([(&node.pool, node.id.number)]);
     let plan_line = plan
-        .render(crate::plan::PlanFormat::Dnsmasq)
+        .render(crate::plan::site_dhcp::PlanFormat::Dnsmasq)
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with("dhcp-host="))
@@ -411,16 +412,17 @@ fn on_host(host: &Option<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Catalog;
     use crate::config::Config;
-    use crate::planned::{self, HostName};
+    use crate::images::catalog::Catalog;
+    use crate::plan::planned_node::{self, HostName};
 
     #[test]
     fn a_node_without_its_public_address_is_told_the_dhcp_line_it_lacks() {
         let config = Config::defaults();
         let catalog = Catalog::load(None).unwrap();
-        let r = crate::spec::resolve(&["5".into()], &config.pools, &catalog, None, &[]).unwrap();
-        let node = planned::plan(r, None, &catalog, &HostName::local()).remove(0);
+        let r =
+            crate::plan::spec::resolve(&["5".into()], &config.pools, &catalog, None, &[]).unwrap();
+        let node = planned_node::plan(r, None, &catalog, &HostName::local()).remove(0);
         let private = std::net::Ipv4Addr::new(192, 168, 122, 9);
         let mut facts = Facts {
             addresses: vec![(node.id.private_mac, private)],

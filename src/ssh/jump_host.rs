@@ -110,7 +110,7 @@ impl JumpHost {
             ]);
         }
         words.push(format!("{}@{}", self.user, self.host));
-        crate::shell::join(words)
+        crate::text::shell::join(words)
     }
 
     /// `ssh-keyscan ... host`, whose output goes into the known_hosts once checked.
@@ -120,12 +120,12 @@ impl JumpHost {
             words.extend(["-p".into(), self.port.to_string()]);
         }
         words.push(self.host.clone());
-        crate::shell::join(words)
+        crate::text::shell::join(words)
     }
 
     /// `ssh-keygen -R ...`: removes the host's recorded keys from `file`.
     pub(super) fn forget_command(&self, file: &Path) -> String {
-        crate::shell::join([
+        crate::text::shell::join([
             "ssh-keygen".to_string(),
             "-f".into(),
             file.display().to_string(),
@@ -223,11 +223,11 @@ fn split_host_port(s: &str) -> Option<(&str, u16)> {
 }
 
 fn decode_text(s: &str) -> Option<String> {
-    String::from_utf8(crate::percent::decode(s)).ok()
+    String::from_utf8(crate::text::percent::decode(s)).ok()
 }
 
 fn decode_path(s: &str) -> PathBuf {
-    PathBuf::from(OsString::from_vec(crate::percent::decode(s)))
+    PathBuf::from(OsString::from_vec(crate::text::percent::decode(s)))
 }
 
 /// `~/x` under `home`, as ssh reads `-i ~/x`.

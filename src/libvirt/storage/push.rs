@@ -331,7 +331,7 @@ impl Storage {
         };
         let (fed, stderr) = tokio::join!(feed(local, stdin, size, progress), read_stderr);
         let status = child.wait().await;
-        crate::exec::log_end(cmd.as_std(), started, &status);
+        crate::process::exec::log_end(cmd.as_std(), started, &status);
         let failed = |message: String| {
             self.volume_error(
                 "upload",

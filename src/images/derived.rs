@@ -12,7 +12,7 @@ use super::digest::hash_file;
 use super::error::ImageError;
 use super::meta::{self, ImageMeta, Origin};
 use super::validate::check_base_image;
-use crate::catalog::{DigestAlgo, check_name};
+use crate::images::catalog::{DigestAlgo, check_name};
 
 /// What a derived image is.
 #[derive(Clone, Debug)]
@@ -148,7 +148,7 @@ mod tests {
         assert_eq!(image.meta.osinfo.as_deref(), Some("debian11"));
         assert_eq!(image.meta.virtual_size, 16 << 20);
         assert!(
-            crate::qcow2::inspect(&image.path)
+            crate::images::qcow2::inspect(&image.path)
                 .unwrap()
                 .backing_file
                 .is_none()

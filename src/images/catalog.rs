@@ -9,11 +9,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::config::toml_file::{self, FileError, line_of};
 use crate::images::KeySource;
-use crate::toml_file::{self, FileError, line_of};
 
 /// The catalog shipped with vnode.
-pub const BUILTIN: &str = include_str!("../images.toml");
+pub const BUILTIN: &str = include_str!("../../images.toml");
 /// How the built-in catalog is named in messages.
 pub const BUILTIN_PATH: &str = "<built-in images.toml>";
 

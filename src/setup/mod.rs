@@ -3,4 +3,4 @@
 
 pub mod bridge;
 pub mod check;
-pub mod facts;
+pub mod host_facts;

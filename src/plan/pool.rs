@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::mac::{MAX_MAC_ID, MAX_NUMBER, Mac, Nic};
-use crate::names::{self, MAX_DNS_NAME};
+use crate::plan::mac::{MAX_MAC_ID, MAX_NUMBER, Mac, Nic};
+use crate::text::names::{self, MAX_DNS_NAME};
 
 /// The range a number of the config must lie in, and why, when the bound is not obvious.
 #[derive(Clone, Copy, Debug)]
@@ -90,7 +90,7 @@ pub struct Pool {
     pub width: u8,
     pub first: u32,
     pub last: u32,
-    /// The pool's digit in the MAC scheme (see [`crate::mac`]).
+    /// The pool's digit in the MAC scheme (see [`crate::plan::mac`]).
     pub mac_id: u8,
     /// Host bridge for the public NIC.
     pub bridge: String,

@@ -13,8 +13,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::catalog::{Catalog, ImageRef};
-use crate::pool::{NodeName, Pool, Pools};
+use crate::images::catalog::{Catalog, ImageRef};
+use crate::plan::pool::{NodeName, Pool, Pools};
 
 /// At most this many nodes in one command; a typo like `0-9999` should not define thousands of VMs.
 pub const MAX_NODES: usize = 1000;
@@ -95,7 +95,7 @@ pub fn parse(input: &str) -> Result<Spec, SpecError> {
         Some((_, "")) => return Err(syntax(input, "the host after '@' is empty")),
         Some((_, h)) if h.contains('@') => return Err(syntax(input, "more than one '@'")),
         Some((r, h)) => {
-            crate::names::check_host_name(h).map_err(|p| syntax(input, p))?;
+            crate::text::names::check_host_name(h).map_err(|p| syntax(input, p))?;
             (r, Some(h.to_string()))
         }
         None => (input, None),
@@ -138,11 +138,11 @@ pub fn parse(input: &str) -> Result<Spec, SpecError> {
     let stem = if stem.is_empty() {
         None
     } else {
-        crate::pool::check_stem(stem).map_err(|p| syntax(input, p))?;
+        crate::plan::pool::check_stem(stem).map_err(|p| syntax(input, p))?;
         Some(stem.to_string())
     };
     if let Some(d) = &distro {
-        crate::catalog::check_name(d).map_err(|p| syntax(input, p))?;
+        crate::images::catalog::check_name(d).map_err(|p| syntax(input, p))?;
     }
     Ok(Spec {
         stem,
@@ -192,7 +192,7 @@ pub fn resolve(
             let e = catalog.default_image();
             ImageRef {
                 name: e.name.clone(),
-                kind: crate::catalog::ImageKind::Catalog,
+                kind: crate::images::catalog::ImageKind::Catalog,
             }
         }
     };
@@ -408,7 +408,7 @@ mod tests {
             distro in proptest::option::of("[a-z0-9][a-z0-9._-]{0,12}"),
             host in proptest::option::of("[A-Za-z0-9][A-Za-z0-9._-]{0,12}"),
         ) {
-            prop_assume!(stem.as_deref().is_none_or(|s| crate::pool::check_stem(s).is_ok()));
+            prop_assume!(stem.as_deref().is_none_or(|s| crate::plan::pool::check_stem(s).is_ok()));
             let spec = Spec { stem, first, last: len.map(|l| first + l), distro, host };
             prop_assert_eq!(parse(&spec.to_string()), Ok(spec));
         }

@@ -99,7 +99,7 @@ fn run_json(args: &[&str]) -> Result<String, BridgeError> {
 
 /// Reads an interface's MAC, global addresses and default gateways.
 pub fn read_uplink(name: &str) -> Result<Uplink, BridgeError> {
-    let links = crate::ip_json::parse(&run_json(&["-j", "addr", "show", "dev", name])?)
+    let links = crate::process::ip_json::parse(&run_json(&["-j", "addr", "show", "dev", name])?)
         .map_err(|e| BridgeError(format!("cannot read `ip -j addr` output: {e}")))?;
     let link = links
         .into_iter()

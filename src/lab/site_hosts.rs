@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use super::state::PublicNet;
 use super::{LabError, LabName};
-use crate::pool::Pools;
+use crate::plan::pool::Pools;
 
 /// At most this many hosts in one lab: each is a libvirtd, a virtlogd, an sshd and a holder, and
 /// the site's address counts down past them.
@@ -82,7 +82,7 @@ pub fn host_addresses(
     let taken = |a: &Ipv4Addr| {
         nets.iter().any(|n| n.host == *a)
             || pools.all().iter().any(|pool| {
-                let address = |n| crate::planned::NodeIdentity::new(pool, n).public_ip;
+                let address = |n| crate::plan::planned_node::NodeIdentity::new(pool, n).public_ip;
                 matches!((address(pool.first), address(pool.last)), (Some(lo), Some(hi)) if lo <= *a && *a <= hi)
             })
     };

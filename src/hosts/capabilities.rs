@@ -4,10 +4,10 @@
 
 use serde::Serialize;
 
-use crate::hypervisor::Hypervisor;
+use crate::hosts::hypervisor::Hypervisor;
 use crate::libvirt::storage::base_volume_name;
-use crate::planned::NodeIdentity;
-use crate::pool::Pools;
+use crate::plan::planned_node::NodeIdentity;
+use crate::plan::pool::Pools;
 
 /// One host as it answered.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -168,7 +168,7 @@ fn bridge_facts(name: &str) -> BridgeFacts {
 }
 
 /// A value of every pool (its network, its bridge), each once, in order.
-fn distinct(config: &Config, of: impl Fn(&crate::pool::Pool) -> &String) -> Vec<String> {
+fn distinct(config: &Config, of: impl Fn(&crate::plan::pool::Pool) -> &String) -> Vec<String> {
     let set: std::collections::BTreeSet<&String> = config.pools.all().iter().map(of).collect();
     set.into_iter().cloned().collect()
 }
@@ -208,7 +208,7 @@ pub fn gather(config: &Config) -> HostFacts {
         networks,
         bridges: bridges.iter().map(|b| bridge_facts(b)).collect(),
         virt_type: config.virt_type,
-        kvm: crate::accel::kvm_usable(),
+        kvm: crate::hosts::virt_type::kvm_usable(),
         qemu_user: qemu.as_ref().map(|q| q.0.clone()),
         cache: path_facts(&config.cache_dir, &qemu),
         state: path_facts(&config.state_dir, &qemu),
@@ -217,7 +217,7 @@ pub fn gather(config: &Config) -> HostFacts {
         )
         .ok()
         .map(|s| s.trim() == "1"),
-        ssh_keys: crate::node::ssh_keys::resolve(&config.ssh_keys)
+        ssh_keys: crate::node::authorized_keys::resolve(&config.ssh_keys)
             .map(|k| k.len())
             .map_err(|e| e.to_string()),
     }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::facts::HostFacts;
+use super::host_facts::HostFacts;
 use crate::config::VirtType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -207,7 +207,7 @@ pub fn verdicts(f: &HostFacts) -> Vec<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::facts::{BridgeFacts, NetworkFacts, PathFacts};
+    use crate::setup::host_facts::{BridgeFacts, NetworkFacts, PathFacts};
 
     fn healthy() -> HostFacts {
         HostFacts {
@@ -305,9 +305,17 @@ mod tests {
         std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o755)).unwrap();
         let nobody = 65534;
         // /tmp itself is world-traversable, so the verdict depends on our directories only.
-        assert!(crate::host::facts::readable_by(&inner, nobody, &[nobody]));
+        assert!(crate::setup::host_facts::readable_by(
+            &inner,
+            nobody,
+            &[nobody]
+        ));
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        assert!(!crate::host::facts::readable_by(&inner, nobody, &[nobody]));
-        assert!(crate::host::facts::readable_by(&inner, 0, &[0]));
+        assert!(!crate::setup::host_facts::readable_by(
+            &inner,
+            nobody,
+            &[nobody]
+        ));
+        assert!(crate::setup::host_facts::readable_by(&inner, 0, &[0]));
     }
 }

@@ -72,7 +72,7 @@ pub struct NodeLine {
 
 impl Progress {
     pub fn new(start: Instant) -> Progress {
-        let quiet = crate::terminal::quiet();
+        let quiet = crate::text::terminal::quiet();
         let bars = (std::io::stderr().is_terminal() && !quiet)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Progress { start, bars, quiet }

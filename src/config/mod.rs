@@ -1,7 +1,7 @@
 //! vnode's configuration: where it is looked up, its defaults, and its validation.
 //!
 //! Every key has a default, so a config file may set just one. Pools are validated together
-//! (see [`crate::pool::Pools`]) and every error names the file, line and field.
+//! (see [`crate::plan::pool::Pools`]) and every error names the file, line and field.
 
 use std::env;
 use std::fmt;
@@ -11,16 +11,19 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::catalog::Catalog;
-use crate::names;
-use crate::pool::{
+use crate::images::catalog::Catalog;
+use crate::plan::pool::{
     DISK_GIB, Limit, MAC_ID, MEMORY_MIB, NUMBER, PUBLIC_OFFSET, Pool, PoolProblem, Pools,
     PoolsError, Resources, VCPUS, WIDTH,
 };
-use crate::toml_file::{self, FileError, line_of};
+use crate::text::names;
+
+pub mod toml_file;
+
+use toml_file::{FileError, line_of};
 
 /// A commented example config, printed by `vnode config example`.
-pub const EXAMPLE: &str = include_str!("config_example.toml");
+pub const EXAMPLE: &str = include_str!("example.toml");
 
 /// Which hypervisor acceleration guests run under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -402,7 +405,7 @@ impl Located<'_> {
                 if let Some(j) = out.iter().position(|o| o.name == name) {
                     return Err(format!("{} is already hosts[{j}]", names::quoted(name)));
                 }
-                if name == crate::planned::HostName::LOCAL {
+                if name == crate::plan::planned_node::HostName::LOCAL {
                     return Err(format!(
                         "{} is what vnode calls this host when there are no [[hosts]]; give \
                          the host another name",
@@ -613,7 +616,7 @@ impl Config {
             None => None,
             Some(d) => Some(at.string(d, "default_distro", |d| {
                 // Checked against the built-in catalog; a user catalog is checked when loaded.
-                crate::catalog::check_name(&d.to_ascii_lowercase()).map_err(|_| {
+                crate::images::catalog::check_name(&d.to_ascii_lowercase()).map_err(|_| {
                     format!(
                         "{} is not an image name (a catalog name or alias like f43, an imported \
                          or a derived image)",

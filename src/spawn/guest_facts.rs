@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use crate::mac::Mac;
+use crate::plan::mac::Mac;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Facts {
@@ -68,11 +68,11 @@ pub fn parse_facts(output: &str) -> Facts {
         let v = l.strip_prefix("PRETTY_NAME=")?;
         Some(v.trim_matches('"').to_string())
     });
-    let links = crate::ip_json::parse(&section("ip").join("\n")).unwrap_or_default();
+    let links = crate::process::ip_json::parse(&section("ip").join("\n")).unwrap_or_default();
     Facts {
         pretty_name,
         hostname: section("hostname").join("").trim().to_string(),
-        addresses: crate::ip_json::ipv4_by_mac(&links),
+        addresses: crate::process::ip_json::ipv4_by_mac(&links),
     }
 }
 

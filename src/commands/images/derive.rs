@@ -19,17 +19,17 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::catalog::check_name;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::hypervisor::{Hypervisor, Keep};
+use crate::hosts::hypervisor::{Hypervisor, Keep};
+use crate::images::catalog::check_name;
 use crate::images::{Cache, CachedImage, DerivedImage, commit_flattened};
 use crate::node;
 use crate::node::ready::ReadyRecord;
-use crate::runtime::{self, Flavor};
+use crate::plan::spec::NodeRequest;
+use crate::process::runtime::{self, Flavor};
 use crate::spawn::report::Outcome;
 use crate::spawn::{SpawnOptions, Target, WaitFor, WaitOn};
-use crate::spec::NodeRequest;
 use crate::ssh::{ClientKey, Session};
 
 /// How long the guest may take to power off after the ACPI request.
@@ -67,7 +67,7 @@ fn script_of(req: &DeriveRequest) -> Result<(String, String)> {
             Ok((text.clone(), format!("script {}:\n{text}", path.display())))
         }
         (None, false) => {
-            let line = crate::shell::join(&req.command);
+            let line = crate::text::shell::join(&req.command);
             Ok((format!("{line}\n"), line))
         }
     }
@@ -106,9 +106,12 @@ sync
 
 /// The key bodies vnode authorized in the node (its client key, the config's keys and users').
 fn injected_keys(ctx: &Context, client: &ClientKey) -> Result<String> {
-    let mut keys = node::ssh_keys::resolve(&ctx.config.ssh_keys).map_err(node::NodeError::from)?;
+    let mut keys =
+        node::authorized_keys::resolve(&ctx.config.ssh_keys).map_err(node::NodeError::from)?;
     for user in &ctx.config.users {
-        keys.extend(node::ssh_keys::resolve_user(&user.ssh_keys).map_err(node::NodeError::from)?);
+        keys.extend(
+            node::authorized_keys::resolve_user(&user.ssh_keys).map_err(node::NodeError::from)?,
+        );
     }
     keys.push(client.public_openssh.clone());
     let mut out = String::new();
@@ -146,10 +149,11 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
             base.name
         );
     }
-    let nodes = crate::planned::plan_cached(vec![request], &cache, &ctx.catalog, host.name())?;
+    let nodes =
+        crate::plan::planned_node::plan_cached(vec![request], &cache, &ctx.catalog, host.name())?;
     let target = Target {
         host: host.clone(),
-        accel: crate::accel::resolve(ctx.config.virt_type).accel(),
+        accel: crate::hosts::virt_type::resolve(ctx.config.virt_type).accel(),
         cpus: None,
     };
     let options = SpawnOptions {
@@ -240,7 +244,7 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
 async fn remove_ignoring_ctrl_c(
     host: &Hypervisor,
     node_name: &str,
-) -> Result<(), crate::hypervisor::RemoveError> {
+) -> Result<(), crate::hosts::hypervisor::RemoveError> {
     let removal = host.remove_node(node_name, Keep::Nothing);
     tokio::pin!(removal);
     loop {
@@ -259,14 +263,15 @@ async fn temporary_node(
     ctx: &Context,
     host: &Hypervisor,
     spec: Option<&str>,
-    base: &crate::catalog::ImageRef,
+    base: &crate::images::catalog::ImageRef,
 ) -> Result<NodeRequest> {
     let domains = host.virsh().domains().await?;
     let free =
         |name: &str| !domains.iter().any(|d| d == name) && !host.node_paths(name).dir.exists();
     let (pool, name) = match spec {
         Some(spec) => {
-            let mut nodes = crate::spec::resolve_names(&[spec.to_string()], &ctx.config.pools)?;
+            let mut nodes =
+                crate::plan::spec::resolve_names(&[spec.to_string()], &ctx.config.pools)?;
             if nodes.len() != 1 {
                 return Err(Error::Usage(format!("--node {spec}: name one node")));
             }

@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::debug_log::{self, CommandLine, Outcome};
+use crate::process::debug_log::{self, CommandLine, Outcome};
 
 /// A command line as a user would type it, for messages.
 pub fn describe(cmd: &Command) -> String {

@@ -1,17 +1,20 @@
 //! `vnode images ...`: pull, list, import, rm, verify. Names on the command line may be catalog
 //! aliases (`f43`); the cache knows images by their canonical names (`fedora-43`).
 
+pub mod derive;
+pub mod push;
+
 use indicatif::HumanBytes;
 use serde::Serialize;
 
-use crate::catalog::{CatalogEntry, Checksum, ImageKind};
 use crate::cli::{ImagesCommand, ImportArgs};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::images::catalog::{CatalogEntry, Checksum, ImageKind};
 use crate::images::{
     self, Cache, ImageError, ImageMeta, Import, KeySource, Progress, PullOptions, State,
 };
-use crate::table::Table;
+use crate::text::table::Table;
 
 pub fn run(ctx: &Context, cmd: ImagesCommand) -> Result<()> {
     match cmd {
@@ -32,7 +35,7 @@ pub fn run(ctx: &Context, cmd: ImagesCommand) -> Result<()> {
         ImagesCommand::Import(args) => import(ctx, args),
         ImagesCommand::Rm { names } => rm(ctx, &names),
         ImagesCommand::Verify { names } => verify(ctx, &names),
-        ImagesCommand::Push { names, host } => super::hosts::push(ctx, &names, host.as_deref()),
+        ImagesCommand::Push { names, host } => push::run(ctx, &names, host.as_deref()),
         ImagesCommand::Derive {
             base,
             name,
@@ -42,7 +45,7 @@ pub fn run(ctx: &Context, cmd: ImagesCommand) -> Result<()> {
             command,
         } => derive(
             ctx,
-            &crate::derive::DeriveRequest {
+            &crate::commands::images::derive::DeriveRequest {
                 base,
                 name,
                 node,
@@ -216,8 +219,8 @@ fn list(ctx: &Context) -> Result<()> {
 }
 
 /// `vnode images derive BASE NAME [--node SPEC] [--script FILE] [-- CMD...]`.
-fn derive(ctx: &Context, req: &crate::derive::DeriveRequest) -> Result<()> {
-    let image = crate::derive::derive(ctx, req)?;
+fn derive(ctx: &Context, req: &crate::commands::images::derive::DeriveRequest) -> Result<()> {
+    let image = crate::commands::images::derive::derive(ctx, req)?;
     if ctx.json {
         ctx.print_json(&image);
     } else {

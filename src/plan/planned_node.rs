@@ -12,11 +12,11 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::catalog::{Catalog, ImageKind, ImageRef, Renderer};
+use crate::images::catalog::{Catalog, ImageKind, ImageRef, Renderer};
 use crate::images::{BaseImage, Cache, ImageError};
-use crate::mac::{Mac, Nic};
-use crate::pool::{NodeName, Pool, Pools, Resources};
-use crate::spec::NodeRequest;
+use crate::plan::mac::{Mac, Nic};
+use crate::plan::pool::{NodeName, Pool, Pools, Resources};
+use crate::plan::spec::NodeRequest;
 
 /// Who a node is on the networks: everything that follows from pool + number.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -51,7 +51,7 @@ impl NodeIdentity {
 
     /// The identity of an existing node called `name`, if the name belongs to a pool.
     pub fn of_name(pools: &Pools, name: &str) -> Option<NodeIdentity> {
-        let (pool, node) = crate::spec::resolve_names(&[name.to_string()], pools)
+        let (pool, node) = crate::plan::spec::resolve_names(&[name.to_string()], pools)
             .ok()?
             .pop()?;
         Some(NodeIdentity::new(&pool, node.number))
@@ -175,7 +175,7 @@ mod tests {
         let config = Config::defaults();
         let catalog = Catalog::load(None).unwrap();
         let requests =
-            crate::spec::resolve(&["18:u24.04".into()], &config.pools, &catalog, None, &[])
+            crate::plan::spec::resolve(&["18:u24.04".into()], &config.pools, &catalog, None, &[])
                 .unwrap();
         let nodes = plan(requests, None, &catalog, &HostName::local());
         let n = &nodes[0];

@@ -22,9 +22,9 @@ use crate::libvirt::LibvirtError;
 use crate::libvirt::storage::{Storage, StorageError};
 use crate::libvirt::virsh::Virsh;
 use crate::libvirt::virt_install::DomainFiles;
-use crate::node::paths::{self, NodePaths};
+use crate::node::files::{self, NodePaths};
 use crate::node::{self, NodeArtifacts, NodeError};
-use crate::planned::{HostName, PlannedNode};
+use crate::plan::planned_node::{HostName, PlannedNode};
 use crate::ssh::{JumpHost, JumpPool};
 
 /// One hypervisor host.
@@ -200,17 +200,17 @@ impl Hypervisor {
 
     /// vnode's known_hosts for this host's nodes.
     pub fn known_hosts(&self) -> PathBuf {
-        paths::known_hosts(&self.state_dir)
+        files::known_hosts(&self.state_dir)
     }
 
     /// vnode's ssh client key, authorized in every node of this host.
     pub fn client_key(&self) -> PathBuf {
-        paths::client_key(&self.state_dir)
+        files::client_key(&self.state_dir)
     }
 
     /// Names of the node directories vnode has (for every host).
     pub fn node_names(&self) -> Vec<String> {
-        paths::node_dirs(&self.state_dir)
+        files::node_dirs(&self.state_dir)
     }
 
     /// Where to connect to reach the ssh port of a guest that has `address`: the address itself

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Deserialize;
 
-use crate::mac::Mac;
+use crate::plan::mac::Mac;
 
 /// One interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -28,7 +28,7 @@ pub fn init(verbosity: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(crate::terminal::colours_on(&std::io::stderr()))
+        .with_ansi(crate::text::terminal::colours_on(&std::io::stderr()))
         .with_target(false)
         .with_timer(tracing_subscriber::fmt::time::uptime())
         .try_init();
@@ -66,7 +66,7 @@ impl fmt::Display for CommandLine<'_> {
 }
 
 fn quoted(word: &OsStr) -> String {
-    crate::shell::quote(&word.to_string_lossy())
+    crate::text::shell::quote(&word.to_string_lossy())
 }
 
 /// How an external command ended.

@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::planned::NodeIdentity;
-use crate::pool::Pool;
-use crate::table::Table;
+use crate::plan::planned_node::NodeIdentity;
+use crate::plan::pool::Pool;
+use crate::text::table::Table;
 
-/// One node of the plan: its identity (see [`crate::planned`]).
+/// One node of the plan: its identity (see [`crate::plan::planned_node`]).
 pub type PlanEntry = NodeIdentity;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
