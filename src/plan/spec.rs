@@ -16,6 +16,10 @@ use serde::Serialize;
 use crate::images::catalog::{Catalog, ImageRef};
 use crate::plan::pool::{NodeName, Pool, Pools};
 
+/// The grammar of a node spec, as every help text, man page and document shows it (tests hold the
+/// README and docs/ to it).
+pub const GRAMMAR: &str = "[STEM]NUMBER[-NUMBER][:DISTRO][@HOST]";
+
 /// At most this many nodes in one command; a typo like `0-9999` should not define thousands of VMs.
 pub const MAX_NODES: usize = 1000;
 
@@ -51,7 +55,7 @@ impl fmt::Display for Spec {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error(
-        "'{spec}': {problem}; a node spec is [STEM]NUMBER[-NUMBER][:DISTRO][@HOST], e.g. 3, vnode4, 3-7:u24.04, 5@h2"
+        "'{spec}': {problem}; a node spec is {GRAMMAR}, e.g. 3, vnode4, 3-7:u24.04, 5@h2"
     )]
     Syntax { spec: String, problem: String },
     #[error("'{spec}': no pool has the stem '{stem}'; known stems: {known}")]
