@@ -3,16 +3,15 @@
 //! vouched for by the user's known_hosts, the guest's pinned key still enforced. Two russh servers
 //! on 127.0.0.1 stand in: a "hypervisor" sshd that forwards to loopback targets, and a guest.
 
-#[path = "support/ssh_servers.rs"]
-mod ssh_servers;
+mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::ssh_servers::{Forwarding, Guest, Hypervisor, openssh, random_key};
 use russh::keys::ssh_key::LineEnding;
-use ssh_servers::{Forwarding, Guest, Hypervisor, openssh, random_key};
 use tokio::net::{TcpListener, TcpStream};
 use vnode::ssh::known_hosts::hash_name;
 use vnode::ssh::{ClientKey, JumpError, JumpHost, JumpPool, Session, SshError};

@@ -3,7 +3,7 @@
 //! the facts read, which is when spawn reports the node's ssh time. A benchmark, not a test:
 //! `benches/ssh_overhead.sh` runs it (`cargo test --test ssh_overhead -- --ignored --nocapture`).
 //!
-//! The stand-in guest is the russh guest of tests/support/ssh_servers.rs on 127.0.0.1, answering
+//! The stand-in guest is the russh guest of tests/common/ssh_servers.rs on 127.0.0.1, answering
 //! FACTS_COMMAND as a booted guest would (hostname = the node's name, both NICs addressed). As on
 //! a booting guest, its port refuses connections until sshd starts: the socket is bound (the port
 //! reserved) but does not listen until T0. vnode's stages (`stages::banner`, `stages::login`,
@@ -19,14 +19,13 @@
 //! Environment: SSH_OVERHEAD_ROUNDS (default 21) rounds per variant; SSH_OVERHEAD_ENFORCE=1 fails
 //! the run when a variant's median T0 → facts exceeds LIMIT.
 
-#[path = "support/ssh_servers.rs"]
-mod ssh_servers;
+mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::ssh_servers::{FakeGuest, Forwarding, Guest, Hypervisor, openssh, random_key};
 use russh::keys::ssh_key::LineEnding;
-use ssh_servers::{FakeGuest, Forwarding, Guest, Hypervisor, openssh, random_key};
 use tokio::net::TcpSocket;
 use tokio::sync::{mpsc, oneshot};
 use vnode::config::Config;

@@ -1,13 +1,12 @@
 //! vnode's ssh readiness login accepts exactly the host key vnode generated for the node. A russh
 //! server on 127.0.0.1 stands in for a node.
 
-#[path = "support/ssh_servers.rs"]
-mod ssh_servers;
+mod common;
 
 use std::time::Duration;
 
+use common::ssh_servers::{FakeGuest, Guest, random_key};
 use russh::keys::{PrivateKey, PublicKey};
-use ssh_servers::{FakeGuest, Guest, random_key};
 use tokio::net::TcpListener;
 use vnode::ssh::{ClientKey, Session, SshError};
 

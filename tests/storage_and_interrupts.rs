@@ -4,9 +4,6 @@
 //! small tmpfs (root, gated); the Ctrl-C test runs as any user.
 
 mod common;
-#[path = "support/http_server.rs"]
-#[allow(dead_code)]
-mod http_server;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::cli::{Vnode, stderr, stdout};
 use common::gate::{Needs, require_root_or_skip};
+use common::http_server::{Behaviour, Server};
 use common::tmpfs::Tmpfs;
-use http_server::{Behaviour, Server};
 use sha2::{Digest, Sha256};
 
 /// A qcow2 image of `mib` MiB virtual size made by qemu-img, fully allocated when `full`.

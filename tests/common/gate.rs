@@ -11,6 +11,18 @@ use std::path::Path;
 /// The variable that skips every gated test, on purpose.
 pub const SKIP_VAR: &str = "VNODE_SKIP_VM_TESTS";
 
+/// Every test binary (`tests/NAME.rs` or `tests/NAME/main.rs`) that has tests behind this gate,
+/// with the most any of them needs. The one list: the gate refuses a test from a binary that is
+/// not here, and docs/development.md is held to it.
+pub const GATED: &[(&str, Needs)] = &[
+    ("benches", Needs::Vms),
+    ("host_bridge", Needs::Netns),
+    ("image_builder", Needs::Vms),
+    ("storage", Needs::Lab),
+    ("storage_and_interrupts", Needs::Mount),
+    ("vm", Needs::Vms),
+];
+
 /// What a gated test needs besides root; each level includes the one before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Needs {
@@ -85,6 +97,18 @@ pub fn require_root_or_skip(needs: Needs) -> bool {
         .name()
         .unwrap_or("<unnamed test>")
         .to_string();
+    let binary = test_binary();
+    match GATED.iter().find(|(name, _)| *name == binary) {
+        Some((_, most)) => assert!(
+            needs <= *most,
+            "{test}: needs {needs:?}, but tests/common/gate.rs lists {binary} with {most:?}; \
+             raise it there"
+        ),
+        None => panic!(
+            "{test}: the test binary {binary} is not in gate::GATED (tests/common/gate.rs); add \
+             it there, and to the list of root tests in docs/development.md"
+        ),
+    }
     match std::env::var(SKIP_VAR).as_deref() {
         Ok("1") => {
             // Past libtest's capture (which takes only `eprintln!`), so that every run shows it.
@@ -127,4 +151,17 @@ fn on_path(program: &str) -> bool {
             std::fs::metadata(Path::new(&dir).join(program))
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+/// The name of the running test binary: cargo builds `tests/NAME.rs` as `NAME-<hash>`.
+fn test_binary() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_string(),
+        _ => stem,
+    }
 }

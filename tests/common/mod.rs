@@ -7,24 +7,29 @@
 //! - `netns`: a network namespace owned by one test;
 //! - `tmpfs`: a small tmpfs owned by one test, to fill up;
 //! - `consumers`: the real programs (dnsmasq, dhcpd) that judge what vnode writes;
-//! - `gate`: the gate of every test that needs root.
+//! - `gate`: the gate of every test that needs root, and the one list of the test binaries that
+//!   have such tests (`gate::GATED`);
+//! - `http_server`, `signing`, `ssh_servers`: stand-ins that tests talk to (an HTTP server on
+//!   127.0.0.1 with scripted faults, OpenPGP signing keys, ssh servers for guests and hosts).
 //!
-//! Tests that need root (network namespaces, the lab's libvirtd, VMs) start with
+//! Tests that need root (a tmpfs, network namespaces, the lab's libvirtd, VMs) start with
 //! `if gate::require_root_or_skip(Needs::..) { return; }` (or `let Some(vms) = VmLab::up(..) else
 //! { return; };`, which passes the same gate). Not run as root, such a test **fails**,
 //! saying so; as root, a missing program fails it with the Debian package to install.
 //! `VNODE_SKIP_VM_TESTS=1` skips them explicitly, each printing
 //! `SKIPPED (VNODE_SKIP_VM_TESTS=1): <test>` to stderr, past the test harness's capture, so
-//! every run shows it. It skips the VM tests (tests/vm/: lab, spawn, derive, faults,
-//! guest_variants, several_hosts), tests/host_bridge.rs, tests/image_builder.rs and the full-disk tests of
-//! tests/storage_and_interrupts.rs; every other test runs without root.
+//! every run shows it. Which test binaries have such tests is `gate::GATED`, the one list: the
+//! gate refuses a test of a binary that is not in it, and the docs are held to it.
 #![allow(dead_code)]
 
 pub mod cli;
 pub mod consumers;
 pub mod e2e;
 pub mod gate;
+pub mod http_server;
 pub mod json;
 pub mod lab;
 pub mod netns;
+pub mod signing;
+pub mod ssh_servers;
 pub mod tmpfs;
