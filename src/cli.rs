@@ -1,5 +1,10 @@
 //! Every command-line flag of vnode, and nothing else. Parsed once into these types; the rest of
 //! the program works on the validated values they lead to.
+//!
+//! These definitions are also the one source of vnode's user-facing text: `Cli::command()` is
+//! what `--help` shows, what the man pages are rendered from (`commands::manpage`) and what the
+//! shell completions walk (`commands::completion`). The spec grammar in that text is
+//! [`GRAMMAR`], never a copy.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -9,6 +14,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::VirtType;
 use crate::plan::site_dhcp::PlanFormat;
+use crate::plan::spec::GRAMMAR;
 use crate::spawn::slots::BootCap;
 use crate::spawn::{WaitFor, WaitOn};
 
@@ -61,8 +67,7 @@ value_enum!(WaitOn {
     version,
     about = "Spawn many fresh libvirt/qemu VMs at once from cloud images; returns when every one answers on ssh",
     long_about = None,
-    after_help = "Node specs: [STEM]NUMBER[-NUMBER][:DISTRO], e.g. `vnode 3:f43 vnode4 vnode18:u24.04 20-22`.\n\
-                  `vnode SPECS...` is short for `vnode spawn SPECS...`."
+    after_help = specs_note()
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -149,8 +154,7 @@ pub enum CompletionShell {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct SpawnArgs {
-    /// Node specs: [STEM]NUMBER[-NUMBER][:DISTRO].
-    #[arg(value_name = "SPECS")]
+    #[arg(value_name = "SPECS", help = specs_help())]
     pub specs: Vec<String>,
     /// Image for specs without ":DISTRO" (default: the catalog's default).
     #[arg(short, long)]
@@ -403,6 +407,20 @@ impl Cli {
             args.into_iter().map(Into::into).collect(),
         ))
     }
+}
+
+/// Help of spawn's SPECS: the grammar, from the one place that defines it.
+fn specs_help() -> String {
+    format!("Node specs: {GRAMMAR}")
+}
+
+/// The closing note of `vnode --help` (and of vnode(1)'s description).
+fn specs_note() -> String {
+    format!(
+        "{}, e.g. `vnode 3:f43 vnode4 vnode18:u24.04 20-22`.\n\
+         `vnode SPECS...` is short for `vnode spawn SPECS...`.",
+        specs_help()
+    )
 }
 
 /// `--parallel`: a number of nodes, at least 1, `auto` or `all`.

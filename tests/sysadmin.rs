@@ -7,7 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use clap::CommandFactory;
 use common::cli::Vnode;
+use vnode::cli::Cli;
+use vnode::plan::spec::GRAMMAR;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_vnode")
@@ -327,12 +330,11 @@ fn the_bash_script_registers_for_vnode() {
     );
 }
 
-#[test]
-fn man_pages_render_without_warnings_and_have_their_sections() {
-    let dir = tempfile::tempdir().unwrap();
+/// Writes the man pages with `vnode generate-assets` into `dir`; their file names, sorted.
+fn generate_man_pages(dir: &Path) -> Vec<String> {
     let out = Command::new(bin())
         .arg("generate-assets")
-        .arg(dir.path())
+        .arg(dir)
         .output()
         .unwrap();
     assert!(
@@ -340,12 +342,38 @@ fn man_pages_render_without_warnings_and_have_their_sections() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let man = dir.path().join("man");
-    let mut pages: Vec<String> = std::fs::read_dir(&man)
+    let mut pages: Vec<String> = std::fs::read_dir(dir.join("man"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     pages.sort();
+    pages
+}
+
+/// A man page as `man -l` shows it on a 100-column terminal, without formatting.
+fn render_man_page(page: &Path) -> String {
+    let out = run(
+        "man",
+        "man-db",
+        Command::new("man")
+            .args(["-l", "-E", "UTF-8"])
+            .arg(page)
+            .env("MANWIDTH", "100")
+            .env("MAN_KEEP_FORMATTING", ""),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn man_pages_render_without_warnings_and_have_their_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = generate_man_pages(dir.path());
+    let man = dir.path().join("man");
     for verb in [
         "spawn",
         "list",
@@ -383,34 +411,17 @@ fn man_pages_render_without_warnings_and_have_their_sections() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let render = |page: &str| {
-        let out = run(
-            "man",
-            "man-db",
-            Command::new("man")
-                .args(["-l", "-E", "UTF-8"])
-                .arg(man.join(page))
-                .env("MANWIDTH", "100")
-                .env("MAN_KEEP_FORMATTING", ""),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let main = render("vnode.1");
+    let main = render_man_page(&man.join("vnode.1"));
     for section in [
         "NAME",
         "SYNOPSIS",
+        "DESCRIPTION",
         "OPTIONS",
         "SUBCOMMANDS",
-        "NODE SPECS",
-        "CONFIGURATION",
         "EXIT STATUS",
-        "FILES",
         "ENVIRONMENT",
+        "FILES",
+        "EXAMPLES",
         "SEE ALSO",
     ] {
         assert!(
@@ -418,22 +429,89 @@ fn man_pages_render_without_warnings_and_have_their_sections() {
             "vnode(1) has no {section} section:\n{main}"
         );
     }
+    assert!(
+        !main.lines().any(|l| l == "EXTRA"),
+        "the spec note belongs to the description:\n{main}"
+    );
     for text in [
-        "[STEM]NUMBER[-NUMBER][:DISTRO]",
         "state_dir",
-        "public_subnet",
         "130",
         "seed.iso",
         "vnode-spawn(1)",
         "--verbose",
+        "vnode config example",
     ] {
         assert!(main.contains(text), "vnode(1) does not mention {text}");
     }
-    let spawn = render("vnode-spawn.1");
+    let spawn = render_man_page(&man.join("vnode-spawn.1"));
     assert!(
         spawn.contains("--prepare-only") && spawn.contains("--wait-on"),
         "{spawn}"
     );
+    assert!(spawn.contains("SEE ALSO\n       vnode(1)"), "{spawn}");
+}
+
+/// Where `text` shows the spec grammar other than whole: a `[:DISTRO]` or `NUMBER[-NUMBER]` that
+/// is not part of [`GRAMMAR`] (as the grammar read before `[@HOST]`).
+fn partial_grammar(text: &str) -> Option<String> {
+    let whole: Vec<usize> = text.match_indices(GRAMMAR).map(|(at, _)| at).collect();
+    let inside_whole = |at: usize| {
+        whole
+            .iter()
+            .any(|&start| (start..start + GRAMMAR.len()).contains(&at))
+    };
+    ["[:DISTRO]", "NUMBER[-NUMBER]"]
+        .iter()
+        .flat_map(|part| text.match_indices(part))
+        .find(|&(at, _)| !inside_whole(at))
+        .map(|(at, _)| text[at.saturating_sub(40)..].chars().take(100).collect())
+}
+
+#[test]
+fn help_and_man_pages_show_the_whole_spec_grammar() {
+    for args in [&["--help"][..], &["spawn", "--help"], &["spawn", "-h"]] {
+        let help = Vnode::new().args(args).ok();
+        assert!(help.contains(GRAMMAR), "vnode {args:?}:\n{help}");
+    }
+    // Every verb's help, short and long.
+    let mut paths = Vec::new();
+    command_paths(&Cli::command(), &[], &mut paths);
+    for path in &paths {
+        for flag in ["-h", "--help"] {
+            let help = Vnode::new().args(path).args([flag]).ok();
+            assert_eq!(partial_grammar(&help), None, "vnode {path:?} {flag}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let man = dir.path().join("man");
+    for page in generate_man_pages(dir.path()) {
+        let text = render_man_page(&man.join(&page));
+        assert_eq!(partial_grammar(&text), None, "{page}");
+        if page == "vnode.1" || page == "vnode-spawn.1" {
+            assert!(text.contains(GRAMMAR), "{page}:\n{text}");
+        }
+    }
+}
+
+/// The words that reach `cmd` and each of its verbs, depth first (`[]`, `["images"]`,
+/// `["images", "pull"]`, ...).
+fn command_paths(cmd: &clap::Command, path: &[String], out: &mut Vec<Vec<String>>) {
+    out.push(path.to_vec());
+    for sub in cmd.get_subcommands() {
+        let mut longer = path.to_vec();
+        longer.push(sub.get_name().to_string());
+        command_paths(sub, &longer, out);
+    }
+}
+
+#[test]
+fn partial_grammar_finds_a_grammar_without_host() {
+    assert_eq!(
+        partial_grammar(&format!("specs: {GRAMMAR}, or {GRAMMAR}.")),
+        None
+    );
+    assert!(partial_grammar("specs: [STEM]NUMBER[-NUMBER][:DISTRO].").is_some());
+    assert!(partial_grammar(&format!("{GRAMMAR} or NUMBER[-NUMBER]")).is_some());
 }
 
 /// A `virsh` that answers every query with `running`, so `vnode list` runs it without libvirt.

@@ -1,233 +1,228 @@
-//! Man pages from the clap definitions: vnode(1), with the sections a sysadmin looks for (spec
-//! grammar, configuration, exit status, files, environment), and one page per verb
-//! (vnode-spawn(1), vnode-images-pull(1), ...).
+//! Man pages rendered by clap_mangen from the `Command` that `--help` shows: vnode(1) and one page
+//! per verb (vnode-spawn(1), vnode-images-pull(1), ...). The sections clap knows nothing of come
+//! from [`SECTIONS`] and [`SEE_ALSO`], the only text written here; they follow clap_mangen's.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 use clap_mangen::Man;
-use clap_mangen::roff::{Roff, bold, italic, roman};
+use clap_mangen::roff::{Roff, bold, roman};
 
 use crate::cli::Cli;
-use crate::error::{EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_READY};
+use crate::exit::{EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_READY};
 
-/// Writes every page into `dir` and returns their paths, vnode.1 first.
+/// A section of a page that clap does not generate: tagged paragraphs, the tag in bold.
+struct Section {
+    /// The page's name (its file name without `.1`).
+    page: &'static str,
+    title: &'static str,
+    items: &'static [(Tag, &'static str)],
+}
+
+enum Tag {
+    Text(&'static str),
+    Exit(u8),
+}
+
+/// Every section clap does not generate, in the order a page shows them (man-pages(7)).
+const SECTIONS: &[Section] = &[
+    Section {
+        page: "vnode",
+        title: "EXIT STATUS",
+        items: &[
+            (Tag::Exit(0), "Success."),
+            (
+                Tag::Exit(EXIT_FAILED),
+                "An operation failed (a node, a download, libvirt).",
+            ),
+            (
+                Tag::Exit(EXIT_BAD_INPUT),
+                "Bad input (specs, config, catalog, arguments); nothing was created.",
+            ),
+            (
+                Tag::Exit(EXIT_NOT_READY),
+                "Some nodes did not become ready.",
+            ),
+            (Tag::Exit(EXIT_INTERRUPTED), "Interrupted."),
+        ],
+    },
+    Section {
+        page: "vnode",
+        title: "ENVIRONMENT",
+        items: &[
+            (
+                Tag::Text("VNODE_CONFIG"),
+                "The config file, unless --config is given.",
+            ),
+            (
+                Tag::Text("VNODE_LAB"),
+                "Act inside this lab, like --lab=NAME.",
+            ),
+            (
+                Tag::Text("RUST_LOG"),
+                "A tracing filter for the debug log (e.g. vnode=debug), when -v is not given.",
+            ),
+            (Tag::Text("NO_COLOR"), "When set and not empty, no colours."),
+            (
+                Tag::Text("COMPLETE"),
+                "Set by the completion scripts to ask vnode for candidates.",
+            ),
+        ],
+    },
+    Section {
+        page: "vnode",
+        title: "FILES",
+        items: &[
+            (
+                Tag::Text("~/.config/vnode/config.toml, /etc/vnode/config.toml"),
+                "The config: the first found, unless --config or VNODE_CONFIG names one. vnode config show says which; vnode config example prints every key.",
+            ),
+            (
+                Tag::Text("~/.config/vnode/images.toml"),
+                "A user catalog, added to the built-in one.",
+            ),
+            (
+                Tag::Text("/var/lib/vnode/nodes/NAME/"),
+                "One directory per node (the config's state_dir): disk.qcow2, seed.iso, console.log, node.json.",
+            ),
+            (
+                Tag::Text("/var/lib/vnode/images/"),
+                "The image cache (the config's cache_dir).",
+            ),
+            (
+                Tag::Text("/var/lib/vnode/lab/NAME/"),
+                "A namespace lab's state (removed by vnode lab down).",
+            ),
+        ],
+    },
+    Section {
+        page: "vnode",
+        title: "EXAMPLES",
+        items: &[
+            (
+                Tag::Text("vnode 3:f43 vnode4 vnode18:u24.04 20-22"),
+                "vnode03 from Fedora 43, vnode04 from the default image, vnode18 from Ubuntu 24.04, vnode20 to vnode22.",
+            ),
+            (
+                Tag::Text("vnode 10-19@h1"),
+                "Ten nodes on h1, one of the config's [[hosts]].",
+            ),
+            (
+                Tag::Text("vnode --dry-run 3-7"),
+                "What would be created; nothing is.",
+            ),
+            (
+                Tag::Text("vnode ssh vnode03 -- uptime"),
+                "A command in a node.",
+            ),
+            (
+                Tag::Text("vnode destroy 3-7"),
+                "The nodes, and their files, gone.",
+            ),
+        ],
+    },
+];
+
+/// Other programs' pages a page points to, after its parent's and its verbs' pages.
+const SEE_ALSO: &[(&str, &[&str])] = &[
+    ("vnode", &["virsh(1)", "virt-install(1)"]),
+    ("vnode-console", &["virsh(1)"]),
+    ("vnode-ssh", &["ssh(1)"]),
+];
+
+/// Writes every page into `dir` and returns their paths, vnode.1 first, each verb's page before
+/// its own verbs' pages.
 pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
-    let mut written = vec![write_main(&cmd, dir)?];
-    for sub in visible_subcommands(&cmd) {
-        write_verb(sub, dir, &mut written)?;
-    }
+    let mut written = Vec::new();
+    write_page(&cmd, None, dir, &mut written)?;
     Ok(written)
+}
+
+fn write_page(
+    cmd: &clap::Command,
+    parent: Option<&clap::Command>,
+    dir: &Path,
+    written: &mut Vec<PathBuf>,
+) -> io::Result<()> {
+    let man = Man::new(with_after_help_described(cmd.clone()));
+    let path = dir.join(man.get_filename());
+    std::fs::write(&path, render(&man, cmd, parent)?)?;
+    written.push(path);
+    for sub in visible_subcommands(cmd) {
+        write_page(sub, Some(cmd), dir, written)?;
+    }
+    Ok(())
 }
 
 fn visible_subcommands(cmd: &clap::Command) -> impl Iterator<Item = &clap::Command> {
     cmd.get_subcommands().filter(|s| !s.is_hide_set())
 }
 
-/// A verb's page, then its own verbs' pages (`vnode images` → `vnode-images-pull`, ...).
-fn write_verb(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> io::Result<()> {
-    written.push(Man::new(cmd.clone()).generate_to(dir)?);
-    for sub in visible_subcommands(cmd) {
-        write_verb(sub, dir, written)?;
-    }
-    Ok(())
+/// The page's name: `vnode`, `vnode-images-pull`.
+fn page_name(cmd: &clap::Command) -> &str {
+    cmd.get_display_name().unwrap_or_else(|| cmd.get_name())
 }
 
-fn write_main(cmd: &clap::Command, dir: &Path) -> io::Result<PathBuf> {
-    let man = Man::new(cmd.clone());
-    let path = dir.join(man.get_filename());
+/// clap_mangen would show the closing note of `--help` (vnode's spec grammar) under a heading
+/// "EXTRA"; the page shows it as the last paragraph of its description instead.
+fn with_after_help_described(cmd: clap::Command) -> clap::Command {
+    let Some(after) = cmd.get_after_long_help().or_else(|| cmd.get_after_help()) else {
+        return cmd;
+    };
+    let description = match cmd.get_long_about().or_else(|| cmd.get_about()) {
+        Some(about) => format!("{about}\n\n{after}"),
+        None => after.to_string(),
+    };
+    cmd.long_about(description)
+        .after_help(None::<&str>)
+        .after_long_help(None::<&str>)
+}
+
+/// clap_mangen's page, then the page's own sections.
+fn render(man: &Man, cmd: &clap::Command, parent: Option<&clap::Command>) -> io::Result<Vec<u8>> {
     let mut page = Vec::new();
-    man.render_title(&mut page)?;
-    man.render_name_section(&mut page)?;
-    man.render_synopsis_section(&mut page)?;
-    man.render_description_section(&mut page)?;
-    man.render_options_section(&mut page)?;
-    man.render_subcommands_section(&mut page)?;
-    extra_sections(cmd).to_writer(&mut page)?;
-    man.render_version_section(&mut page)?;
-    std::fs::write(&path, page)?;
-    Ok(path)
+    man.render(&mut page)?;
+    own_sections(cmd, parent).to_writer(&mut page)?;
+    Ok(page)
 }
 
-/// The sections of vnode(1) that clap does not know about.
-fn extra_sections(cmd: &clap::Command) -> Roff {
+/// The page's sections from [`SECTIONS`], and SEE ALSO: its parent's page, its verbs' pages and
+/// the [`SEE_ALSO`] of other programs.
+fn own_sections(cmd: &clap::Command, parent: Option<&clap::Command>) -> Roff {
+    let name = page_name(cmd);
     let mut r = Roff::new();
-    section(&mut r, "NODE SPECS");
-    r.text([
-        bold("vnode"),
-        roman(" SPECS... is short for "),
-        bold("vnode spawn"),
-        roman(" SPECS... A spec is "),
-        italic("[STEM]NUMBER[-NUMBER][:DISTRO]"),
-        roman(", e.g. "),
-        bold("vnode 3:f43 vnode4 vnode18:u24.04 20-22"),
-        roman("."),
-    ]);
-    items(
-        &mut r,
-        &[
-            (
-                "NUMBER",
-                "Normalized to the pool's width: 3, vnode3 and vnode003 all mean vnode03. A bare number belongs to the default pool.",
-            ),
-            (
-                "NUMBER-NUMBER",
-                "A range (3-7 is five nodes); at most 1000 nodes per command.",
-            ),
-            (
-                "STEM",
-                "The pool's name stem; pools are configured with [[pool]] tables.",
-            ),
-            (
-                "DISTRO",
-                "A catalog name or alias (fedora-43, f43, ubuntu-24.04, u24.04, debian; case-insensitive), an imported image, or a derived image BASE-VARIANT. Without one: -d/--distro, then the config's default_distro, then the catalog's default.",
-            ),
-        ],
-    );
-    r.control("PP", []);
-    r.text([roman(
-        "Bad specs exit with status 2 and a message naming the spec, before anything is created.",
-    )]);
-
-    section(&mut r, "CONFIGURATION");
-    r.text([
-        roman("TOML, looked up in "),
-        bold("--config"),
-        roman(" FILE, $VNODE_CONFIG, ~/.config/vnode/config.toml and /etc/vnode/config.toml; the first found wins and "),
-        bold("vnode config show"),
-        roman(" says which. Every key is optional. "),
-        bold("vnode config example"),
-        roman(" prints a commented example (installed as /usr/share/doc/vnode/examples/config.toml)."),
-    ]);
-    items(
-        &mut r,
-        &[
-            ("libvirt_uri", "libvirt connection (qemu:///system)."),
-            (
-                "virt_type",
-                "kvm, qemu (TCG) or auto (probe whether a guest really runs under KVM).",
-            ),
-            ("cache_dir", "Cached base images (/var/lib/vnode/images)."),
-            ("state_dir", "Per-node files (/var/lib/vnode/nodes)."),
-            (
-                "ssh_keys",
-                "Public keys authorized for root in every node (default: the invoking user's ~/.ssh/id_*.pub).",
-            ),
-            ("default_distro", "The image of specs without :DISTRO."),
-            (
-                "catalog",
-                "A user catalog in the format of images.toml, added to the built-in one.",
-            ),
-            (
-                "default_pool",
-                "The pool bare numbers belong to (default: the first).",
-            ),
-            (
-                "[resources]",
-                "memory_mib, vcpus, disk_gib of every node; a pool may override each.",
-            ),
-            (
-                "[cloud_init]",
-                "packages and runcmd added to every node's cloud-config.",
-            ),
-            ("[[users]]", "Extra accounts: name, ssh_keys, sudo, shell."),
-            (
-                "[[pool]]",
-                "stem, width, first, last, mac_id, bridge, network, domain, public_subnet, public_offset, and resources.",
-            ),
-        ],
-    );
-
-    section(&mut r, "EXIT STATUS");
-    let codes = [
-        (0, "Success.".to_string()),
-        (
-            EXIT_FAILED,
-            "An operation failed (a node, a download, libvirt).".into(),
-        ),
-        (
-            EXIT_BAD_INPUT,
-            "Bad input (specs, config, catalog, arguments); nothing was created.".into(),
-        ),
-        (EXIT_NOT_READY, "Some nodes did not become ready.".into()),
-        (EXIT_INTERRUPTED, "Interrupted.".into()),
-    ];
-    for (code, meaning) in codes {
-        r.control("TP", []);
-        r.text([bold(code.to_string())]);
-        r.text([roman(meaning)]);
+    // Commands and page names are not to be split at a line's end (`vn-ode-log(1)`).
+    r.control("nh", []);
+    for section in SECTIONS.iter().filter(|s| s.page == name) {
+        r.control("SH", [section.title]);
+        for (tag, meaning) in section.items {
+            let tag = match tag {
+                Tag::Text(text) => text.to_string(),
+                Tag::Exit(code) => code.to_string(),
+            };
+            r.control("TP", []);
+            r.text([bold(tag)]);
+            r.text([roman(*meaning)]);
+        }
     }
-
-    section(&mut r, "FILES");
-    items(
-        &mut r,
-        &[
-            (
-                "STATE_DIR/NAME/",
-                "One directory per node: disk.qcow2 (overlay on the cached image), seed.iso (the NoCloud seed, mode 0600: it carries the node's host key), ssh_host_ed25519_key.pub, node.json, console.log, ready.json.",
-            ),
-            (
-                "STATE_DIR/known_hosts",
-                "The pinned host keys of vnode's nodes.",
-            ),
-            ("CACHE_DIR/", "Verified images and their metadata."),
-            (
-                "/var/lib/vnode/lab/NAME/",
-                "A namespace lab's state, libvirt directories and site DHCP (removed by vnode lab down).",
-            ),
-            (
-                "/var/cache/vnode/lab/",
-                "libvirt's qemu probe, kept across labs.",
-            ),
-            (
-                "/etc/vnode/config.toml, ~/.config/vnode/config.toml",
-                "The configuration.",
-            ),
-            ("~/.config/vnode/images.toml", "A user catalog."),
-        ],
-    );
-
-    section(&mut r, "ENVIRONMENT");
-    items(
-        &mut r,
-        &[
-            ("VNODE_CONFIG", "The config file, unless --config is given."),
-            ("VNODE_LAB", "Act inside this lab, like --lab=NAME."),
-            (
-                "RUST_LOG",
-                "A tracing filter for the debug log (e.g. vnode=debug), when -v is not given.",
-            ),
-            ("NO_COLOR", "When set and not empty, no colours."),
-            (
-                "COMPLETE",
-                "Set by the completion scripts to ask vnode for candidates.",
-            ),
-        ],
-    );
-
-    section(&mut r, "SEE ALSO");
-    let pages: Vec<String> = visible_subcommands(cmd)
-        .map(|s| format!("vnode-{}(1)", s.get_name()))
-        .chain(["virsh(1)".into(), "virt-install(1)".into()])
+    let others = SEE_ALSO
+        .iter()
+        .filter(|(page, _)| *page == name)
+        .flat_map(|(_, pages)| pages.iter().map(|p| p.to_string()));
+    let pages: Vec<String> = parent
+        .into_iter()
+        .chain(visible_subcommands(cmd))
+        .map(|c| format!("{}(1)", page_name(c)))
+        .chain(others)
         .collect();
-    r.text([roman(pages.join(", "))]);
-    r
-}
-
-fn section(r: &mut Roff, title: &str) {
-    r.control("SH", [title]);
-}
-
-/// A tagged paragraph per item: the name in bold, its meaning below.
-fn items(r: &mut Roff, items: &[(&str, &str)]) {
-    for (name, meaning) in items {
-        r.control("TP", []);
-        r.text([bold(*name)]);
-        r.text([roman(*meaning)]);
+    if !pages.is_empty() {
+        r.control("SH", ["SEE ALSO"]);
+        r.text([roman(pages.join(", "))]);
     }
+    r
 }
 
 #[cfg(test)]
@@ -257,17 +252,30 @@ mod tests {
                 .any(|n| n.contains("generate-assets") || n.contains("help"))
         );
         let main = std::fs::read_to_string(&pages[0]).unwrap();
-        for sh in [
-            "NODE SPECS",
-            "CONFIGURATION",
-            "EXIT STATUS",
-            "FILES",
-            "ENVIRONMENT",
-        ] {
+        for section in SECTIONS.iter().filter(|s| s.page == "vnode") {
+            let sh = section.title;
             assert!(
                 main.contains(&format!(".SH \"{sh}\"")) || main.contains(&format!(".SH {sh}")),
                 "{sh}"
             );
+        }
+        assert!(!main.contains(".SH EXTRA"), "{main}");
+    }
+
+    #[test]
+    fn every_section_belongs_to_a_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = write_all(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        let pages = SECTIONS
+            .iter()
+            .map(|s| s.page)
+            .chain(SEE_ALSO.iter().map(|(p, _)| *p));
+        for page in pages {
+            assert!(names.iter().any(|n| n == page), "no page {page}: {names:?}");
         }
     }
 }
