@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use vnode::plan::spec::GRAMMAR;
 
+mod common;
+
 /// The README's size limit, in bytes: a front page, not the reference.
 const README_MAX_BYTES: usize = 15_000;
 
@@ -212,5 +214,36 @@ fn the_readme_gives_the_test_command_of_record() {
         ci.lines().any(|l| l.trim() == "cargo test")
             && ci.lines().any(|l| l.trim() == "bash .ci/install-deps"),
         ".ci/run no longer runs `bash .ci/install-deps` and `cargo test`"
+    );
+}
+
+/// docs/development.md names the test binaries with root tests: exactly those of the gate's one
+/// list, `gate::GATED`.
+#[test]
+fn the_root_tests_named_in_the_docs_are_the_gates_list() {
+    let text = fs::read_to_string(root().join("docs/development.md")).unwrap();
+    let start = text
+        .find("The gated tests are those of")
+        .expect("docs/development.md names the gated tests");
+    let end = start + text[start..].find("the gate is").expect("… the gate is …");
+    let mut named: Vec<String> = text[start..end]
+        .split('`')
+        .filter_map(|word| word.strip_prefix("tests/"))
+        .map(|rest| {
+            rest.trim_end_matches('/')
+                .trim_end_matches(".rs")
+                .to_string()
+        })
+        .collect();
+    named.sort();
+    named.dedup();
+    let mut gated: Vec<String> = common::gate::GATED
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    gated.sort();
+    assert_eq!(
+        named, gated,
+        "docs/development.md against tests/common/gate.rs"
     );
 }

@@ -2,7 +2,7 @@
 //! `let _boots = budget::boots(n)` before a step that boots `n` guests at once; the boots go back
 //! when it is dropped. The budget is one boot more than the machine has CPUs (`VNODE_TEST_BOOTS`
 //! overrides it): TCG boots are CPU-bound, and on two cores three boots at once finish as many
-//! boots per minute as two (1.7 against 1.6 per 100 s, README), four far fewer (0.95). One more
+//! boots per minute as two (1.7 against 1.6 per 100 s, measured when the budget was set), four far fewer (0.95). One more
 //! than the CPUs lets a test that boots two guests run beside one that boots one, instead of a
 //! core idling while the two-boot test waits. A request for more than the whole budget waits for
 //! all of it, and then runs alone.
