@@ -53,9 +53,9 @@ pub fn lab_pools(pools: &Pools, lab: &LabName) -> Result<Pools, LabError> {
         out.push(pool);
     }
     let default = pools.default_pool().stem.clone();
-    Pools::new(out, Some(&default)).map_err(|message| LabError::Pools {
+    Pools::new(out, Some(&default)).map_err(|e| LabError::Pools {
         lab: lab.clone(),
-        message,
+        message: e.to_string(),
     })
 }
 

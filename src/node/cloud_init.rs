@@ -74,27 +74,6 @@ pub struct UserData {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-/// Which cloud-init modules a node runs (the config's `[cloud_init] modules`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModuleLists {
-    /// The image's own lists (`/etc/cloud/cloud.cfg`): every module its distribution enables.
-    #[default]
-    Image,
-    /// Only the modules the node's cloud-config needs ([`UserData::name_needed_modules`]).
-    Needed,
-}
-
-impl ModuleLists {
-    pub fn parse(s: &str) -> Option<ModuleLists> {
-        match s {
-            "image" => Some(ModuleLists::Image),
-            "needed" => Some(ModuleLists::Needed),
-            _ => None,
-        }
-    }
-}
-
 /// An entry of cloud-config's `users`: `default` (the distribution's user) or an account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]

@@ -41,13 +41,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, ModuleLists};
 use crate::images::BaseImage;
 use crate::libvirt::osinfo::{self, OsinfoChoice};
 use crate::plan::planned_node::PlannedNode;
 
 use authorized_keys::KeysError;
-use cloud_init::{Account, HostKeys, MetaData, ModuleLists, NetworkConfig, User, UserData};
+use cloud_init::{Account, HostKeys, MetaData, NetworkConfig, User, UserData};
 use files::NodePaths;
 use host_key::HostKey;
 use metadata::NodeMetadata;

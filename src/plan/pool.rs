@@ -8,10 +8,10 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::plan::mac::{MAX_MAC_ID, MAX_NUMBER, Mac, Nic};
-use crate::text::names::{self, MAX_DNS_NAME};
+use crate::text::names::{self, MAX_DNS_NAME, NameError};
 
 /// The range a number of the config must lie in, and why, when the bound is not obvious.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
     pub min: i64,
     pub max: i64,
@@ -23,16 +23,26 @@ impl Limit {
         Limit { min, max, note }
     }
 
-    /// `key`'s `value` within the limit, or the sentence that says the allowed range.
-    pub fn check(&self, key: &str, value: i64) -> Result<(), String> {
+    /// `key`'s `value` within the limit, or the error that says the allowed range.
+    pub fn check(&self, key: &'static str, value: i64) -> Result<(), OutOfRange> {
         if (self.min..=self.max).contains(&value) {
             return Ok(());
         }
-        Err(format!(
-            "{key} {value} is not between {} and {}{}",
-            self.min, self.max, self.note
-        ))
+        Err(OutOfRange {
+            key,
+            value,
+            limit: *self,
+        })
     }
+}
+
+/// A number of the config outside its [`Limit`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key} {value} is not between {} and {}{}", .limit.min, .limit.max, .limit.note)]
+pub struct OutOfRange {
+    pub key: &'static str,
+    pub value: i64,
+    pub limit: Limit,
 }
 
 pub const WIDTH: Limit = Limit::new(1, 4, " (digits of a node number)");
@@ -45,22 +55,72 @@ pub const MEMORY_MIB: Limit = Limit::new(128, 16 << 20, " MiB (16 TiB)");
 pub const VCPUS: Limit = Limit::new(1, 4096, "");
 pub const DISK_GIB: Limit = Limit::new(1, 64 << 10, " GiB (64 TiB)");
 
-/// What is wrong with a pool, and the key that says so.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PoolProblem {
-    pub field: &'static str,
-    pub message: String,
+/// What is wrong with one pool on its own; [`PoolProblem::field`] is the key it blames.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PoolProblem {
+    #[error(transparent)]
+    Stem(#[from] StemError),
+    /// A number outside its limit; its key is the field.
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
+    #[error("first ({first}) is greater than last ({last})")]
+    FirstAfterLast { first: u32, last: u32 },
+    #[error("last ({last}) does not fit in {width} digits (at most {widest})")]
+    LastTooWide { last: u32, width: u8, widest: u32 },
+    #[error(transparent)]
+    Bridge(NameError),
+    #[error(transparent)]
+    Network(NameError),
+    #[error(transparent)]
+    Domain(NameError),
+    #[error(
+        "{} is too long for the pool's names: {last_node}.DOMAIN would be {longest} bytes, \
+         more than DNS's {MAX_DNS_NAME}",
+        names::quoted(.domain)
+    )]
+    DomainTooLong {
+        domain: String,
+        /// The pool's longest name.
+        last_node: NodeName,
+        longest: usize,
+    },
+    #[error("public_subnet {net} has no host addresses: use a /30 or a larger subnet")]
+    NoHostAddresses { net: Ipv4Net },
+    #[error(
+        "public_subnet {net} with public_offset {offset} cannot hold nodes {first}..{last}: \
+         their addresses would be at offsets {low}..{high} in the subnet, whose host addresses \
+         are at offsets 1..{hosts} (choose public_offset + first >= 1 and public_offset + last \
+         <= {hosts})"
+    )]
+    SubnetTooSmall {
+        net: Ipv4Net,
+        offset: u32,
+        first: u32,
+        last: u32,
+        /// The offsets in the subnet of the first and last number's addresses.
+        low: u64,
+        high: u64,
+        /// How many host addresses the subnet has.
+        hosts: u64,
+    },
 }
 
-impl fmt::Display for PoolProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+impl PoolProblem {
+    /// The pool's key the problem is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            PoolProblem::Stem(_) => "stem",
+            PoolProblem::OutOfRange(e) => e.key,
+            PoolProblem::FirstAfterLast { .. } => "first",
+            PoolProblem::LastTooWide { .. } => "last",
+            PoolProblem::Bridge(_) => "bridge",
+            PoolProblem::Network(_) => "network",
+            PoolProblem::Domain(_) | PoolProblem::DomainTooLong { .. } => "domain",
+            PoolProblem::NoHostAddresses { .. } | PoolProblem::SubnetTooSmall { .. } => {
+                "public_offset"
+            }
+        }
     }
-}
-
-/// `rule`'s complaint, blamed on `field`.
-fn blame(field: &'static str, rule: Result<(), String>) -> Result<(), PoolProblem> {
-    rule.map_err(|message| PoolProblem { field, message })
 }
 
 /// What a node gets from the hypervisor.
@@ -153,6 +213,21 @@ impl Pool {
         (net.contains(&addr) && addr != net.network() && addr != net.broadcast()).then_some(addr)
     }
 
+    /// The addresses a checked pool with a public subnet proposes.
+    fn public_range(&self) -> Option<PublicRange> {
+        let subnet = self.public_subnet?;
+        let ip = |n| {
+            self.public_ip(n)
+                .expect("checked pools' numbers have addresses")
+        };
+        Some(PublicRange {
+            stem: self.stem.clone(),
+            subnet,
+            first: ip(self.first),
+            last: ip(self.last),
+        })
+    }
+
     pub fn fqdn(&self, number: u32) -> Option<String> {
         self.domain
             .as_ref()
@@ -161,90 +236,88 @@ impl Pool {
 
     /// Checks one pool on its own; problems are phrased to follow "pool STEM: ".
     pub fn check(&self) -> Result<(), PoolProblem> {
-        blame("stem", check_stem(&self.stem))?;
-        blame("width", WIDTH.check("width", self.width.into()))?;
-        blame("first", NUMBER.check("first", self.first.into()))?;
-        blame("last", NUMBER.check("last", self.last.into()))?;
+        check_stem(&self.stem)?;
+        WIDTH.check("width", self.width.into())?;
+        NUMBER.check("first", self.first.into())?;
+        NUMBER.check("last", self.last.into())?;
         if self.first > self.last {
-            return blame(
-                "first",
-                Err(format!(
-                    "first ({}) is greater than last ({})",
-                    self.first, self.last
-                )),
-            );
+            return Err(PoolProblem::FirstAfterLast {
+                first: self.first,
+                last: self.last,
+            });
         }
         let widest = 10u32.pow(u32::from(self.width)) - 1;
         if self.last > widest {
-            return blame(
-                "last",
-                Err(format!(
-                    "last ({}) does not fit in {} digits (at most {widest})",
-                    self.last, self.width
-                )),
-            );
+            return Err(PoolProblem::LastTooWide {
+                last: self.last,
+                width: self.width,
+                widest,
+            });
         }
-        blame("mac_id", MAC_ID.check("mac_id", self.mac_id.into()))?;
-        blame("bridge", names::check_interface_name(&self.bridge))?;
-        blame("network", names::check_interface_name(&self.network))?;
+        MAC_ID.check("mac_id", self.mac_id.into())?;
+        names::check_interface_name(&self.bridge).map_err(PoolProblem::Bridge)?;
+        names::check_interface_name(&self.network).map_err(PoolProblem::Network)?;
         if let Some(domain) = &self.domain {
-            blame("domain", names::check_domain(domain))?;
-            let longest = self.node(self.last).to_string().len() + 1 + domain.len();
+            names::check_domain(domain).map_err(PoolProblem::Domain)?;
+            let last_node = self.node(self.last);
+            let longest = last_node.to_string().len() + 1 + domain.len();
             if longest > MAX_DNS_NAME {
-                return blame(
-                    "domain",
-                    Err(format!(
-                        "{} is too long for the pool's names: {}.DOMAIN would be {longest} bytes, \
-                         more than DNS's {MAX_DNS_NAME}",
-                        names::quoted(domain),
-                        self.node(self.last)
-                    )),
-                );
+                return Err(PoolProblem::DomainTooLong {
+                    domain: domain.clone(),
+                    last_node,
+                    longest,
+                });
             }
         }
-        blame(
-            "public_offset",
-            PUBLIC_OFFSET.check("public_offset", self.public_offset.into()),
-        )?;
+        PUBLIC_OFFSET.check("public_offset", self.public_offset.into())?;
         if let Some(net) = self.public_subnet {
-            blame("public_offset", self.check_subnet_holds_numbers(net))?;
+            self.check_subnet_holds_numbers(net)?;
         }
         let r = self.resources;
-        blame(
-            "memory_mib",
-            MEMORY_MIB.check("memory_mib", r.memory_mib.into()),
-        )?;
-        blame("vcpus", VCPUS.check("vcpus", r.vcpus.into()))?;
-        blame("disk_gib", DISK_GIB.check("disk_gib", r.disk_gib.into()))?;
+        MEMORY_MIB.check("memory_mib", r.memory_mib.into())?;
+        VCPUS.check("vcpus", r.vcpus.into())?;
+        DISK_GIB.check("disk_gib", r.disk_gib.into())?;
         Ok(())
     }
 
     /// Every number's address (offset `public_offset + number` in the subnet) must be a host
     /// address: neither the network nor the broadcast address, nor beyond. Computed in u64, where
     /// the sum of two u32 cannot overflow.
-    fn check_subnet_holds_numbers(&self, net: Ipv4Net) -> Result<(), String> {
+    fn check_subnet_holds_numbers(&self, net: Ipv4Net) -> Result<(), PoolProblem> {
         let hosts = (1u64 << (32 - net.prefix_len())).saturating_sub(2);
         if hosts == 0 {
-            return Err(format!(
-                "public_subnet {net} has no host addresses: use a /30 or a larger subnet"
-            ));
+            return Err(PoolProblem::NoHostAddresses { net });
         }
         let low = u64::from(self.public_offset) + u64::from(self.first);
         let high = u64::from(self.public_offset) + u64::from(self.last);
         if low >= 1 && high <= hosts {
             return Ok(());
         }
-        Err(format!(
-            "public_subnet {net} with public_offset {} cannot hold nodes {}..{}: their addresses \
-             would be at offsets {low}..{high} in the subnet, whose host addresses are at offsets \
-             1..{hosts} (choose public_offset + first >= 1 and public_offset + last <= {hosts})",
-            self.public_offset, self.first, self.last
-        ))
+        Err(PoolProblem::SubnetTooSmall {
+            net,
+            offset: self.public_offset,
+            first: self.first,
+            last: self.last,
+            low,
+            high,
+            hosts,
+        })
     }
 }
 
+/// A stem that cannot name a pool.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "stem {} must be 1-40 lowercase letters, digits or '-', start with a letter and not end \
+     with a digit (or a digit and '-')",
+    names::quoted(.stem)
+)]
+pub struct StemError {
+    pub stem: String,
+}
+
 /// A stem: lowercase letters, digits and '-', starting with a letter and not ending with a digit.
-pub fn check_stem(stem: &str) -> Result<(), String> {
+pub fn check_stem(stem: &str) -> Result<(), StemError> {
     let ok_chars = stem
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -253,11 +326,7 @@ pub fn check_stem(stem: &str) -> Result<(), String> {
     let trimmed = stem.strip_suffix('-').unwrap_or(stem);
     let ends = trimmed.chars().last().is_some_and(|c| !c.is_ascii_digit());
     if stem.is_empty() || stem.len() > 40 || !ok_chars || !starts || !ends {
-        return Err(format!(
-            "stem {} must be 1-40 lowercase letters, digits or '-', start with a letter and \
-             not end with a digit (or a digit and '-')",
-            names::quoted(stem)
-        ));
+        return Err(StemError { stem: stem.into() });
     }
     Ok(())
 }
@@ -293,11 +362,66 @@ impl Serialize for NodeName {
 pub enum PoolsError {
     #[error("no pools are defined")]
     Empty,
-    /// Pool `index` is invalid, or clashes with an earlier pool.
-    #[error("{problem}")]
-    Pool { index: usize, problem: PoolProblem },
-    #[error("{0}")]
-    DefaultPool(String),
+    /// Pool `index` is invalid on its own.
+    #[error("pool '{stem}': {problem}")]
+    Invalid {
+        index: usize,
+        stem: String,
+        problem: PoolProblem,
+    },
+    /// Pool `index` has the stem of the `earlier` pool.
+    #[error("pools '{earlier}' and '{stem}' have the same stem, so their names overlap")]
+    SameStem {
+        index: usize,
+        earlier: String,
+        stem: String,
+    },
+    /// Pool `index` has the MAC id of the `earlier` pool.
+    #[error(
+        "pools '{earlier}' and '{stem}' both use mac_id {mac_id}, so their MACs overlap; give \
+         each pool its own mac_id (0-9)"
+    )]
+    SameMacId {
+        index: usize,
+        earlier: String,
+        stem: String,
+        mac_id: u8,
+    },
+    /// Pool `index` proposes public addresses that the `earlier` pool proposes too.
+    #[error(
+        "pools '{}' ({}) and '{}' ({}) propose overlapping public addresses ({}-{} and {}-{})",
+        .earlier.stem, .earlier.subnet, .pool.stem, .pool.subnet,
+        .earlier.first, .earlier.last, .pool.first, .pool.last
+    )]
+    OverlappingAddresses {
+        index: usize,
+        earlier: PublicRange,
+        pool: PublicRange,
+    },
+    #[error("default_pool {} is not one of the pools ({stems})", names::quoted(.stem))]
+    UnknownDefault { stem: String, stems: String },
+}
+
+/// A pool's public subnet and the first and last address its numbers propose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicRange {
+    pub stem: String,
+    pub subnet: Ipv4Net,
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+}
+
+impl PoolsError {
+    /// The pool the problem is blamed on and its key, when it is one pool's.
+    pub fn blame(&self) -> Option<(usize, &'static str)> {
+        match self {
+            PoolsError::Invalid { index, problem, .. } => Some((*index, problem.field())),
+            PoolsError::SameStem { index, .. } => Some((*index, "stem")),
+            PoolsError::SameMacId { index, .. } => Some((*index, "mac_id")),
+            PoolsError::OverlappingAddresses { index, .. } => Some((*index, "public_subnet")),
+            PoolsError::Empty | PoolsError::UnknownDefault { .. } => None,
+        }
+    }
 }
 
 /// All pools of a config, validated to be disjoint in names and MACs.
@@ -310,79 +434,29 @@ pub struct Pools {
 
 impl Pools {
     /// Validates pools together. Errors name both pools when they overlap.
-    pub fn new(pools: Vec<Pool>, default_stem: Option<&str>) -> Result<Pools, String> {
-        Pools::validate(pools, default_stem).map_err(|e| e.to_string())
-    }
-
-    /// [`Pools::new`], saying which pool and key the problem is about.
-    pub fn validate(pools: Vec<Pool>, default_stem: Option<&str>) -> Result<Pools, PoolsError> {
+    pub fn new(pools: Vec<Pool>, default_stem: Option<&str>) -> Result<Pools, PoolsError> {
         if pools.is_empty() {
             return Err(PoolsError::Empty);
         }
         for (index, p) in pools.iter().enumerate() {
-            p.check().map_err(|problem| PoolsError::Pool {
+            p.check().map_err(|problem| PoolsError::Invalid {
                 index,
-                problem: PoolProblem {
-                    message: format!("pool '{}': {problem}", p.stem),
-                    ..problem
-                },
+                stem: p.stem.clone(),
+                problem,
             })?;
         }
-        for (j, b) in pools.iter().enumerate() {
-            for a in &pools[..j] {
-                let clash = |field, message| PoolsError::Pool {
-                    index: j,
-                    problem: PoolProblem { field, message },
-                };
-                if a.stem == b.stem {
-                    return Err(clash(
-                        "stem",
-                        format!(
-                            "pools '{}' and '{}' have the same stem, so their names overlap",
-                            a.stem, b.stem
-                        ),
-                    ));
-                }
-                if a.mac_id == b.mac_id {
-                    return Err(clash(
-                        "mac_id",
-                        format!(
-                            "pools '{}' and '{}' both use mac_id {}, so their MACs overlap; give \
-                             each pool its own mac_id (0-9)",
-                            a.stem, b.stem, a.mac_id
-                        ),
-                    ));
-                }
-                if let (Some(na), Some(nb)) = (a.public_subnet, b.public_subnet) {
-                    let range = |p: &Pool| {
-                        let ip = |n| {
-                            p.public_ip(n)
-                                .expect("checked pools' numbers have addresses")
-                        };
-                        (ip(p.first), ip(p.last))
-                    };
-                    let ((a0, a1), (b0, b1)) = (range(a), range(b));
-                    if a0 <= b1 && b0 <= a1 {
-                        return Err(clash(
-                            "public_subnet",
-                            format!(
-                                "pools '{}' ({na}) and '{}' ({nb}) propose overlapping public \
-                                 addresses ({a0}-{a1} and {b0}-{b1})",
-                                a.stem, b.stem
-                            ),
-                        ));
-                    }
-                }
+        for (index, b) in pools.iter().enumerate() {
+            for a in &pools[..index] {
+                clash(index, a, b)?;
             }
         }
         let default = match default_stem {
             None => 0,
             Some(stem) => pools.iter().position(|p| p.stem == stem).ok_or_else(|| {
-                PoolsError::DefaultPool(format!(
-                    "default_pool {} is not one of the pools ({})",
-                    names::quoted(stem),
-                    stems(&pools)
-                ))
+                PoolsError::UnknownDefault {
+                    stem: stem.into(),
+                    stems: stems(&pools),
+                }
             })?,
         };
         Ok(Pools { pools, default })
@@ -404,6 +478,36 @@ impl Pools {
     pub fn stems(&self) -> String {
         stems(&self.pools)
     }
+}
+
+/// Whether pool `b` (at `index`) overlaps the earlier pool `a`: in names, MACs or addresses.
+fn clash(index: usize, a: &Pool, b: &Pool) -> Result<(), PoolsError> {
+    if a.stem == b.stem {
+        return Err(PoolsError::SameStem {
+            index,
+            earlier: a.stem.clone(),
+            stem: b.stem.clone(),
+        });
+    }
+    if a.mac_id == b.mac_id {
+        return Err(PoolsError::SameMacId {
+            index,
+            earlier: a.stem.clone(),
+            stem: b.stem.clone(),
+            mac_id: a.mac_id,
+        });
+    }
+    if let (Some(ra), Some(rb)) = (a.public_range(), b.public_range())
+        && ra.first <= rb.last
+        && rb.first <= ra.last
+    {
+        return Err(PoolsError::OverlappingAddresses {
+            index,
+            earlier: ra,
+            pool: rb,
+        });
+    }
+    Ok(())
 }
 
 fn stems(pools: &[Pool]) -> String {
@@ -455,8 +559,8 @@ mod tests {
             ..p
         };
         let e = tight.check().unwrap_err();
-        assert_eq!(e.field, "public_offset");
-        assert!(e.message.contains("cannot hold nodes 0..99"), "{e}");
+        assert_eq!(e.field(), "public_offset");
+        assert!(e.to_string().contains("cannot hold nodes 0..99"), "{e}");
     }
 
     #[test]
@@ -470,7 +574,7 @@ mod tests {
         };
         assert_eq!(p.public_ip(MAX_NUMBER), None);
         assert_eq!(p.public_ip(u32::MAX), None);
-        assert_eq!(p.check().unwrap_err().field, "public_offset");
+        assert_eq!(p.check().unwrap_err().field(), "public_offset");
         // The last host address is the highest a number may get; the broadcast address is not.
         let top = Pool {
             public_offset: 253,
@@ -488,19 +592,23 @@ mod tests {
             no_hosts
                 .check()
                 .unwrap_err()
-                .message
+                .to_string()
                 .contains("no host addresses")
         );
     }
 
     #[test]
     fn overlapping_pools_are_rejected_naming_both() {
-        let e = Pools::new(vec![pool("vnode", 0), pool("lab", 0)], None).unwrap_err();
+        let e = Pools::new(vec![pool("vnode", 0), pool("lab", 0)], None)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("'vnode' and 'lab'") && e.contains("mac_id 0"),
             "{e}"
         );
-        let e = Pools::new(vec![pool("lab", 1), pool("lab", 2)], None).unwrap_err();
+        let e = Pools::new(vec![pool("lab", 1), pool("lab", 2)], None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("same stem"), "{e}");
         let net = Some("198.18.0.0/24".parse().unwrap());
         let a = Pool {
@@ -512,7 +620,7 @@ mod tests {
             public_offset: 150,
             ..pool("b", 2)
         };
-        let e = Pools::new(vec![a, b], None).unwrap_err();
+        let e = Pools::new(vec![a, b], None).unwrap_err().to_string();
         assert!(e.contains("overlapping public addresses"), "{e}");
     }
 

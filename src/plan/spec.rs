@@ -97,7 +97,7 @@ pub fn parse(input: &str) -> Result<Spec, SpecError> {
         Some((_, "")) => return Err(syntax(input, "the host after '@' is empty")),
         Some((_, h)) if h.contains('@') => return Err(syntax(input, "more than one '@'")),
         Some((r, h)) => {
-            crate::text::names::check_host_name(h).map_err(|p| syntax(input, p))?;
+            crate::text::names::check_host_name(h).map_err(|p| syntax(input, p.to_string()))?;
             (r, Some(h.to_string()))
         }
         None => (input, None),
@@ -140,7 +140,7 @@ pub fn parse(input: &str) -> Result<Spec, SpecError> {
     let stem = if stem.is_empty() {
         None
     } else {
-        crate::plan::pool::check_stem(stem).map_err(|p| syntax(input, p))?;
+        crate::plan::pool::check_stem(stem).map_err(|p| syntax(input, p.to_string()))?;
         Some(stem.to_string())
     };
     if let Some(d) = &distro {

@@ -1,7 +1,7 @@
 //! Rules for config strings that vnode hands to other programs: interface names (virt-install's
 //! `--network bridge=NAME,...`), DNS domains (the lab's dnsmasq config, run as root) and one-line
 //! values (URIs, paths, keys). A value that breaks them could inject options or directives, so
-//! the config rejects it when read. Each check returns the sentence that says what is allowed.
+//! the config rejects it when read. Each check's error says what is allowed.
 
 use std::fmt::Write as _;
 
@@ -26,111 +26,175 @@ pub fn quoted(value: &str) -> String {
     out
 }
 
+/// Why a config string is refused; each message says what is allowed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error(
+        "{} is not an interface name ({problem}): use 1-{MAX_INTERFACE_NAME} ASCII letters, \
+         digits, '-', '_' or '.', not '.' or '..' (stricter than Linux, which also allows \
+         other punctuation, so that the name cannot inject virt-install or dnsmasq options)",
+        quoted(.name)
+    )]
+    Interface {
+        name: String,
+        problem: InterfaceProblem,
+    },
+    #[error(
+        "{} is not a DNS domain ({problem}): use labels of 1-{MAX_DNS_LABEL} ASCII letters, \
+         digits or '-' (not first or last) joined by '.', at most {MAX_DNS_NAME} bytes in \
+         all, e.g. lab.example.org",
+        quoted(.domain)
+    )]
+    Domain {
+        domain: String,
+        problem: DomainProblem,
+    },
+    #[error(
+        "{} is not {what}: it must be non-empty, without whitespace or control characters",
+        quoted(.value)
+    )]
+    NotAWord { value: String, what: &'static str },
+    #[error(
+        "{} is not {what}: it must be non-empty and one line, without control characters",
+        quoted(.value)
+    )]
+    NotALine { value: String, what: &'static str },
+    #[error("{} is not an absolute path: it must start with '/'", quoted(.value))]
+    NotAbsolute { value: String },
+    #[error(
+        "{} is not a host name: use 1-32 letters, digits, '-', '_' or '.', starting with a \
+         letter or digit",
+        quoted(.name)
+    )]
+    HostName { name: String },
+}
+
+/// What makes a name no interface name (part of [`NameError::Interface`]'s sentence).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InterfaceProblem {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is {0} bytes, more than Linux's {MAX_INTERFACE_NAME}")]
+    TooLong(usize),
+    #[error("'.' and '..' are not interface names")]
+    Dots,
+    #[error("it contains {}", quoted_char(.0))]
+    Char(char),
+}
+
+/// What makes a name no DNS domain (part of [`NameError::Domain`]'s sentence).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DomainProblem {
+    #[error("it is empty")]
+    Empty,
+    #[error("it ends with '.': write it without the trailing dot")]
+    TrailingDot,
+    #[error("it is {0} bytes, more than {MAX_DNS_NAME}")]
+    TooLong(usize),
+    #[error("it has an empty label")]
+    EmptyLabel,
+    #[error("label {} is {} bytes, more than {MAX_DNS_LABEL}", quoted(.0), .0.len())]
+    LongLabel(String),
+    #[error("label {} starts or ends with '-'", quoted(.0))]
+    LabelHyphen(String),
+    #[error("it contains {}", quoted_char(.0))]
+    Char(char),
+}
+
+fn quoted_char(c: &char) -> String {
+    quoted(&c.to_string())
+}
+
 /// A host bridge or libvirt network name. Linux allows 1-15 bytes other than '/', ':',
 /// whitespace and NUL, and not "." or ".."; vnode allows only ASCII letters, digits, '-', '_'
 /// and '.', because the name goes into virt-install's comma-separated options and the lab's
 /// dnsmasq config.
-pub fn check_interface_name(name: &str) -> Result<(), String> {
+pub fn check_interface_name(name: &str) -> Result<(), NameError> {
     let problem = if name.is_empty() {
-        Some("it is empty".to_string())
+        Some(InterfaceProblem::Empty)
     } else if name.len() > MAX_INTERFACE_NAME {
-        Some(format!(
-            "it is {} bytes, more than Linux's {MAX_INTERFACE_NAME}",
-            name.len()
-        ))
+        Some(InterfaceProblem::TooLong(name.len()))
     } else if name == "." || name == ".." {
-        Some("'.' and '..' are not interface names".to_string())
+        Some(InterfaceProblem::Dots)
     } else {
         name.chars()
             .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
-            .map(|c| format!("it contains {}", quoted(&c.to_string())))
+            .map(InterfaceProblem::Char)
     };
     match problem {
         None => Ok(()),
-        Some(problem) => Err(format!(
-            "{} is not an interface name ({problem}): use 1-{MAX_INTERFACE_NAME} ASCII letters, \
-             digits, '-', '_' or '.', not '.' or '..' (stricter than Linux, which also allows \
-             other punctuation, so that the name cannot inject virt-install or dnsmasq options)",
-            quoted(name)
-        )),
+        Some(problem) => Err(NameError::Interface {
+            name: name.into(),
+            problem,
+        }),
     }
 }
 
 /// A DNS domain: labels of 1-63 ASCII letters, digits and '-' (not first or last in a label,
 /// any case) joined by '.', at most 253 bytes, without a trailing dot.
-pub fn check_domain(domain: &str) -> Result<(), String> {
+pub fn check_domain(domain: &str) -> Result<(), NameError> {
     let problem = if domain.is_empty() {
-        Some("it is empty".to_string())
+        Some(DomainProblem::Empty)
     } else if domain.ends_with('.') {
-        Some("it ends with '.': write it without the trailing dot".to_string())
+        Some(DomainProblem::TrailingDot)
     } else if domain.len() > MAX_DNS_NAME {
-        Some(format!(
-            "it is {} bytes, more than {MAX_DNS_NAME}",
-            domain.len()
-        ))
+        Some(DomainProblem::TooLong(domain.len()))
     } else {
         domain.split('.').find_map(label_problem)
     };
     match problem {
         None => Ok(()),
-        Some(problem) => Err(format!(
-            "{} is not a DNS domain ({problem}): use labels of 1-{MAX_DNS_LABEL} ASCII letters, \
-             digits or '-' (not first or last) joined by '.', at most {MAX_DNS_NAME} bytes in \
-             all, e.g. lab.example.org",
-            quoted(domain)
-        )),
+        Some(problem) => Err(NameError::Domain {
+            domain: domain.into(),
+            problem,
+        }),
     }
 }
 
-fn label_problem(label: &str) -> Option<String> {
+fn label_problem(label: &str) -> Option<DomainProblem> {
     if label.is_empty() {
-        Some("it has an empty label".into())
+        Some(DomainProblem::EmptyLabel)
     } else if label.len() > MAX_DNS_LABEL {
-        Some(format!(
-            "label {} is {} bytes, more than {MAX_DNS_LABEL}",
-            quoted(label),
-            label.len()
-        ))
+        Some(DomainProblem::LongLabel(label.into()))
     } else if label.starts_with('-') || label.ends_with('-') {
-        Some(format!("label {} starts or ends with '-'", quoted(label)))
+        Some(DomainProblem::LabelHyphen(label.into()))
     } else {
         label
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
-            .map(|c| format!("it contains {}", quoted(&c.to_string())))
+            .map(DomainProblem::Char)
     }
 }
 
 /// A value that must stay on one line and be one word: no whitespace, no control characters.
-pub fn check_word(value: &str, what: &str) -> Result<(), String> {
+pub fn check_word(value: &str, what: &'static str) -> Result<(), NameError> {
     if !value.is_empty() && !value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Ok(());
     }
-    Err(format!(
-        "{} is not {what}: it must be non-empty, without whitespace or control characters",
-        quoted(value)
-    ))
+    Err(NameError::NotAWord {
+        value: value.into(),
+        what,
+    })
 }
 
 /// A value that must stay on one line: non-empty, no control characters (newline, NUL, ...).
-pub fn check_line(value: &str, what: &str) -> Result<(), String> {
+pub fn check_line(value: &str, what: &'static str) -> Result<(), NameError> {
     if !value.is_empty() && !value.chars().any(char::is_control) {
         return Ok(());
     }
-    Err(format!(
-        "{} is not {what}: it must be non-empty and one line, without control characters",
-        quoted(value)
-    ))
+    Err(NameError::NotALine {
+        value: value.into(),
+        what,
+    })
 }
 
 /// An absolute path on one line.
-pub fn check_absolute_path(value: &str) -> Result<(), String> {
+pub fn check_absolute_path(value: &str) -> Result<(), NameError> {
     check_line(value, "a path")?;
     if !value.starts_with('/') {
-        return Err(format!(
-            "{} is not an absolute path: it must start with '/'",
-            quoted(value)
-        ));
+        return Err(NameError::NotAbsolute {
+            value: value.into(),
+        });
     }
     Ok(())
 }
@@ -138,7 +202,7 @@ pub fn check_absolute_path(value: &str) -> Result<(), String> {
 /// A name vnode gives a hypervisor host (or a storage pool on one): what `SPEC@HOST`, `--host`
 /// and the tables use. 1-32 of letters, digits, '-', '_' and '.', starting with a letter or
 /// digit, so it survives being part of a spec, a file name and a table cell.
-pub fn check_host_name(name: &str) -> Result<(), String> {
+pub fn check_host_name(name: &str) -> Result<(), NameError> {
     let ok_start = name
         .chars()
         .next()
@@ -149,11 +213,7 @@ pub fn check_host_name(name: &str) -> Result<(), String> {
     if ok_start && ok_chars && name.len() <= 32 {
         return Ok(());
     }
-    Err(format!(
-        "{} is not a host name: use 1-32 letters, digits, '-', '_' or '.', starting with a \
-         letter or digit",
-        quoted(name)
-    ))
+    Err(NameError::HostName { name: name.into() })
 }
 
 #[cfg(test)]
@@ -178,7 +238,7 @@ mod tests {
             ("brü", "it contains 'ü'"),
             ("br\0", "it contains '\\u{0}'"),
         ] {
-            let e = check_interface_name(bad).unwrap_err();
+            let e = check_interface_name(bad).unwrap_err().to_string();
             assert!(e.contains(why) && e.contains("stricter than Linux"), "{e}");
             assert!(!e.contains('\n'), "{e}");
         }
@@ -209,7 +269,7 @@ mod tests {
             (&"a".repeat(64), "64 bytes, more than 63"),
             (&long, "255 bytes, more than 253"),
         ] {
-            let e = check_domain(bad).unwrap_err();
+            let e = check_domain(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad:?}: {e}");
             assert!(!e.contains('\n'), "{e}");
         }
