@@ -1,10 +1,10 @@
 //! vnode's top-level error: every failure a command can end with, and its exit code (see
 //! [`crate::exit`]).
 
-use crate::config::toml_file::FileError;
 use crate::images::catalog::CatalogError;
 use crate::plan::site_dhcp::NoAddresses;
 use crate::plan::spec::SpecError;
+use crate::text::toml_file::FileError;
 
 pub use crate::exit::{EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_READY};
 

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::file::CloudInitFile;
 use super::located::Located;
-use super::toml_file::FileError;
 use crate::text::names::{self, NameError};
+use crate::text::toml_file::FileError;
 
 /// Extra cloud-config the user adds to every node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use super::file::HostFile;
 use super::located::Located;
-use super::toml_file::FileError;
 use crate::plan::planned_node::HostName;
 use crate::plan::pool::Limit;
 use crate::text::names::{self, NameError};
+use crate::text::toml_file::FileError;
 
 /// One `[[hosts]]` entry: a libvirt host vnode places nodes on, reached through libvirt's own
 /// remote protocol (`qemu+ssh://root@HOST/system`); vnode runs nothing of its own there.

@@ -7,8 +7,8 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::file::Span;
-use super::toml_file::{FileError, line_of};
 use crate::plan::pool::Limit;
+use crate::text::toml_file::{FileError, line_of};
 
 /// One config file's text, to locate its problems.
 pub(super) struct Located<'a> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::toml_file::FileError;
+use crate::text::toml_file::FileError;
 
 /// Where the effective config came from.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -18,7 +18,6 @@ mod hosts;
 mod located;
 mod lookup;
 mod pools;
-pub mod toml_file;
 mod top_level;
 mod users;
 mod virt_install_args;
@@ -33,9 +32,9 @@ pub use lookup::ConfigSource;
 pub use users::UserConfig;
 pub use virt_type::VirtType;
 
+use crate::text::toml_file::{self, FileError};
 use file::ConfigFile;
 use located::Located;
-use toml_file::FileError;
 
 /// A commented example config, printed by `vnode config example`.
 pub const EXAMPLE: &str = include_str!("example.toml");

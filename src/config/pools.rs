@@ -9,12 +9,12 @@ use toml::Spanned;
 use super::file::{PoolFile, ResourcesFile, Span};
 use super::hosts::HostConfig;
 use super::located::Located;
-use super::toml_file::FileError;
 use crate::plan::pool::{
     DISK_GIB, MAC_ID, MEMORY_MIB, NUMBER, PUBLIC_OFFSET, Pool, Pools, PoolsError, Resources, VCPUS,
     WIDTH,
 };
 use crate::text::names;
+use crate::text::toml_file::FileError;
 
 /// Why a `[[pool]]` value is refused before the pool is checked as a whole.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

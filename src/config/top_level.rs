@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::located::Located;
-use super::toml_file::FileError;
 use super::virt_type::VirtType;
 use crate::plan::pool::Limit;
 use crate::text::names;
+use crate::text::toml_file::FileError;
 
 /// The default of `libvirt_grace_secs`, and what it may be (a day at most).
 pub const DEFAULT_LIBVIRT_GRACE_SECS: u64 = 30;

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::file::UserFile;
 use super::located::Located;
-use super::toml_file::FileError;
 use crate::text::names::{self, NameError};
+use crate::text::toml_file::FileError;
 
 /// An extra account created in every node.
 #[derive(Clone, Debug, PartialEq, Serialize)]

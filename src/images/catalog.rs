@@ -9,8 +9,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::config::toml_file::{self, FileError, line_of};
 use crate::images::KeySource;
+use crate::text::toml_file::{self, FileError, line_of};
 
 /// The catalog shipped with vnode.
 pub const BUILTIN: &str = include_str!("../../images.toml");

@@ -1,9 +1,11 @@
 //! Text vnode reads and writes: rules for values handed to other programs ([`names`]), URL
-//! percent-decoding ([`percent`]), POSIX shell quoting ([`shell`]), aligned tables ([`table`]) and
-//! the terminal's conventions ([`terminal`]).
+//! percent-decoding ([`percent`]), POSIX shell quoting ([`shell`]), aligned tables ([`table`]),
+//! the terminal's conventions ([`terminal`]), and TOML files read with errors that name the file,
+//! line and field ([`toml_file`]).
 
 pub mod names;
 pub mod percent;
 pub mod shell;
 pub mod table;
 pub mod terminal;
+pub mod toml_file;
