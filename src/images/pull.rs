@@ -14,7 +14,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -33,6 +32,7 @@ use super::signature;
 use super::sink::Sink;
 use super::validate::check_base_image;
 use crate::images::catalog::{CatalogEntry, Checksum, DigestAlgo};
+use crate::process::unix::{self, TryLockError};
 
 /// A checksum file is a few KiB; anything much larger is not one.
 const CHECKSUM_FILE_LIMIT: usize = 4 << 20;
@@ -342,16 +342,12 @@ fn open_locked(part: &Path, name: &str) -> Result<File, ImageError> {
         .truncate(false)
         .open(part)
         .map_err(|e| ImageError::io("create", part, e))?;
-    // SAFETY: flock on a descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => ImageError::Busy {
-                name: name.to_string(),
-            },
-            _ => ImageError::io("lock", part, e),
-        });
-    }
+    unix::try_lock_exclusive(&file).map_err(|e| match e {
+        TryLockError::Held => ImageError::Busy {
+            name: name.to_string(),
+        },
+        TryLockError::Failed(e) => ImageError::io("lock", part, e),
+    })?;
     Ok(file)
 }
 

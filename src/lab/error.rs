@@ -101,8 +101,7 @@ impl LabError {
 
 /// Root is needed for everything a lab does; checked first so the message is about that.
 pub fn require_root() -> Result<(), LabError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if crate::process::unix::euid() != 0 {
         return Err(LabError::NotRoot);
     }
     Ok(())

@@ -4,10 +4,11 @@
 //! "The invoking user" is the one behind `sudo` when vnode runs as root through it
 //! (`$SUDO_USER`), since that is whose key will log in; otherwise `$HOME`'s owner.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use russh::keys::PublicKey;
+
+use crate::process::unix;
 
 /// Why keys could not be found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,8 +133,7 @@ fn expand_tilde(p: &str) -> Option<PathBuf> {
 }
 
 fn invoking_home() -> Option<PathBuf> {
-    // SAFETY: getuid cannot fail.
-    let root = unsafe { libc::getuid() } == 0;
+    let root = unix::uid() == 0;
     if root
         && let Some(user) = std::env::var("SUDO_USER").ok().filter(|u| u != "root")
         && let Some(home) = home_of(&user)
@@ -147,27 +147,7 @@ fn invoking_home() -> Option<PathBuf> {
 
 /// The home directory of `user` from the password database.
 fn home_of(user: &str) -> Option<PathBuf> {
-    let name = CString::new(user).ok()?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 << 10];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call; the buffer outlives the use of `pwd`.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
-        return None;
-    }
-    // SAFETY: pw_dir points into `buf` and is NUL-terminated.
-    let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
-    use std::os::unix::ffi::OsStrExt;
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+    unix::user_by_name(user).ok().flatten().map(|pwd| pwd.home)
 }
 
 #[cfg(test)]

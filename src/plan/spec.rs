@@ -54,9 +54,7 @@ impl fmt::Display for Spec {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
-    #[error(
-        "'{spec}': {problem}; a node spec is {GRAMMAR}, e.g. 3, vnode4, 3-7:u24.04, 5@h2"
-    )]
+    #[error("'{spec}': {problem}; a node spec is {GRAMMAR}, e.g. 3, vnode4, 3-7:u24.04, 5@h2")]
     Syntax { spec: String, problem: String },
     #[error("'{spec}': no pool has the stem '{stem}'; known stems: {known}")]
     UnknownStem {

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::{Config, VirtType};
 use crate::libvirt::virsh::{Virsh, parse_net_info_active};
+use crate::process::unix;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct NetworkFacts {
@@ -73,17 +74,12 @@ fn tool_version(program: &str, args: &[&str]) -> Option<String> {
 /// The account libvirt runs qemu as on this distribution, if it exists.
 fn qemu_user() -> Option<(String, u32, Vec<u32>)> {
     for name in ["libvirt-qemu", "qemu"] {
-        let c = CString::new(name).ok()?;
-        // SAFETY: getpwnam returns a pointer into static storage or null; read it at once.
-        let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-        if pw.is_null() {
+        let Some(pw) = unix::user_by_name(name).ok().flatten() else {
             continue;
-        }
-        // SAFETY: pw is non-null and points to a valid passwd entry.
-        let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
-        let mut groups = vec![gid];
+        };
+        let mut groups = vec![pw.gid];
         groups.extend(supplementary_groups(name));
-        return Some((name.to_string(), uid, groups));
+        return Some((name.to_string(), pw.uid, groups));
     }
     None
 }
