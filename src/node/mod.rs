@@ -104,8 +104,12 @@ pub enum NodeError {
     Keys(#[from] KeysError),
     #[error("{node}: {message}")]
     Invalid { node: String, message: String },
-    #[error("{node}: cannot generate the host key: {message}")]
-    HostKey { node: String, message: String },
+    #[error("{node}: cannot generate the host key: {source}")]
+    HostKey {
+        node: String,
+        #[source]
+        source: host_key::HostKeyError,
+    },
     #[error("{node}: {message}")]
     ClientKey { node: String, message: String },
     #[error("{node}: {stage} {}: {source}", path.display())]
@@ -169,9 +173,9 @@ pub fn prepare(
         message,
     })?;
     let (backing, disk_bytes) = check_base(node, base)?;
-    let host_key = HostKey::generate(&name).map_err(|message| NodeError::HostKey {
+    let host_key = HostKey::generate(&name).map_err(|source| NodeError::HostKey {
         node: name.clone(),
-        message,
+        source,
     })?;
     let instance_id = format!("{name}-{}", uuid::Uuid::new_v4().simple());
     let network_config = NetworkConfig::for_node(node.id.public_mac, node.id.private_mac);
