@@ -242,16 +242,17 @@ impl Catalog {
                 message,
             };
             let name_span = e.name.span();
-            check_name(e.name.get_ref()).map_err(|m| at(name_span.clone(), "name", m))?;
+            check_name(e.name.get_ref())
+                .map_err(|m| at(name_span.clone(), "name", m.to_string()))?;
             for a in &e.aliases {
-                check_name(a.get_ref()).map_err(|m| at(a.span(), "aliases", m))?;
+                check_name(a.get_ref()).map_err(|m| at(a.span(), "aliases", m.to_string()))?;
             }
             let catalog_dir = path.parent().unwrap_or(Path::new("."));
             let mut signing_keys = Vec::new();
             for k in &e.signing_keys {
                 signing_keys.push(
                     KeySource::parse(k.get_ref(), catalog_dir)
-                        .map_err(|m| at(k.span(), "signing_keys", m))?,
+                        .map_err(|m| at(k.span(), "signing_keys", m.to_string()))?,
                 );
             }
             let signed = e.signature_url.is_some() || !signing_keys.is_empty();
@@ -470,8 +471,13 @@ fn inline(algo: DigestAlgo, digest: String) -> Checksum {
     }
 }
 
+/// A name that cannot name an image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a valid image name (lowercase letters, digits, '.', '-', '_'; at most 64)")]
+pub struct BadImageName(pub String);
+
 /// Image names and aliases: lowercase letters, digits, '.', '-', '_', starting with a letter or digit.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), BadImageName> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -484,9 +490,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "'{name}' is not a valid image name (lowercase letters, digits, '.', '-', '_'; at most 64)"
-        ))
+        Err(BadImageName(name.to_string()))
     }
 }
 

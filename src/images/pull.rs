@@ -25,13 +25,14 @@ use reqwest::{Client, Response, StatusCode};
 use super::cache::{Cache, CachedImage};
 use super::checksum_file;
 use super::digest::{Hasher, hash_file};
-use super::error::ImageError;
+use super::error::{ChecksumFileProblem, ImageError};
 use super::meta::{self, ImageMeta, Origin, Trust};
 use super::progress::{Bar, Progress, rate};
 use super::signature;
 use super::sink::Sink;
 use super::validate::check_base_image;
 use crate::images::catalog::{CatalogEntry, Checksum, DigestAlgo};
+use crate::images::qcow2::HeaderProblem;
 use crate::process::unix::{self, TryLockError};
 
 /// A checksum file is a few KiB; anything much larger is not one.
@@ -234,12 +235,14 @@ async fn expected_digest(
         .then(|| signature::keyring_for(&entry.name, url, signing_keys))
         .transpose()?;
     bar.status("fetching the checksum file");
-    let unusable = |reason: String| ImageError::ChecksumFile {
+    let unusable = |reason: ChecksumFileProblem| ImageError::ChecksumFile {
         name: entry.name.clone(),
         url: url.clone(),
         reason,
     };
-    let body = fetch_small(client, url).await.map_err(unusable)?;
+    let body = fetch_small(client, url)
+        .await
+        .map_err(|e| unusable(e.into()))?;
     let (text, trust) = match &keyring {
         None => (
             String::from_utf8_lossy(&body).into_owned(),
@@ -251,7 +254,8 @@ async fn expected_digest(
             let detached = match signature_url {
                 Some(sig_url) => {
                     bar.status("fetching the signature");
-                    Some((sig_url.as_str(), fetch_small(client, sig_url).await))
+                    let fetched = fetch_small(client, sig_url).await.map_err(Into::into);
+                    Some((sig_url.as_str(), fetched))
                 }
                 None => None,
             };
@@ -269,7 +273,7 @@ async fn expected_digest(
             (verified.content, trust)
         }
     };
-    let lines = checksum_file::parse(&text).map_err(|e| unusable(e.to_string()))?;
+    let lines = checksum_file::parse(&text).map_err(|e| unusable(e.into()))?;
     let file = checksum_file::url_file_name(&entry.url);
     match checksum_file::find(&lines, &file, algo) {
         Some(digest) => Ok((algo, digest.to_string(), trust)),
@@ -283,21 +287,41 @@ async fn expected_digest(
     }
 }
 
+/// Why a checksum file or signature could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("it answered {0}")]
+    Status(StatusCode),
+    #[error("it is larger than {}, so not a checksum file", HumanBytes(CHECKSUM_FILE_LIMIT as u64))]
+    TooLarge,
+}
+
+/// A failed request or body, shown with its causes ("connection refused", "operation timed
+/// out"); the URL is left out because every message that shows it names it already.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", chain_text(.0))]
+pub struct HttpError(#[source] reqwest::Error);
+
+impl From<reqwest::Error> for HttpError {
+    fn from(e: reqwest::Error) -> HttpError {
+        HttpError(e.without_url())
+    }
+}
+
 /// A checksum file or signature: small, whole, as bytes (a detached signature may be binary).
-async fn fetch_small(client: &Client, url: &str) -> Result<Vec<u8>, String> {
-    let resp = client.get(url).send().await.map_err(describe)?;
+async fn fetch_small(client: &Client, url: &str) -> Result<Vec<u8>, FetchError> {
+    let resp = client.get(url).send().await.map_err(HttpError::from)?;
     if resp.status() != StatusCode::OK {
-        return Err(format!("it answered {}", resp.status()));
+        return Err(FetchError::Status(resp.status()));
     }
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        body.extend_from_slice(&chunk.map_err(describe)?);
+        body.extend_from_slice(&chunk.map_err(HttpError::from)?);
         if body.len() > CHECKSUM_FILE_LIMIT {
-            return Err(format!(
-                "it is larger than {}, so not a checksum file",
-                HumanBytes(CHECKSUM_FILE_LIMIT as u64)
-            ));
+            return Err(FetchError::TooLarge);
         }
     }
     Ok(body)
@@ -440,7 +464,7 @@ async fn transfer(
             head.extend_from_slice(&chunk[..chunk.len().min(4 - head.len())]);
             if head.len() == 4 && head != b"QFI\xfb" {
                 let start = &chunk[..chunk.len().min(24)];
-                not_qcow2 = Some(format!("it starts with \"{}\"", start.escape_ascii()));
+                not_qcow2 = Some(HeaderProblem::StartsWith(start.escape_ascii().to_string()));
                 break;
             }
         }
@@ -589,12 +613,15 @@ impl ContentRange {
     }
 }
 
-/// A reqwest error with its causes ("connection refused", "operation timed out"); the URL is
-/// left out because every message that uses this names it already.
+/// A reqwest error with its causes, without the URL (see [`HttpError`]).
 fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
+    HttpError::from(e).to_string()
+}
+
+/// An error's text followed by those of its causes that it does not already include.
+fn chain_text(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let more = s.to_string();
         if !text.contains(&more) {
