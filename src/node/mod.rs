@@ -104,6 +104,12 @@ pub enum NodeError {
     Keys(#[from] KeysError),
     #[error("{node}: {message}")]
     Invalid { node: String, message: String },
+    #[error("{node}: {source}")]
+    Path {
+        node: String,
+        #[source]
+        source: crate::libvirt::virt_install::CommaInPath,
+    },
     #[error("{node}: cannot generate the host key: {source}")]
     HostKey {
         node: String,
@@ -145,9 +151,10 @@ pub enum NodeError {
 impl NodeError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            NodeError::DiskTooSmall { .. } | NodeError::Keys(_) | NodeError::Invalid { .. } => {
-                crate::exit::EXIT_BAD_INPUT
-            }
+            NodeError::DiskTooSmall { .. }
+            | NodeError::Keys(_)
+            | NodeError::Invalid { .. }
+            | NodeError::Path { .. } => crate::exit::EXIT_BAD_INPUT,
             _ => crate::exit::EXIT_FAILED,
         }
     }
@@ -168,9 +175,9 @@ pub fn prepare(
         image: node.image.name.clone(),
     })?;
     let dir = &paths.dir;
-    crate::libvirt::virt_install::check_path(dir).map_err(|message| NodeError::Invalid {
+    crate::libvirt::virt_install::check_path(dir).map_err(|source| NodeError::Path {
         node: name.clone(),
-        message,
+        source,
     })?;
     let (backing, disk_bytes) = check_base(node, base)?;
     let host_key = HostKey::generate(&name).map_err(|source| NodeError::HostKey {
