@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::hosts::hypervisor::{Hypervisor, Keep};
+use crate::hosts::hypervisor::{Hypervisor, Keep, RemoveError};
 use crate::images::catalog::check_name;
 use crate::images::{Cache, CachedImage, DerivedImage, commit_flattened};
 use crate::node;
@@ -38,6 +38,64 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
 const GUEST_SCRIPT: &str = "/run/vnode-derive.sh";
 /// The authorized keys vnode put in the guest, one key body a line, for the cleanup.
 const GUEST_KEYS: &str = "/run/vnode-derive.keys";
+
+/// Why an image could not be derived; the messages name the temporary node.
+#[derive(Debug, thiserror::Error)]
+pub enum DeriveError {
+    #[error("the temporary node {node} did not become ready ({outcome:?}): {error}")]
+    NotReady {
+        node: String,
+        outcome: Outcome,
+        error: String,
+    },
+    #[error(
+        "image {name} was made, but the temporary node could not be removed: {removal}; `vnode destroy {node}`"
+    )]
+    MadeButNotRemoved {
+        name: String,
+        node: String,
+        #[source]
+        removal: RemoveError,
+    },
+    #[error("{source}\nnothing was added to the cache; the temporary node {node} is destroyed")]
+    FailedRemoved { source: Box<Error>, node: String },
+    #[error(
+        "{source}\nnothing was added to the cache, and the temporary node could not be removed: {removal}; `vnode destroy {node}`"
+    )]
+    FailedNotRemoved {
+        source: Box<Error>,
+        node: String,
+        removal: RemoveError,
+    },
+    #[error("no free node in pool {pool}; pass --node SPEC")]
+    NoFreeNode { pool: String },
+    #[error("{node} has no known address")]
+    NoAddress { node: String },
+    #[error("cannot read {}: {source}", path.display())]
+    ReadHostKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot copy the commands to {node} (exit status {status:?})")]
+    CopyCommands { node: String, status: Option<u32> },
+    #[error("the commands failed in {node} with exit status {status}")]
+    CommandsFailed { node: String, status: u32 },
+    #[error("the commands in {node} ended without an exit status (killed by a signal?)")]
+    CommandsKilled { node: String },
+    #[error("cleaning {node} for reuse failed (exit status {status:?}): {output}")]
+    Cleanup {
+        node: String,
+        status: Option<u32>,
+        output: String,
+    },
+    #[error("cannot copy the key list to {node} (exit status {status:?})")]
+    CopyKeys { node: String, status: Option<u32> },
+    #[error("the domain {node} disappeared while shutting down")]
+    Disappeared { node: String },
+    #[error("{node} did not power off within {seconds} s of the ACPI shutdown request")]
+    NoPowerOff { node: String, seconds: u64 },
+}
 
 /// What `vnode images derive` was asked.
 #[derive(Clone, Debug)]
@@ -181,11 +239,12 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
             return Err(Error::Interrupted);
         }
         if report.outcome != Outcome::Ready {
-            return Err(Error::Failed(format!(
-                "the temporary node {node_name} did not become ready ({:?}): {}",
-                report.outcome,
-                report.error.unwrap_or_default()
-            )));
+            return Err(DeriveError::NotReady {
+                node: node_name.clone(),
+                outcome: report.outcome,
+                error: report.error.unwrap_or_default(),
+            }
+            .into());
         }
         tokio::select! {
             built = build(ctx, &host, &node_name, &script) => built,
@@ -228,15 +287,23 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
     }
     match (result, removed) {
         (Ok(image), Ok(())) => Ok(image),
-        (Ok(_), Err(e)) => Err(Error::Failed(format!(
-            "image {name} was made, but the temporary node could not be removed: {e}; `vnode destroy {node_name}`"
-        ))),
-        (Err(e), Ok(())) => Err(Error::Failed(format!(
-            "{e}\nnothing was added to the cache; the temporary node {node_name} is destroyed"
-        ))),
-        (Err(e), Err(r)) => Err(Error::Failed(format!(
-            "{e}\nnothing was added to the cache, and the temporary node could not be removed: {r}; `vnode destroy {node_name}`"
-        ))),
+        (Ok(_), Err(removal)) => Err(DeriveError::MadeButNotRemoved {
+            name,
+            node: node_name,
+            removal,
+        }
+        .into()),
+        (Err(e), Ok(())) => Err(DeriveError::FailedRemoved {
+            source: Box::new(e),
+            node: node_name,
+        }
+        .into()),
+        (Err(e), Err(removal)) => Err(DeriveError::FailedNotRemoved {
+            source: Box::new(e),
+            node: node_name,
+            removal,
+        }
+        .into()),
     }
 }
 
@@ -288,11 +355,8 @@ async fn temporary_node(
             let name = (pool.first..=pool.last)
                 .map(|n| pool.node(n))
                 .find(|n| free(&n.to_string()))
-                .ok_or_else(|| {
-                    Error::Failed(format!(
-                        "no free node in pool {}; pass --node SPEC",
-                        pool.stem
-                    ))
+                .ok_or_else(|| DeriveError::NoFreeNode {
+                    pool: pool.stem.clone(),
                 })?;
             (pool, name)
         }
@@ -310,10 +374,15 @@ async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) 
     let paths = host.node_paths(node_name);
     let address = ReadyRecord::load(&paths)
         .and_then(|r| r.address())
-        .ok_or_else(|| Error::Failed(format!("{node_name} has no known address")))?;
+        .ok_or_else(|| DeriveError::NoAddress {
+            node: node_name.to_string(),
+        })?;
     let host_key_path = paths.host_key_pub();
-    let host_key = std::fs::read_to_string(&host_key_path)
-        .map_err(|e| Error::Failed(format!("cannot read {}: {e}", host_key_path.display())))?;
+    let host_key =
+        std::fs::read_to_string(&host_key_path).map_err(|source| DeriveError::ReadHostKey {
+            path: host_key_path.clone(),
+            source,
+        })?;
     let client =
         ClientKey::load_or_create(&host.client_key()).map_err(crate::spawn::SpawnError::from)?;
     let session = Session::connect(
@@ -341,9 +410,11 @@ async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) 
         .await
         .map_err(ssh_err)?;
     if status != Some(0) {
-        return Err(Error::Failed(format!(
-            "cannot copy the commands to {node_name} (exit status {status:?})"
-        )));
+        return Err(DeriveError::CopyCommands {
+            node: node_name.to_string(),
+            status,
+        }
+        .into());
     }
     let status = session
         .exec_streaming(&run_command(script), b"", live)
@@ -352,14 +423,17 @@ async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) 
     match status {
         Some(0) => {}
         Some(n) => {
-            return Err(Error::Failed(format!(
-                "the commands failed in {node_name} with exit status {n}"
-            )));
+            return Err(DeriveError::CommandsFailed {
+                node: node_name.to_string(),
+                status: n,
+            }
+            .into());
         }
         None => {
-            return Err(Error::Failed(format!(
-                "the commands in {node_name} ended without an exit status (killed by a signal?)"
-            )));
+            return Err(DeriveError::CommandsKilled {
+                node: node_name.to_string(),
+            }
+            .into());
         }
     }
     let keys = injected_keys(ctx, &client)?;
@@ -376,15 +450,19 @@ async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) 
             .await
             .map_err(ssh_err)?;
         if status != Some(0) {
-            return Err(Error::Failed(format!(
-                "cleaning {node_name} for reuse failed (exit status {status:?}): {}",
-                String::from_utf8_lossy(&out).trim()
-            )));
+            return Err(DeriveError::Cleanup {
+                node: node_name.to_string(),
+                status,
+                output: String::from_utf8_lossy(&out).trim().to_string(),
+            }
+            .into());
         }
     } else {
-        return Err(Error::Failed(format!(
-            "cannot copy the key list to {node_name} (exit status {status:?})"
-        )));
+        return Err(DeriveError::CopyKeys {
+            node: node_name.to_string(),
+            status,
+        }
+        .into());
     }
     session.close().await;
     shutdown(host, node_name).await
@@ -399,18 +477,20 @@ async fn shutdown(host: &Hypervisor, node_name: &str) -> Result<()> {
     loop {
         match virsh.domain_state(node_name).await? {
             None => {
-                return Err(Error::Failed(format!(
-                    "the domain {node_name} disappeared while shutting down"
-                )));
+                return Err(DeriveError::Disappeared {
+                    node: node_name.to_string(),
+                }
+                .into());
             }
             Some(s) if s == "shut off" => return Ok(()),
             Some(_) => {}
         }
         if start.elapsed() > SHUTDOWN_TIMEOUT {
-            return Err(Error::Failed(format!(
-                "{node_name} did not power off within {} s of the ACPI shutdown request",
-                SHUTDOWN_TIMEOUT.as_secs()
-            )));
+            return Err(DeriveError::NoPowerOff {
+                node: node_name.to_string(),
+                seconds: SHUTDOWN_TIMEOUT.as_secs(),
+            }
+            .into());
         }
         if asked.is_none_or(|t| t.elapsed() > Duration::from_secs(20)) {
             // A guest that is already on its way down may refuse; the state decides.

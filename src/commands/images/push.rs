@@ -1,12 +1,55 @@
 //! `vnode images push`: cached images up to the hosts' storage pools.
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::PathBuf;
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::commands::CommandError;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hosts::Hosts;
 use crate::images::Cache;
+use crate::libvirt::storage::StorageError;
+use crate::plan::planned_node::HostName;
 use crate::process::runtime::{self, Flavor};
+
+/// One image on one host, as `--json` lists it. The fields are in alphabetical order: the
+/// output was once a JSON map (which sorts its keys) and keeps that order.
+#[derive(Debug, Serialize)]
+struct PushedImage {
+    host: HostName,
+    image: String,
+    seconds: f64,
+    /// 0 when the host had the image already.
+    uploaded_bytes: u64,
+    /// The base volume on the host.
+    volume: PathBuf,
+}
+
+/// `--json`'s document.
+#[derive(Serialize)]
+struct PushReport<'a> {
+    pushed: &'a [PushedImage],
+}
+
+/// A push that failed: a host's pool, or one image to one host.
+#[derive(Debug, thiserror::Error)]
+pub enum PushFailure {
+    #[error("host {host}: {source}")]
+    Pool {
+        host: HostName,
+        #[source]
+        source: StorageError,
+    },
+    #[error("{image} to host {host}: {source}")]
+    Image {
+        image: String,
+        host: HostName,
+        #[source]
+        source: StorageError,
+    },
+}
 
 /// `vnode images push NAMES [--host H]`: each image to each host (hosts in parallel), with a
 /// progress bar per upload; an image a host has already is not sent again.
@@ -57,7 +100,10 @@ pub fn run(ctx: &Context, names: &[String], only: Option<&str>) -> Result<()> {
                 let storage = host.storage().expect("a [[hosts]] host has storage");
                 let mut out = Vec::new();
                 if let Err(e) = storage.ensure_pool().await {
-                    out.push(Err(format!("host {}: {e}", host.name())));
+                    out.push(Err(PushFailure::Pool {
+                        host: host.name().clone(),
+                        source: e,
+                    }));
                     return out;
                 }
                 // One image at a time per host: the pool's operations are serialized anyway.
@@ -69,14 +115,18 @@ pub fn run(ctx: &Context, names: &[String], only: Option<&str>) -> Result<()> {
                     let r = storage.push_base(&base.path, &base.digest, &progress).await;
                     bar.finish_and_clear();
                     out.push(match r {
-                        Ok(p) => Ok(serde_json::json!({
-                            "host": host.name(),
-                            "image": image.name,
-                            "volume": p.path,
-                            "uploaded_bytes": p.uploaded_bytes,
-                            "seconds": p.seconds,
-                        })),
-                        Err(e) => Err(format!("{} to host {}: {e}", image.name, host.name())),
+                        Ok(p) => Ok(PushedImage {
+                            host: host.name().clone(),
+                            image: image.name.clone(),
+                            seconds: p.seconds,
+                            uploaded_bytes: p.uploaded_bytes,
+                            volume: p.path,
+                        }),
+                        Err(source) => Err(PushFailure::Image {
+                            image: image.name.clone(),
+                            host: host.name().clone(),
+                            source,
+                        }),
                     });
                 }
                 out
@@ -84,38 +134,28 @@ pub fn run(ctx: &Context, names: &[String], only: Option<&str>) -> Result<()> {
         });
         futures_util::future::join_all(jobs).await
     })?;
-    let (done, failed): (Vec<_>, Vec<_>) = results.into_iter().flatten().partition(|r| r.is_ok());
-    let done: Vec<serde_json::Value> = done.into_iter().map(|r| r.expect("ok")).collect();
+    let (done, failed): (Vec<_>, Vec<_>) = results.into_iter().flatten().partition(Result::is_ok);
+    let done: Vec<PushedImage> = done.into_iter().filter_map(Result::ok).collect();
+    let failed: Vec<PushFailure> = failed.into_iter().filter_map(Result::err).collect();
     if ctx.json {
-        ctx.print_json(&serde_json::json!({ "pushed": done }));
+        ctx.print_json(&PushReport { pushed: &done });
     } else {
         for d in &done {
-            let bytes = d["uploaded_bytes"].as_u64().unwrap_or(0);
-            let what = if bytes == 0 {
+            let what = if d.uploaded_bytes == 0 {
                 "already there".to_string()
             } else {
                 format!(
                     "uploaded {:.1} MiB in {:.1} s",
-                    bytes as f64 / 1048576.0,
-                    d["seconds"].as_f64().unwrap_or(0.0)
+                    d.uploaded_bytes as f64 / 1048576.0,
+                    d.seconds
                 )
             };
-            println!(
-                "{} on {}: {what}",
-                d["image"].as_str().unwrap_or("?"),
-                d["host"].as_str().unwrap_or("?")
-            );
+            println!("{} on {}: {what}", d.image, d.host);
         }
     }
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Error::Failed(
-            failed
-                .into_iter()
-                .map(|r| r.expect_err("err"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ))
+        Err(CommandError::NotPushed(failed).into())
     }
 }
