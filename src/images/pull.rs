@@ -383,60 +383,18 @@ async fn transfer(
     algo: DigestAlgo,
     bar: &Bar,
 ) -> Result<Fetched, ImageError> {
-    let io_err = |action| move |e| ImageError::io(action, part, e);
-    let existing = file.metadata().map_err(io_err("read"))?.len();
-    let mut hasher = Hasher::new(algo);
-    if existing > 0 {
-        bar.start(Some(existing), 0, "checking the partial download");
-        let (path, b) = (part.to_path_buf(), bar.clone());
-        let (h, n) = tokio::task::spawn_blocking(move || hash_file(&path, algo, |n| b.advance(n)))
-            .await
-            .expect("hashing task")
-            .map_err(io_err("read"))?;
-        if n != existing {
-            return Err(ImageError::io(
-                "read",
-                part,
-                io::Error::other("it changed while it was read"),
-            ));
-        }
-        hasher = h;
-    }
-    let resp = get(client, entry, existing).await?;
-    let status = resp.status();
-    let range = header(&resp, CONTENT_RANGE);
-    let (resp, offset) = match decide(existing, status, range.as_deref(), resp.content_length()) {
-        Decision::Fresh => {
-            if existing > 0 {
-                bar.status("the server ignored the range request; downloading from zero");
-            }
-            (resp, 0)
-        }
-        Decision::Resume => (resp, existing),
-        Decision::Complete => {
-            return Ok(Fetched {
-                size: existing,
-                digest: hasher.finish(),
-                resumed_from: existing,
-            });
-        }
-        Decision::Restart(why) => {
-            bar.status(&format!("{why}; downloading from zero"));
-            let resp = get(client, entry, 0).await?;
-            if resp.status() != StatusCode::OK {
-                return Err(bad_status(entry, resp.status()));
-            }
-            (resp, 0)
-        }
-        Decision::Failed => return Err(bad_status(entry, status)),
+    let (existing, mut hasher) = hash_existing(part, file, algo, bar).await?;
+    let Some((resp, offset)) = respond(client, entry, existing, bar).await? else {
+        return Ok(Fetched {
+            size: existing,
+            digest: hasher.finish(),
+            resumed_from: existing,
+        });
     };
     if offset == 0 {
         hasher = Hasher::new(algo);
     }
-    let mut out = file.try_clone().map_err(io_err("open"))?;
-    out.set_len(offset).map_err(io_err("truncate"))?;
-    out.seek(SeekFrom::Start(offset))
-        .map_err(io_err("seek in"))?;
+    let out = output_at(file, part, offset)?;
     let total = resp.content_length().map(|len| offset + len);
     let what = if offset > 0 {
         format!("resuming at {}", HumanBytes(offset))
@@ -444,64 +402,165 @@ async fn transfer(
         "downloading".to_string()
     };
     bar.start(total, offset, &what);
-
     let sink = Sink::start(hasher, out);
-    let mut got = offset;
-    let mut head = Vec::new();
-    let mut not_qcow2 = None;
-    let mut broke = None;
-    let mut stream = resp.bytes_stream();
-    while let Some(item) = stream.next().await {
-        let chunk = match item {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                broke = Some(describe(e));
-                break;
-            }
-        };
-        // Refuse a web page or a compressed image at the first bytes, not after gigabytes.
-        if got == 0 && head.len() < 4 {
-            head.extend_from_slice(&chunk[..chunk.len().min(4 - head.len())]);
-            if head.len() == 4 && head != b"QFI\xfb" {
-                let start = &chunk[..chunk.len().min(24)];
-                not_qcow2 = Some(HeaderProblem::StartsWith(start.escape_ascii().to_string()));
-                break;
-            }
-        }
-        got += chunk.len() as u64;
-        bar.advance(chunk.len() as u64);
-        if !sink.push(chunk).await {
-            break;
-        }
-    }
-    let complete = broke.is_none() && not_qcow2.is_none() && total.is_none_or(|t| got == t);
+    let body = receive(resp, &sink, offset, bar).await;
+    let complete =
+        body.broke.is_none() && body.not_qcow2.is_none() && total.is_none_or(|t| body.got == t);
     let (hasher, written) = tokio::task::spawn_blocking(move || sink.finish(complete))
         .await
         .expect("sink task");
-    written.map_err(io_err("write"))?;
-    if let Some(reason) = not_qcow2 {
-        return Err(ImageError::NotQcow2 {
-            name: entry.name.clone(),
-            from: entry.url.clone(),
-            reason,
-        });
-    }
-    let short = total.is_some_and(|t| got != t);
-    if broke.is_some() || short {
-        return Err(ImageError::Interrupted {
-            name: entry.name.clone(),
-            url: entry.url.clone(),
-            got,
-            total,
-            reason: broke
-                .unwrap_or_else(|| "the server sent a different length than announced".into()),
-        });
-    }
+    written.map_err(|e| ImageError::io("write", part, e))?;
+    let got = body.got;
+    body.check(entry, total)?;
     Ok(Fetched {
         size: got,
         digest: hasher.finish(),
         resumed_from: offset,
     })
+}
+
+/// The size of what a `.part` file holds already, and the hash of it (with progress).
+async fn hash_existing(
+    part: &Path,
+    file: &File,
+    algo: DigestAlgo,
+    bar: &Bar,
+) -> Result<(u64, Hasher), ImageError> {
+    let io_err = |action| move |e| ImageError::io(action, part, e);
+    let existing = file.metadata().map_err(io_err("read"))?.len();
+    if existing == 0 {
+        return Ok((0, Hasher::new(algo)));
+    }
+    bar.start(Some(existing), 0, "checking the partial download");
+    let (path, b) = (part.to_path_buf(), bar.clone());
+    let (h, n) = tokio::task::spawn_blocking(move || hash_file(&path, algo, |n| b.advance(n)))
+        .await
+        .expect("hashing task")
+        .map_err(io_err("read"))?;
+    if n != existing {
+        return Err(ImageError::io(
+            "read",
+            part,
+            io::Error::other("it changed while it was read"),
+        ));
+    }
+    Ok((existing, h))
+}
+
+/// The server's answer to a request from `existing` bytes on: the response and the offset its
+/// body starts at, or `None` when the `.part` file holds the whole image already.
+async fn respond(
+    client: &Client,
+    entry: &CatalogEntry,
+    existing: u64,
+    bar: &Bar,
+) -> Result<Option<(Response, u64)>, ImageError> {
+    let resp = get(client, entry, existing).await?;
+    let status = resp.status();
+    let range = header(&resp, CONTENT_RANGE);
+    Ok(Some(
+        match decide(existing, status, range.as_deref(), resp.content_length()) {
+            Decision::Fresh => {
+                if existing > 0 {
+                    bar.status("the server ignored the range request; downloading from zero");
+                }
+                (resp, 0)
+            }
+            Decision::Resume => (resp, existing),
+            Decision::Complete => return Ok(None),
+            Decision::Restart(why) => {
+                bar.status(&format!("{why}; downloading from zero"));
+                let resp = get(client, entry, 0).await?;
+                if resp.status() != StatusCode::OK {
+                    return Err(bad_status(entry, resp.status()));
+                }
+                (resp, 0)
+            }
+            Decision::Failed => return Err(bad_status(entry, status)),
+        },
+    ))
+}
+
+/// The `.part` file cut at `offset`, positioned there for the body.
+fn output_at(file: &File, part: &Path, offset: u64) -> Result<File, ImageError> {
+    let io_err = |action| move |e| ImageError::io(action, part, e);
+    let mut out = file.try_clone().map_err(io_err("open"))?;
+    out.set_len(offset).map_err(io_err("truncate"))?;
+    out.seek(SeekFrom::Start(offset))
+        .map_err(io_err("seek in"))?;
+    Ok(out)
+}
+
+/// How a response body's transfer ended.
+struct Received {
+    /// Bytes of the image there are now (the offset included).
+    got: u64,
+    /// The body is not a qcow2 image (seen at its first bytes).
+    not_qcow2: Option<HeaderProblem>,
+    /// The connection broke.
+    broke: Option<String>,
+}
+
+/// Streams the body into `sink` until it ends, breaks, turns out not to be qcow2, or the sink
+/// fails.
+async fn receive(resp: Response, sink: &Sink, offset: u64, bar: &Bar) -> Received {
+    let mut body = Received {
+        got: offset,
+        not_qcow2: None,
+        broke: None,
+    };
+    let mut head = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(item) = stream.next().await {
+        let chunk = match item {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                body.broke = Some(describe(e));
+                break;
+            }
+        };
+        // Refuse a web page or a compressed image at the first bytes, not after gigabytes.
+        if body.got == 0 && head.len() < 4 {
+            head.extend_from_slice(&chunk[..chunk.len().min(4 - head.len())]);
+            if head.len() == 4 && head != b"QFI\xfb" {
+                let start = &chunk[..chunk.len().min(24)];
+                body.not_qcow2 = Some(HeaderProblem::StartsWith(start.escape_ascii().to_string()));
+                break;
+            }
+        }
+        body.got += chunk.len() as u64;
+        bar.advance(chunk.len() as u64);
+        if !sink.push(chunk).await {
+            break;
+        }
+    }
+    body
+}
+
+impl Received {
+    /// A body that is not qcow2, or shorter than announced or broken off, is an error.
+    fn check(self, entry: &CatalogEntry, total: Option<u64>) -> Result<(), ImageError> {
+        if let Some(reason) = self.not_qcow2 {
+            return Err(ImageError::NotQcow2 {
+                name: entry.name.clone(),
+                from: entry.url.clone(),
+                reason,
+            });
+        }
+        let short = total.is_some_and(|t| self.got != t);
+        if self.broke.is_some() || short {
+            return Err(ImageError::Interrupted {
+                name: entry.name.clone(),
+                url: entry.url.clone(),
+                got: self.got,
+                total,
+                reason: self
+                    .broke
+                    .unwrap_or_else(|| "the server sent a different length than announced".into()),
+            });
+        }
+        Ok(())
+    }
 }
 
 async fn get(client: &Client, entry: &CatalogEntry, from: u64) -> Result<Response, ImageError> {

@@ -188,14 +188,7 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
     let base = ctx.catalog.resolve(&req.base, &local)?;
     let cache = Cache::open(&ctx.config.cache_dir)?;
     let base_image = cache.require(&base)?;
-    let name = format!("{}-{}", base.name, req.name.to_ascii_lowercase());
-    check_name(&name)
-        .map_err(|reason| Error::Usage(format!("'{name}' cannot name an image: {reason}")))?;
-    if cache.image_path(&name).exists() {
-        return Err(Error::Usage(format!(
-            "image {name} is already in the cache; `vnode images rm {name}` first to make it again"
-        )));
-    }
+    let name = new_image_name(&cache, &base.name, &req.name)?;
     let (script, source) = script_of(req)?;
     let host = Hypervisor::local(&ctx.config);
     let rt = runtime::build(Flavor::MultiThread)?;
@@ -209,48 +202,7 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
     }
     let nodes =
         crate::plan::planned_node::plan_cached(vec![request], &cache, &ctx.catalog, host.name())?;
-    let target = Target {
-        host: host.clone(),
-        accel: crate::hosts::virt_type::resolve(ctx.config.virt_type).accel(),
-        cpus: None,
-    };
-    let options = SpawnOptions {
-        timeout: Duration::from_secs(req.timeout),
-        wait_on: WaitOn::default(),
-        // The commands must not race cloud-init, nor its cleanup a cloud-init still running.
-        wait: WaitFor::CloudInit,
-        force: false,
-        libvirt_grace: Duration::from_secs(ctx.config.libvirt_grace_secs),
-        // The temporary node is reached on its private address; its public one is not needed.
-        public_optional: true,
-        // One node: nothing to cap.
-        parallel: crate::spawn::slots::BootCapChoice {
-            flag: Some(crate::spawn::slots::BootCap::All),
-            config: None,
-        },
-    };
-    let result = rt.block_on(async {
-        let report = crate::spawn::spawn(&ctx.config, &[target], &options, nodes)
-            .await?
-            .into_iter()
-            .next()
-            .expect("one node, one report");
-        if report.outcome == Outcome::Interrupted {
-            return Err(Error::Interrupted);
-        }
-        if report.outcome != Outcome::Ready {
-            return Err(DeriveError::NotReady {
-                node: node_name.clone(),
-                outcome: report.outcome,
-                error: report.error.unwrap_or_default(),
-            }
-            .into());
-        }
-        tokio::select! {
-            built = build(ctx, &host, &node_name, &script) => built,
-            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
-        }
-    });
+    let result = rt.block_on(spawn_and_build(ctx, req, &host, nodes, &node_name, &script));
     let interrupted = matches!(result, Err(Error::Interrupted));
     if interrupted {
         eprintln!(
@@ -275,6 +227,82 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         Ok(commit_flattened(&cache, &overlay, &image)?)
     });
     let removed = rt.block_on(remove_ignoring_ctrl_c(&host, &node_name));
+    outcome(name, node_name, interrupted, result, removed)
+}
+
+/// `BASE-NAME`, which must be a valid image name not in the cache yet.
+fn new_image_name(cache: &Cache, base: &str, name: &str) -> Result<String> {
+    let name = format!("{base}-{}", name.to_ascii_lowercase());
+    check_name(&name)
+        .map_err(|reason| Error::Usage(format!("'{name}' cannot name an image: {reason}")))?;
+    if cache.image_path(&name).exists() {
+        return Err(Error::Usage(format!(
+            "image {name} is already in the cache; `vnode images rm {name}` first to make it again"
+        )));
+    }
+    Ok(name)
+}
+
+/// Spawns the temporary node (waiting for cloud-init's end), then runs the commands in it and
+/// powers it off. Ctrl-C at any point: `Error::Interrupted`.
+async fn spawn_and_build(
+    ctx: &Context,
+    req: &DeriveRequest,
+    host: &Hypervisor,
+    nodes: Vec<crate::plan::planned_node::PlannedNode>,
+    node_name: &str,
+    script: &str,
+) -> Result<()> {
+    let target = Target {
+        host: host.clone(),
+        accel: crate::hosts::virt_type::resolve(ctx.config.virt_type).accel(),
+        cpus: None,
+    };
+    let options = SpawnOptions {
+        timeout: Duration::from_secs(req.timeout),
+        wait_on: WaitOn::default(),
+        // The commands must not race cloud-init, nor its cleanup a cloud-init still running.
+        wait: WaitFor::CloudInit,
+        force: false,
+        libvirt_grace: Duration::from_secs(ctx.config.libvirt_grace_secs),
+        // The temporary node is reached on its private address; its public one is not needed.
+        public_optional: true,
+        // One node: nothing to cap.
+        parallel: crate::spawn::slots::BootCapChoice {
+            flag: Some(crate::spawn::slots::BootCap::All),
+            config: None,
+        },
+    };
+    let report = crate::spawn::spawn(&ctx.config, &[target], &options, nodes)
+        .await?
+        .into_iter()
+        .next()
+        .expect("one node, one report");
+    if report.outcome == Outcome::Interrupted {
+        return Err(Error::Interrupted);
+    }
+    if report.outcome != Outcome::Ready {
+        return Err(DeriveError::NotReady {
+            node: node_name.to_string(),
+            outcome: report.outcome,
+            error: report.error.unwrap_or_default(),
+        }
+        .into());
+    }
+    tokio::select! {
+        built = build(ctx, host, node_name, script) => built,
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+    }
+}
+
+/// The command's end from what happened to the image and to the temporary node.
+fn outcome(
+    name: String,
+    node_name: String,
+    interrupted: bool,
+    result: Result<CachedImage>,
+    removed: Result<(), RemoveError>,
+) -> Result<CachedImage> {
     if interrupted {
         return Err(match removed {
             Ok(()) => Error::InterruptedWith(format!(
@@ -371,6 +399,15 @@ async fn temporary_node(
 
 /// In the ready node: the commands, the cleanup, then a clean power-off.
 async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) -> Result<()> {
+    let (session, client) = connect(host, node_name).await?;
+    run_script(&session, node_name, script).await?;
+    clean_for_reuse(ctx, &session, &client, node_name).await?;
+    session.close().await;
+    shutdown(host, node_name).await
+}
+
+/// An ssh session to the ready node, with the pinned host key and vnode's client key.
+async fn connect(host: &Hypervisor, node_name: &str) -> Result<(Session, ClientKey)> {
     let paths = host.node_paths(node_name);
     let address = ReadyRecord::load(&paths)
         .and_then(|r| r.address())
@@ -393,14 +430,22 @@ async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) 
     )
     .await
     .map_err(crate::spawn::SpawnError::from)?;
-    let ssh_err = |e| Error::from(crate::spawn::SpawnError::from(e));
+    Ok((session, client))
+}
+
+fn ssh_err(e: crate::ssh::SshError) -> Error {
+    Error::from(crate::spawn::SpawnError::from(e))
+}
+
+/// Uploads the script, then runs it with its output shown live. Uploaded first: the script
+/// reads no stdin, so a command in it cannot eat the rest of it.
+async fn run_script(session: &Session, node_name: &str, script: &str) -> Result<()> {
     let quiet = |_: &[u8]| {};
     let live = |data: &[u8]| {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(data);
         let _ = err.flush();
     };
-    // Upload, then run: the script reads no stdin, so a command in it cannot eat the rest of it.
     let status = session
         .exec_streaming(
             &format!("umask 077 && cat > {GUEST_SCRIPT}"),
@@ -421,51 +466,55 @@ async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) 
         .await
         .map_err(ssh_err)?;
     match status {
-        Some(0) => {}
-        Some(n) => {
-            return Err(DeriveError::CommandsFailed {
-                node: node_name.to_string(),
-                status: n,
-            }
-            .into());
+        Some(0) => Ok(()),
+        Some(n) => Err(DeriveError::CommandsFailed {
+            node: node_name.to_string(),
+            status: n,
         }
-        None => {
-            return Err(DeriveError::CommandsKilled {
-                node: node_name.to_string(),
-            }
-            .into());
+        .into()),
+        None => Err(DeriveError::CommandsKilled {
+            node: node_name.to_string(),
         }
+        .into()),
     }
-    let keys = injected_keys(ctx, &client)?;
+}
+
+/// Copies the list of keys vnode authorized, then runs the cleanup that removes them (and the
+/// node's identity) from the guest.
+async fn clean_for_reuse(
+    ctx: &Context,
+    session: &Session,
+    client: &ClientKey,
+    node_name: &str,
+) -> Result<()> {
+    let keys = injected_keys(ctx, client)?;
     let status = session
-        .exec_streaming(&format!("cat > {GUEST_KEYS}"), keys.as_bytes(), quiet)
+        .exec_streaming(&format!("cat > {GUEST_KEYS}"), keys.as_bytes(), |_| {})
         .await
         .map_err(ssh_err)?;
-    if status == Some(0) {
-        let mut out = Vec::new();
-        let status = session
-            .exec_streaming("exec sh -s", cleanup_script().as_bytes(), |d| {
-                out.extend_from_slice(d)
-            })
-            .await
-            .map_err(ssh_err)?;
-        if status != Some(0) {
-            return Err(DeriveError::Cleanup {
-                node: node_name.to_string(),
-                status,
-                output: String::from_utf8_lossy(&out).trim().to_string(),
-            }
-            .into());
-        }
-    } else {
+    if status != Some(0) {
         return Err(DeriveError::CopyKeys {
             node: node_name.to_string(),
             status,
         }
         .into());
     }
-    session.close().await;
-    shutdown(host, node_name).await
+    let mut out = Vec::new();
+    let status = session
+        .exec_streaming("exec sh -s", cleanup_script().as_bytes(), |d| {
+            out.extend_from_slice(d)
+        })
+        .await
+        .map_err(ssh_err)?;
+    if status != Some(0) {
+        return Err(DeriveError::Cleanup {
+            node: node_name.to_string(),
+            status,
+            output: String::from_utf8_lossy(&out).trim().to_string(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// ACPI power-off, repeated now and then (a guest may miss the first event), until the domain is
