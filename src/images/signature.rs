@@ -105,14 +105,14 @@ pub enum KeyProblem {
     #[error("cannot read it: {0}")]
     Read(#[source] std::io::Error),
     #[error("not an OpenPGP public key: {0}")]
-    NotAKey(#[source] pgp::errors::Error),
+    NotAKey(#[source] Box<pgp::errors::Error>),
     #[error("it holds no OpenPGP public key")]
     NoKey,
     #[error("the self-signatures of key {fingerprint} do not verify: {source}")]
     Bindings {
         fingerprint: String,
         #[source]
-        source: pgp::errors::Error,
+        source: Box<pgp::errors::Error>,
     },
 }
 
@@ -129,7 +129,7 @@ pub enum SignatureUnavailable {
 #[derive(Debug, thiserror::Error)]
 pub enum Unreadable {
     #[error("{0}")]
-    Parse(#[source] pgp::errors::Error),
+    Parse(#[source] Box<pgp::errors::Error>),
     #[error("it holds no OpenPGP signature")]
     NoSignature,
     #[error("it holds no data signature")]
@@ -199,15 +199,15 @@ pub fn parse_keys(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, KeyProblem> {
     let keys: Vec<SignedPublicKey> = match bytes.windows(BEGIN.len()).position(|w| w == BEGIN) {
         Some(at) => {
             let text = String::from_utf8_lossy(&bytes[at..]).into_owned();
-            let (keys, _) =
-                SignedPublicKey::from_string_many(&text).map_err(KeyProblem::NotAKey)?;
+            let (keys, _) = SignedPublicKey::from_string_many(&text)
+                .map_err(|e| KeyProblem::NotAKey(e.into()))?;
             keys.collect::<Result<_, _>>()
         }
         None => SignedPublicKey::from_bytes_many(bytes)
-            .map_err(KeyProblem::NotAKey)?
+            .map_err(|e| KeyProblem::NotAKey(e.into()))?
             .collect::<Result<_, _>>(),
     }
-    .map_err(KeyProblem::NotAKey)?;
+    .map_err(|e| KeyProblem::NotAKey(e.into()))?;
     if keys.is_empty() {
         return Err(KeyProblem::NoKey);
     }
@@ -215,7 +215,7 @@ pub fn parse_keys(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, KeyProblem> {
         key.verify_bindings()
             .map_err(|source| KeyProblem::Bindings {
                 fingerprint: format!("{:X}", key.fingerprint()),
-                source,
+                source: source.into(),
             })?;
     }
     Ok(keys)
@@ -256,7 +256,7 @@ pub fn verify_clear(text: &str, keyring: &Keyring) -> Result<Verified, Refusal> 
         return Err(Refusal::NotClearSigned);
     }
     let (message, _) = CleartextSignedMessage::from_string(text.trim_start())
-        .map_err(|e| Refusal::Unreadable(Unreadable::Parse(e)))?;
+        .map_err(|e| Refusal::Unreadable(Unreadable::Parse(e.into())))?;
     let signed = message.signed_text();
     let signer = check_any(message.signatures(), signed.as_bytes(), keyring)?;
     Ok(Verified {
@@ -281,11 +281,12 @@ pub fn verify_detached(
 }
 
 fn parse_detached(bytes: &[u8]) -> Result<Vec<Signature>, Unreadable> {
-    let (sigs, _) = DetachedSignature::from_reader_many(bytes).map_err(Unreadable::Parse)?;
+    let parse = |e: pgp::errors::Error| Unreadable::Parse(e.into());
+    let (sigs, _) = DetachedSignature::from_reader_many(bytes).map_err(parse)?;
     let sigs: Vec<Signature> = sigs
         .map(|s| s.map(|s| s.signature))
         .collect::<Result<_, _>>()
-        .map_err(Unreadable::Parse)?;
+        .map_err(parse)?;
     if sigs.is_empty() {
         return Err(Unreadable::NoSignature);
     }

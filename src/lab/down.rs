@@ -59,7 +59,7 @@ pub(super) fn teardown(
     let fail = |stage: &str, source: StepError| LabError::Step {
         lab: name.clone(),
         stage: stage.into(),
-        source,
+        source: Box::new(source),
     };
     let me = Proc::of(std::process::id() as i32).and_then(|me| process::netns_inode(&me));
     let mut done = Vec::new();

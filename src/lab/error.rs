@@ -74,7 +74,7 @@ pub enum LabError {
         lab: LabName,
         stage: String,
         #[source]
-        source: StepError,
+        source: Box<StepError>,
     },
     #[error("lab {lab}: {stage}: {source}")]
     Io {

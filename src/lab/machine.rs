@@ -167,7 +167,7 @@ impl<'a> MachineStarter<'a> {
         LabError::Step {
             lab: self.lab.clone(),
             stage: format!("{}{stage}", self.label),
-            source,
+            source: Box::new(source),
         }
     }
 

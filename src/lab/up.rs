@@ -190,7 +190,7 @@ fn prepare_hosts(
     let fail = |e: super::ssh_keys::KeygenError| LabError::Step {
         lab: lab.clone(),
         stage: stage.into(),
-        source: e.into(),
+        source: Box::new(e.into()),
     };
     let io = |e| LabError::io(lab, stage, e);
     let ssh = dir.controller_ssh();

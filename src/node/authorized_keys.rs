@@ -30,7 +30,7 @@ pub enum KeysError {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyProblem {
     #[error("not an OpenSSH public key ({0})")]
-    NotAKey(#[source] russh::keys::ssh_key::Error),
+    NotAKey(#[source] Box<russh::keys::ssh_key::Error>),
     #[error("unknown user in ~user/")]
     UnknownUser,
     #[error("cannot read {}: {source}", path.display())]
@@ -44,7 +44,7 @@ pub enum KeyProblem {
     BadLine {
         path: PathBuf,
         #[source]
-        source: russh::keys::ssh_key::Error,
+        source: Box<russh::keys::ssh_key::Error>,
     },
     #[error("{} holds no key", path.display())]
     NoKey { path: PathBuf },
@@ -80,7 +80,7 @@ fn resolve_entry(entry: &str) -> Result<Vec<String>, KeysError> {
     };
     let trimmed = entry.trim();
     if looks_literal(trimmed) {
-        check(trimmed).map_err(|e| bad(KeyProblem::NotAKey(e)))?;
+        check(trimmed).map_err(|e| bad(KeyProblem::NotAKey(e.into())))?;
         return Ok(vec![trimmed.to_string()]);
     }
     let path = expand_tilde(trimmed).ok_or_else(|| bad(KeyProblem::UnknownUser))?;
@@ -111,7 +111,7 @@ fn read_key_file(path: &Path) -> Result<Vec<String>, KeyProblem> {
         }
         check(line).map_err(|source| KeyProblem::BadLine {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         })?;
         keys.push(line.to_string());
     }

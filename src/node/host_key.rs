@@ -11,9 +11,9 @@ use russh::keys::ssh_key::{LineEnding, PrivateKey};
 #[derive(Debug, thiserror::Error)]
 pub enum HostKeyError {
     #[error("cannot encode the host public key: {0}")]
-    Public(#[source] russh::keys::ssh_key::Error),
+    Public(#[source] Box<russh::keys::ssh_key::Error>),
     #[error("cannot encode the host private key: {0}")]
-    Private(#[source] russh::keys::ssh_key::Error),
+    Private(#[source] Box<russh::keys::ssh_key::Error>),
 }
 
 /// A freshly generated host key. The private key is wiped from memory when dropped.
@@ -34,11 +34,11 @@ impl HostKey {
         let public = key
             .public_key()
             .to_openssh()
-            .map_err(HostKeyError::Public)?;
+            .map_err(|e| HostKeyError::Public(e.into()))?;
         key.set_comment(comment);
         let private = key
             .to_openssh(LineEnding::LF)
-            .map_err(HostKeyError::Private)?;
+            .map_err(|e| HostKeyError::Private(e.into()))?;
         Ok(HostKey {
             private_openssh: Secret(String::clone(&private)),
             public,

@@ -55,7 +55,7 @@ pub enum DeriveError {
         name: String,
         node: String,
         #[source]
-        removal: RemoveError,
+        removal: Box<RemoveError>,
     },
     #[error("{source}\nnothing was added to the cache; the temporary node {node} is destroyed")]
     FailedRemoved { source: Box<Error>, node: String },
@@ -65,7 +65,7 @@ pub enum DeriveError {
     FailedNotRemoved {
         source: Box<Error>,
         node: String,
-        removal: RemoveError,
+        removal: Box<RemoveError>,
     },
     #[error("no free node in pool {pool}; pass --node SPEC")]
     NoFreeNode { pool: String },
@@ -318,7 +318,7 @@ fn outcome(
         (Ok(_), Err(removal)) => Err(DeriveError::MadeButNotRemoved {
             name,
             node: node_name,
-            removal,
+            removal: Box::new(removal),
         }
         .into()),
         (Err(e), Ok(())) => Err(DeriveError::FailedRemoved {
@@ -329,7 +329,7 @@ fn outcome(
         (Err(e), Err(removal)) => Err(DeriveError::FailedNotRemoved {
             source: Box::new(e),
             node: node_name,
-            removal,
+            removal: Box::new(removal),
         }
         .into()),
     }
