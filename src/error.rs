@@ -34,6 +34,12 @@ pub enum Error {
     Placement(#[from] crate::hosts::placement::PlacementError),
     #[error(transparent)]
     Storage(#[from] crate::libvirt::storage::StorageError),
+    #[error(transparent)]
+    Derive(#[from] crate::commands::images::derive::DeriveError),
+    #[error(transparent)]
+    Command(#[from] crate::commands::CommandError),
+    #[error(transparent)]
+    Runtime(#[from] crate::process::runtime::RuntimeError),
     /// Bad arguments that clap cannot see (e.g. an unknown pool name).
     #[error("{0}")]
     Usage(String),
@@ -63,7 +69,9 @@ impl Error {
             Error::Libvirt(e) => e.exit_code(),
             Error::Spawn(e) => e.exit_code(),
             Error::Lab(e) => e.exit_code(),
-            Error::Failed(_) => EXIT_FAILED,
+            Error::Failed(_) | Error::Derive(_) | Error::Command(_) | Error::Runtime(_) => {
+                EXIT_FAILED
+            }
             Error::Interrupted | Error::InterruptedWith(_) => EXIT_INTERRUPTED,
         }
     }

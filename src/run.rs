@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::commands;
+use crate::commands::CommandError;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let args: Vec<OsString> = args.into_iter().collect();
@@ -37,13 +38,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match &command {
         Command::Completions { shell } => {
             crate::commands::completion::write_script(*shell, &mut std::io::stdout().lock())
-                .map_err(|e| Error::Failed(format!("cannot write the script: {e}")))?;
+                .map_err(CommandError::WriteScript)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::GenerateAssets { dir } => {
-            for path in crate::commands::assets::generate(dir)
-                .map_err(|e| Error::Failed(format!("cannot write into {}: {e}", dir.display())))?
-            {
+            for path in crate::commands::assets::generate(dir).map_err(|source| {
+                CommandError::WriteAssets {
+                    dir: dir.clone(),
+                    source,
+                }
+            })? {
                 println!("{}", path.display());
             }
             return Ok(ExitCode::SUCCESS);

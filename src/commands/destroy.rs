@@ -1,8 +1,9 @@
 //! `vnode destroy SPECS [--keep-disk]`: destroy nodes and remove everything vnode made for them.
 
 use crate::cli::DestroyArgs;
+use crate::commands::CommandError;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hosts::Hosts;
 use crate::hosts::hypervisor::Keep;
 use crate::libvirt::LibvirtError;
@@ -66,7 +67,7 @@ pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Error::Failed(failed.join("\n")))
+        Err(CommandError::NotDestroyed(failed).into())
     }
 }
 

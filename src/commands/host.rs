@@ -3,6 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use crate::cli::{BridgeCommand, BridgeTarget, HostCommand};
+use crate::commands::CommandError;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::setup::bridge::{self, Backend, Plan};
@@ -68,14 +69,10 @@ fn show_and_apply(ctx: &Context, plan: &Plan, target: &BridgeTarget) -> Result<(
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "yes") {
-            return Err(Error::Failed("not applied".into()));
+            return Err(CommandError::NotApplied.into());
         }
     }
-    bridge::apply(plan).map_err(|e| {
-        Error::Failed(format!(
-            "{e}; the plan above shows what was meant, the host may be half-way"
-        ))
-    })
+    bridge::apply(plan).map_err(|e| CommandError::BridgeHalfWay(e).into())
 }
 
 fn check(ctx: &Context) -> Result<()> {
@@ -98,9 +95,7 @@ fn check(ctx: &Context) -> Result<()> {
     }
     let failed = verdicts.iter().filter(|v| v.level == Level::Fail).count();
     if failed > 0 {
-        return Err(Error::Failed(format!(
-            "{failed} check(s) failed: this host cannot run vnode as configured"
-        )));
+        return Err(CommandError::ChecksFailed(failed).into());
     }
     Ok(())
 }

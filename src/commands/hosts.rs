@@ -1,7 +1,8 @@
 //! `vnode hosts`: what each of the config's `[[hosts]]` has, all asked at once.
 
+use crate::commands::CommandError;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hosts::Hosts;
 use crate::hosts::capabilities::{self, HostFacts};
 use crate::process::runtime::{self, Flavor};
@@ -36,11 +37,11 @@ pub fn run(ctx: &Context) -> Result<()> {
     if down.is_empty() {
         Ok(())
     } else {
-        Err(Error::Failed(format!(
-            "{} of {} hosts do not answer; leave them out of a spawn with --skip-host",
-            down.len(),
-            all.len()
-        )))
+        Err(CommandError::HostsDown {
+            down: down.len(),
+            all: all.len(),
+        }
+        .into())
     }
 }
 

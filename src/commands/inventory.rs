@@ -4,8 +4,9 @@ use serde::Serialize;
 
 use super::known_nodes;
 use crate::cli::InventoryFormat;
+use crate::commands::CommandError;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hosts::hypervisor::Hypervisor;
 
 pub fn run(ctx: &Context, format: InventoryFormat) -> Result<()> {
@@ -58,7 +59,7 @@ pub fn run(ctx: &Context, format: InventoryFormat) -> Result<()> {
             let doc = serde_json::json!({ "all": { "children": { "vnode": { "hosts": hosts } } } });
             print!(
                 "{}",
-                serde_norway::to_string(&doc).map_err(|e| Error::Failed(e.to_string()))?
+                serde_norway::to_string(&doc).map_err(CommandError::Yaml)?
             );
         }
     }

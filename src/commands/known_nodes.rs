@@ -1,8 +1,9 @@
 //! What the node verbs share: the nodes vnode has state for, the one node a verb acts on, and
 //! the ssh options that make the system ssh verify a node's pinned host key.
 
+use crate::commands::CommandError;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hosts::Hosts;
 use crate::hosts::hypervisor::Hypervisor;
 use crate::node::ready::ReadyRecord;
@@ -43,14 +44,13 @@ pub fn host_of(ctx: &Context, name: &str) -> Result<Hypervisor> {
         return Ok(h.clone());
     }
     let silent: Vec<String> = errors.iter().map(|(h, e)| format!("{h}: {e}")).collect();
-    Err(Error::Failed(if silent.is_empty() {
-        format!("{name}: no host has it (`vnode list` shows the nodes)")
+    let node = name.to_string();
+    Err(if silent.is_empty() {
+        CommandError::NoHostHasIt { node }
     } else {
-        format!(
-            "{name}: not found on the hosts that answered; these did not: {}",
-            silent.join("; ")
-        )
-    }))
+        CommandError::NotOnAnsweringHosts { node, silent }
+    }
+    .into())
 }
 
 /// The one node `spec` names.
@@ -64,10 +64,11 @@ pub fn one(ctx: &Context, spec: &str) -> Result<NodeIdentity> {
 pub fn one_ready(ctx: &Context, host: &Hypervisor, spec: &str) -> Result<ReadyRecord> {
     let name = one(ctx, spec)?.name.to_string();
     ReadyRecord::load(&host.node_paths(&name)).ok_or_else(|| {
-        Error::Failed(format!(
-            "{name} is not a ready vnode node (no record in {}); `vnode list` shows the nodes",
-            host.state_dir().display()
-        ))
+        CommandError::NotReady {
+            node: name.clone(),
+            state_dir: host.state_dir().to_path_buf(),
+        }
+        .into()
     })
 }
 

@@ -104,81 +104,20 @@ fn status(ctx: &Context, name: &LabName) -> Result<()> {
 }
 
 fn render(st: &LabStatus) -> String {
-    let mut out = if st.up {
-        format!("lab {}: up ({}, netns {})\n", st.name, st.dir, st.netns)
-    } else if st.processes.is_empty() && st.problems.is_empty() {
+    if !st.up && st.processes.is_empty() && st.problems.is_empty() {
         return format!("lab {}: not up\n", st.name);
-    } else {
-        format!(
-            "lab {}: NOT healthy ({}, netns {})\n",
-            st.name, st.dir, st.netns
-        )
-    };
-    for p in &st.problems {
-        out.push_str(&format!("  problem: {p}\n"));
     }
-    let mut t = Table::new(["PROCESS", "PID", "STATE"]);
-    for p in &st.processes {
-        t.row([
-            p.role.to_string(),
-            p.pid.to_string(),
-            if p.alive { "running" } else { "gone" }.into(),
-        ]);
-    }
-    out.push('\n');
-    out.push_str(&t.render());
-    if !st.hosts.is_empty() {
-        let mut t = Table::new(["HOST", "ADDRESS", "URI", "PIDS", "ANSWERS"]);
-        for h in &st.hosts {
-            let pids: Vec<String> = h
-                .processes
-                .iter()
-                .map(|p| {
-                    let gone = if p.alive { "" } else { " (gone)" };
-                    format!("{} {}{gone}", p.role, p.pid)
-                })
-                .collect();
-            t.row([
-                h.name.clone(),
-                h.address.to_string(),
-                h.uri.clone(),
-                pids.join(", "),
-                if h.answers { "yes" } else { "no" }.into(),
-            ]);
-        }
+    let mut out = header(st);
+    let tables = [
+        Some(processes_table(st)),
+        hosts_table(st),
+        Some(public_table(st)),
+        interfaces_table(st),
+        networks_table(st),
+    ];
+    for t in tables.into_iter().flatten() {
         out.push('\n');
-        out.push_str(&t.render());
-    }
-    let mut t = Table::new(["POOL", "BRIDGE", "SUBNET", "LAB ADDRESS", "DOMAIN"]);
-    for n in &st.public {
-        t.row([
-            n.pool.clone(),
-            n.bridge.clone(),
-            n.subnet.to_string(),
-            n.host.to_string(),
-            n.domain.clone().unwrap_or_else(|| "-".into()),
-        ]);
-    }
-    out.push('\n');
-    out.push_str(&t.render());
-    if !st.interfaces.is_empty() {
-        let mut t = Table::new(["INTERFACE", "STATE", "ADDRESSES"]);
-        for i in &st.interfaces {
-            t.row([i.name.clone(), i.state.clone(), i.addresses.join(" ")]);
-        }
-        out.push('\n');
-        out.push_str(&t.render());
-    }
-    if !st.networks.is_empty() {
-        let mut t = Table::new(["NETWORK", "STATE"]);
-        for n in &st.networks {
-            t.row([
-                n.name.clone(),
-                if n.active { "active" } else { "inactive" }.into(),
-            ]);
-        }
-        out.push('\n');
-        out.push_str(&t.render());
+        out.push_str(&t);
     }
     out.push('\n');
     if st.domains.is_empty() {
@@ -191,4 +130,94 @@ fn render(st: &LabStatus) -> String {
         out.push_str(&t.render());
     }
     out
+}
+
+/// "lab NAME: up" or "NOT healthy", with its problems.
+fn header(st: &LabStatus) -> String {
+    let health = if st.up { "up" } else { "NOT healthy" };
+    let mut out = format!(
+        "lab {}: {health} ({}, netns {})\n",
+        st.name, st.dir, st.netns
+    );
+    for p in &st.problems {
+        out.push_str(&format!("  problem: {p}\n"));
+    }
+    out
+}
+
+fn processes_table(st: &LabStatus) -> String {
+    let mut t = Table::new(["PROCESS", "PID", "STATE"]);
+    for p in &st.processes {
+        t.row([
+            p.role.to_string(),
+            p.pid.to_string(),
+            if p.alive { "running" } else { "gone" }.into(),
+        ]);
+    }
+    t.render()
+}
+
+/// The lab's hosts, when it has any.
+fn hosts_table(st: &LabStatus) -> Option<String> {
+    if st.hosts.is_empty() {
+        return None;
+    }
+    let mut t = Table::new(["HOST", "ADDRESS", "URI", "PIDS", "ANSWERS"]);
+    for h in &st.hosts {
+        let pids: Vec<String> = h
+            .processes
+            .iter()
+            .map(|p| {
+                let gone = if p.alive { "" } else { " (gone)" };
+                format!("{} {}{gone}", p.role, p.pid)
+            })
+            .collect();
+        t.row([
+            h.name.clone(),
+            h.address.to_string(),
+            h.uri.clone(),
+            pids.join(", "),
+            if h.answers { "yes" } else { "no" }.into(),
+        ]);
+    }
+    Some(t.render())
+}
+
+fn public_table(st: &LabStatus) -> String {
+    let mut t = Table::new(["POOL", "BRIDGE", "SUBNET", "LAB ADDRESS", "DOMAIN"]);
+    for n in &st.public {
+        t.row([
+            n.pool.clone(),
+            n.bridge.clone(),
+            n.subnet.to_string(),
+            n.host.to_string(),
+            n.domain.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t.render()
+}
+
+fn interfaces_table(st: &LabStatus) -> Option<String> {
+    if st.interfaces.is_empty() {
+        return None;
+    }
+    let mut t = Table::new(["INTERFACE", "STATE", "ADDRESSES"]);
+    for i in &st.interfaces {
+        t.row([i.name.clone(), i.state.clone(), i.addresses.join(" ")]);
+    }
+    Some(t.render())
+}
+
+fn networks_table(st: &LabStatus) -> Option<String> {
+    if st.networks.is_empty() {
+        return None;
+    }
+    let mut t = Table::new(["NETWORK", "STATE"]);
+    for n in &st.networks {
+        t.row([
+            n.name.clone(),
+            if n.active { "active" } else { "inactive" }.into(),
+        ]);
+    }
+    Some(t.render())
 }

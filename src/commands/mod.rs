@@ -7,6 +7,7 @@ pub mod completion;
 pub mod config;
 pub mod console;
 pub mod destroy;
+mod error;
 pub mod host;
 pub mod hosts;
 pub mod images;
@@ -19,3 +20,5 @@ pub mod plan;
 pub mod prepare;
 pub mod spawn;
 pub mod ssh;
+
+pub use error::CommandError;

@@ -13,7 +13,7 @@ use crate::context::Context;
 use crate::error::{EXIT_FAILED, Result};
 use crate::hosts::hypervisor::Hypervisor;
 use crate::libvirt::virt_install::Accel;
-use crate::node::{self, NodeArtifacts};
+use crate::node::{self, NodeArtifacts, NodeError};
 use crate::plan::planned_node::PlannedNode;
 use crate::spawn::stages;
 
@@ -31,6 +31,39 @@ pub fn run(
     nodes: &[PlannedNode],
     accel: Accel,
 ) -> Result<ExitCode> {
+    let (prepared, mut failed) = prepare_all(ctx, host, nodes, accel);
+    // A lone failure before anything was prepared ends the command like any other error
+    // (with its own exit code: 2 for bad input such as a missing ssh key).
+    if prepared.is_empty() && failed.len() == 1 {
+        return Err(failed.remove(0).into());
+    }
+    for e in &failed {
+        eprintln!("vnode: {e}");
+    }
+    let code = match failed.first() {
+        None => ExitCode::SUCCESS,
+        // Bad input (2) only when every failure was bad input, as for a batch of images.
+        Some(e) if failed.iter().all(|f| f.exit_code() == e.exit_code()) => {
+            ExitCode::from(e.exit_code())
+        }
+        Some(_) => ExitCode::from(EXIT_FAILED),
+    };
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "virt_type": accel.virt_type(), "nodes": prepared }));
+        return Ok(code);
+    }
+    print_prepared(host, nodes, &prepared, !failed.is_empty());
+    Ok(code)
+}
+
+/// Prepares every node (each osinfo note said once); the prepared ones with their
+/// virt-install command, and the failures.
+fn prepare_all(
+    ctx: &Context,
+    host: &Hypervisor,
+    nodes: &[PlannedNode],
+    accel: Accel,
+) -> (Vec<Prepared>, Vec<NodeError>) {
     let mut prepared = Vec::with_capacity(nodes.len());
     let mut notes: Vec<String> = Vec::new();
     let mut failed = Vec::new();
@@ -65,27 +98,17 @@ pub fn run(
             virt_install: command,
         });
     }
-    // A lone failure before anything was prepared ends the command like any other error
-    // (with its own exit code: 2 for bad input such as a missing ssh key).
-    if prepared.is_empty() && failed.len() == 1 {
-        return Err(failed.remove(0).into());
-    }
-    for e in &failed {
-        eprintln!("vnode: {e}");
-    }
-    let code = match failed.first() {
-        None => ExitCode::SUCCESS,
-        // Bad input (2) only when every failure was bad input, as for a batch of images.
-        Some(e) if failed.iter().all(|f| f.exit_code() == e.exit_code()) => {
-            ExitCode::from(e.exit_code())
-        }
-        Some(_) => ExitCode::from(EXIT_FAILED),
-    };
-    if ctx.json {
-        ctx.print_json(&serde_json::json!({ "virt_type": accel.virt_type(), "nodes": prepared }));
-        return Ok(code);
-    }
-    for p in &prepared {
+    (prepared, failed)
+}
+
+/// Each prepared node's files and command, then a summary (and the nodes not prepared).
+fn print_prepared(
+    host: &Hypervisor,
+    nodes: &[PlannedNode],
+    prepared: &[Prepared],
+    any_failed: bool,
+) {
+    for p in prepared {
         let a = &p.artifacts;
         println!("{}  {}", a.name, a.dir.display());
         println!("  disk      {}", a.overlay.display());
@@ -100,7 +123,7 @@ pub fn run(
         prepared.len(),
         host.known_hosts().display()
     );
-    if !failed.is_empty() {
+    if any_failed {
         let names: Vec<String> = nodes
             .iter()
             .map(|n| n.name())
@@ -108,5 +131,4 @@ pub fn run(
             .collect();
         println!("(not prepared, see above: {})", names.join(", "));
     }
-    Ok(code)
 }

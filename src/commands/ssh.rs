@@ -6,16 +6,17 @@ use std::process::Command;
 
 use super::known_nodes;
 use crate::cli::SshArgs;
+use crate::commands::CommandError;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hosts::hypervisor::Hypervisor;
 
 pub fn run(ctx: &Context, args: &SshArgs) -> Result<()> {
     let host = Hypervisor::local(&ctx.config);
     let record = known_nodes::one_ready(ctx, &host, &args.node)?;
-    let addr = record
-        .address()
-        .ok_or_else(|| Error::Failed(format!("{} has no known address", record.name)))?;
+    let addr = record.address().ok_or_else(|| CommandError::NoAddress {
+        node: record.name.clone(),
+    })?;
     let jump = known_nodes::proxy_jump(ctx, &record);
     let err = Command::new("ssh")
         .args(known_nodes::ssh_options(
@@ -26,9 +27,12 @@ pub fn run(ctx: &Context, args: &SshArgs) -> Result<()> {
         .arg(format!("root@{addr}"))
         .args(&args.command)
         .exec();
-    Err(Error::Failed(format!(
-        "cannot run ssh: {err}; install openssh-client"
-    )))
+    Err(CommandError::Exec {
+        program: "ssh",
+        source: err,
+        hint: "; install openssh-client",
+    }
+    .into())
 }
 
 /// An ssh_config block per ready node.

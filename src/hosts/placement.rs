@@ -76,90 +76,126 @@ pub fn place(
     all_to: Option<&str>,
     facts: &[HostFacts],
 ) -> Result<(), PlacementError> {
-    let known = || {
-        facts
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut loads: Vec<Load> = facts
-        .iter()
-        .map(|f| Load {
-            nodes: f.nodes.len() as u32,
-            // In whole GiB: hosts whose free memory differs by less are equal, and the config's
-            // order decides (a plan that does not flip between two runs for a few MiB).
-            free_mib: f.free_mib.map_or(0, |m| (m as i64 / 1024) * 1024),
-        })
-        .collect();
-    let existing: HashMap<&str, usize> = facts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, f)| f.nodes.iter().map(move |n| (n.as_str(), i)))
-        .collect();
-    let index_of = |name: &str| {
-        facts
-            .iter()
-            .position(|f| f.name == name)
-            .ok_or_else(|| PlacementError::Unknown {
-                name: name.into(),
-                known: known(),
-            })
-    };
+    let mut placer = Placer::new(facts);
     for (node, wish) in nodes.iter_mut().zip(wishes) {
-        let name = node.name();
-        let allowed =
-            |i: usize| node.pool.hosts.is_empty() || node.pool.hosts.contains(&facts[i].name);
         let chosen = if let Some(h) = wish.pinned.or(all_to) {
-            let i = index_of(h)?;
-            if !allowed(i) {
-                return Err(PlacementError::NotAllowed {
-                    node: name,
-                    pool: node.pool.stem.clone(),
-                    host: h.into(),
-                    allowed: node.pool.hosts.join(", "),
-                });
-            }
-            i
-        } else if let Some(&i) = existing.get(name.as_str()) {
+            placer.pinned(node, h)?
+        } else if let Some(&i) = placer.existing.get(node.name().as_str()) {
             // It exists: it stays where it is (and is left alone, or replaced with --force).
             node.host = HostName::named(&facts[i].name);
             continue;
         } else {
-            // A host that does not answer is not silently passed over: the spread would then
-            // depend on the network's mood. The user leaves it out (--skip-host) or fixes it.
-            if let Some(f) = (0..facts.len())
-                .filter(|&i| allowed(i))
-                .map(|i| &facts[i])
-                .find(|f| f.unreachable.is_some())
-            {
-                return Err(PlacementError::Unreachable {
-                    node: name,
-                    host: f.name.clone(),
-                    uri: f.uri.clone(),
-                    why: f.unreachable.clone().unwrap_or_default(),
-                });
-            }
-            let fits = |i: &usize| {
-                allowed(*i)
-                    && facts[*i].reachable()
-                    && facts[*i].max_nodes.is_none_or(|m| loads[*i].nodes < m)
-            };
-            let candidates: Vec<usize> = (0..facts.len()).filter(fits).collect();
-            match candidates
-                .iter()
-                .min_by_key(|&&i| (loads[i].nodes, -loads[i].free_mib, i))
-            {
-                Some(&i) => i,
-                None => {
-                    return Err(PlacementError::NoHost {
-                        node: name,
-                        why: why_none(node, facts, &loads),
-                    });
-                }
-            }
+            placer.least_loaded(node)?
         };
-        let f = &facts[chosen];
+        placer.take(node, chosen)?;
+    }
+    Ok(())
+}
+
+/// The hosts and their load as placement goes on.
+struct Placer<'a> {
+    facts: &'a [HostFacts],
+    loads: Vec<Load>,
+    /// The hosts' vnode nodes, with the index of their host.
+    existing: HashMap<&'a str, usize>,
+}
+
+impl<'a> Placer<'a> {
+    fn new(facts: &'a [HostFacts]) -> Placer<'a> {
+        let loads = facts
+            .iter()
+            .map(|f| Load {
+                nodes: f.nodes.len() as u32,
+                // In whole GiB: hosts whose free memory differs by less are equal, and the
+                // config's order decides (a plan that does not flip between two runs for a few
+                // MiB).
+                free_mib: f.free_mib.map_or(0, |m| (m as i64 / 1024) * 1024),
+            })
+            .collect();
+        let existing = facts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| f.nodes.iter().map(move |n| (n.as_str(), i)))
+            .collect();
+        Placer {
+            facts,
+            loads,
+            existing,
+        }
+    }
+
+    /// May `node`'s pool use host `i`?
+    fn allowed(&self, node: &PlannedNode, i: usize) -> bool {
+        node.pool.hosts.is_empty() || node.pool.hosts.contains(&self.facts[i].name)
+    }
+
+    /// The host `@HOST` or `--host` names, which the node's pool must allow.
+    fn pinned(&self, node: &PlannedNode, host: &str) -> Result<usize, PlacementError> {
+        let facts = self.facts;
+        let i =
+            facts
+                .iter()
+                .position(|f| f.name == host)
+                .ok_or_else(|| PlacementError::Unknown {
+                    name: host.into(),
+                    known: facts
+                        .iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+        if !self.allowed(node, i) {
+            return Err(PlacementError::NotAllowed {
+                node: node.name(),
+                pool: node.pool.stem.clone(),
+                host: host.into(),
+                allowed: node.pool.hosts.join(", "),
+            });
+        }
+        Ok(i)
+    }
+
+    /// The allowed host with the fewest nodes (then the most free memory, then the config's
+    /// order) that has room.
+    fn least_loaded(&self, node: &PlannedNode) -> Result<usize, PlacementError> {
+        let (facts, loads) = (self.facts, &self.loads);
+        // A host that does not answer is not silently passed over: the spread would then
+        // depend on the network's mood. The user leaves it out (--skip-host) or fixes it.
+        if let Some(f) = (0..facts.len())
+            .filter(|&i| self.allowed(node, i))
+            .map(|i| &facts[i])
+            .find(|f| f.unreachable.is_some())
+        {
+            return Err(PlacementError::Unreachable {
+                node: node.name(),
+                host: f.name.clone(),
+                uri: f.uri.clone(),
+                why: f.unreachable.clone().unwrap_or_default(),
+            });
+        }
+        let fits = |i: &usize| {
+            self.allowed(node, *i)
+                && facts[*i].reachable()
+                && facts[*i].max_nodes.is_none_or(|m| loads[*i].nodes < m)
+        };
+        let candidates: Vec<usize> = (0..facts.len()).filter(fits).collect();
+        match candidates
+            .iter()
+            .min_by_key(|&&i| (loads[i].nodes, -loads[i].free_mib, i))
+        {
+            Some(&i) => Ok(i),
+            None => Err(PlacementError::NoHost {
+                node: node.name(),
+                why: why_none(node, facts, loads),
+            }),
+        }
+    }
+
+    /// Puts `node` on host `chosen`, which must answer and have room (a node replaced where it
+    /// is takes no more room).
+    fn take(&mut self, node: &mut PlannedNode, chosen: usize) -> Result<(), PlacementError> {
+        let name = node.name();
+        let f = &self.facts[chosen];
         if let Some(why) = &f.unreachable {
             return Err(PlacementError::Unreachable {
                 node: name,
@@ -168,25 +204,26 @@ pub fn place(
                 why: why.clone(),
             });
         }
-        let replacing_here = existing.get(name.as_str()) == Some(&chosen);
+        let load = &mut self.loads[chosen];
+        let replacing_here = self.existing.get(name.as_str()) == Some(&chosen);
         if let Some(max) = f.max_nodes
             && !replacing_here
-            && loads[chosen].nodes >= max
+            && load.nodes >= max
         {
             return Err(PlacementError::Full {
                 node: name,
                 host: f.name.clone(),
                 max,
-                there: loads[chosen].nodes,
+                there: load.nodes,
             });
         }
         if !replacing_here {
-            loads[chosen].nodes += 1;
+            load.nodes += 1;
         }
-        loads[chosen].free_mib -= i64::from(node.resources.memory_mib);
+        load.free_mib -= i64::from(node.resources.memory_mib);
         node.host = HostName::named(&f.name);
+        Ok(())
     }
-    Ok(())
 }
 
 fn why_none(node: &PlannedNode, facts: &[HostFacts], loads: &[Load]) -> String {

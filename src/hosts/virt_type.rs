@@ -68,17 +68,33 @@ pub fn resolve_remote(requested: VirtType, host: &str, virt_types: &[String]) ->
     }
 }
 
+/// Why KVM cannot be used here.
+#[derive(Debug, thiserror::Error)]
+pub enum KvmError {
+    #[error("/dev/kvm is not usable ({0})")]
+    DevKvm(#[source] std::io::Error),
+    #[error("KVM here is PVM (module kvm_pvm), which runs only PVM-aware guest kernels")]
+    Pvm,
+    /// The probe's disk or its wait.
+    #[error("{0}")]
+    Probe(#[source] std::io::Error),
+    #[error("cannot run qemu-system-x86_64 for the KVM probe ({0})")]
+    NoQemu(#[source] std::io::Error),
+    #[error("the KVM probe guest failed (qemu exit {0:?})")]
+    ProbeFailed(Option<i32>),
+    #[error("the KVM probe guest hung for 10 s")]
+    ProbeHung,
+}
+
 /// Why KVM cannot be used, if it cannot.
-pub fn kvm_usable() -> Result<(), String> {
+pub fn kvm_usable() -> Result<(), KvmError> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
-        .map_err(|e| format!("/dev/kvm is not usable ({e})"))?;
+        .map_err(KvmError::DevKvm)?;
     if Path::new("/sys/module/kvm_pvm").exists() {
-        return Err(
-            "KVM here is PVM (module kvm_pvm), which runs only PVM-aware guest kernels".into(),
-        );
+        return Err(KvmError::Pvm);
     }
     probe_guest()
 }
@@ -87,17 +103,17 @@ pub fn kvm_usable() -> Result<(), String> {
 /// qemu exit with status (1 << 1) | 1 = 3 when the guest ran.
 const BOOT_SECTOR: [u8; 7] = [0xB0, 0x01, 0xE6, 0xF4, 0xF4, 0xEB, 0xFE];
 
-fn probe_guest() -> Result<(), String> {
+fn probe_guest() -> Result<(), KvmError> {
     let dir = tempfile::Builder::new()
         .prefix("vnode-kvm-probe")
         .tempdir()
-        .map_err(|e| e.to_string())?;
+        .map_err(KvmError::Probe)?;
     let disk = dir.path().join("probe.img");
     let mut image = vec![0u8; 1 << 20];
     image[..BOOT_SECTOR.len()].copy_from_slice(&BOOT_SECTOR);
     image[510] = 0x55;
     image[511] = 0xAA;
-    std::fs::write(&disk, image).map_err(|e| e.to_string())?;
+    std::fs::write(&disk, image).map_err(KvmError::Probe)?;
     let mut child = Command::new("qemu-system-x86_64")
         .args([
             "-accel",
@@ -118,19 +134,19 @@ fn probe_guest() -> Result<(), String> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run qemu-system-x86_64 for the KVM probe ({e})"))?;
+        .map_err(KvmError::NoQemu)?;
     let start = Instant::now();
     loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+        if let Some(status) = child.try_wait().map_err(KvmError::Probe)? {
             return match status.code() {
                 Some(3) => Ok(()),
-                other => Err(format!("the KVM probe guest failed (qemu exit {other:?})")),
+                other => Err(KvmError::ProbeFailed(other)),
             };
         }
         if start.elapsed() > Duration::from_secs(10) {
             let _ = child.kill();
             let _ = child.wait();
-            return Err("the KVM probe guest hung for 10 s".into());
+            return Err(KvmError::ProbeHung);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -4,10 +4,11 @@
 //! 0700 is the usual way to get this wrong; the error then comes from qemu, late and obscure, so
 //! vnode checks the mode bits itself. (ACLs are not considered.)
 
-use std::ffi::{CStr, CString};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::process::unix;
 
 /// Directories vnode creates: everyone may enter and list them.
 pub const DIR_MODE: u32 = 0o755;
@@ -76,38 +77,11 @@ impl QemuUser {
 }
 
 fn lookup(name: &str) -> Option<QemuUser> {
-    let cname = CString::new(name).ok()?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 << 10];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer refers to live, correctly sized storage owned by this frame.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() {
-        return None;
-    }
-    // SAFETY: getpwnam_r succeeded, so pw_name points into `buf`.
-    let user = unsafe { CStr::from_ptr(pwd.pw_name) }.to_owned();
-    let mut gids = vec![0 as libc::gid_t; 256];
-    let mut n = gids.len() as libc::c_int;
-    // SAFETY: `gids` holds `n` entries; on overflow getgrouplist returns -1 and we keep the
-    // primary group only.
-    let rc = unsafe { libc::getgrouplist(user.as_ptr(), pwd.pw_gid, gids.as_mut_ptr(), &mut n) };
-    gids.truncate(if rc < 0 { 0 } else { n as usize });
-    if !gids.contains(&pwd.pw_gid) {
-        gids.push(pwd.pw_gid);
-    }
+    let pwd = unix::user_by_name(name).ok().flatten()?;
     Some(QemuUser {
         name: name.to_string(),
-        uid: pwd.pw_uid,
-        gids,
+        uid: pwd.uid,
+        gids: unix::groups_of(&pwd),
     })
 }
 

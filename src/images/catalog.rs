@@ -137,6 +137,119 @@ struct EntryFile {
     family_default: bool,
 }
 
+/// A `FileError` at a span of image entry `index` of a catalog file.
+struct EntryErrors<'a> {
+    path: &'a Path,
+    text: &'a str,
+    index: usize,
+}
+
+impl EntryErrors<'_> {
+    fn at(&self, span: std::ops::Range<usize>, field: &str, message: String) -> FileError {
+        FileError {
+            path: self.path.into(),
+            line: Some(line_of(self.text, span.start)),
+            field: Some(format!("image[{}].{field}", self.index)),
+            message,
+        }
+    }
+}
+
+impl EntryFile {
+    /// The entry as the catalog holds it, once its names, keys, checksum and URL pass.
+    fn check(self, path: &Path, text: &str, index: usize) -> Result<CatalogEntry, FileError> {
+        let e = self;
+        let errors = EntryErrors { path, text, index };
+        let at = |span, field: &str, message| errors.at(span, field, message);
+        let name_span = e.name.span();
+        check_name(e.name.get_ref()).map_err(|m| at(name_span.clone(), "name", m.to_string()))?;
+        for a in &e.aliases {
+            check_name(a.get_ref()).map_err(|m| at(a.span(), "aliases", m.to_string()))?;
+        }
+        let catalog_dir = path.parent().unwrap_or(Path::new("."));
+        let mut signing_keys = Vec::new();
+        for k in &e.signing_keys {
+            signing_keys.push(
+                KeySource::parse(k.get_ref(), catalog_dir)
+                    .map_err(|m| at(k.span(), "signing_keys", m.to_string()))?,
+            );
+        }
+        let checksum = e.checksum(signing_keys, &errors)?;
+        if !e.url.starts_with("http://") && !e.url.starts_with("https://") {
+            return Err(at(
+                name_span,
+                "url",
+                format!("'{}' is not an http(s) URL", e.url),
+            ));
+        }
+        Ok(CatalogEntry {
+            name: e.name.into_inner(),
+            aliases: e.aliases.into_iter().map(Spanned::into_inner).collect(),
+            family: e.family,
+            version: e.version,
+            osinfo: e.osinfo,
+            renderer: e.renderer,
+            default_user: e.default_user,
+            url: e.url,
+            checksum,
+            family_default: e.family_default,
+        })
+    }
+
+    /// A checksum file (with its signature and keys), or one inline digest of the right length.
+    fn checksum(
+        &self,
+        signing_keys: Vec<KeySource>,
+        errors: &EntryErrors,
+    ) -> Result<Checksum, FileError> {
+        let name_span = self.name.span();
+        let signed = self.signature_url.is_some() || !signing_keys.is_empty();
+        let checksum = match (
+            self.checksum_url.clone(),
+            self.checksum_algo,
+            self.sha256.clone(),
+            self.sha512.clone(),
+        ) {
+            (Some(url), Some(algo), None, None) => Checksum::File {
+                url,
+                algo,
+                signature_url: self.signature_url.clone(),
+                signing_keys,
+            },
+            (None, None, _, _) if signed => {
+                return Err(errors.at(
+                    name_span,
+                    "signing_keys",
+                    "signature_url and signing_keys belong to a checksum_url; an inline digest \
+                     is trusted as written"
+                        .into(),
+                ));
+            }
+            (None, None, Some(d), None) => inline(DigestAlgo::Sha256, d),
+            (None, None, None, Some(d)) => inline(DigestAlgo::Sha512, d),
+            _ => {
+                return Err(errors.at(
+                    name_span,
+                    "checksum",
+                    "give either checksum_url with checksum_algo (sha256 or sha512), or one \
+                     inline sha256 = \"HEX\" / sha512 = \"HEX\""
+                        .into(),
+                ));
+            }
+        };
+        if let Checksum::Inline { algo, digest } = &checksum
+            && (digest.len() != algo.hex_len() || !digest.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(errors.at(
+                name_span,
+                &algo.to_string(),
+                format!("not a {algo} digest ({} hex digits)", algo.hex_len()),
+            ));
+        }
+        Ok(checksum)
+    }
+}
+
 /// What a distro name in a spec resolved to. `name` is the image's canonical name, which is also
 /// its name in the image cache.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -233,86 +346,12 @@ impl Catalog {
         text: &str,
     ) -> Result<(Option<String>, Vec<CatalogEntry>), FileError> {
         let file: CatalogFile = toml_file::parse(path, text)?;
-        let mut entries = Vec::new();
-        for (i, e) in file.images.into_iter().enumerate() {
-            let at = |span: std::ops::Range<usize>, field: &str, message: String| FileError {
-                path: path.into(),
-                line: Some(line_of(text, span.start)),
-                field: Some(format!("image[{i}].{field}")),
-                message,
-            };
-            let name_span = e.name.span();
-            check_name(e.name.get_ref()).map_err(|m| at(name_span.clone(), "name", m))?;
-            for a in &e.aliases {
-                check_name(a.get_ref()).map_err(|m| at(a.span(), "aliases", m))?;
-            }
-            let catalog_dir = path.parent().unwrap_or(Path::new("."));
-            let mut signing_keys = Vec::new();
-            for k in &e.signing_keys {
-                signing_keys.push(
-                    KeySource::parse(k.get_ref(), catalog_dir)
-                        .map_err(|m| at(k.span(), "signing_keys", m))?,
-                );
-            }
-            let signed = e.signature_url.is_some() || !signing_keys.is_empty();
-            let checksum = match (e.checksum_url, e.checksum_algo, e.sha256, e.sha512) {
-                (Some(url), Some(algo), None, None) => Checksum::File {
-                    url,
-                    algo,
-                    signature_url: e.signature_url,
-                    signing_keys,
-                },
-                (None, None, _, _) if signed => {
-                    return Err(at(
-                        name_span,
-                        "signing_keys",
-                        "signature_url and signing_keys belong to a checksum_url; an inline digest \
-                         is trusted as written"
-                            .into(),
-                    ));
-                }
-                (None, None, Some(d), None) => inline(DigestAlgo::Sha256, d),
-                (None, None, None, Some(d)) => inline(DigestAlgo::Sha512, d),
-                _ => {
-                    return Err(at(
-                        name_span,
-                        "checksum",
-                        "give either checksum_url with checksum_algo (sha256 or sha512), or one \
-                         inline sha256 = \"HEX\" / sha512 = \"HEX\""
-                            .into(),
-                    ));
-                }
-            };
-            if let Checksum::Inline { algo, digest } = &checksum
-                && (digest.len() != algo.hex_len()
-                    || !digest.bytes().all(|b| b.is_ascii_hexdigit()))
-            {
-                return Err(at(
-                    name_span,
-                    &algo.to_string(),
-                    format!("not a {algo} digest ({} hex digits)", algo.hex_len()),
-                ));
-            }
-            if !e.url.starts_with("http://") && !e.url.starts_with("https://") {
-                return Err(at(
-                    name_span,
-                    "url",
-                    format!("'{}' is not an http(s) URL", e.url),
-                ));
-            }
-            entries.push(CatalogEntry {
-                name: e.name.into_inner(),
-                aliases: e.aliases.into_iter().map(Spanned::into_inner).collect(),
-                family: e.family,
-                version: e.version,
-                osinfo: e.osinfo,
-                renderer: e.renderer,
-                default_user: e.default_user,
-                url: e.url,
-                checksum,
-                family_default: e.family_default,
-            });
-        }
+        let entries = file
+            .images
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| EntryFile::check(e, path, text, i))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((file.default_family.map(Spanned::into_inner), entries))
     }
 
@@ -470,8 +509,13 @@ fn inline(algo: DigestAlgo, digest: String) -> Checksum {
     }
 }
 
+/// A name that cannot name an image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a valid image name (lowercase letters, digits, '.', '-', '_'; at most 64)")]
+pub struct BadImageName(pub String);
+
 /// Image names and aliases: lowercase letters, digits, '.', '-', '_', starting with a letter or digit.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), BadImageName> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -484,9 +528,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "'{name}' is not a valid image name (lowercase letters, digits, '.', '-', '_'; at most 64)"
-        ))
+        Err(BadImageName(name.to_string()))
     }
 }
 

@@ -24,7 +24,11 @@ pub enum ImageError {
     NotInCache { name: String, dir: PathBuf },
 
     #[error("'{name}' cannot name an image: {reason}")]
-    BadName { name: String, reason: String },
+    BadName {
+        name: String,
+        #[source]
+        reason: crate::images::catalog::BadImageName,
+    },
 
     #[error("--sha256 {value:?} is not a sha256 digest (64 hex digits)")]
     BadDigest { value: String },
@@ -120,7 +124,8 @@ pub enum ImageError {
     ChecksumFile {
         name: String,
         url: String,
-        reason: String,
+        #[source]
+        reason: ChecksumFileProblem,
     },
 
     #[error(
@@ -149,7 +154,8 @@ pub enum ImageError {
     SigningKey {
         name: String,
         key: String,
-        reason: String,
+        #[source]
+        reason: super::signature::KeyProblem,
     },
 
     #[error(
@@ -173,7 +179,8 @@ pub enum ImageError {
         file: String,
         signature: String,
         expected: String,
-        reason: String,
+        #[source]
+        reason: super::signature::SignatureUnavailable,
     },
 
     #[error(
@@ -184,7 +191,8 @@ pub enum ImageError {
         name: String,
         file: String,
         signature: String,
-        reason: String,
+        #[source]
+        reason: super::signature::Unreadable,
     },
 
     #[error(
@@ -254,7 +262,8 @@ pub enum ImageError {
     NotQcow2 {
         name: String,
         from: String,
-        reason: String,
+        #[source]
+        reason: crate::images::qcow2::HeaderProblem,
     },
 
     #[error(
@@ -332,6 +341,15 @@ pub enum ImageError {
 
     #[error("{}", several(.0))]
     Several(Vec<ImageError>),
+}
+
+/// Why a checksum file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ChecksumFileProblem {
+    #[error(transparent)]
+    Fetch(#[from] super::pull::FetchError),
+    #[error(transparent)]
+    Parse(#[from] super::checksum_file::ParseError),
 }
 
 impl ImageError {

@@ -16,7 +16,7 @@ use super::digest::{Hasher, READ_BUF};
 use super::error::ImageError;
 use super::meta::{self, ImageMeta, Origin, Trust};
 use super::progress::Progress;
-use super::signature::{self, KeySource};
+use super::signature::{self, KeySource, SignatureUnavailable};
 use super::sink::Sink;
 use super::validate::check_base_image;
 use crate::images::catalog::{DigestAlgo, check_name};
@@ -85,24 +85,24 @@ impl Import {
         let shown = checksums.display().to_string();
         let keyring = signature::keyring_for(&self.name, &shown, &self.signing_keys)?;
         let text = fs::read(checksums).map_err(|e| ImageError::io("read", checksums, e))?;
-        let detached = self.signature.as_ref().map(|p| {
-            (
-                p.display().to_string(),
-                fs::read(p).map_err(|e| format!("cannot read it: {e}")),
-            )
-        });
+        let signature_shown = self.signature.as_ref().map(|p| p.display().to_string());
+        let detached = self
+            .signature
+            .as_ref()
+            .zip(signature_shown.as_deref())
+            .map(|(p, shown)| (shown, fs::read(p).map_err(SignatureUnavailable::Read)));
         let verified = signature::SignedChecksums {
             name: &self.name,
             file: &shown,
             text: &text,
-            detached: detached.as_ref().map(|(p, r)| (p.as_str(), r.clone())),
+            detached,
         }
         .verify(&keyring)?;
         let lines =
             checksum_file::parse(&verified.content).map_err(|e| ImageError::ChecksumFile {
                 name: self.name.clone(),
                 url: shown.clone(),
-                reason: e.to_string(),
+                reason: e.into(),
             })?;
         let own = source
             .file_name()

@@ -14,7 +14,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,13 +25,15 @@ use reqwest::{Client, Response, StatusCode};
 use super::cache::{Cache, CachedImage};
 use super::checksum_file;
 use super::digest::{Hasher, hash_file};
-use super::error::ImageError;
+use super::error::{ChecksumFileProblem, ImageError};
 use super::meta::{self, ImageMeta, Origin, Trust};
 use super::progress::{Bar, Progress, rate};
 use super::signature;
 use super::sink::Sink;
 use super::validate::check_base_image;
 use crate::images::catalog::{CatalogEntry, Checksum, DigestAlgo};
+use crate::images::qcow2::HeaderProblem;
+use crate::process::unix::{self, TryLockError};
 
 /// A checksum file is a few KiB; anything much larger is not one.
 const CHECKSUM_FILE_LIMIT: usize = 4 << 20;
@@ -234,12 +235,14 @@ async fn expected_digest(
         .then(|| signature::keyring_for(&entry.name, url, signing_keys))
         .transpose()?;
     bar.status("fetching the checksum file");
-    let unusable = |reason: String| ImageError::ChecksumFile {
+    let unusable = |reason: ChecksumFileProblem| ImageError::ChecksumFile {
         name: entry.name.clone(),
         url: url.clone(),
         reason,
     };
-    let body = fetch_small(client, url).await.map_err(unusable)?;
+    let body = fetch_small(client, url)
+        .await
+        .map_err(|e| unusable(e.into()))?;
     let (text, trust) = match &keyring {
         None => (
             String::from_utf8_lossy(&body).into_owned(),
@@ -251,7 +254,8 @@ async fn expected_digest(
             let detached = match signature_url {
                 Some(sig_url) => {
                     bar.status("fetching the signature");
-                    Some((sig_url.as_str(), fetch_small(client, sig_url).await))
+                    let fetched = fetch_small(client, sig_url).await.map_err(Into::into);
+                    Some((sig_url.as_str(), fetched))
                 }
                 None => None,
             };
@@ -269,7 +273,7 @@ async fn expected_digest(
             (verified.content, trust)
         }
     };
-    let lines = checksum_file::parse(&text).map_err(|e| unusable(e.to_string()))?;
+    let lines = checksum_file::parse(&text).map_err(|e| unusable(e.into()))?;
     let file = checksum_file::url_file_name(&entry.url);
     match checksum_file::find(&lines, &file, algo) {
         Some(digest) => Ok((algo, digest.to_string(), trust)),
@@ -283,21 +287,41 @@ async fn expected_digest(
     }
 }
 
+/// Why a checksum file or signature could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("it answered {0}")]
+    Status(StatusCode),
+    #[error("it is larger than {}, so not a checksum file", HumanBytes(CHECKSUM_FILE_LIMIT as u64))]
+    TooLarge,
+}
+
+/// A failed request or body, shown with its causes ("connection refused", "operation timed
+/// out"); the URL is left out because every message that shows it names it already.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", chain_text(.0))]
+pub struct HttpError(#[source] reqwest::Error);
+
+impl From<reqwest::Error> for HttpError {
+    fn from(e: reqwest::Error) -> HttpError {
+        HttpError(e.without_url())
+    }
+}
+
 /// A checksum file or signature: small, whole, as bytes (a detached signature may be binary).
-async fn fetch_small(client: &Client, url: &str) -> Result<Vec<u8>, String> {
-    let resp = client.get(url).send().await.map_err(describe)?;
+async fn fetch_small(client: &Client, url: &str) -> Result<Vec<u8>, FetchError> {
+    let resp = client.get(url).send().await.map_err(HttpError::from)?;
     if resp.status() != StatusCode::OK {
-        return Err(format!("it answered {}", resp.status()));
+        return Err(FetchError::Status(resp.status()));
     }
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        body.extend_from_slice(&chunk.map_err(describe)?);
+        body.extend_from_slice(&chunk.map_err(HttpError::from)?);
         if body.len() > CHECKSUM_FILE_LIMIT {
-            return Err(format!(
-                "it is larger than {}, so not a checksum file",
-                HumanBytes(CHECKSUM_FILE_LIMIT as u64)
-            ));
+            return Err(FetchError::TooLarge);
         }
     }
     Ok(body)
@@ -342,16 +366,12 @@ fn open_locked(part: &Path, name: &str) -> Result<File, ImageError> {
         .truncate(false)
         .open(part)
         .map_err(|e| ImageError::io("create", part, e))?;
-    // SAFETY: flock on a descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => ImageError::Busy {
-                name: name.to_string(),
-            },
-            _ => ImageError::io("lock", part, e),
-        });
-    }
+    unix::try_lock_exclusive(&file).map_err(|e| match e {
+        TryLockError::Held => ImageError::Busy {
+            name: name.to_string(),
+        },
+        TryLockError::Failed(e) => ImageError::io("lock", part, e),
+    })?;
     Ok(file)
 }
 
@@ -363,60 +383,18 @@ async fn transfer(
     algo: DigestAlgo,
     bar: &Bar,
 ) -> Result<Fetched, ImageError> {
-    let io_err = |action| move |e| ImageError::io(action, part, e);
-    let existing = file.metadata().map_err(io_err("read"))?.len();
-    let mut hasher = Hasher::new(algo);
-    if existing > 0 {
-        bar.start(Some(existing), 0, "checking the partial download");
-        let (path, b) = (part.to_path_buf(), bar.clone());
-        let (h, n) = tokio::task::spawn_blocking(move || hash_file(&path, algo, |n| b.advance(n)))
-            .await
-            .expect("hashing task")
-            .map_err(io_err("read"))?;
-        if n != existing {
-            return Err(ImageError::io(
-                "read",
-                part,
-                io::Error::other("it changed while it was read"),
-            ));
-        }
-        hasher = h;
-    }
-    let resp = get(client, entry, existing).await?;
-    let status = resp.status();
-    let range = header(&resp, CONTENT_RANGE);
-    let (resp, offset) = match decide(existing, status, range.as_deref(), resp.content_length()) {
-        Decision::Fresh => {
-            if existing > 0 {
-                bar.status("the server ignored the range request; downloading from zero");
-            }
-            (resp, 0)
-        }
-        Decision::Resume => (resp, existing),
-        Decision::Complete => {
-            return Ok(Fetched {
-                size: existing,
-                digest: hasher.finish(),
-                resumed_from: existing,
-            });
-        }
-        Decision::Restart(why) => {
-            bar.status(&format!("{why}; downloading from zero"));
-            let resp = get(client, entry, 0).await?;
-            if resp.status() != StatusCode::OK {
-                return Err(bad_status(entry, resp.status()));
-            }
-            (resp, 0)
-        }
-        Decision::Failed => return Err(bad_status(entry, status)),
+    let (existing, mut hasher) = hash_existing(part, file, algo, bar).await?;
+    let Some((resp, offset)) = respond(client, entry, existing, bar).await? else {
+        return Ok(Fetched {
+            size: existing,
+            digest: hasher.finish(),
+            resumed_from: existing,
+        });
     };
     if offset == 0 {
         hasher = Hasher::new(algo);
     }
-    let mut out = file.try_clone().map_err(io_err("open"))?;
-    out.set_len(offset).map_err(io_err("truncate"))?;
-    out.seek(SeekFrom::Start(offset))
-        .map_err(io_err("seek in"))?;
+    let out = output_at(file, part, offset)?;
     let total = resp.content_length().map(|len| offset + len);
     let what = if offset > 0 {
         format!("resuming at {}", HumanBytes(offset))
@@ -424,64 +402,165 @@ async fn transfer(
         "downloading".to_string()
     };
     bar.start(total, offset, &what);
-
     let sink = Sink::start(hasher, out);
-    let mut got = offset;
-    let mut head = Vec::new();
-    let mut not_qcow2 = None;
-    let mut broke = None;
-    let mut stream = resp.bytes_stream();
-    while let Some(item) = stream.next().await {
-        let chunk = match item {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                broke = Some(describe(e));
-                break;
-            }
-        };
-        // Refuse a web page or a compressed image at the first bytes, not after gigabytes.
-        if got == 0 && head.len() < 4 {
-            head.extend_from_slice(&chunk[..chunk.len().min(4 - head.len())]);
-            if head.len() == 4 && head != b"QFI\xfb" {
-                let start = &chunk[..chunk.len().min(24)];
-                not_qcow2 = Some(format!("it starts with \"{}\"", start.escape_ascii()));
-                break;
-            }
-        }
-        got += chunk.len() as u64;
-        bar.advance(chunk.len() as u64);
-        if !sink.push(chunk).await {
-            break;
-        }
-    }
-    let complete = broke.is_none() && not_qcow2.is_none() && total.is_none_or(|t| got == t);
+    let body = receive(resp, &sink, offset, bar).await;
+    let complete =
+        body.broke.is_none() && body.not_qcow2.is_none() && total.is_none_or(|t| body.got == t);
     let (hasher, written) = tokio::task::spawn_blocking(move || sink.finish(complete))
         .await
         .expect("sink task");
-    written.map_err(io_err("write"))?;
-    if let Some(reason) = not_qcow2 {
-        return Err(ImageError::NotQcow2 {
-            name: entry.name.clone(),
-            from: entry.url.clone(),
-            reason,
-        });
-    }
-    let short = total.is_some_and(|t| got != t);
-    if broke.is_some() || short {
-        return Err(ImageError::Interrupted {
-            name: entry.name.clone(),
-            url: entry.url.clone(),
-            got,
-            total,
-            reason: broke
-                .unwrap_or_else(|| "the server sent a different length than announced".into()),
-        });
-    }
+    written.map_err(|e| ImageError::io("write", part, e))?;
+    let got = body.got;
+    body.check(entry, total)?;
     Ok(Fetched {
         size: got,
         digest: hasher.finish(),
         resumed_from: offset,
     })
+}
+
+/// The size of what a `.part` file holds already, and the hash of it (with progress).
+async fn hash_existing(
+    part: &Path,
+    file: &File,
+    algo: DigestAlgo,
+    bar: &Bar,
+) -> Result<(u64, Hasher), ImageError> {
+    let io_err = |action| move |e| ImageError::io(action, part, e);
+    let existing = file.metadata().map_err(io_err("read"))?.len();
+    if existing == 0 {
+        return Ok((0, Hasher::new(algo)));
+    }
+    bar.start(Some(existing), 0, "checking the partial download");
+    let (path, b) = (part.to_path_buf(), bar.clone());
+    let (h, n) = tokio::task::spawn_blocking(move || hash_file(&path, algo, |n| b.advance(n)))
+        .await
+        .expect("hashing task")
+        .map_err(io_err("read"))?;
+    if n != existing {
+        return Err(ImageError::io(
+            "read",
+            part,
+            io::Error::other("it changed while it was read"),
+        ));
+    }
+    Ok((existing, h))
+}
+
+/// The server's answer to a request from `existing` bytes on: the response and the offset its
+/// body starts at, or `None` when the `.part` file holds the whole image already.
+async fn respond(
+    client: &Client,
+    entry: &CatalogEntry,
+    existing: u64,
+    bar: &Bar,
+) -> Result<Option<(Response, u64)>, ImageError> {
+    let resp = get(client, entry, existing).await?;
+    let status = resp.status();
+    let range = header(&resp, CONTENT_RANGE);
+    Ok(Some(
+        match decide(existing, status, range.as_deref(), resp.content_length()) {
+            Decision::Fresh => {
+                if existing > 0 {
+                    bar.status("the server ignored the range request; downloading from zero");
+                }
+                (resp, 0)
+            }
+            Decision::Resume => (resp, existing),
+            Decision::Complete => return Ok(None),
+            Decision::Restart(why) => {
+                bar.status(&format!("{why}; downloading from zero"));
+                let resp = get(client, entry, 0).await?;
+                if resp.status() != StatusCode::OK {
+                    return Err(bad_status(entry, resp.status()));
+                }
+                (resp, 0)
+            }
+            Decision::Failed => return Err(bad_status(entry, status)),
+        },
+    ))
+}
+
+/// The `.part` file cut at `offset`, positioned there for the body.
+fn output_at(file: &File, part: &Path, offset: u64) -> Result<File, ImageError> {
+    let io_err = |action| move |e| ImageError::io(action, part, e);
+    let mut out = file.try_clone().map_err(io_err("open"))?;
+    out.set_len(offset).map_err(io_err("truncate"))?;
+    out.seek(SeekFrom::Start(offset))
+        .map_err(io_err("seek in"))?;
+    Ok(out)
+}
+
+/// How a response body's transfer ended.
+struct Received {
+    /// Bytes of the image there are now (the offset included).
+    got: u64,
+    /// The body is not a qcow2 image (seen at its first bytes).
+    not_qcow2: Option<HeaderProblem>,
+    /// The connection broke.
+    broke: Option<String>,
+}
+
+/// Streams the body into `sink` until it ends, breaks, turns out not to be qcow2, or the sink
+/// fails.
+async fn receive(resp: Response, sink: &Sink, offset: u64, bar: &Bar) -> Received {
+    let mut body = Received {
+        got: offset,
+        not_qcow2: None,
+        broke: None,
+    };
+    let mut head = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(item) = stream.next().await {
+        let chunk = match item {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                body.broke = Some(describe(e));
+                break;
+            }
+        };
+        // Refuse a web page or a compressed image at the first bytes, not after gigabytes.
+        if body.got == 0 && head.len() < 4 {
+            head.extend_from_slice(&chunk[..chunk.len().min(4 - head.len())]);
+            if head.len() == 4 && head != b"QFI\xfb" {
+                let start = &chunk[..chunk.len().min(24)];
+                body.not_qcow2 = Some(HeaderProblem::StartsWith(start.escape_ascii().to_string()));
+                break;
+            }
+        }
+        body.got += chunk.len() as u64;
+        bar.advance(chunk.len() as u64);
+        if !sink.push(chunk).await {
+            break;
+        }
+    }
+    body
+}
+
+impl Received {
+    /// A body that is not qcow2, or shorter than announced or broken off, is an error.
+    fn check(self, entry: &CatalogEntry, total: Option<u64>) -> Result<(), ImageError> {
+        if let Some(reason) = self.not_qcow2 {
+            return Err(ImageError::NotQcow2 {
+                name: entry.name.clone(),
+                from: entry.url.clone(),
+                reason,
+            });
+        }
+        let short = total.is_some_and(|t| self.got != t);
+        if self.broke.is_some() || short {
+            return Err(ImageError::Interrupted {
+                name: entry.name.clone(),
+                url: entry.url.clone(),
+                got: self.got,
+                total,
+                reason: self
+                    .broke
+                    .unwrap_or_else(|| "the server sent a different length than announced".into()),
+            });
+        }
+        Ok(())
+    }
 }
 
 async fn get(client: &Client, entry: &CatalogEntry, from: u64) -> Result<Response, ImageError> {
@@ -593,12 +672,15 @@ impl ContentRange {
     }
 }
 
-/// A reqwest error with its causes ("connection refused", "operation timed out"); the URL is
-/// left out because every message that uses this names it already.
+/// A reqwest error with its causes, without the URL (see [`HttpError`]).
 fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
+    HttpError::from(e).to_string()
+}
+
+/// An error's text followed by those of its causes that it does not already include.
+fn chain_text(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let more = s.to_string();
         if !text.contains(&more) {

@@ -27,7 +27,25 @@ pub enum Qcow2Error {
         source: std::io::Error,
     },
     #[error("{} is not a usable qcow2 image: {reason}", path.display())]
-    Invalid { path: PathBuf, reason: String },
+    Invalid {
+        path: PathBuf,
+        #[source]
+        reason: HeaderProblem,
+    },
+}
+
+/// What is wrong with a qcow2 header.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderProblem {
+    #[error("no qcow2 signature (the file is not a qcow2 image, or it is truncated)")]
+    NoSignature,
+    #[error("bad qcow2 header: {0:?}")]
+    Bad(#[source] qcow2_rs::error::Qcow2Error),
+    #[error("the image is encrypted")]
+    Encrypted,
+    /// A download whose first bytes are something else (an HTML page, say), shown escaped.
+    #[error("it starts with \"{0}\"")]
+    StartsWith(String),
 }
 
 /// The header, its extensions and the backing file name sit in the image's first cluster
@@ -64,16 +82,14 @@ pub fn inspect(path: &Path) -> Result<Qcow2Info, Qcow2Error> {
 }
 
 /// Checks a header held in memory (the start of a file).
-pub fn inspect_bytes(buf: &[u8]) -> Result<Qcow2Info, String> {
+pub fn inspect_bytes(buf: &[u8]) -> Result<Qcow2Info, HeaderProblem> {
     // qcow2-rs slices the fixed header without checking the length first.
     if buf.len() < 104 || buf[..4] != [b'Q', b'F', b'I', 0xfb] {
-        return Err(
-            "no qcow2 signature (the file is not a qcow2 image, or it is truncated)".into(),
-        );
+        return Err(HeaderProblem::NoSignature);
     }
-    let header = Qcow2Header::from_buf(buf).map_err(|e| format!("bad qcow2 header: {e:?}"))?;
+    let header = Qcow2Header::from_buf(buf).map_err(HeaderProblem::Bad)?;
     if header.crypt_method() != 0 {
-        return Err("the image is encrypted".into());
+        return Err(HeaderProblem::Encrypted);
     }
     Ok(Qcow2Info {
         version: header.version(),

@@ -25,6 +25,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::error::ImageError;
+use super::pull::FetchError;
 use pgp::composed::{CleartextSignedMessage, Deserializable, DetachedSignature, SignedPublicKey};
 use pgp::packet::{Signature, SignatureType};
 use pgp::types::{KeyDetails, Timestamp};
@@ -73,7 +74,7 @@ impl KeySource {
     /// `signing_keys` entry of a catalog: a built-in key's name, or a path (relative paths are
     /// relative to the catalog file's directory). Paths are told apart by a `/` or a key file
     /// extension.
-    pub fn parse(value: &str, catalog_dir: &Path) -> Result<KeySource, String> {
+    pub fn parse(value: &str, catalog_dir: &Path) -> Result<KeySource, UnknownKey> {
         let is_path = value.contains('/')
             || [".asc", ".gpg", ".pgp", ".key"]
                 .iter()
@@ -84,12 +85,55 @@ impl KeySource {
         if BUILTIN_KEYS.iter().any(|(n, _)| *n == value) {
             return Ok(KeySource::Builtin(value.to_string()));
         }
-        let names: Vec<&str> = BUILTIN_KEYS.iter().map(|(n, _)| *n).collect();
-        Err(format!(
-            "'{value}' is neither a built-in key ({}) nor a key file path",
-            names.join(", ")
-        ))
+        Err(UnknownKey(value.to_string()))
     }
+}
+
+/// A `signing_keys` entry that is neither a built-in key nor a path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is neither a built-in key ({names}) nor a key file path", names = builtin_names())]
+pub struct UnknownKey(pub String);
+
+fn builtin_names() -> String {
+    let names: Vec<&str> = BUILTIN_KEYS.iter().map(|(n, _)| *n).collect();
+    names.join(", ")
+}
+
+/// Why a pinned key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("not an OpenPGP public key: {0}")]
+    NotAKey(#[source] Box<pgp::errors::Error>),
+    #[error("it holds no OpenPGP public key")]
+    NoKey,
+    #[error("the self-signatures of key {fingerprint} do not verify: {source}")]
+    Bindings {
+        fingerprint: String,
+        #[source]
+        source: Box<pgp::errors::Error>,
+    },
+}
+
+/// Why a detached signature's bytes are not there.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureUnavailable {
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+}
+
+/// Why signature data cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    #[error("{0}")]
+    Parse(#[source] Box<pgp::errors::Error>),
+    #[error("it holds no OpenPGP signature")]
+    NoSignature,
+    #[error("it holds no data signature")]
+    NoDataSignature,
 }
 
 /// One pinned key, parsed.
@@ -108,7 +152,7 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    pub fn load(sources: &[KeySource]) -> Result<Keyring, (KeySource, String)> {
+    pub fn load(sources: &[KeySource]) -> Result<Keyring, (KeySource, KeyProblem)> {
         let mut keys = Vec::new();
         for source in sources {
             let parsed = match source {
@@ -121,7 +165,7 @@ impl Keyring {
                     parse_keys(text.as_bytes())
                 }
                 KeySource::File(path) => std::fs::read(path)
-                    .map_err(|e| format!("cannot read it: {e}"))
+                    .map_err(KeyProblem::Read)
                     .and_then(|bytes| parse_keys(&bytes)),
             }
             .map_err(|reason| (source.clone(), reason))?;
@@ -150,42 +194,41 @@ impl Keyring {
 
 /// Public keys from an armored (leading `#` comment lines allowed) or binary key file. Each key's
 /// self-signatures must verify.
-pub fn parse_keys(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, String> {
+pub fn parse_keys(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, KeyProblem> {
     const BEGIN: &[u8] = b"-----BEGIN PGP PUBLIC KEY BLOCK-----";
     let keys: Vec<SignedPublicKey> = match bytes.windows(BEGIN.len()).position(|w| w == BEGIN) {
         Some(at) => {
             let text = String::from_utf8_lossy(&bytes[at..]).into_owned();
             let (keys, _) = SignedPublicKey::from_string_many(&text)
-                .map_err(|e| format!("not an OpenPGP public key: {e}"))?;
+                .map_err(|e| KeyProblem::NotAKey(e.into()))?;
             keys.collect::<Result<_, _>>()
         }
         None => SignedPublicKey::from_bytes_many(bytes)
-            .map_err(|e| format!("not an OpenPGP public key: {e}"))?
+            .map_err(|e| KeyProblem::NotAKey(e.into()))?
             .collect::<Result<_, _>>(),
     }
-    .map_err(|e| format!("not an OpenPGP public key: {e}"))?;
+    .map_err(|e| KeyProblem::NotAKey(e.into()))?;
     if keys.is_empty() {
-        return Err("it holds no OpenPGP public key".into());
+        return Err(KeyProblem::NoKey);
     }
     for key in &keys {
-        key.verify_bindings().map_err(|e| {
-            format!(
-                "the self-signatures of key {:X} do not verify: {e}",
-                key.fingerprint()
-            )
-        })?;
+        key.verify_bindings()
+            .map_err(|source| KeyProblem::Bindings {
+                fingerprint: format!("{:X}", key.fingerprint()),
+                source: source.into(),
+            })?;
     }
     Ok(keys)
 }
 
 /// Why a signed checksum file is not trusted. The caller adds the image, the file and the
 /// expected keys to the message.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Refusal {
     /// A clear-signed file was expected, and this is plain text.
     NotClearSigned,
     /// The signature data cannot be parsed.
-    Unreadable(String),
+    Unreadable(Unreadable),
     /// Signed, but by none of the pinned keys (issuer as the signature names it).
     OtherKey { signer: String },
     /// By a pinned key, but the signature does not match the content.
@@ -213,7 +256,7 @@ pub fn verify_clear(text: &str, keyring: &Keyring) -> Result<Verified, Refusal> 
         return Err(Refusal::NotClearSigned);
     }
     let (message, _) = CleartextSignedMessage::from_string(text.trim_start())
-        .map_err(|e| Refusal::Unreadable(e.to_string()))?;
+        .map_err(|e| Refusal::Unreadable(Unreadable::Parse(e.into())))?;
     let signed = message.signed_text();
     let signer = check_any(message.signatures(), signed.as_bytes(), keyring)?;
     Ok(Verified {
@@ -237,14 +280,15 @@ pub fn verify_detached(
     })
 }
 
-fn parse_detached(bytes: &[u8]) -> Result<Vec<Signature>, String> {
-    let (sigs, _) = DetachedSignature::from_reader_many(bytes).map_err(|e| e.to_string())?;
+fn parse_detached(bytes: &[u8]) -> Result<Vec<Signature>, Unreadable> {
+    let parse = |e: pgp::errors::Error| Unreadable::Parse(e.into());
+    let (sigs, _) = DetachedSignature::from_reader_many(bytes).map_err(parse)?;
     let sigs: Vec<Signature> = sigs
         .map(|s| s.map(|s| s.signature))
         .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+        .map_err(parse)?;
     if sigs.is_empty() {
-        return Err("it holds no OpenPGP signature".into());
+        return Err(Unreadable::NoSignature);
     }
     Ok(sigs)
 }
@@ -269,7 +313,7 @@ fn check_any(sigs: &[Signature], content: &[u8], keyring: &Keyring) -> Result<St
             worst = Some(refusal);
         }
     }
-    Err(worst.unwrap_or_else(|| Refusal::Unreadable("it holds no data signature".into())))
+    Err(worst.unwrap_or(Refusal::Unreadable(Unreadable::NoDataSignature)))
 }
 
 fn check_one(sig: &Signature, content: &[u8], keyring: &Keyring) -> Result<String, Refusal> {
@@ -370,32 +414,30 @@ pub struct SignedChecksums<'a> {
     pub file: &'a str,
     pub text: &'a [u8],
     /// URL or path of the detached signature, and its bytes (or why there are none).
-    pub detached: Option<(&'a str, Result<Vec<u8>, String>)>,
+    pub detached: Option<(&'a str, Result<Vec<u8>, SignatureUnavailable>)>,
 }
 
 impl SignedChecksums<'_> {
     /// The signed checksum text and the signer's fingerprint, or the refusal as the image error
     /// that names the image, the file and the keys expected.
-    pub fn verify(&self, keyring: &Keyring) -> Result<Verified, ImageError> {
+    pub fn verify(self, keyring: &Keyring) -> Result<Verified, ImageError> {
         let name = self.name.to_string();
         let file = self.file.to_string();
         let expected = keyring.describe();
-        let result = match &self.detached {
+        let signature = self.detached.as_ref().map(|(s, _)| s.to_string());
+        let result = match self.detached {
             None => verify_clear(&String::from_utf8_lossy(self.text), keyring),
             Some((signature, fetched)) => {
-                let bytes = fetched
-                    .as_ref()
-                    .map_err(|reason| ImageError::SignatureMissing {
-                        name: name.clone(),
-                        file: file.clone(),
-                        signature: signature.to_string(),
-                        expected: expected.clone(),
-                        reason: reason.clone(),
-                    })?;
-                verify_detached(self.text, bytes, keyring)
+                let bytes = fetched.map_err(|reason| ImageError::SignatureMissing {
+                    name: name.clone(),
+                    file: file.clone(),
+                    signature: signature.to_string(),
+                    expected: expected.clone(),
+                    reason,
+                })?;
+                verify_detached(self.text, &bytes, keyring)
             }
         };
-        let signature = self.detached.as_ref().map(|(s, _)| s.to_string());
         result.map_err(|refusal| match refusal {
             Refusal::NotClearSigned => ImageError::NotSigned {
                 name,
@@ -523,17 +565,17 @@ mod tests {
             KeySource::parse("/k/x", dir),
             Ok(KeySource::File("/k/x".into()))
         );
-        let e = KeySource::parse("fedora-99", dir).unwrap_err();
+        let e = KeySource::parse("fedora-99", dir).unwrap_err().to_string();
         assert!(e.contains("fedora-43"), "{e}");
     }
 
     #[test]
     fn plain_text_is_not_clear_signed() {
         let ring = Keyring::load(&[KeySource::Builtin("fedora-43".into())]).unwrap();
-        assert_eq!(
+        assert!(matches!(
             verify_clear("SHA256 (a) = 00\n", &ring).unwrap_err(),
             Refusal::NotClearSigned
-        );
+        ));
         assert!(matches!(
             verify_detached(b"x", b"not a signature", &ring).unwrap_err(),
             Refusal::Unreadable(_)

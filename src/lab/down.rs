@@ -14,7 +14,7 @@ use super::namespace::Namespaces;
 use super::paths::LabDir;
 use super::process::{self, Proc};
 use super::state::{LabHost, LabLock, LabState, Machine};
-use super::{LabError, LabName, netns_path, require_root};
+use super::{LabError, LabName, StepError, netns_path, require_root};
 
 pub struct DownReport {
     /// Something of the lab existed.
@@ -56,10 +56,10 @@ pub(super) fn teardown(
     dir: &LabDir,
     state: Option<&LabState>,
 ) -> Result<Vec<String>, LabError> {
-    let fail = |stage: &str, message: String| LabError::Failed {
+    let fail = |stage: &str, source: StepError| LabError::Step {
         lab: name.clone(),
         stage: stage.into(),
-        message,
+        source: Box::new(source),
     };
     let me = Proc::of(std::process::id() as i32).and_then(|me| process::netns_inode(&me));
     let mut done = Vec::new();
@@ -96,10 +96,7 @@ pub(super) fn teardown(
     // From inside the lab (`lab exec -- vnode lab down`) this process would stop itself; checked
     // before anything is stopped.
     if me.is_some() && units.iter().chain([&site]).any(|u| u.namespace().1 == me) {
-        return Err(fail(
-            "down",
-            "this command runs inside the lab; run it outside (not through `lab exec`)".into(),
-        ));
+        return Err(fail("down", StepError::FromInside));
     }
     // In parallel: a host's teardown is mostly waiting for its libvirtd.
     let results: Vec<_> = std::thread::scope(|scope| {
@@ -111,7 +108,7 @@ pub(super) fn teardown(
             .into_iter()
             .map(|t| {
                 t.join()
-                    .unwrap_or_else(|_| Err(("down".into(), "a host's teardown panicked".into())))
+                    .unwrap_or_else(|_| Err(("down".into(), StepError::Panicked)))
             })
             .collect()
     });
@@ -119,7 +116,7 @@ pub(super) fn teardown(
         done.extend(result.map_err(|(stage, m)| fail(&stage, m))?);
     }
     done.extend(site.teardown().map_err(|(stage, m)| fail(&stage, m))?);
-    remove_dir(dir).map_err(|m| fail("remove the lab directory", m))?;
+    remove_dir(dir).map_err(|e| fail("remove the lab directory", e))?;
     Ok(done)
 }
 
@@ -199,8 +196,8 @@ impl Unit<'_> {
 
     /// Domains and networks through libvirt, then every recorded process by PID, then whatever
     /// still runs in the network namespace, then the namespace. Errors: (stage, message).
-    fn teardown(&self) -> Result<Vec<String>, (String, String)> {
-        let fail = |stage: &str, message: String| (format!("{}{stage}", self.label), message);
+    fn teardown(&self) -> Result<Vec<String>, (String, StepError)> {
+        let fail = |stage: &str, e: StepError| (format!("{}{stage}", self.label), e);
         let alive = |p: Option<Proc>| p.filter(Proc::is_alive);
         let (holder, inode) = self.namespace();
         let netns = self.netns_path();
@@ -209,11 +206,11 @@ impl Unit<'_> {
             for (role, p) in daemons {
                 if let Some(p) = alive(*p) {
                     p.stop(Duration::from_secs(15))
-                        .map_err(|e| fail(&format!("stop {role}"), e.to_string()))?;
+                        .map_err(|e| fail(&format!("stop {role}"), e.into()))?;
                     done.push(format!("{}stopped {role} (pid {})", self.label, p.pid));
                 }
             }
-            Ok::<(), (String, String)>(())
+            Ok::<(), (String, StepError)>(())
         };
         stop(&mut done, &self.before_domains)?;
         let libvirtd = alive(self.machine.and_then(|m| m.libvirtd));
@@ -234,7 +231,7 @@ impl Unit<'_> {
         }
         if let Some(h) = holder {
             h.stop(Duration::from_secs(5))
-                .map_err(|e| fail("stop the namespace holder", e.to_string()))?;
+                .map_err(|e| fail("stop the namespace holder", e.into()))?;
             done.push(format!(
                 "{}stopped the namespace holder (pid {})",
                 self.label, h.pid
@@ -244,7 +241,7 @@ impl Unit<'_> {
             let mut del = Command::new("ip");
             del.args(["netns", "del", &self.netns]);
             crate::process::exec::stdout_blocking(&mut del, Duration::from_secs(10))
-                .map_err(|m| fail("delete the network namespace", m))?;
+                .map_err(|e| fail("delete the network namespace", e.into()))?;
             done.push(format!(
                 "{}deleted network namespace {}",
                 self.label, self.netns
@@ -254,7 +251,7 @@ impl Unit<'_> {
             let pids: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
             return Err(fail(
                 "stop the lab's processes",
-                format!("still running in the lab: pids {}", pids.join(", ")),
+                StepError::StillRunning(pids),
             ));
         }
         Ok(done)
@@ -263,7 +260,7 @@ impl Unit<'_> {
 
 /// Stops what else runs in the lab's network namespace, except the holder: qemu after a libvirtd
 /// crash, libvirt's dnsmasq, daemons started by hand, shells of `lab exec`.
-fn stop_the_rest(netns_inode: u64, holder: Option<Proc>) -> Result<Vec<String>, String> {
+fn stop_the_rest(netns_inode: u64, holder: Option<Proc>) -> Result<Vec<String>, StepError> {
     let mut done = Vec::new();
     for p in process::in_netns(netns_inode) {
         if Some(p) == holder {
@@ -271,7 +268,7 @@ fn stop_the_rest(netns_inode: u64, holder: Option<Proc>) -> Result<Vec<String>, 
         }
         // Gone meanwhile (a helper ends with its parent): nothing to stop.
         let Some(comm) = p.comm() else { continue };
-        p.stop(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        p.stop(Duration::from_secs(5))?;
         done.push(format!("stopped {comm} (pid {}) left in the lab", p.pid));
     }
     Ok(done)
@@ -307,21 +304,24 @@ fn remove_domains(ns: &Namespaces) -> Vec<String> {
 
 /// Removes the lab directory; refuses when anything is mounted below it (nothing of the lab
 /// is, in this mount namespace), since removing would then reach into that mount.
-fn remove_dir(dir: &LabDir) -> Result<(), String> {
+fn remove_dir(dir: &LabDir) -> Result<(), StepError> {
     let root = dir.root();
     if !root.exists() {
         return Ok(());
     }
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
     if let Some(m) = mountinfo
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .find(|m| std::path::Path::new(m).starts_with(root))
     {
-        return Err(format!(
-            "{m} is a mount point below {}; unmount it first",
-            root.display()
-        ));
+        return Err(StepError::MountBelow {
+            mount: m.to_string(),
+            root: root.to_path_buf(),
+        });
     }
-    fs::remove_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))
+    fs::remove_dir_all(root).map_err(|source| StepError::Remove {
+        path: root.to_path_buf(),
+        source,
+    })
 }

@@ -68,6 +68,14 @@ pub enum LabError {
         stage: String,
         message: String,
     },
+    /// A step whose failure has a type of its own (a tool, a daemon, a key, the teardown).
+    #[error("lab {lab}: {stage}: {source}")]
+    Step {
+        lab: LabName,
+        stage: String,
+        #[source]
+        source: Box<StepError>,
+    },
     #[error("lab {lab}: {stage}: {source}")]
     Io {
         lab: LabName,
@@ -75,6 +83,45 @@ pub enum LabError {
         #[source]
         source: io::Error,
     },
+}
+
+/// What failed in one step of bringing a lab up or taking it down.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Command(#[from] crate::process::exec::CommandError),
+    #[error(transparent)]
+    Daemon(#[from] super::tool::DaemonError),
+    /// A daemon that did not start, with the end of its own log.
+    #[error("{source}{tail}")]
+    DaemonLog {
+        #[source]
+        source: super::tool::DaemonError,
+        tail: String,
+    },
+    #[error(transparent)]
+    Keygen(#[from] super::ssh_keys::KeygenError),
+    /// Stopping a process, or reading what is mounted.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("still running in the lab: pids {}", .0.join(", "))]
+    StillRunning(Vec<String>),
+    #[error("{mount} is a mount point below {}; unmount it first", root.display())]
+    MountBelow {
+        mount: String,
+        root: std::path::PathBuf,
+    },
+    #[error("{}: {source}", path.display())]
+    Remove {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("a host's teardown panicked")]
+    Panicked,
+    /// `lab down` from inside the lab would stop itself.
+    #[error("this command runs inside the lab; run it outside (not through `lab exec`)")]
+    FromInside,
 }
 
 impl LabError {
@@ -101,8 +148,7 @@ impl LabError {
 
 /// Root is needed for everything a lab does; checked first so the message is about that.
 pub fn require_root() -> Result<(), LabError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if crate::process::unix::euid() != 0 {
         return Err(LabError::NotRoot);
     }
     Ok(())

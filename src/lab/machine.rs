@@ -17,7 +17,7 @@ use super::namespace::Namespaces;
 use super::paths::{LIBVIRT_DIRS, LabDir, MachineDir, QEMU_CAPS_CACHE, QEMU_CAPS_SUB};
 use super::process::{self, Proc, wait_until};
 use super::state::{LabState, Machine};
-use super::{LabError, LabName, lab_virsh, tool};
+use super::{LabError, LabName, StepError, lab_virsh, tool};
 
 const KVM: &str = "/dev/kvm";
 
@@ -162,6 +162,21 @@ impl<'a> MachineStarter<'a> {
         }
     }
 
+    /// A step of this machine that failed with a typed error.
+    pub fn step_failed(&self, stage: &str, source: StepError) -> LabError {
+        LabError::Step {
+            lab: self.lab.clone(),
+            stage: format!("{}{stage}", self.label),
+            source: Box::new(source),
+        }
+    }
+
+    /// A daemon that did not start; the message ends with the end of its `log`.
+    pub fn daemon_failed(&self, stage: &str, source: tool::DaemonError, log: &Path) -> LabError {
+        let tail = tool::tail_of(log);
+        self.step_failed(stage, StepError::DaemonLog { source, tail })
+    }
+
     pub fn io(&self, stage: &str, e: std::io::Error) -> LabError {
         LabError::io(self.lab, &format!("{}{stage}", self.label), e)
     }
@@ -171,7 +186,7 @@ impl<'a> MachineStarter<'a> {
         let mut cmd = self.ns().command(program);
         cmd.args(args);
         crate::process::exec::stdout_blocking(&mut cmd, Duration::from_secs(30))
-            .map_err(|m| self.fail(stage, m))
+            .map_err(|e| self.step_failed(stage, e.into()))
     }
 
     fn virsh(&self, stage: &str, args: &[&str]) -> Result<String, LabError> {
@@ -200,7 +215,7 @@ impl<'a> MachineStarter<'a> {
                 let mut cp = Command::new("cp");
                 cp.arg("-a").arg(Path::new(d.target).join(".")).arg(&copy);
                 crate::process::exec::stdout_blocking(&mut cp, Duration::from_secs(30))
-                    .map_err(|m| self.fail(stage, m))?;
+                    .map_err(|e| self.step_failed(stage, e.into()))?;
             }
         }
         fs::create_dir_all(self.dir.xdg_cache()).map_err(io)?;
@@ -264,11 +279,11 @@ impl<'a> MachineStarter<'a> {
         let mut add = Command::new("ip");
         add.args(["netns", "add", &self.netns]);
         crate::process::exec::stdout_blocking(&mut add, Duration::from_secs(10))
-            .map_err(|m| self.fail(stage, m))?;
+            .map_err(|e| self.step_failed(stage, e.into()))?;
         let mut lo = Command::new("ip");
         lo.args(["-n", &self.netns, "link", "set", "lo", "up"]);
         crate::process::exec::stdout_blocking(&mut lo, Duration::from_secs(10))
-            .map_err(|m| self.fail(stage, m))?;
+            .map_err(|e| self.step_failed(stage, e.into()))?;
         Ok(())
     }
 
@@ -368,14 +383,9 @@ impl<'a> MachineStarter<'a> {
             pin_to_one_cpu(&mut cmd);
         }
         let out = self.dir.libvirt_log(&format!("{program}.out"));
-        tool::start_daemon(&mut cmd, &out, Duration::from_secs(30)).map_err(|m| {
-            self.fail(
-                &stage,
-                format!(
-                    "{m}{}",
-                    tool::tail_of(&self.dir.libvirt_log(&format!("{program}.log")))
-                ),
-            )
+        tool::start_daemon(&mut cmd, &out, Duration::from_secs(30)).map_err(|e| {
+            let log = self.dir.libvirt_log(&format!("{program}.log"));
+            self.daemon_failed(&stage, e, &log)
         })?;
         self.read_pid_file(&stage, &self.dir.libvirt_run(&format!("{program}.pid")))
     }

@@ -47,7 +47,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 pub use down::{DownReport, down};
-pub use error::{LabError, require_root};
+pub use error::{LabError, StepError, require_root};
 pub use name::{DEFAULT_LAB, LabName};
 pub use paths::{LAB_ROOT, LabDir, MachineDir, existing_labs};
 pub use pools::{LAB_SUPERNET, lab_pools, public_nets};

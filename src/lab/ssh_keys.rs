@@ -18,14 +18,35 @@ pub const CONTROLLER_KEY: &str = "id_ed25519";
 /// empty directory, left in place).
 pub const ROOT_SSH: &str = "/root/.ssh";
 
+/// Why a key pair could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeygenError {
+    #[error("cannot replace {}: {source}", path.display())]
+    Replace {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Keygen(#[from] crate::process::exec::CommandError),
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} holds no ssh-ed25519 key", path.display())]
+    NoKey { path: std::path::PathBuf },
+}
+
 /// Generates an ed25519 key pair without passphrase, `path` and `path.pub` (replacing them);
 /// returns the public key as `ssh-ed25519 AAAA...` (type and key, no comment).
-pub fn generate(path: &Path, comment: &str) -> Result<String, String> {
+pub fn generate(path: &Path, comment: &str) -> Result<String, KeygenError> {
     for p in [path.to_path_buf(), path.with_extension("pub")] {
         match fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot replace {}: {e}", p.display())),
+            Err(source) => return Err(KeygenError::Replace { path: p, source }),
         }
     }
     let mut cmd = Command::new("ssh-keygen");
@@ -33,8 +54,16 @@ pub fn generate(path: &Path, comment: &str) -> Result<String, String> {
         .arg(path);
     crate::process::exec::stdout_blocking(&mut cmd, Duration::from_secs(30))?;
     let public = pub_path(path);
-    let text = fs::read_to_string(&public).map_err(|e| format!("{}: {e}", public.display()))?;
-    public_key(&text).ok_or_else(|| format!("{} holds no ssh-ed25519 key", public.display()))
+    let text = match fs::read_to_string(&public) {
+        Ok(text) => text,
+        Err(source) => {
+            return Err(KeygenError::Read {
+                path: public,
+                source,
+            });
+        }
+    };
+    public_key(&text).ok_or(KeygenError::NoKey { path: public })
 }
 
 /// `path.pub`, as ssh-keygen names it (appended, not an extension replaced).

@@ -4,7 +4,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +14,7 @@ use super::paths::LabDir;
 use super::process::Proc;
 use super::{LabError, LabName};
 use crate::config::{DEFAULT_POOL_PATH, DEFAULT_STORAGE_POOL, HostConfig};
+use crate::process::unix;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LabState {
@@ -279,10 +279,7 @@ impl LabLock {
                 .truncate(false)
                 .write(true)
                 .open(path)?;
-            // SAFETY: flock on an fd we own.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            unix::lock_exclusive(&file)?;
             // `lab down` removes the lock file while holding it; a waiter that then gets the
             // lock on the removed file must start over with the new one.
             let same =

@@ -108,7 +108,7 @@ pub fn status(name: &LabName) -> Result<LabStatus, LabError> {
     };
     match run("ip", &["-j", "addr", "show"]) {
         Ok(json) => st.interfaces = interfaces(&json),
-        Err(e) => st.problems.push(e),
+        Err(e) => st.problems.push(e.to_string()),
     }
     if state.site.libvirtd.is_some_and(|p| p.is_alive()) {
         let (networks, domains) = libvirt_view(&ns, &mut st.problems);

@@ -187,10 +187,10 @@ fn prepare_hosts(
     addresses: &[std::net::Ipv4Addr],
 ) -> Result<(), LabError> {
     let stage = "prepare the hosts' ssh keys";
-    let fail = |message: String| LabError::Failed {
+    let fail = |e: super::ssh_keys::KeygenError| LabError::Step {
         lab: lab.clone(),
         stage: stage.into(),
-        message,
+        source: Box::new(e.into()),
     };
     let io = |e| LabError::io(lab, stage, e);
     let ssh = dir.controller_ssh();
@@ -282,7 +282,7 @@ fn start_dhcp(
         &dir.public("dnsmasq.out"),
         Duration::from_secs(30),
     )
-    .map_err(|m| site.fail(stage, format!("{m}{}", tool::tail_of(&dhcp.log_file))))?;
+    .map_err(|e| site.daemon_failed(stage, e, &dhcp.log_file))?;
     let dnsmasq = site.read_pid_file(stage, &dhcp.pid_file)?;
     record.update(|s| s.dnsmasq = Some(dnsmasq))
 }
@@ -427,7 +427,7 @@ fn start_sshd(
     let mut cmd = machine.ns().command(SSHD);
     cmd.arg("-f").arg(&conf).arg("-E").arg(&log);
     tool::start_daemon(&mut cmd, &dir.sshd("sshd.out"), Duration::from_secs(30))
-        .map_err(|m| machine.fail(stage, format!("{m}{}", tool::tail_of(&log))))?;
+        .map_err(|e| machine.daemon_failed(stage, e, &log))?;
     let sshd = machine
         .read_pid_file(stage, &config.pid_file)
         .map_err(|e| machine.fail(stage, format!("{e}{}", tool::tail_of(&log))))?;

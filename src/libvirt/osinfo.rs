@@ -101,7 +101,7 @@ impl OsinfoDb {
 
     /// The host's ids, from the cache in `state_dir` or from `virt-install --osinfo list`.
     /// Asked at most once per process and state directory.
-    pub fn host(state_dir: &Path) -> Result<Arc<OsinfoDb>, String> {
+    pub fn host(state_dir: &Path) -> Result<Arc<OsinfoDb>, OsinfoError> {
         static SEEN: Mutex<Vec<(PathBuf, Arc<OsinfoDb>)>> = Mutex::new(Vec::new());
         let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, db)) = seen.iter().find(|(d, _)| d == state_dir) {
@@ -138,7 +138,7 @@ fn split_version(id: &str) -> (&str, Option<Vec<u32>>) {
     (family, version)
 }
 
-fn load_or_ask(state_dir: &Path) -> Result<OsinfoDb, String> {
+fn load_or_ask(state_dir: &Path) -> Result<OsinfoDb, OsinfoError> {
     let cache = state_dir.join(CACHE_FILE);
     let stamp = stamp();
     if let Ok(text) = std::fs::read_to_string(&cache)
@@ -156,20 +156,30 @@ fn load_or_ask(state_dir: &Path) -> Result<OsinfoDb, String> {
     Ok(OsinfoDb::parse_list(&list))
 }
 
-fn ask_virt_install(state_dir: &Path) -> Result<String, String> {
+/// Why the host's osinfo ids could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum OsinfoError {
+    #[error("cannot run virt-install: {0}")]
+    CannotRun(#[source] std::io::Error),
+    #[error("virt-install --osinfo list failed: {stderr}")]
+    ListFailed { stderr: String },
+    #[error("virt-install printed non-UTF-8 ids")]
+    NotUtf8(#[source] std::string::FromUtf8Error),
+}
+
+fn ask_virt_install(state_dir: &Path) -> Result<String, OsinfoError> {
     let out = Command::new("virt-install")
         .args(["--osinfo", "list"])
         // virt-install logs every run under $XDG_CACHE_HOME; this query's log is of no use.
         .env("XDG_CACHE_HOME", state_dir.join(".virt-install"))
         .output()
-        .map_err(|e| format!("cannot run virt-install: {e}"))?;
+        .map_err(OsinfoError::CannotRun)?;
     if !out.status.success() {
-        return Err(format!(
-            "virt-install --osinfo list failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(OsinfoError::ListFailed {
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
-    String::from_utf8(out.stdout).map_err(|_| "virt-install printed non-UTF-8 ids".to_string())
+    String::from_utf8(out.stdout).map_err(OsinfoError::NotUtf8)
 }
 
 /// Changes when virt-install or the osinfo-db is upgraded or extended.

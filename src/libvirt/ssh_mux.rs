@@ -95,8 +95,7 @@ fn wrapper() -> Option<&'static Path> {
     static WRAPPER: OnceLock<Option<PathBuf>> = OnceLock::new();
     WRAPPER
         .get_or_init(|| {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            let uid = unsafe { libc::geteuid() };
+            let uid = crate::process::unix::euid();
             let candidates = [
                 PathBuf::from(format!("/run/vnode-ssh-{uid}")),
                 std::env::temp_dir().join(format!("vnode-ssh-{uid}")),
@@ -192,8 +191,7 @@ mod tests {
     fn the_wrapper_is_private_and_rewritten_only_when_it_differs() {
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("mux");
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::geteuid() };
+        let uid = crate::process::unix::euid();
         let path = install(&dir, uid).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(

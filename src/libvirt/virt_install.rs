@@ -341,16 +341,18 @@ fn path_option(prefix: &str, path: &std::path::Path, suffix: &str) -> OsString {
 }
 
 /// virt-install splits option values at `,` and `=`; a path holding either cannot be passed.
-pub fn check_path(path: &std::path::Path) -> Result<(), String> {
+pub fn check_path(path: &std::path::Path) -> Result<(), CommaInPath> {
     let bytes = path.as_os_str().as_encoded_bytes();
     if bytes.contains(&b',') {
-        return Err(format!(
-            "{} contains a ',', which virt-install cannot take in a --disk or --serial path",
-            path.display()
-        ));
+        return Err(CommaInPath(path.to_path_buf()));
     }
     Ok(())
 }
+
+/// A path virt-install would split.
+#[derive(Debug, thiserror::Error)]
+#[error("{} contains a ',', which virt-install cannot take in a --disk or --serial path", .0.display())]
+pub struct CommaInPath(pub std::path::PathBuf);
 
 #[cfg(test)]
 mod tests {

@@ -4,13 +4,14 @@
 //! "The invoking user" is the one behind `sudo` when vnode runs as root through it
 //! (`$SUDO_USER`), since that is whose key will log in; otherwise `$HOME`'s owner.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use russh::keys::PublicKey;
 
+use crate::process::unix;
+
 /// Why keys could not be found.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum KeysError {
     #[error(
         "no ssh public key to authorize for root: set ssh_keys in the config, or create one with \
@@ -18,7 +19,35 @@ pub enum KeysError {
     )]
     NoDefault(String),
     #[error("ssh key '{entry}': {reason}")]
-    Bad { entry: String, reason: String },
+    Bad {
+        entry: String,
+        #[source]
+        reason: KeyProblem,
+    },
+}
+
+/// What is wrong with one `ssh_keys` entry (or a default key file).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    #[error("not an OpenSSH public key ({0})")]
+    NotAKey(#[source] Box<russh::keys::ssh_key::Error>),
+    #[error("unknown user in ~user/")]
+    UnknownUser,
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of a key file that is not a key.
+    #[error("{}: not an OpenSSH public key ({source})", path.display())]
+    BadLine {
+        path: PathBuf,
+        #[source]
+        source: Box<russh::keys::ssh_key::Error>,
+    },
+    #[error("{} holds no key", path.display())]
+    NoKey { path: PathBuf },
 }
 
 /// Expands config entries into key lines (`type base64 [comment]`), each checked to parse.
@@ -45,19 +74,19 @@ pub fn resolve_user(entries: &[String]) -> Result<Vec<String>, KeysError> {
 }
 
 fn resolve_entry(entry: &str) -> Result<Vec<String>, KeysError> {
-    let bad = |reason: String| KeysError::Bad {
+    let bad = |reason: KeyProblem| KeysError::Bad {
         entry: entry.to_string(),
         reason,
     };
     let trimmed = entry.trim();
     if looks_literal(trimmed) {
-        check(trimmed).map_err(bad)?;
+        check(trimmed).map_err(|e| bad(KeyProblem::NotAKey(e.into())))?;
         return Ok(vec![trimmed.to_string()]);
     }
-    let path = expand_tilde(trimmed).ok_or_else(|| bad("unknown user in ~user/".into()))?;
+    let path = expand_tilde(trimmed).ok_or_else(|| bad(KeyProblem::UnknownUser))?;
     let keys = read_key_file(&path).map_err(bad)?;
     if keys.is_empty() {
-        return Err(bad(format!("{} holds no key", path.display())));
+        return Err(bad(KeyProblem::NoKey { path }));
     }
     Ok(keys)
 }
@@ -66,21 +95,24 @@ fn looks_literal(s: &str) -> bool {
     s.contains(char::is_whitespace) && ["ssh-", "ecdsa-", "sk-"].iter().any(|p| s.starts_with(p))
 }
 
-fn check(line: &str) -> Result<(), String> {
-    PublicKey::from_openssh(line)
-        .map(|_| ())
-        .map_err(|e| format!("not an OpenSSH public key ({e})"))
+fn check(line: &str) -> Result<(), russh::keys::ssh_key::Error> {
+    PublicKey::from_openssh(line).map(|_| ())
 }
 
-fn read_key_file(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+fn read_key_file(path: &Path) -> Result<Vec<String>, KeyProblem> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyProblem::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut keys = Vec::new();
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        check(line).map_err(|e| format!("{}: {e}", path.display()))?;
+        check(line).map_err(|source| KeyProblem::BadLine {
+            path: path.to_path_buf(),
+            source: source.into(),
+        })?;
         keys.push(line.to_string());
     }
     Ok(keys)
@@ -132,8 +164,7 @@ fn expand_tilde(p: &str) -> Option<PathBuf> {
 }
 
 fn invoking_home() -> Option<PathBuf> {
-    // SAFETY: getuid cannot fail.
-    let root = unsafe { libc::getuid() } == 0;
+    let root = unix::uid() == 0;
     if root
         && let Some(user) = std::env::var("SUDO_USER").ok().filter(|u| u != "root")
         && let Some(home) = home_of(&user)
@@ -147,27 +178,7 @@ fn invoking_home() -> Option<PathBuf> {
 
 /// The home directory of `user` from the password database.
 fn home_of(user: &str) -> Option<PathBuf> {
-    let name = CString::new(user).ok()?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 << 10];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call; the buffer outlives the use of `pwd`.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
-        return None;
-    }
-    // SAFETY: pw_dir points into `buf` and is NUL-terminated.
-    let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
-    use std::os::unix::ffi::OsStrExt;
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+    unix::user_by_name(user).ok().flatten().map(|pwd| pwd.home)
 }
 
 #[cfg(test)]

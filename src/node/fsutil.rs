@@ -6,8 +6,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use crate::process::unix;
 
 /// A new file with `mode` from the start (never briefly readable by others); fails if it exists.
 pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
@@ -76,18 +77,15 @@ impl Lock {
             .write(true)
             .mode(0o644)
             .open(path)?;
-        // SAFETY: a valid open file descriptor.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        unix::lock_exclusive(&file)?;
         Ok(Lock(file))
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        // SAFETY: the descriptor is still open; closing it would release the lock as well.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        // Closing the file would release the lock as well; a failure here changes nothing.
+        let _ = unix::unlock(&self.0);
     }
 }
 

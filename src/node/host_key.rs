@@ -7,6 +7,15 @@
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::{LineEnding, PrivateKey};
 
+/// Why a host key could not be written out.
+#[derive(Debug, thiserror::Error)]
+pub enum HostKeyError {
+    #[error("cannot encode the host public key: {0}")]
+    Public(#[source] Box<russh::keys::ssh_key::Error>),
+    #[error("cannot encode the host private key: {0}")]
+    Private(#[source] Box<russh::keys::ssh_key::Error>),
+}
+
 /// A freshly generated host key. The private key is wiped from memory when dropped.
 pub struct HostKey {
     /// OpenSSH private key file contents (`-----BEGIN OPENSSH PRIVATE KEY-----`).
@@ -17,7 +26,7 @@ pub struct HostKey {
 
 impl HostKey {
     /// A new key whose comment is `comment` (the node's name).
-    pub fn generate(comment: &str) -> Result<HostKey, String> {
+    pub fn generate(comment: &str) -> Result<HostKey, HostKeyError> {
         let mut seed = [0u8; 32];
         rand::fill(&mut seed);
         let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
@@ -25,11 +34,11 @@ impl HostKey {
         let public = key
             .public_key()
             .to_openssh()
-            .map_err(|e| format!("cannot encode the host public key: {e}"))?;
+            .map_err(|e| HostKeyError::Public(e.into()))?;
         key.set_comment(comment);
         let private = key
             .to_openssh(LineEnding::LF)
-            .map_err(|e| format!("cannot encode the host private key: {e}"))?;
+            .map_err(|e| HostKeyError::Private(e.into()))?;
         Ok(HostKey {
             private_openssh: Secret(String::clone(&private)),
             public,

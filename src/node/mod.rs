@@ -104,8 +104,18 @@ pub enum NodeError {
     Keys(#[from] KeysError),
     #[error("{node}: {message}")]
     Invalid { node: String, message: String },
-    #[error("{node}: cannot generate the host key: {message}")]
-    HostKey { node: String, message: String },
+    #[error("{node}: {source}")]
+    Path {
+        node: String,
+        #[source]
+        source: crate::libvirt::virt_install::CommaInPath,
+    },
+    #[error("{node}: cannot generate the host key: {source}")]
+    HostKey {
+        node: String,
+        #[source]
+        source: host_key::HostKeyError,
+    },
     #[error("{node}: {message}")]
     ClientKey { node: String, message: String },
     #[error("{node}: {stage} {}: {source}", path.display())]
@@ -141,9 +151,10 @@ pub enum NodeError {
 impl NodeError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            NodeError::DiskTooSmall { .. } | NodeError::Keys(_) | NodeError::Invalid { .. } => {
-                crate::exit::EXIT_BAD_INPUT
-            }
+            NodeError::DiskTooSmall { .. }
+            | NodeError::Keys(_)
+            | NodeError::Invalid { .. }
+            | NodeError::Path { .. } => crate::exit::EXIT_BAD_INPUT,
             _ => crate::exit::EXIT_FAILED,
         }
     }
@@ -164,74 +175,23 @@ pub fn prepare(
         image: node.image.name.clone(),
     })?;
     let dir = &paths.dir;
-    crate::libvirt::virt_install::check_path(dir).map_err(|message| NodeError::Invalid {
+    crate::libvirt::virt_install::check_path(dir).map_err(|source| NodeError::Path {
         node: name.clone(),
-        message,
+        source,
     })?;
     let (backing, disk_bytes) = check_base(node, base)?;
-    let host_key = HostKey::generate(&name).map_err(|message| NodeError::HostKey {
-        node: name.clone(),
-        message,
-    })?;
-    let instance_id = format!("{name}-{}", uuid::Uuid::new_v4().simple());
-    let network_config = NetworkConfig::for_node(node.id.public_mac, node.id.private_mac);
-    let mut user_data = user_data(config, node, &host_key)?;
-    user_data.add_network_manager_route_metrics(&network_config.network_manager_route_metrics());
-    if config.cloud_init.modules == ModuleLists::Needed {
-        user_data.name_needed_modules();
-    }
-    let meta_data = MetaData {
-        instance_id: instance_id.clone(),
-        local_hostname: name.clone(),
-    };
+    let docs = Documents::new(config, node, base, &backing)?;
     let state_dir = &config.state_dir;
-    let osinfo = osinfo::choose_on_host(state_dir, &base.osinfo);
-    let (created_unix, created) = metadata::now();
-    let node_metadata = NodeMetadata {
-        name: name.clone(),
-        pool: node.id.pool.clone(),
-        number: node.id.number,
-        image: node.image.name.clone(),
-        base: backing.clone(),
-        base_digest: base.digest.clone(),
-        public_mac: node.id.public_mac,
-        private_mac: node.id.private_mac,
-        instance_id: instance_id.clone(),
-        host_key: host_key.public.clone(),
-        osinfo: osinfo.id.clone(),
-        disk_gib: node.resources.disk_gib,
-        created,
-        created_unix,
-        host: node.host.remote_name().map(String::from),
-    };
-
     std::fs::create_dir_all(state_dir)
         .map_err(fail.io("cannot create the state directory", state_dir))?;
     let staging = Staging::create(dir).map_err(fail.io("cannot create a directory beside", dir))?;
-    // Built in the staging directory, but messages name the files where the user will look for
-    // them (the staging directory is gone by the time the message is read).
-    let at = NodePaths::in_dir(staging.path.clone());
-    overlay::create(&at.disk(), &backing, disk_bytes)
-        .map_err(fail.io("cannot write the overlay", &paths.disk()))?;
-    let seed_files = [
-        ("meta-data", meta_data.render()),
-        ("user-data", user_data.render()),
-        ("network-config", network_config.render()),
-    ];
-    let seed_files = seed_files.each_ref().map(|(n, t)| (*n, t.as_bytes()));
-    seed::write(&at.seed(), &seed_files)
-        .map_err(fail.io("cannot write the seed", &paths.seed()))?;
-    write_new(&at.host_key_pub(), format!("{} {name}\n", host_key.public))
-        .map_err(fail.io("cannot write the host key", &paths.host_key_pub()))?;
-    let json = serde_json::to_string_pretty(&node_metadata).expect("metadata serializes");
-    write_new(&at.metadata(), json + "\n").map_err(fail.io("cannot write", &paths.metadata()))?;
-
+    docs.write(&fail, &staging, paths, &backing, disk_bytes)?;
     let swapped = staging
         .swap_in(dir)
         .map_err(fail.io("cannot move the new node into", dir))?;
     let mut names = vec![name.as_str()];
-    names.extend(user_data.fqdn.as_deref());
-    if let Err(e) = known_hosts_file::add(known_hosts, &names, &host_key.public) {
+    names.extend(docs.user_data.fqdn.as_deref());
+    if let Err(e) = known_hosts_file::add(known_hosts, &names, &docs.host_key.public) {
         swapped.undo(dir);
         return Err(fail.io("cannot record the host key in", known_hosts)(e));
     }
@@ -244,11 +204,110 @@ pub fn prepare(
         metadata: paths.metadata(),
         dir: dir.clone(),
         name,
-        host_public_key: host_key.public.clone(),
+        host_public_key: docs.host_key.public.clone(),
         known_hosts: known_hosts.to_path_buf(),
-        instance_id,
-        osinfo,
+        instance_id: docs.meta_data.instance_id,
+        osinfo: docs.osinfo,
     })
+}
+
+/// What goes into a node's directory besides its overlay: the seed's three documents, the host
+/// key and the node's metadata.
+struct Documents {
+    host_key: HostKey,
+    network_config: NetworkConfig,
+    user_data: UserData,
+    meta_data: MetaData,
+    osinfo: OsinfoChoice,
+    metadata: NodeMetadata,
+}
+
+impl Documents {
+    /// A new host key and instance id, the cloud-init documents and the metadata; the osinfo id
+    /// as the host's osinfo-db knows it.
+    fn new(
+        config: &Config,
+        node: &PlannedNode,
+        base: &BaseImage,
+        backing: &Path,
+    ) -> Result<Documents, NodeError> {
+        let name = node.name();
+        let host_key = HostKey::generate(&name).map_err(|source| NodeError::HostKey {
+            node: name.clone(),
+            source,
+        })?;
+        let instance_id = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+        let network_config = NetworkConfig::for_node(node.id.public_mac, node.id.private_mac);
+        let mut user_data = user_data(config, node, &host_key)?;
+        user_data
+            .add_network_manager_route_metrics(&network_config.network_manager_route_metrics());
+        if config.cloud_init.modules == ModuleLists::Needed {
+            user_data.name_needed_modules();
+        }
+        let meta_data = MetaData {
+            instance_id: instance_id.clone(),
+            local_hostname: name.clone(),
+        };
+        let osinfo = osinfo::choose_on_host(&config.state_dir, &base.osinfo);
+        let (created_unix, created) = metadata::now();
+        let metadata = NodeMetadata {
+            name: name.clone(),
+            pool: node.id.pool.clone(),
+            number: node.id.number,
+            image: node.image.name.clone(),
+            base: backing.to_path_buf(),
+            base_digest: base.digest.clone(),
+            public_mac: node.id.public_mac,
+            private_mac: node.id.private_mac,
+            instance_id,
+            host_key: host_key.public.clone(),
+            osinfo: osinfo.id.clone(),
+            disk_gib: node.resources.disk_gib,
+            created,
+            created_unix,
+            host: node.host.remote_name().map(String::from),
+        };
+        Ok(Documents {
+            host_key,
+            network_config,
+            user_data,
+            meta_data,
+            osinfo,
+            metadata,
+        })
+    }
+
+    /// Writes the overlay and the documents into the staging directory. Messages name the files
+    /// where the user will look for them, `paths` (the staging directory is gone by the time the
+    /// message is read).
+    fn write(
+        &self,
+        fail: &Fail,
+        staging: &Staging,
+        paths: &NodePaths,
+        backing: &Path,
+        disk_bytes: u64,
+    ) -> Result<(), NodeError> {
+        let at = NodePaths::in_dir(staging.path.clone());
+        overlay::create(&at.disk(), backing, disk_bytes)
+            .map_err(fail.io("cannot write the overlay", &paths.disk()))?;
+        let seed_files = [
+            ("meta-data", self.meta_data.render()),
+            ("user-data", self.user_data.render()),
+            ("network-config", self.network_config.render()),
+        ];
+        let seed_files = seed_files.each_ref().map(|(n, t)| (*n, t.as_bytes()));
+        seed::write(&at.seed(), &seed_files)
+            .map_err(fail.io("cannot write the seed", &paths.seed()))?;
+        let name = &self.metadata.name;
+        write_new(
+            &at.host_key_pub(),
+            format!("{} {name}\n", self.host_key.public),
+        )
+        .map_err(fail.io("cannot write the host key", &paths.host_key_pub()))?;
+        let json = serde_json::to_string_pretty(&self.metadata).expect("metadata serializes");
+        write_new(&at.metadata(), json + "\n").map_err(fail.io("cannot write", &paths.metadata()))
+    }
 }
 
 /// Builds [`NodeError::Io`]s that name the node; a full file system becomes

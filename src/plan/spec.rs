@@ -144,7 +144,7 @@ pub fn parse(input: &str) -> Result<Spec, SpecError> {
         Some(stem.to_string())
     };
     if let Some(d) = &distro {
-        crate::images::catalog::check_name(d).map_err(|p| syntax(input, p))?;
+        crate::images::catalog::check_name(d).map_err(|p| syntax(input, p.to_string()))?;
     }
     Ok(Spec {
         stem,

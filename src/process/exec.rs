@@ -72,21 +72,48 @@ fn run_blocking_unlogged(cmd: &mut Command, timeout: Duration) -> io::Result<Out
     })
 }
 
+/// Why [`stdout_blocking`] got no output; every message quotes the command.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("cannot run `{command}`: {source}")]
+    CannotRun {
+        command: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Waiting failed, or the deadline passed.
+    #[error("`{command}`: {source}")]
+    Wait {
+        command: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// Runs `cmd` with a deadline; its stdout on success, else an error that quotes the command and
 /// its stderr.
-pub fn stdout_blocking(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
+pub fn stdout_blocking(cmd: &mut Command, timeout: Duration) -> Result<String, CommandError> {
     match run_blocking(cmd, timeout) {
         Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
-        Ok(o) => Err(format!(
-            "`{}` failed ({}): {}",
-            describe(cmd),
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Err(format!("cannot run `{}`: {e}", describe(cmd)))
-        }
-        Err(e) => Err(format!("`{}`: {e}", describe(cmd))),
+        Ok(o) => Err(CommandError::Failed {
+            command: describe(cmd),
+            status: o.status,
+            stderr: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        }),
+        Err(source) if source.kind() == io::ErrorKind::NotFound => Err(CommandError::CannotRun {
+            command: describe(cmd),
+            source,
+        }),
+        Err(source) => Err(CommandError::Wait {
+            command: describe(cmd),
+            source,
+        }),
     }
 }
 
@@ -191,18 +218,21 @@ mod tests {
             Command::new("sh").args(["-c", "echo oops >&2; exit 3"]),
             Duration::from_secs(5),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("exit status: 3") && e.contains("oops"), "{e}");
         let start = Instant::now();
         let e = stdout_blocking(Command::new("sleep").arg("10"), Duration::from_millis(200))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no answer"), "{e}");
         assert!(start.elapsed() < Duration::from_secs(5));
         let e = stdout_blocking(
             &mut Command::new("/nonexistent/tool"),
             Duration::from_secs(1),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("cannot run"), "{e}");
     }
 }

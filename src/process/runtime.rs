@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// How much parallelism the work needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +14,11 @@ pub enum Flavor {
     MultiThread,
 }
 
+/// The async runtime could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the async runtime: {0}")]
+pub struct RuntimeError(#[source] pub std::io::Error);
+
 pub fn build(flavor: Flavor) -> Result<tokio::runtime::Runtime> {
     let mut builder = match flavor {
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
@@ -22,7 +27,7 @@ pub fn build(flavor: Flavor) -> Result<tokio::runtime::Runtime> {
     builder
         .enable_all()
         .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
+        .map_err(|e| RuntimeError(e).into())
 }
 
 /// Runs `future` to its end on a new runtime of `flavor`.

@@ -197,7 +197,7 @@ pub fn verdicts(f: &HostFacts) -> Vec<Verdict> {
         Err(e) => v(
             "ssh key",
             Fail,
-            e.clone(),
+            e.to_string(),
             "ssh-keygen -t ed25519, or set ssh_keys in the config",
         ),
     });
@@ -262,7 +262,10 @@ mod tests {
     #[test]
     fn broken_setups_get_the_right_verdicts() {
         let mut f = healthy();
-        f.libvirt = Err("Failed to connect socket".into());
+        f.libvirt = Err(crate::libvirt::LibvirtError::Tool {
+            tool: "virsh".into(),
+            message: "Failed to connect socket".into(),
+        });
         assert_eq!(level(&f, "libvirt"), Level::Fail);
         assert_eq!(level(&f, "network default"), Level::Fail);
         let mut f = healthy();
@@ -280,7 +283,7 @@ mod tests {
         f.cache.qemu_can_read = Some(false);
         assert_eq!(level(&f, "image cache"), Level::Fail);
         let mut f = healthy();
-        f.kvm = Err("KVM here is PVM".into());
+        f.kvm = Err(crate::hosts::virt_type::KvmError::Pvm);
         assert_eq!(level(&f, "kvm"), Level::Warn);
         f.virt_type = VirtType::Kvm;
         assert_eq!(level(&f, "kvm"), Level::Fail);
@@ -289,7 +292,9 @@ mod tests {
         let mut f = healthy();
         f.bridge_nf_call_iptables = Some(true);
         assert_eq!(level(&f, "bridge netfilter"), Level::Warn);
-        f.ssh_keys = Err("no key".into());
+        f.ssh_keys = Err(crate::node::authorized_keys::KeysError::NoDefault(
+            "~/.ssh".into(),
+        ));
         assert_eq!(level(&f, "ssh key"), Level::Fail);
         f.cache.free_bytes = Some(GIB);
         assert_eq!(level(&f, "disk space"), Level::Warn);

@@ -10,7 +10,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{Config, VirtType};
+use crate::hosts::virt_type::KvmError;
+use crate::libvirt::LibvirtError;
 use crate::libvirt::virsh::{Virsh, parse_net_info_active};
+use crate::node::authorized_keys::KeysError;
+use crate::process::unix;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct NetworkFacts {
@@ -37,25 +41,25 @@ pub struct PathFacts {
     pub free_bytes: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Debug)]
 pub struct HostFacts {
     pub libvirt_uri: String,
     /// libvirt's `virsh version` answer, or its error.
-    pub libvirt: Result<String, String>,
+    pub libvirt: Result<String, LibvirtError>,
     pub virt_install: Option<String>,
     pub qemu_img: Option<String>,
     pub networks: Vec<NetworkFacts>,
     pub bridges: Vec<BridgeFacts>,
     pub virt_type: VirtType,
     /// Why KVM cannot be used, or Ok.
-    pub kvm: Result<(), String>,
+    pub kvm: Result<(), KvmError>,
     pub qemu_user: Option<String>,
     pub cache: PathFacts,
     pub state: PathFacts,
     /// /proc/sys/net/bridge/bridge-nf-call-iptables: None when br_netfilter is not loaded.
     pub bridge_nf_call_iptables: Option<bool>,
     /// How many public keys nodes would authorize for root, or why there are none.
-    pub ssh_keys: Result<usize, String>,
+    pub ssh_keys: Result<usize, KeysError>,
 }
 
 fn tool_version(program: &str, args: &[&str]) -> Option<String> {
@@ -73,17 +77,12 @@ fn tool_version(program: &str, args: &[&str]) -> Option<String> {
 /// The account libvirt runs qemu as on this distribution, if it exists.
 fn qemu_user() -> Option<(String, u32, Vec<u32>)> {
     for name in ["libvirt-qemu", "qemu"] {
-        let c = CString::new(name).ok()?;
-        // SAFETY: getpwnam returns a pointer into static storage or null; read it at once.
-        let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-        if pw.is_null() {
+        let Some(pw) = unix::user_by_name(name).ok().flatten() else {
             continue;
-        }
-        // SAFETY: pw is non-null and points to a valid passwd entry.
-        let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
-        let mut groups = vec![gid];
+        };
+        let mut groups = vec![pw.gid];
         groups.extend(supplementary_groups(name));
-        return Some((name.to_string(), uid, groups));
+        return Some((name.to_string(), pw.uid, groups));
     }
     None
 }
@@ -177,11 +176,8 @@ fn distinct(config: &Config, of: impl Fn(&crate::plan::pool::Pool) -> &String) -
 pub fn gather(config: &Config) -> HostFacts {
     let qemu = qemu_user();
     let runner = Virsh::new(&config.libvirt_uri);
-    let virsh = |args: &[&str]| {
-        runner
-            .run_blocking(Command::new("virsh"), args, Duration::from_secs(30))
-            .map_err(|e| e.to_string())
-    };
+    let virsh =
+        |args: &[&str]| runner.run_blocking(Command::new("virsh"), args, Duration::from_secs(30));
     let libvirt = virsh(&["version"]).map(|v| {
         v.lines()
             .filter(|l| l.contains("libvirt") || l.contains("hypervisor"))
@@ -217,8 +213,6 @@ pub fn gather(config: &Config) -> HostFacts {
         )
         .ok()
         .map(|s| s.trim() == "1"),
-        ssh_keys: crate::node::authorized_keys::resolve(&config.ssh_keys)
-            .map(|k| k.len())
-            .map_err(|e| e.to_string()),
+        ssh_keys: crate::node::authorized_keys::resolve(&config.ssh_keys).map(|k| k.len()),
     }
 }

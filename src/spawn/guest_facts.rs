@@ -29,9 +29,14 @@ pub const FACTS_COMMAND: &str = "echo '== os-release'; cat /etc/os-release; \
 /// Just the addresses (to wait for a NIC whose DHCP answer comes later).
 pub const ADDRESSES_COMMAND: &str = "echo '== ip'; ip -j addr show";
 
+/// Text that is not cloud-init's `result.json`.
+#[derive(Debug, thiserror::Error)]
+#[error("cloud-init's result.json is not what cloud-init writes ({0})")]
+pub struct NotResultJson(#[source] serde_json::Error);
+
 /// cloud-init's `result.json`: `{"v1": {"datasource": "...", "errors": [...]}}`. The errors, or
 /// why the text is not that file.
-pub fn parse_cloud_init_result(output: &str) -> Result<Vec<String>, String> {
+pub fn parse_cloud_init_result(output: &str) -> Result<Vec<String>, NotResultJson> {
     #[derive(serde::Deserialize)]
     struct Result1 {
         v1: V1,
@@ -41,8 +46,7 @@ pub fn parse_cloud_init_result(output: &str) -> Result<Vec<String>, String> {
         #[serde(default)]
         errors: Vec<serde_json::Value>,
     }
-    let r: Result1 = serde_json::from_str(output.trim())
-        .map_err(|e| format!("cloud-init's result.json is not what cloud-init writes ({e})"))?;
+    let r: Result1 = serde_json::from_str(output.trim()).map_err(NotResultJson)?;
     Ok(r.v1
         .errors
         .into_iter()
@@ -114,7 +118,7 @@ mod tests {
     #[test]
     fn cloud_init_results_are_read() {
         let ok = r#"{"v1": {"datasource": "DataSourceNoCloud [seed=/dev/sr0]", "errors": []}}"#;
-        assert_eq!(parse_cloud_init_result(ok), Ok(vec![]));
+        assert_eq!(parse_cloud_init_result(ok).unwrap(), Vec::<String>::new());
         let bad = r#"{"v1": {"datasource": null, "errors": ["('scripts_user', RuntimeError('Runparts: 1 failures'))"]}}"#;
         assert_eq!(
             parse_cloud_init_result(bad).unwrap(),

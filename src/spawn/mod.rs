@@ -1,9 +1,12 @@
-//! The concurrent spawn pipeline. For the whole command: preflight (libvirt, networks, bridges).
-//! Then per node, all nodes at once, the stages of [`stages`]: existing domain (left alone, or
-//! replaced with --force) → artifacts → a boot slot of its host ([`slots`]) → virt-install → private lease → sshd banner → login with
-//! the pinned host key → cloud-init done → facts. The result is a report per node; printing it
-//! and choosing the exit code is the command's business.
+//! The concurrent spawn pipeline. For the whole command: preflight (libvirt, networks, bridges),
+//! then each host's leases, domains and boot slots. Then per node, all nodes at once
+//! ([`bring_up`]), the stages of [`stages`]: existing domain (left alone, or replaced with
+//! --force) → artifacts → a boot slot of its host ([`slots`]) → virt-install → private lease →
+//! sshd banner → login with the pinned host key → facts → cloud-init done, each shown and
+//! stamped by the node's [`tracker`]. The result is a report per node; printing it and choosing
+//! the exit code is the command's business.
 
+mod bring_up;
 mod firmware;
 pub mod guest_facts;
 pub mod leases;
@@ -12,11 +15,11 @@ pub mod preflight;
 pub mod report;
 pub mod slots;
 pub mod stages;
+mod tracker;
 pub mod watch;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
@@ -25,15 +28,14 @@ use crate::config::Config;
 use crate::hosts::hypervisor::Hypervisor;
 use crate::libvirt::virsh::Lease;
 use crate::libvirt::virt_install::Accel;
-use crate::node::known_hosts_file;
-use crate::node::ready::ReadyRecord;
 use crate::plan::planned_node::{HostName, PlannedNode};
 use crate::ssh::ClientKey;
+use bring_up::bring_up;
 use leases::Leases;
-use live_status::{NodeLine, Progress, Stage};
-use report::{CloudInitState, NodeReport, Outcome};
+use live_status::Progress;
+use report::NodeReport;
 use slots::{BootCapChoice, CapSource, Slots};
-use stages::StageError;
+use tracker::Tracker;
 use watch::Domains;
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +171,37 @@ pub async fn spawn(
     // ones are answered while vnode cleans up.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(SpawnError::Signal)?;
+    preflight(targets, options, &nodes).await?;
+    let first = targets.first().expect("at least one host");
+    let client = ClientKey::load_or_create(&first.host.client_key())?;
+    let (hosts, existing) = survey_hosts(targets, options, &nodes).await?;
+    let shared = Arc::new(Shared {
+        config: Arc::new(config.clone()),
+        hosts,
+        existing,
+        client,
+        options: options.clone(),
+    });
+    let start = Instant::now();
+    let progress = Progress::new(start);
+    let (mut tasks, trackers) = start_nodes(&shared, nodes, &progress, start);
+    let interrupted = tokio::select! {
+        _ = async { while tasks.join_next().await.is_some() {} } => false,
+        _ = interrupt.recv() => true,
+    };
+    if interrupted {
+        clean_up_after_interrupt(tasks, &trackers, interrupt).await;
+    }
+    Ok(trackers.iter().map(|t| t.snapshot()).collect())
+}
+
+/// Every host that gets a node is checked (all at once) before anything is created; the
+/// problems of all of them are reported together.
+async fn preflight(
+    targets: &[Target],
+    options: &SpawnOptions,
+    nodes: &[PlannedNode],
+) -> Result<(), SpawnError> {
     let used: Vec<&Target> = targets
         .iter()
         .filter(|t| nodes.iter().any(|n| &n.host == t.host.name()))
@@ -202,68 +235,83 @@ pub async fn spawn(
     if !problems.is_empty() {
         return Err(SpawnError::Preflight(problems));
     }
-    let first = targets.first().expect("at least one host");
-    let client = ClientKey::load_or_create(&first.host.client_key())?;
+    Ok(())
+}
+
+/// The domains that exist on the targets, by name with their host, and each target's part of
+/// the spawn. Every host, also those that get no node: a node named again may exist on another
+/// one (and --force removes it there).
+async fn survey_hosts(
+    targets: &[Target],
+    options: &SpawnOptions,
+    nodes: &[PlannedNode],
+) -> Result<(HashMap<HostName, HostRun>, HashMap<String, HostName>), SpawnError> {
     let mut hosts = HashMap::new();
     let mut existing = HashMap::new();
-    // Every host, also those that get no node: a node named again may exist on another one
-    // (and --force removes it there).
     for t in targets {
-        let virsh = t.host.virsh();
-        if let Ok(names) = virsh.domains().await {
+        if let Ok(names) = t.host.virsh().domains().await {
             for n in names {
                 existing.entry(n).or_insert_with(|| t.host.name().clone());
             }
         }
-        let leases = Leases::new(virsh.clone(), t.host.libvirt_poll());
-        let here = nodes.iter().filter(|n| &n.host == t.host.name()).count();
-        let (cap, cap_source) = boot_cap(options, t, here, virsh).await;
-        let mut before: HashMap<String, Vec<Lease>> = HashMap::new();
-        for n in nodes.iter().filter(|n| &n.host == t.host.name()) {
-            if !before.contains_key(&n.id.network) {
-                let l = leases.current(&n.id.network).await?;
-                before.insert(n.id.network.clone(), l);
-            }
-        }
-        hosts.insert(
-            t.host.name().clone(),
-            HostRun {
-                host: t.host.clone(),
-                accel: t.accel,
-                leases,
-                // A host's libvirt that goes silent fails that host's nodes, named.
-                domains: Domains::new(
-                    virsh.clone(),
-                    t.host.uri(),
-                    t.host.host_config().map(|_| t.host.name().as_str()),
-                    options.libvirt_grace,
-                    t.host.libvirt_poll(),
-                ),
-                slots: Slots::new(cap),
-                cap_source,
-                before,
-            },
-        );
+        hosts.insert(t.host.name().clone(), host_run(t, options, nodes).await?);
     }
-    let shared = Arc::new(Shared {
-        config: Arc::new(config.clone()),
-        hosts,
-        existing,
-        client,
-        options: options.clone(),
-    });
-    let start = Instant::now();
-    let progress = Progress::new(start);
+    Ok((hosts, existing))
+}
+
+/// One host's part: its leases (and those that exist before any domain is created), its
+/// domains' watch and its boot slots.
+async fn host_run(
+    t: &Target,
+    options: &SpawnOptions,
+    nodes: &[PlannedNode],
+) -> Result<HostRun, SpawnError> {
+    let virsh = t.host.virsh();
+    let leases = Leases::new(virsh.clone(), t.host.libvirt_poll());
+    let mine = || nodes.iter().filter(|n| &n.host == t.host.name());
+    let (cap, cap_source) = boot_cap(options, t, mine().count(), virsh).await;
+    let mut before: HashMap<String, Vec<Lease>> = HashMap::new();
+    for n in mine() {
+        if !before.contains_key(&n.id.network) {
+            let l = leases.current(&n.id.network).await?;
+            before.insert(n.id.network.clone(), l);
+        }
+    }
+    Ok(HostRun {
+        host: t.host.clone(),
+        accel: t.accel,
+        leases,
+        // A host's libvirt that goes silent fails that host's nodes, named.
+        domains: Domains::new(
+            virsh.clone(),
+            t.host.uri(),
+            t.host.host_config().map(|_| t.host.name().as_str()),
+            options.libvirt_grace,
+            t.host.libvirt_poll(),
+        ),
+        slots: Slots::new(cap),
+        cap_source,
+        before,
+    })
+}
+
+/// Starts every node's bring-up as a task, each with its tracker (in the nodes' order).
+fn start_nodes(
+    shared: &Arc<Shared>,
+    nodes: Vec<PlannedNode>,
+    progress: &Progress,
+    start: Instant,
+) -> (JoinSet<()>, Vec<Arc<Tracker>>) {
     let mut tasks = JoinSet::new();
     let mut trackers = Vec::new();
     for node in nodes {
-        let tracker = Arc::new(Tracker {
-            report: Mutex::new(NodeReport::new(&node.name(), &node.image.name)),
-            line: progress.node(&node.name()),
+        let host = shared.hosts[&node.host].host.clone();
+        let tracker = Arc::new(Tracker::new(
+            &node,
+            progress.node(&node.name()),
             start,
-            files: Arc::default(),
-            host: shared.hosts[&node.host].host.clone(),
-        });
+            host,
+        ));
         tracker.update(|r| r.host = node.host.remote_name().map(String::from));
         trackers.push(tracker.clone());
         let shared = shared.clone();
@@ -273,318 +321,26 @@ pub async fn spawn(
             tracker.finish(result).await;
         });
     }
-    let interrupted = tokio::select! {
-        _ = async { while tasks.join_next().await.is_some() {} } => false,
-        _ = interrupt.recv() => true,
-    };
-    if interrupted {
-        // Further Ctrl-Cs must not cut the cleanup short: they are caught and answered.
-        let patience = tokio::spawn(async move {
-            while interrupt.recv().await.is_some() {
-                eprintln!("vnode: cleaning up after the interruption; a moment, please");
-            }
-        });
-        // Aborting a task drops its futures, which kills a running virt-install.
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-        futures_util::future::join_all(trackers.iter().map(|t| t.interrupted())).await;
-        patience.abort();
-    }
-    Ok(trackers.iter().map(|t| t.snapshot()).collect())
+    (tasks, trackers)
 }
 
-/// One node, stage by stage. Each stage is entered through the tracker, which stamps it and
-/// shows it; the stage functions themselves know nothing of either.
-async fn bring_up(
-    shared: &Shared,
-    run: &HostRun,
-    node: &PlannedNode,
-    t: &Tracker,
-) -> Result<Outcome, StageError> {
-    let (host, options) = (&run.host, &shared.options);
-    let name = node.name();
-    let baseline = run
-        .before
-        .get(&node.id.network)
-        .map_or(&[][..], Vec::as_slice);
-
-    if let Some(there) = shared.existing.get(&name) {
-        let elsewhere = (there != &node.host).then(|| format!(" on host {there}"));
-        if !options.force {
-            t.update(|r| {
-                r.error = Some(format!(
-                    "{name} already exists{} and was left alone; use --force to replace it",
-                    elsewhere.as_deref().unwrap_or("")
-                ))
-            });
-            return Ok(Outcome::Exists);
-        }
-        t.enter(Stage::Replacing, elsewhere.as_deref().unwrap_or(""));
-        // `existing` lists the targets' domains only, so the host is one of them.
-        stages::replace(&shared.hosts[there].host, node).await?;
-    }
-    t.enter(Stage::Preparing, "");
-    let artifacts = stages::prepare(&shared.config, host, node, t.files.clone()).await?;
-    let files = if host.host_config().is_some() {
-        t.enter(Stage::Uploading, host.name().as_str());
-        let shown = std::sync::atomic::AtomicU64::new(0);
-        let progress = |done: u64, total: u64| {
-            // A line per 10 %: enough to see it move, not a flood in a CI log.
-            let tenth = (done * 10).checked_div(total).unwrap_or(10);
-            if shown.fetch_max(tenth, std::sync::atomic::Ordering::Relaxed) < tenth {
-                t.note(&format!(
-                    "base image to {}: {} of {} MiB",
-                    host.name(),
-                    done >> 20,
-                    total >> 20
-                ));
-            }
-        };
-        let staged = stages::stage_disks(host, node, &artifacts, &progress).await?;
-        t.update(|r| r.base_uploaded_bytes = Some(staged.base_uploaded));
-        staged.files
-    } else {
-        artifacts.domain_files()
-    };
-    // Held from the domain's start until the node is ready or has failed (the function's end).
-    let _slot = match run.slots.try_take() {
-        Some(slot) => slot,
-        None => {
-            let why = match run.slots.limit() {
-                Some(n) => run.cap_source.why_queued(n),
-                None => "waiting for a boot slot".to_string(),
-            };
-            t.enter(Stage::Queued, &why);
-            run.slots.wait().await
-        }
-    };
-    // The timeout counts from here: a node's wait for a slot is not its own slowness.
-    let deadline = Instant::now() + options.timeout;
-    t.enter(Stage::Defining, "");
-    let attempts = stages::define(
-        host,
-        node,
-        &artifacts,
-        files,
-        run.accel,
-        &shared.config.virt_install_args,
-    )
-    .await?;
-    t.update(|r| r.define_attempts = Some(attempts));
-    if attempts > 1 {
-        t.note(&format!("virt-install succeeded at attempt {attempts}"));
-    }
-    t.enter(Stage::Booting, "");
-    // From here on every wait also watches the domain, and rides out libvirt restarting.
-    let note = |message: &str| t.note(message);
-    let watched = &run.domains;
-    // Until the guest is up, the firmware may say that the disk does not boot (local hosts:
-    // their console log is a file here).
-    let not_bootable = async {
-        let line = match host.host_config() {
-            None => firmware::until_boot_fails(host.node_paths(&name).console_log()).await,
-            Some(_) => std::future::pending().await,
-        };
-        StageError::NotBootable {
-            node: name.clone(),
-            image: node.image.name.clone(),
-            line,
-        }
-    };
-    let target = tokio::select! {
-        target = async {
-            Ok::<_, StageError>(match options.wait_on {
-                WaitOn::Private => {
-                    let lease = stages::lease(&run.leases, node, baseline, deadline);
-                    let ip = watched.watching(&name, &note, lease).await?;
-                    t.update(|r| r.private_ip = Some(ip));
-                    ip
-                }
-                WaitOn::Public => stages::public_address(node).await?,
-            })
-        } => target?,
-        failed = not_bootable => return Err(failed),
-    };
-    let known = host.known_hosts();
-    let _ = known_hosts_file::add_address(&known, &name, &target.to_string());
-    t.enter(Stage::Lease, &target.to_string());
-    let route = match options.wait_on {
-        WaitOn::Private => stages::Route::of(host, target),
-        WaitOn::Public => stages::Route::Direct(SocketAddr::from((target, 22))),
-    };
-    let banner = stages::banner(&route, deadline);
-    watched.watching(&name, &note, banner).await?;
-    t.enter(Stage::Ssh, "");
-    let login = stages::login(&route, &artifacts.host_public_key, &shared.client, deadline);
-    let session = watched.watching(&name, &note, login).await?;
-    // The ssh moment: logged in with the pinned key; the node's facts (and its public address).
-    t.enter(Stage::Facts, "");
-    let facts = watched
-        .watching(&name, &note, stages::facts(&session, node, deadline))
-        .await;
-    let facts = match facts {
-        Ok(f) => f,
-        Err(e) => {
-            session.close().await;
-            return Err(e);
-        }
-    };
-    let ssh_at = t.elapsed();
-    let record = t.update(|r| {
-        r.ssh_seconds = Some(ssh_at);
-        r.private_ip = facts.address_of(node.id.private_mac).or(r.private_ip);
-        r.public_ip = facts.address_of(node.id.public_mac);
-        r.os = facts.pretty_name.clone();
-        r.hostname = Some(facts.hostname.clone());
-        ReadyRecord {
-            name: name.clone(),
-            image: node.image.name.clone(),
-            private_ip: r.private_ip,
-            public_ip: r.public_ip,
-            os: r.os.clone(),
-            host: node.host.remote_name().map(String::from),
-            ready_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+/// After Ctrl-C: stops every bring-up and reports each unfinished node as interrupted, while
+/// further Ctrl-Cs are caught and answered (they must not cut the cleanup short).
+async fn clean_up_after_interrupt(
+    mut tasks: JoinSet<()>,
+    trackers: &[Arc<Tracker>],
+    mut interrupt: tokio::signal::unix::Signal,
+) {
+    let patience = tokio::spawn(async move {
+        while interrupt.recv().await.is_some() {
+            eprintln!("vnode: cleaning up after the interruption; a moment, please");
         }
     });
-    for ip in [record.private_ip, record.public_ip].into_iter().flatten() {
-        let _ = known_hosts_file::add_address(&known, &name, &ip.to_string());
-    }
-    let checked = async {
-        record
-            .save(&host.node_paths(&name))
-            .map_err(StageError::Record)?;
-        if !options.public_optional {
-            stages::require_public(node, &facts)?;
-        }
-        // The cloud-init moment, when asked for (or when its later stages have work).
-        if options.wait.waits_for_cloud_init(&shared.config, node) {
-            t.enter(Stage::CloudInit, "");
-            let done = stages::cloud_init(&session, node, deadline);
-            watched.watching(&name, &note, done).await?;
-            let at = t.elapsed();
-            t.update(|r| {
-                r.cloud_init = CloudInitState::Done;
-                r.cloud_init_seconds = Some(at);
-            });
-        }
-        Ok(())
-    }
-    .await;
-    session.close().await;
-    checked.map(|()| Outcome::Ready)
-}
-
-/// One node's report and status line, updated as it goes.
-struct Tracker {
-    report: Mutex<NodeReport>,
-    line: NodeLine,
-    start: Instant,
-    /// Held while the node's files are being written.
-    files: Arc<tokio::sync::Mutex<()>>,
-    /// The host the node is created on.
-    host: Hypervisor,
-}
-
-impl Tracker {
-    fn elapsed(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-
-    fn update<T>(&self, f: impl FnOnce(&mut NodeReport) -> T) -> T {
-        f(&mut self.report.lock().expect("not poisoned"))
-    }
-
-    fn snapshot(&self) -> NodeReport {
-        self.update(|r| r.clone())
-    }
-
-    /// Something worth saying about the node's current stage (libvirt not answering, say).
-    fn note(&self, message: &str) {
-        let stage = self.update(|r| r.stage);
-        self.line.stage(stage, message);
-    }
-
-    /// The node enters `stage` (with a detail: an address, a reason).
-    fn enter(&self, stage: Stage, detail: &str) {
-        let at = self.elapsed();
-        let name = self.update(|r| {
-            r.stage = stage;
-            r.stages.push((stage, at));
-            r.name.clone()
-        });
-        tracing::debug!("{name}: stage {stage} at {at:.1} s {detail}");
-        self.line.stage(stage, detail);
-    }
-
-    /// The node's end: ready, left alone, or failed at its stage with the reason and its console.
-    async fn finish(&self, result: Result<Outcome, StageError>) {
-        let at = self.elapsed();
-        let name = self.update(|r| r.name.clone());
-        let console = match &result {
-            Err(_) => Some(self.host.console_log(&name).await),
-            Ok(_) => None,
-        };
-        let mut r = self.report.lock().expect("not poisoned");
-        r.seconds = at;
-        match result {
-            Ok(Outcome::Ready) => {
-                r.outcome = Outcome::Ready;
-                r.stage = Stage::Ready;
-                r.stages.push((Stage::Ready, at));
-                let still = match r.cloud_init {
-                    CloudInitState::Done => "",
-                    _ => " (cloud-init still finishing)",
-                };
-                self.line.finish(&format!(
-                    "ready {}{still}",
-                    r.os.clone().unwrap_or_default()
-                ));
-            }
-            Ok(outcome) => {
-                r.outcome = outcome;
-                self.line.finish(r.error.as_deref().unwrap_or("left alone"));
-            }
-            Err(e) => {
-                r.outcome = Outcome::Failed;
-                if let Some(console) = &console {
-                    r.console_tail = report::console_tail(console, 15);
-                }
-                let hint = if r.console_tail.is_empty() && r.stage >= Stage::Booting {
-                    "; the node printed nothing on its serial console: is its image bootable?"
-                } else {
-                    ""
-                };
-                self.line.finish(&format!("failed at {}: {e}", r.stage));
-                r.error = Some(format!("failed at stage {}: {e}{hint}", r.stage));
-            }
-        }
-    }
-
-    /// After Ctrl-C: a node that was not ready is interrupted. A node whose domain was never
-    /// defined loses its files (none may stay without a domain); a node with a domain keeps it
-    /// and its files, and the report says so.
-    async fn interrupted(&self) {
-        let host = &self.host;
-        let (name, outcome) = self.update(|r| (r.name.clone(), r.outcome));
-        if outcome == Outcome::Ready {
-            return;
-        }
-        // Preparation runs on a blocking thread that an abort does not stop: wait for it.
-        let _files = self.files.lock().await;
-        let domain = host.virsh().domain_state(&name).await;
-        let kept = match domain {
-            Ok(None) => host.remove_files(&name).await.is_err(),
-            _ => host.node_paths(&name).dir.exists() || domain.is_err(),
-        };
-        let at = self.elapsed();
-        self.update(|r| {
-            r.outcome = Outcome::Interrupted;
-            r.seconds = at;
-            r.kept = kept;
-        });
-    }
+    // Aborting a task drops its futures, which kills a running virt-install.
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    futures_util::future::join_all(trackers.iter().map(|t| t.interrupted())).await;
+    patience.abort();
 }
 
 /// The boot cap on one host and where it came from: `auto` asks the host for its CPUs (only

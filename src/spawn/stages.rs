@@ -334,7 +334,7 @@ pub async fn cloud_init(
     let errors = guest_facts::parse_cloud_init_result(&out.stdout).map_err(|e| {
         StageError::CloudInitFailed {
             node: node.name(),
-            errors: vec![e],
+            errors: vec![e.to_string()],
         }
     })?;
     if !errors.is_empty() {

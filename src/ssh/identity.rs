@@ -117,7 +117,7 @@ impl<H: Handler> Attempt<'_, H> {
             let hash = self.hash_for(key.algorithm()).await;
             let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
             let result = self.handle.authenticate_publickey(self.user, key).await;
-            if self.judge(display(file), result.map_err(|e| e.to_string())) {
+            if self.judge(display(file), result) {
                 return true;
             }
         }
@@ -157,15 +157,15 @@ impl<H: Handler> Attempt<'_, H> {
                 .handle
                 .authenticate_publickey_with(self.user, key, hash, &mut agent)
                 .await;
-            if self.judge(label, result.map_err(|e| e.to_string())) {
+            if self.judge(label, result) {
                 return true;
             }
         }
         false
     }
 
-    /// Records an attempt; `true` when it got in.
-    fn judge(&mut self, label: String, result: Result<AuthResult, String>) -> bool {
+    /// Records an attempt (its error is russh's or the agent's); `true` when it got in.
+    fn judge(&mut self, label: String, result: Result<AuthResult, impl std::fmt::Display>) -> bool {
         match result {
             Ok(AuthResult::Success) => true,
             Ok(AuthResult::Failure { .. }) => {

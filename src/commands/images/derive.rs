@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::hosts::hypervisor::{Hypervisor, Keep};
+use crate::hosts::hypervisor::{Hypervisor, Keep, RemoveError};
 use crate::images::catalog::check_name;
 use crate::images::{Cache, CachedImage, DerivedImage, commit_flattened};
 use crate::node;
@@ -38,6 +38,64 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
 const GUEST_SCRIPT: &str = "/run/vnode-derive.sh";
 /// The authorized keys vnode put in the guest, one key body a line, for the cleanup.
 const GUEST_KEYS: &str = "/run/vnode-derive.keys";
+
+/// Why an image could not be derived; the messages name the temporary node.
+#[derive(Debug, thiserror::Error)]
+pub enum DeriveError {
+    #[error("the temporary node {node} did not become ready ({outcome:?}): {error}")]
+    NotReady {
+        node: String,
+        outcome: Outcome,
+        error: String,
+    },
+    #[error(
+        "image {name} was made, but the temporary node could not be removed: {removal}; `vnode destroy {node}`"
+    )]
+    MadeButNotRemoved {
+        name: String,
+        node: String,
+        #[source]
+        removal: Box<RemoveError>,
+    },
+    #[error("{source}\nnothing was added to the cache; the temporary node {node} is destroyed")]
+    FailedRemoved { source: Box<Error>, node: String },
+    #[error(
+        "{source}\nnothing was added to the cache, and the temporary node could not be removed: {removal}; `vnode destroy {node}`"
+    )]
+    FailedNotRemoved {
+        source: Box<Error>,
+        node: String,
+        removal: Box<RemoveError>,
+    },
+    #[error("no free node in pool {pool}; pass --node SPEC")]
+    NoFreeNode { pool: String },
+    #[error("{node} has no known address")]
+    NoAddress { node: String },
+    #[error("cannot read {}: {source}", path.display())]
+    ReadHostKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot copy the commands to {node} (exit status {status:?})")]
+    CopyCommands { node: String, status: Option<u32> },
+    #[error("the commands failed in {node} with exit status {status}")]
+    CommandsFailed { node: String, status: u32 },
+    #[error("the commands in {node} ended without an exit status (killed by a signal?)")]
+    CommandsKilled { node: String },
+    #[error("cleaning {node} for reuse failed (exit status {status:?}): {output}")]
+    Cleanup {
+        node: String,
+        status: Option<u32>,
+        output: String,
+    },
+    #[error("cannot copy the key list to {node} (exit status {status:?})")]
+    CopyKeys { node: String, status: Option<u32> },
+    #[error("the domain {node} disappeared while shutting down")]
+    Disappeared { node: String },
+    #[error("{node} did not power off within {seconds} s of the ACPI shutdown request")]
+    NoPowerOff { node: String, seconds: u64 },
+}
 
 /// What `vnode images derive` was asked.
 #[derive(Clone, Debug)]
@@ -130,14 +188,7 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
     let base = ctx.catalog.resolve(&req.base, &local)?;
     let cache = Cache::open(&ctx.config.cache_dir)?;
     let base_image = cache.require(&base)?;
-    let name = format!("{}-{}", base.name, req.name.to_ascii_lowercase());
-    check_name(&name)
-        .map_err(|reason| Error::Usage(format!("'{name}' cannot name an image: {reason}")))?;
-    if cache.image_path(&name).exists() {
-        return Err(Error::Usage(format!(
-            "image {name} is already in the cache; `vnode images rm {name}` first to make it again"
-        )));
-    }
+    let name = new_image_name(&cache, &base.name, &req.name)?;
     let (script, source) = script_of(req)?;
     let host = Hypervisor::local(&ctx.config);
     let rt = runtime::build(Flavor::MultiThread)?;
@@ -151,47 +202,7 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
     }
     let nodes =
         crate::plan::planned_node::plan_cached(vec![request], &cache, &ctx.catalog, host.name())?;
-    let target = Target {
-        host: host.clone(),
-        accel: crate::hosts::virt_type::resolve(ctx.config.virt_type).accel(),
-        cpus: None,
-    };
-    let options = SpawnOptions {
-        timeout: Duration::from_secs(req.timeout),
-        wait_on: WaitOn::default(),
-        // The commands must not race cloud-init, nor its cleanup a cloud-init still running.
-        wait: WaitFor::CloudInit,
-        force: false,
-        libvirt_grace: Duration::from_secs(ctx.config.libvirt_grace_secs),
-        // The temporary node is reached on its private address; its public one is not needed.
-        public_optional: true,
-        // One node: nothing to cap.
-        parallel: crate::spawn::slots::BootCapChoice {
-            flag: Some(crate::spawn::slots::BootCap::All),
-            config: None,
-        },
-    };
-    let result = rt.block_on(async {
-        let report = crate::spawn::spawn(&ctx.config, &[target], &options, nodes)
-            .await?
-            .into_iter()
-            .next()
-            .expect("one node, one report");
-        if report.outcome == Outcome::Interrupted {
-            return Err(Error::Interrupted);
-        }
-        if report.outcome != Outcome::Ready {
-            return Err(Error::Failed(format!(
-                "the temporary node {node_name} did not become ready ({:?}): {}",
-                report.outcome,
-                report.error.unwrap_or_default()
-            )));
-        }
-        tokio::select! {
-            built = build(ctx, &host, &node_name, &script) => built,
-            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
-        }
-    });
+    let result = rt.block_on(spawn_and_build(ctx, req, &host, nodes, &node_name, &script));
     let interrupted = matches!(result, Err(Error::Interrupted));
     if interrupted {
         eprintln!(
@@ -216,6 +227,82 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         Ok(commit_flattened(&cache, &overlay, &image)?)
     });
     let removed = rt.block_on(remove_ignoring_ctrl_c(&host, &node_name));
+    outcome(name, node_name, interrupted, result, removed)
+}
+
+/// `BASE-NAME`, which must be a valid image name not in the cache yet.
+fn new_image_name(cache: &Cache, base: &str, name: &str) -> Result<String> {
+    let name = format!("{base}-{}", name.to_ascii_lowercase());
+    check_name(&name)
+        .map_err(|reason| Error::Usage(format!("'{name}' cannot name an image: {reason}")))?;
+    if cache.image_path(&name).exists() {
+        return Err(Error::Usage(format!(
+            "image {name} is already in the cache; `vnode images rm {name}` first to make it again"
+        )));
+    }
+    Ok(name)
+}
+
+/// Spawns the temporary node (waiting for cloud-init's end), then runs the commands in it and
+/// powers it off. Ctrl-C at any point: `Error::Interrupted`.
+async fn spawn_and_build(
+    ctx: &Context,
+    req: &DeriveRequest,
+    host: &Hypervisor,
+    nodes: Vec<crate::plan::planned_node::PlannedNode>,
+    node_name: &str,
+    script: &str,
+) -> Result<()> {
+    let target = Target {
+        host: host.clone(),
+        accel: crate::hosts::virt_type::resolve(ctx.config.virt_type).accel(),
+        cpus: None,
+    };
+    let options = SpawnOptions {
+        timeout: Duration::from_secs(req.timeout),
+        wait_on: WaitOn::default(),
+        // The commands must not race cloud-init, nor its cleanup a cloud-init still running.
+        wait: WaitFor::CloudInit,
+        force: false,
+        libvirt_grace: Duration::from_secs(ctx.config.libvirt_grace_secs),
+        // The temporary node is reached on its private address; its public one is not needed.
+        public_optional: true,
+        // One node: nothing to cap.
+        parallel: crate::spawn::slots::BootCapChoice {
+            flag: Some(crate::spawn::slots::BootCap::All),
+            config: None,
+        },
+    };
+    let report = crate::spawn::spawn(&ctx.config, &[target], &options, nodes)
+        .await?
+        .into_iter()
+        .next()
+        .expect("one node, one report");
+    if report.outcome == Outcome::Interrupted {
+        return Err(Error::Interrupted);
+    }
+    if report.outcome != Outcome::Ready {
+        return Err(DeriveError::NotReady {
+            node: node_name.to_string(),
+            outcome: report.outcome,
+            error: report.error.unwrap_or_default(),
+        }
+        .into());
+    }
+    tokio::select! {
+        built = build(ctx, host, node_name, script) => built,
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+    }
+}
+
+/// The command's end from what happened to the image and to the temporary node.
+fn outcome(
+    name: String,
+    node_name: String,
+    interrupted: bool,
+    result: Result<CachedImage>,
+    removed: Result<(), RemoveError>,
+) -> Result<CachedImage> {
     if interrupted {
         return Err(match removed {
             Ok(()) => Error::InterruptedWith(format!(
@@ -228,15 +315,23 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
     }
     match (result, removed) {
         (Ok(image), Ok(())) => Ok(image),
-        (Ok(_), Err(e)) => Err(Error::Failed(format!(
-            "image {name} was made, but the temporary node could not be removed: {e}; `vnode destroy {node_name}`"
-        ))),
-        (Err(e), Ok(())) => Err(Error::Failed(format!(
-            "{e}\nnothing was added to the cache; the temporary node {node_name} is destroyed"
-        ))),
-        (Err(e), Err(r)) => Err(Error::Failed(format!(
-            "{e}\nnothing was added to the cache, and the temporary node could not be removed: {r}; `vnode destroy {node_name}`"
-        ))),
+        (Ok(_), Err(removal)) => Err(DeriveError::MadeButNotRemoved {
+            name,
+            node: node_name,
+            removal: Box::new(removal),
+        }
+        .into()),
+        (Err(e), Ok(())) => Err(DeriveError::FailedRemoved {
+            source: Box::new(e),
+            node: node_name,
+        }
+        .into()),
+        (Err(e), Err(removal)) => Err(DeriveError::FailedNotRemoved {
+            source: Box::new(e),
+            node: node_name,
+            removal: Box::new(removal),
+        }
+        .into()),
     }
 }
 
@@ -288,11 +383,8 @@ async fn temporary_node(
             let name = (pool.first..=pool.last)
                 .map(|n| pool.node(n))
                 .find(|n| free(&n.to_string()))
-                .ok_or_else(|| {
-                    Error::Failed(format!(
-                        "no free node in pool {}; pass --node SPEC",
-                        pool.stem
-                    ))
+                .ok_or_else(|| DeriveError::NoFreeNode {
+                    pool: pool.stem.clone(),
                 })?;
             (pool, name)
         }
@@ -307,13 +399,27 @@ async fn temporary_node(
 
 /// In the ready node: the commands, the cleanup, then a clean power-off.
 async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) -> Result<()> {
+    let (session, client) = connect(host, node_name).await?;
+    run_script(&session, node_name, script).await?;
+    clean_for_reuse(ctx, &session, &client, node_name).await?;
+    session.close().await;
+    shutdown(host, node_name).await
+}
+
+/// An ssh session to the ready node, with the pinned host key and vnode's client key.
+async fn connect(host: &Hypervisor, node_name: &str) -> Result<(Session, ClientKey)> {
     let paths = host.node_paths(node_name);
     let address = ReadyRecord::load(&paths)
         .and_then(|r| r.address())
-        .ok_or_else(|| Error::Failed(format!("{node_name} has no known address")))?;
+        .ok_or_else(|| DeriveError::NoAddress {
+            node: node_name.to_string(),
+        })?;
     let host_key_path = paths.host_key_pub();
-    let host_key = std::fs::read_to_string(&host_key_path)
-        .map_err(|e| Error::Failed(format!("cannot read {}: {e}", host_key_path.display())))?;
+    let host_key =
+        std::fs::read_to_string(&host_key_path).map_err(|source| DeriveError::ReadHostKey {
+            path: host_key_path.clone(),
+            source,
+        })?;
     let client =
         ClientKey::load_or_create(&host.client_key()).map_err(crate::spawn::SpawnError::from)?;
     let session = Session::connect(
@@ -324,14 +430,22 @@ async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) 
     )
     .await
     .map_err(crate::spawn::SpawnError::from)?;
-    let ssh_err = |e| Error::from(crate::spawn::SpawnError::from(e));
+    Ok((session, client))
+}
+
+fn ssh_err(e: crate::ssh::SshError) -> Error {
+    Error::from(crate::spawn::SpawnError::from(e))
+}
+
+/// Uploads the script, then runs it with its output shown live. Uploaded first: the script
+/// reads no stdin, so a command in it cannot eat the rest of it.
+async fn run_script(session: &Session, node_name: &str, script: &str) -> Result<()> {
     let quiet = |_: &[u8]| {};
     let live = |data: &[u8]| {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(data);
         let _ = err.flush();
     };
-    // Upload, then run: the script reads no stdin, so a command in it cannot eat the rest of it.
     let status = session
         .exec_streaming(
             &format!("umask 077 && cat > {GUEST_SCRIPT}"),
@@ -341,53 +455,66 @@ async fn build(ctx: &Context, host: &Hypervisor, node_name: &str, script: &str) 
         .await
         .map_err(ssh_err)?;
     if status != Some(0) {
-        return Err(Error::Failed(format!(
-            "cannot copy the commands to {node_name} (exit status {status:?})"
-        )));
+        return Err(DeriveError::CopyCommands {
+            node: node_name.to_string(),
+            status,
+        }
+        .into());
     }
     let status = session
         .exec_streaming(&run_command(script), b"", live)
         .await
         .map_err(ssh_err)?;
     match status {
-        Some(0) => {}
-        Some(n) => {
-            return Err(Error::Failed(format!(
-                "the commands failed in {node_name} with exit status {n}"
-            )));
+        Some(0) => Ok(()),
+        Some(n) => Err(DeriveError::CommandsFailed {
+            node: node_name.to_string(),
+            status: n,
         }
-        None => {
-            return Err(Error::Failed(format!(
-                "the commands in {node_name} ended without an exit status (killed by a signal?)"
-            )));
+        .into()),
+        None => Err(DeriveError::CommandsKilled {
+            node: node_name.to_string(),
         }
+        .into()),
     }
-    let keys = injected_keys(ctx, &client)?;
+}
+
+/// Copies the list of keys vnode authorized, then runs the cleanup that removes them (and the
+/// node's identity) from the guest.
+async fn clean_for_reuse(
+    ctx: &Context,
+    session: &Session,
+    client: &ClientKey,
+    node_name: &str,
+) -> Result<()> {
+    let keys = injected_keys(ctx, client)?;
     let status = session
-        .exec_streaming(&format!("cat > {GUEST_KEYS}"), keys.as_bytes(), quiet)
+        .exec_streaming(&format!("cat > {GUEST_KEYS}"), keys.as_bytes(), |_| {})
         .await
         .map_err(ssh_err)?;
-    if status == Some(0) {
-        let mut out = Vec::new();
-        let status = session
-            .exec_streaming("exec sh -s", cleanup_script().as_bytes(), |d| {
-                out.extend_from_slice(d)
-            })
-            .await
-            .map_err(ssh_err)?;
-        if status != Some(0) {
-            return Err(Error::Failed(format!(
-                "cleaning {node_name} for reuse failed (exit status {status:?}): {}",
-                String::from_utf8_lossy(&out).trim()
-            )));
+    if status != Some(0) {
+        return Err(DeriveError::CopyKeys {
+            node: node_name.to_string(),
+            status,
         }
-    } else {
-        return Err(Error::Failed(format!(
-            "cannot copy the key list to {node_name} (exit status {status:?})"
-        )));
+        .into());
     }
-    session.close().await;
-    shutdown(host, node_name).await
+    let mut out = Vec::new();
+    let status = session
+        .exec_streaming("exec sh -s", cleanup_script().as_bytes(), |d| {
+            out.extend_from_slice(d)
+        })
+        .await
+        .map_err(ssh_err)?;
+    if status != Some(0) {
+        return Err(DeriveError::Cleanup {
+            node: node_name.to_string(),
+            status,
+            output: String::from_utf8_lossy(&out).trim().to_string(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// ACPI power-off, repeated now and then (a guest may miss the first event), until the domain is
@@ -399,18 +526,20 @@ async fn shutdown(host: &Hypervisor, node_name: &str) -> Result<()> {
     loop {
         match virsh.domain_state(node_name).await? {
             None => {
-                return Err(Error::Failed(format!(
-                    "the domain {node_name} disappeared while shutting down"
-                )));
+                return Err(DeriveError::Disappeared {
+                    node: node_name.to_string(),
+                }
+                .into());
             }
             Some(s) if s == "shut off" => return Ok(()),
             Some(_) => {}
         }
         if start.elapsed() > SHUTDOWN_TIMEOUT {
-            return Err(Error::Failed(format!(
-                "{node_name} did not power off within {} s of the ACPI shutdown request",
-                SHUTDOWN_TIMEOUT.as_secs()
-            )));
+            return Err(DeriveError::NoPowerOff {
+                node: node_name.to_string(),
+                seconds: SHUTDOWN_TIMEOUT.as_secs(),
+            }
+            .into());
         }
         if asked.is_none_or(|t| t.elapsed() > Duration::from_secs(20)) {
             // A guest that is already on its way down may refuse; the state decides.

@@ -82,7 +82,7 @@ fn pull(ctx: &Context, names: &[String], options: PullOptions) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+        .map_err(crate::process::runtime::RuntimeError)?;
     let progress = Progress::auto();
     if !options.check_signatures {
         progress.note(

@@ -1,0 +1,64 @@
+//! Failures of the commands themselves (not of the modules they call, which have their own
+//! errors): what a command found wrong at its end, each with the message it prints.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot write the script: {0}")]
+    WriteScript(#[source] io::Error),
+    #[error("cannot write into {}: {source}", dir.display())]
+    WriteAssets {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Yaml(#[source] serde_norway::Error),
+    /// `exec` of a program that replaces vnode (virsh console, ssh) returned.
+    #[error("cannot run {program}: {source}{hint}")]
+    Exec {
+        program: &'static str,
+        #[source]
+        source: io::Error,
+        /// What to do about it, with its leading "; ", or nothing.
+        hint: &'static str,
+    },
+    #[error("{node}: cannot read {}: {source}", path.display())]
+    ReadConsoleLog {
+        node: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{node} has no known address")]
+    NoAddress { node: String },
+    #[error("{node}: no host has it (`vnode list` shows the nodes)")]
+    NoHostHasIt { node: String },
+    #[error("{node}: not found on the hosts that answered; these did not: {}", silent.join("; "))]
+    NotOnAnsweringHosts {
+        node: String,
+        /// "HOST: ERROR" per host that did not answer.
+        silent: Vec<String>,
+    },
+    #[error(
+        "{node} is not a ready vnode node (no record in {}); `vnode list` shows the nodes",
+        state_dir.display()
+    )]
+    NotReady { node: String, state_dir: PathBuf },
+    #[error("not applied")]
+    NotApplied,
+    #[error("{0}; the plan above shows what was meant, the host may be half-way")]
+    BridgeHalfWay(#[source] crate::setup::bridge::BridgeError),
+    #[error("{0} check(s) failed: this host cannot run vnode as configured")]
+    ChecksFailed(usize),
+    #[error("{down} of {all} hosts do not answer; leave them out of a spawn with --skip-host")]
+    HostsDown { down: usize, all: usize },
+    /// The nodes `destroy` could not remove, a line each.
+    #[error("{}", .0.join("\n"))]
+    NotDestroyed(Vec<String>),
+    /// The pushes that failed, a line each.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    NotPushed(Vec<super::images::push::PushFailure>),
+}

@@ -1,0 +1,316 @@
+//! One node's bring-up, phase by phase: an existing domain (left alone or replaced) → its files
+//! (and disks on a remote host) → a boot slot → virt-install → an address while the firmware
+//! boots → sshd's banner and the login with the pinned host key → the node's facts → its ready
+//! record, the public address and cloud-init. Each phase enters its stages through the
+//! [`Tracker`], which stamps and shows them; the stage functions in [`super::stages`] know
+//! nothing of either.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::firmware;
+use super::guest_facts::Facts;
+use super::live_status::Stage;
+use super::report::{CloudInitState, Outcome};
+use super::slots::Slot;
+use super::stages::{self, StageError};
+use super::tracker::Tracker;
+use super::{HostRun, Shared, WaitOn};
+use crate::libvirt::virt_install::DomainFiles;
+use crate::node::NodeArtifacts;
+use crate::node::known_hosts_file;
+use crate::node::ready::ReadyRecord;
+use crate::plan::planned_node::PlannedNode;
+use crate::ssh::Session;
+
+/// One node, from its existing domain to ready (or the stage it failed at).
+pub(super) async fn bring_up(
+    shared: &Shared,
+    run: &HostRun,
+    node: &PlannedNode,
+    t: &Tracker,
+) -> Result<Outcome, StageError> {
+    let n = NodeRun {
+        shared,
+        run,
+        node,
+        t,
+        name: node.name(),
+    };
+    if let Some(left_alone) = n.replace_existing().await? {
+        return Ok(left_alone);
+    }
+    let artifacts = n.prepare().await?;
+    let files = n.stage_files(&artifacts).await?;
+    // Held from the domain's start until the node is ready or has failed (the function's end).
+    let _slot = n.boot_slot().await;
+    // The timeout counts from here: a node's wait for a slot is not its own slowness.
+    let deadline = Instant::now() + shared.options.timeout;
+    n.define(&artifacts, files).await?;
+    let target = n.address(deadline).await?;
+    n.remember_address(target);
+    t.enter(Stage::Lease, &target.to_string());
+    let session = n.log_in(target, &artifacts, deadline).await?;
+    let facts = match n.facts(&session, deadline).await {
+        Ok(f) => f,
+        Err(e) => {
+            session.close().await;
+            return Err(e);
+        }
+    };
+    let record = n.record_ssh_moment(&facts);
+    let checked = n.finish_ready(&record, &facts, &session, deadline).await;
+    session.close().await;
+    checked.map(|()| Outcome::Ready)
+}
+
+/// What each phase of one node's bring-up reads.
+struct NodeRun<'a> {
+    shared: &'a Shared,
+    /// The node's host.
+    run: &'a HostRun,
+    node: &'a PlannedNode,
+    t: &'a Tracker,
+    name: String,
+}
+
+impl NodeRun<'_> {
+    /// A domain of the node's name that exists already: without --force it is left alone (the
+    /// outcome, `Exists`); with it, it is removed from whichever host it is on.
+    async fn replace_existing(&self) -> Result<Option<Outcome>, StageError> {
+        let (name, t) = (&self.name, self.t);
+        let Some(there) = self.shared.existing.get(name) else {
+            return Ok(None);
+        };
+        let elsewhere = (there != &self.node.host).then(|| format!(" on host {there}"));
+        if !self.shared.options.force {
+            t.update(|r| {
+                r.error = Some(format!(
+                    "{name} already exists{} and was left alone; use --force to replace it",
+                    elsewhere.as_deref().unwrap_or("")
+                ))
+            });
+            return Ok(Some(Outcome::Exists));
+        }
+        t.enter(Stage::Replacing, elsewhere.as_deref().unwrap_or(""));
+        // `existing` lists the targets' domains only, so the host is one of them.
+        stages::replace(&self.shared.hosts[there].host, self.node).await?;
+        Ok(None)
+    }
+
+    /// Writes the node's overlay, seed and keys.
+    async fn prepare(&self) -> Result<NodeArtifacts, StageError> {
+        self.t.enter(Stage::Preparing, "");
+        let host = &self.run.host;
+        stages::prepare(&self.shared.config, host, self.node, self.t.files.clone()).await
+    }
+
+    /// The files the domain is defined on: the prepared ones on a local host; on a remote one,
+    /// its disks uploaded there (with a progress note per tenth of the base image).
+    async fn stage_files(&self, artifacts: &NodeArtifacts) -> Result<DomainFiles, StageError> {
+        let (host, t) = (&self.run.host, self.t);
+        if host.host_config().is_none() {
+            return Ok(artifacts.domain_files());
+        }
+        t.enter(Stage::Uploading, host.name().as_str());
+        let shown = AtomicU64::new(0);
+        let progress = |done: u64, total: u64| {
+            // A line per 10 %: enough to see it move, not a flood in a CI log.
+            let tenth = (done * 10).checked_div(total).unwrap_or(10);
+            if shown.fetch_max(tenth, Ordering::Relaxed) < tenth {
+                t.note(&format!(
+                    "base image to {}: {} of {} MiB",
+                    host.name(),
+                    done >> 20,
+                    total >> 20
+                ));
+            }
+        };
+        let staged = stages::stage_disks(host, self.node, artifacts, &progress).await?;
+        t.update(|r| r.base_uploaded_bytes = Some(staged.base_uploaded));
+        Ok(staged.files)
+    }
+
+    /// A boot slot of the host: at once if one is free, else queued (and shown as such).
+    async fn boot_slot(&self) -> Slot {
+        let slots = &self.run.slots;
+        if let Some(slot) = slots.try_take() {
+            return slot;
+        }
+        let why = match slots.limit() {
+            Some(n) => self.run.cap_source.why_queued(n),
+            None => "waiting for a boot slot".to_string(),
+        };
+        self.t.enter(Stage::Queued, &why);
+        slots.wait().await
+    }
+
+    /// virt-install defines and starts the domain; retries are noted.
+    async fn define(
+        &self,
+        artifacts: &NodeArtifacts,
+        files: DomainFiles,
+    ) -> Result<(), StageError> {
+        let t = self.t;
+        t.enter(Stage::Defining, "");
+        let attempts = stages::define(
+            &self.run.host,
+            self.node,
+            artifacts,
+            files,
+            self.run.accel,
+            &self.shared.config.virt_install_args,
+        )
+        .await?;
+        t.update(|r| r.define_attempts = Some(attempts));
+        if attempts > 1 {
+            t.note(&format!("virt-install succeeded at attempt {attempts}"));
+        }
+        Ok(())
+    }
+
+    /// Booting: the address readiness is checked on (the private lease, or the public address),
+    /// unless the firmware says first that the disk does not boot.
+    async fn address(&self, deadline: Instant) -> Result<Ipv4Addr, StageError> {
+        self.t.enter(Stage::Booting, "");
+        let (host, node, name) = (&self.run.host, self.node, &self.name);
+        // Until the guest is up, the firmware may say that the disk does not boot (local hosts:
+        // their console log is a file here).
+        let not_bootable = async {
+            let line = match host.host_config() {
+                None => firmware::until_boot_fails(host.node_paths(name).console_log()).await,
+                Some(_) => std::future::pending().await,
+            };
+            StageError::NotBootable {
+                node: name.clone(),
+                image: node.image.name.clone(),
+                line,
+            }
+        };
+        let address = async {
+            match self.shared.options.wait_on {
+                WaitOn::Private => {
+                    let baseline = self
+                        .run
+                        .before
+                        .get(&node.id.network)
+                        .map_or(&[][..], Vec::as_slice);
+                    let lease = stages::lease(&self.run.leases, node, baseline, deadline);
+                    let ip = self.watching(lease).await?;
+                    self.t.update(|r| r.private_ip = Some(ip));
+                    Ok(ip)
+                }
+                WaitOn::Public => stages::public_address(node).await,
+            }
+        };
+        tokio::select! {
+            target = address => target,
+            failed = not_bootable => Err(failed),
+        }
+    }
+
+    /// sshd's banner, then the login that passes the pinned host key.
+    async fn log_in(
+        &self,
+        target: Ipv4Addr,
+        artifacts: &NodeArtifacts,
+        deadline: Instant,
+    ) -> Result<Session, StageError> {
+        let route = match self.shared.options.wait_on {
+            WaitOn::Private => stages::Route::of(&self.run.host, target),
+            WaitOn::Public => stages::Route::Direct(SocketAddr::from((target, 22))),
+        };
+        self.watching(stages::banner(&route, deadline)).await?;
+        self.t.enter(Stage::Ssh, "");
+        let login = stages::login(
+            &route,
+            &artifacts.host_public_key,
+            &self.shared.client,
+            deadline,
+        );
+        self.watching(login).await
+    }
+
+    /// The ssh moment: logged in with the pinned key; the node's facts (and its public address).
+    async fn facts(&self, session: &Session, deadline: Instant) -> Result<Facts, StageError> {
+        self.t.enter(Stage::Facts, "");
+        self.watching(stages::facts(session, self.node, deadline))
+            .await
+    }
+
+    /// The report takes the facts and the ssh moment's time; their addresses go into the known
+    /// hosts. The record is what the node's ready file will say.
+    fn record_ssh_moment(&self, facts: &Facts) -> ReadyRecord {
+        let (node, name) = (self.node, &self.name);
+        let ssh_at = self.t.elapsed();
+        let record = self.t.update(|r| {
+            r.ssh_seconds = Some(ssh_at);
+            r.private_ip = facts.address_of(node.id.private_mac).or(r.private_ip);
+            r.public_ip = facts.address_of(node.id.public_mac);
+            r.os = facts.pretty_name.clone();
+            r.hostname = Some(facts.hostname.clone());
+            ReadyRecord {
+                name: name.clone(),
+                image: node.image.name.clone(),
+                private_ip: r.private_ip,
+                public_ip: r.public_ip,
+                os: r.os.clone(),
+                host: node.host.remote_name().map(String::from),
+                ready_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            }
+        });
+        for ip in [record.private_ip, record.public_ip].into_iter().flatten() {
+            self.remember_address(ip);
+        }
+        record
+    }
+
+    /// Saves the ready record, requires the public address (unless optional) and waits for
+    /// cloud-init when asked for (or when its later stages have work).
+    async fn finish_ready(
+        &self,
+        record: &ReadyRecord,
+        facts: &Facts,
+        session: &Session,
+        deadline: Instant,
+    ) -> Result<(), StageError> {
+        let (options, node, t) = (&self.shared.options, self.node, self.t);
+        record
+            .save(&self.run.host.node_paths(&self.name))
+            .map_err(StageError::Record)?;
+        if !options.public_optional {
+            stages::require_public(node, facts)?;
+        }
+        if options.wait.waits_for_cloud_init(&self.shared.config, node) {
+            t.enter(Stage::CloudInit, "");
+            self.watching(stages::cloud_init(session, node, deadline))
+                .await?;
+            let at = t.elapsed();
+            t.update(|r| {
+                r.cloud_init = CloudInitState::Done;
+                r.cloud_init_seconds = Some(at);
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds one of the node's addresses to the host's known hosts (best effort: the node is up
+    /// either way).
+    fn remember_address(&self, ip: Ipv4Addr) {
+        let known = self.run.host.known_hosts();
+        let _ = known_hosts_file::add_address(&known, &self.name, &ip.to_string());
+    }
+
+    /// Runs `stage` while watching the domain: it fails when the domain stops, and rides out
+    /// libvirt restarting.
+    async fn watching<T>(
+        &self,
+        stage: impl Future<Output = Result<T, StageError>>,
+    ) -> Result<T, StageError> {
+        let note = |message: &str| self.t.note(message);
+        self.run.domains.watching(&self.name, &note, stage).await
+    }
+}
