@@ -3,7 +3,8 @@
 //! mount namespaces all along, as libvirt does for every guest it starts and as the VM tests do
 //! beside a build. Each image then passes tests/image/check.sh, which reads it as its boot will.
 //! And check.sh itself catches each way a disk was seen broken: no grub.cfg, a kernel that
-//! grub.cfg names but the disk lacks, a root UUID that is not the filesystem's.
+//! grub.cfg names but the disk lacks, a root UUID (kernel command line or fstab) that is not the
+//! filesystem's.
 //!
 //! Needs root (loop devices, mount, chroot); `VNODE_SKIP_VM_TESTS=1` skips it, saying so.
 
@@ -14,6 +15,7 @@ use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::broken_disk::{ABSENT_UUID, Breakage, broken_copy};
 use common::gate::{Needs, require_root_or_skip};
 
 const VARIANTS: [&str; 3] = ["networkd", "nm", "netplan"];
@@ -164,84 +166,32 @@ fn three_variants_build_side_by_side_into_an_empty_cache_and_pass_their_checks()
     check_catches_broken_disks(Path::new(&good), dir.path());
 }
 
-/// A raw copy of `image`, changed with debugfs's write mode (`requests`), converted back to qcow2.
-fn broken_copy(image: &Path, scratch: &Path, name: &str, requests: &[String]) -> PathBuf {
-    let raw = scratch.join(format!("{name}.raw"));
-    let out = scratch.join(format!("{name}.qcow2"));
-    run(Command::new("qemu-img")
-        .args(["convert", "-O", "raw"])
-        .arg(image)
-        .arg(&raw));
-    let fs = format!("{}?offset={}", raw.display(), 2048 * 512);
-    for request in requests {
-        run(Command::new("debugfs").args(["-w", "-R", request, &fs]));
-    }
-    run(Command::new("qemu-img")
-        .args(["convert", "-O", "qcow2"])
-        .arg(&raw)
-        .arg(&out));
-    std::fs::remove_file(&raw).unwrap();
-    out
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn check_catches_broken_disks(good: &Path, scratch: &Path) {
-    let fs_of = |image: &Path| {
-        let raw = scratch.join("probe.raw");
-        run(Command::new("qemu-img")
-            .args(["convert", "-O", "raw"])
-            .arg(image)
-            .arg(&raw));
-        let fs = format!("{}?offset={}", raw.display(), 2048 * 512);
-        let grub = run(Command::new("debugfs").args(["-R", "cat /boot/grub/grub.cfg", &fs]));
-        std::fs::remove_file(&raw).unwrap();
-        grub
-    };
-    let grub = fs_of(good);
-    let kernel = grub
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("linux "))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("grub.cfg names a kernel")
-        .to_string();
-    let fstab = scratch.join("fstab");
-    std::fs::write(
-        &fstab,
-        "UUID=00000000-0000-4000-8000-000000000000 / ext4 defaults 0 1\n",
-    )
-    .unwrap();
-    let cases: [(&str, Vec<String>, &str); 3] = [
+    let cases = [
         (
-            "no-grub-cfg",
-            vec!["rm /boot/grub/grub.cfg".into()],
-            "/boot/grub/grub.cfg is missing",
+            Breakage::NoGrubCfg,
+            "/boot/grub/grub.cfg is missing".to_string(),
         ),
         (
-            "no-kernel",
-            vec![format!("rm {kernel}")],
-            &format!("grub.cfg's kernel {kernel} is missing"),
+            Breakage::NoKernel,
+            "grub.cfg's kernel /boot/vmlinuz-".to_string(),
         ),
         (
-            "wrong-root-uuid",
-            vec![
-                "rm /etc/fstab".into(),
-                format!("write {} /etc/fstab", fstab.display()),
-            ],
-            "/etc/fstab mounts 'UUID=00000000-0000-4000-8000-000000000000' on /",
+            Breakage::WrongRootUuid,
+            format!("grub.cfg boots with 'root=UUID={ABSENT_UUID}'"),
+        ),
+        (
+            Breakage::WrongFstabUuid,
+            format!("/etc/fstab mounts 'UUID={ABSENT_UUID}' on /"),
         ),
     ];
-    for (name, requests, says) in cases {
-        let broken = broken_copy(good, scratch, name, &requests);
+    for (breakage, says) in cases {
+        let broken = broken_copy(good, scratch, breakage);
         let out = check(&broken);
-        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(1), "{breakage:?}: {}", text(&out));
         assert!(
-            text(&out).contains(says),
-            "{name}: check.sh should say {says:?}:\n{}",
+            text(&out).contains(&says),
+            "{breakage:?}: check.sh should say {says:?}:\n{}",
             text(&out)
         );
         std::fs::remove_file(&broken).unwrap();

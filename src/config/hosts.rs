@@ -8,6 +8,7 @@ use super::file::HostFile;
 use super::located::Located;
 use crate::plan::planned_node::HostName;
 use crate::plan::pool::Limit;
+use crate::ssh::jump_host::{self, BadUri, JumpHost};
 use crate::text::names::{self, NameError};
 use crate::text::toml_file::FileError;
 
@@ -56,6 +57,10 @@ pub enum HostError {
         names::quoted(.uri)
     )]
     NotAUri { uri: String },
+    #[error(transparent)]
+    RefusedParam(#[from] jump_host::RefusedParam),
+    #[error(transparent)]
+    BadSshUri(#[from] BadUri),
     #[error(
         "{} is not a storage pool name (letters, digits, '-', '_', '.')",
         names::quoted(.name)
@@ -114,12 +119,15 @@ impl Located<'_> {
     }
 }
 
-/// A libvirt remote URI, one word.
+/// A libvirt remote URI, one word, without parameters that make libvirt run a program or skip
+/// host verification; an ssh URI's user and host, decoded, are a login name and a host name.
 fn check_uri(uri: &str) -> Result<(), HostError> {
     names::check_word(uri, "a libvirt URI")?;
     if !uri.contains("://") {
         return Err(HostError::NotAUri { uri: uri.into() });
     }
+    jump_host::check_params(uri)?;
+    JumpHost::parse(uri)?;
     Ok(())
 }
 

@@ -419,3 +419,64 @@ fn values_of_the_wrong_type_still_name_their_line() {
     let e = Config::parse(Path::new("c.toml"), "\nvcpus = 99999999999999999999\n").unwrap_err();
     assert_eq!(e.line, Some(2), "{e}");
 }
+
+/// A `[[hosts]]` URI is refused at the config when, decoded, its user or host would break the
+/// lines vnode writes from them (`vnode ssh-config`, the inventory, ssh's own command line), or
+/// when it asks libvirt to run a program or to skip host verification.
+#[test]
+fn a_host_uri_that_injects_or_runs_or_skips_verification_is_refused() {
+    let config = |uri: &str| {
+        let text = format!("[[hosts]]\nname = \"h1\"\nuri = \"{uri}\"\n");
+        Config::parse(Path::new("c.toml"), &text).map(|_| ())
+    };
+    for good in [
+        "qemu+ssh://root@lab-host.example.org/system",
+        "qemu+ssh://admin.user_1@192.0.2.7:2222/system?keyfile=~/.ssh/id_lab&known_hosts=/etc/x",
+        "qemu+ssh://root@[2001:db8::7]/system",
+        "qemu+tls://h1.example/system",
+    ] {
+        assert!(config(good).is_ok(), "{good}: {:?}", config(good));
+    }
+    let refused = [
+        (
+            "qemu+ssh://root%0AHost%20*%0A%20%20ProxyCommand%20sh@h/system",
+            "is not a login name",
+        ),
+        (
+            "qemu+ssh://root@h%0AHost%20*/system",
+            "is not a DNS name or an IP address",
+        ),
+        (
+            "qemu+ssh://root@h%20-oProxyCommand=x/system",
+            "is not a DNS name",
+        ),
+        (
+            "qemu+ssh://-oProxyCommand=x@h/system",
+            "is not a login name",
+        ),
+        (
+            "qemu+ssh://root@h/system?command=/tmp/evil",
+            "the parameter 'command'",
+        ),
+        (
+            "qemu+ssh://root@h/system?%63ommand=/tmp/evil",
+            "the parameter 'command'",
+        ),
+        (
+            "qemu+libssh://root@h/system?known_hosts=/k&no_verify=1",
+            "the parameter 'no_verify'",
+        ),
+        (
+            "qemu+tls://h/system?NO_VERIFY=1",
+            "the parameter 'no_verify'",
+        ),
+    ];
+    for (uri, says) in refused {
+        let e = config(uri).unwrap_err().to_string();
+        assert!(
+            e.contains("c.toml:3") && e.contains("hosts[0].uri") && e.contains(says),
+            "{uri}: {e}"
+        );
+        assert!(!e.contains('\n'), "{uri}: the message is one line: {e}");
+    }
+}

@@ -157,8 +157,10 @@ pub fn parse_virt_types(caps: &str) -> Vec<String> {
         .split("<domain type=")
         .skip(1)
         .filter_map(|rest| {
-            let q = rest.chars().next()?;
-            let rest = &rest[1..];
+            // The attribute's quote, then its value up to the same quote. Anything else (a
+            // hypervisor's answer is not trusted) names no type.
+            let q = rest.chars().next().filter(|q| matches!(q, '\'' | '"'))?;
+            let rest = &rest[q.len_utf8()..];
             Some(rest[..rest.find(q)?].to_string())
         })
         .collect();
@@ -170,6 +172,20 @@ pub fn parse_virt_types(caps: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_domain_type_that_is_not_quoted_names_nothing() {
+        // Once a panic: slicing one byte into a character that takes two.
+        assert_eq!(
+            parse_virt_types("<domain type=\u{e9}kvm\u{e9}/>"),
+            Vec::<String>::new()
+        );
+        assert_eq!(parse_virt_types("<domain type=kvm/>"), Vec::<String>::new());
+        assert_eq!(
+            parse_virt_types("<domain type='kvm'/><domain type=\"qemu\"/><domain type="),
+            ["kvm", "qemu"]
+        );
+    }
 
     #[test]
     fn virsh_answers_are_read() {

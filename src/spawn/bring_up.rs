@@ -1,5 +1,5 @@
 //! One node's bring-up, phase by phase: an existing domain (left alone or replaced) → its files
-//! (and disks on a remote host) → a boot slot → virt-install → an address while the firmware
+//! (and disks on a remote host) → a boot slot → virt-install → an address while the guest
 //! boots → sshd's banner and the login with the pinned host key → the node's facts → its ready
 //! record, the public address and cloud-init. Each phase enters its stages through the
 //! [`Tracker`], which stamps and shows them; the stage functions in [`super::stages`] know
@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::firmware;
+use super::boot_console;
 use super::guest_facts::Facts;
 use super::live_status::Stage;
 use super::report::{CloudInitState, Outcome};
@@ -171,22 +171,18 @@ impl NodeRun<'_> {
     }
 
     /// Booting: the address readiness is checked on (the private lease, or the public address),
-    /// unless the firmware says first that the disk does not boot.
+    /// unless the guest's console says first that its boot died.
     async fn address(&self, deadline: Instant) -> Result<Ipv4Addr, StageError> {
         self.t.enter(Stage::Booting, "");
         let (host, node, name) = (&self.run.host, self.node, &self.name);
-        // Until the guest is up, the firmware may say that the disk does not boot (local hosts:
-        // their console log is a file here).
+        // Until the guest is up, its console may say that the boot died (local hosts: their
+        // console log is a file here).
         let not_bootable = async {
-            let line = match host.host_config() {
-                None => firmware::until_boot_fails(host.node_paths(name).console_log()).await,
+            let died = match host.host_config() {
+                None => boot_console::until_boot_dies(host.node_paths(name).console_log()).await,
                 Some(_) => std::future::pending().await,
             };
-            StageError::NotBootable {
-                node: name.clone(),
-                image: node.image.name.clone(),
-                line,
-            }
+            boot_died(name, &node.image.name, died)
         };
         let address = async {
             match self.shared.options.wait_on {
@@ -312,5 +308,24 @@ impl NodeRun<'_> {
     ) -> Result<T, StageError> {
         let note = |message: &str| self.t.note(message);
         self.run.domains.watching(&self.name, &note, stage).await
+    }
+}
+
+/// The node's error for a boot that died on its console: a disk without a boot loader keeps its
+/// own message; the other deaths say what the console says and what it means.
+fn boot_died(node: &str, image: &str, died: boot_console::BootDeath) -> StageError {
+    match died.death {
+        boot_console::Death::NoBootLoader => StageError::NotBootable {
+            node: node.to_string(),
+            image: image.to_string(),
+            line: died.line,
+        },
+        death => StageError::BootDied {
+            node: node.to_string(),
+            image: image.to_string(),
+            meaning: death.meaning(),
+            line: died.line,
+            cause: died.cause,
+        },
     }
 }

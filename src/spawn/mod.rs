@@ -6,8 +6,8 @@
 //! stamped by the node's [`tracker`]. The result is a report per node; printing it and choosing
 //! the exit code is the command's business.
 
+mod boot_console;
 mod bring_up;
-mod firmware;
 pub mod guest_facts;
 pub mod leases;
 pub mod live_status;

@@ -85,6 +85,20 @@ pub enum StageError {
         line: String,
     },
     #[error(
+        "its boot died before the network: {meaning}; the console says '{line}'{}; image {image} \
+         does not boot as it is (the console lines are below); remove the node with \
+         `vnode destroy {node}`",
+        after(.cause)
+    )]
+    BootDied {
+        node: String,
+        image: String,
+        meaning: &'static str,
+        line: String,
+        /// GRUB's `error:` line before its prompt.
+        cause: Option<String>,
+    },
+    #[error(
         "libvirt at {uri}{} has not answered for {seconds} s ({source}); the guests may still be \
          running: once libvirtd is back, `vnode list` and `virsh -c {uri} list --all` show them",
         on_host(.host)
@@ -406,6 +420,14 @@ pub fn require_public(node: &PlannedNode, facts: &Facts) -> Result<(), StageErro
 fn on_host(host: &Option<String>) -> String {
     host.as_ref()
         .map(|h| format!(" (host {h})"))
+        .unwrap_or_default()
+}
+
+/// ` after 'CAUSE'`, or nothing.
+fn after(cause: &Option<String>) -> String {
+    cause
+        .as_deref()
+        .map(|c| format!(" after '{c}'"))
         .unwrap_or_default()
 }
 

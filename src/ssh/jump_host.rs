@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use super::user;
+use crate::text::names;
 
 /// Where a libvirt host's sshd is, from its URI:
 /// `qemu+ssh://[user@]host[:port]/system[?keyfile=PATH&known_hosts=PATH...]`.
@@ -171,12 +172,26 @@ fn parse(uri: &str, default_user: &str, home: Option<&Path>) -> Result<Option<Ju
     if host.is_empty() {
         return Ok(None);
     }
+    // Decoded, the parts go into ssh's command line, ssh configs and inventories: they obey the
+    // rules of what they are, so that no `%0A` or `%20` in the URI becomes a line or an option.
+    if !is_host(&host) {
+        return Err(bad(&format!(
+            "the host {} is not a DNS name or an IP address",
+            names::quoted(&host)
+        )));
+    }
     let user = match user {
         Some(u) => decode_text(u).ok_or_else(|| bad("the user name is not UTF-8"))?,
         None => default_user.to_string(),
     };
     if user.is_empty() {
         return Err(bad("the user name before @ is empty"));
+    }
+    if !is_login_name(&user) {
+        return Err(bad(&format!(
+            "the user name {} is not a login name (letters, digits, '.', '_', '-')",
+            names::quoted(&user)
+        )));
     }
     let mut jump = JumpHost {
         user,
@@ -220,6 +235,69 @@ fn split_host_port(s: &str) -> Option<(&str, u16)> {
         Some(p) => p.parse().ok().filter(|&p| p != 0)?,
     };
     Some((host, port))
+}
+
+/// A DNS name or an IP address (an IPv6 address without its brackets).
+fn is_host(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok() || names::check_domain(host).is_ok()
+}
+
+/// A login name as POSIX's portable set has it (and as OpenSSH takes it on a command line): up to
+/// 32 letters, digits, '.', '_' and '-', not starting with '-'.
+fn is_login_name(user: &str) -> bool {
+    user.len() <= 32
+        && !user.starts_with('-')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// libvirt URI parameters that vnode refuses in a host's URI, with why: libvirt acts on them
+/// without a word (`command`: the program it runs here to reach the host; `no_verify`: its ssh
+/// and TLS transports then accept any host key or certificate).
+const REFUSED_PARAMS: &[(&str, &str)] = &[
+    (
+        "command",
+        "libvirt would run this program on this machine to reach the host",
+    ),
+    (
+        "no_verify",
+        "libvirt would then accept any host key or certificate",
+    ),
+];
+
+/// A libvirt URI parameter vnode refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{uri} has the parameter '{name}': {why}; vnode refuses it (write the URI without it: vnode \
+     verifies host keys against known_hosts, see the `known_hosts=` and `keyfile=` parameters)"
+)]
+pub struct RefusedParam {
+    pub uri: String,
+    pub name: String,
+    pub why: &'static str,
+}
+
+/// Refuses a URI (any transport) whose query names a parameter of [`REFUSED_PARAMS`]; names
+/// are compared as libvirt reads them, percent-decoded and in any case.
+pub fn check_params(uri: &str) -> Result<(), RefusedParam> {
+    let query = uri
+        .split_once('#')
+        .map_or(uri, |(before, _)| before)
+        .split_once('?')
+        .map_or("", |(_, q)| q);
+    for param in query.split('&') {
+        let raw = param.split_once('=').map_or(param, |(name, _)| name);
+        let name = String::from_utf8_lossy(&crate::text::percent::decode(raw)).to_lowercase();
+        if let Some((refused, why)) = REFUSED_PARAMS.iter().find(|(r, _)| *r == name) {
+            return Err(RefusedParam {
+                uri: names::quoted(uri),
+                name: (*refused).to_string(),
+                why,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn decode_text(s: &str) -> Option<String> {
@@ -328,9 +406,37 @@ mod tests {
 
     #[test]
     fn percent_escapes_are_decoded() {
-        let j = jump("qemu+ssh://d%40ops@hv%31/system?keyfile=/k%2fx%zz%4").unwrap();
-        assert_eq!((j.user.as_str(), j.host.as_str()), ("d@ops", "hv1"));
+        let j = jump("qemu+ssh://d%2Eops@hv%31/system?keyfile=/k%2fx%zz%4").unwrap();
+        assert_eq!((j.user.as_str(), j.host.as_str()), ("d.ops", "hv1"));
         assert_eq!(j.identity, Some(PathBuf::from("/k/x%zz%4")));
+    }
+
+    #[test]
+    fn decoded_parts_that_would_be_lines_or_options_are_refused() {
+        for uri in [
+            "qemu+ssh://d%40ops@hv1/system",
+            "qemu+ssh://root%0AHost%20*%0A%20%20ProxyCommand%20sh@hv1/system",
+            "qemu+ssh://-oProxyCommand=sh@hv1/system",
+            "qemu+ssh://root@hv1%0AHost%20*/system",
+            "qemu+ssh://root@hv%20one/system",
+        ] {
+            let err = parse(uri, "alice", None).unwrap_err();
+            assert!(err.to_string().starts_with(uri), "{err}");
+        }
+    }
+
+    #[test]
+    fn refused_params_are_found_decoded_and_in_any_case() {
+        for uri in [
+            "qemu+ssh://root@hv1/system?command=/tmp/x",
+            "qemu+ssh://root@hv1/system?keyfile=/k&No_Verify=1",
+            "qemu+ssh://root@hv1/system?%63ommand=x",
+            "qemu+tcp://hv1/system?no_verify",
+        ] {
+            assert!(check_params(uri).is_err(), "{uri}");
+        }
+        assert!(check_params("qemu+ssh://root@hv1/system?keyfile=/k#command").is_ok());
+        assert!(check_params("qemu+ssh://root@hv1/system?commands=1").is_ok());
     }
 
     #[test]

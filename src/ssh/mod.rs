@@ -7,7 +7,7 @@ mod client_key;
 mod error;
 mod identity;
 mod jump;
-mod jump_host;
+pub mod jump_host;
 pub mod known_hosts;
 mod session;
 mod user;

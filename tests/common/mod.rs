@@ -1,5 +1,6 @@
 //! The one harness of vnode's integration tests, after just's and cloud-hypervisor's:
 //!
+//! - `broken_disk`: copies of the test image broken the ways real images break;
 //! - `cli`: the real binary, `Vnode::new().config(..).args(..).ok()` (every run of it goes here);
 //! - `lab`: vnode's namespace lab, `Lab::up(..)`, with `spawn`, `ssh`, `import`, `json` in it;
 //! - `e2e`: tests with real VMs: `VmLab::up(..)` (gate, test image, site, lab), `assert_no_nodes`;
@@ -22,6 +23,7 @@
 //! gate refuses a test of a binary that is not in it, and the docs are held to it.
 #![allow(dead_code)]
 
+pub mod broken_disk;
 pub mod cli;
 pub mod consumers;
 pub mod e2e;

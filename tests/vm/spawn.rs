@@ -1,14 +1,19 @@
 //! vnode's main job, for real: nodes spawned in parallel in the namespace lab (TCG guests from the
 //! Debian test image), reachable with their pinned host keys, with the addresses the plan says;
-//! beside them a node whose disk does not boot, which fails clearly and at once while they go on.
-//! Two spawns of two real boots each serve every check (boots are the suite's cost): vnode03,
-//! vnode05 and the broken vnode06; then vnode03 again with `--force` and vnode04 beside it.
+//! beside them nodes whose boot dies before the network, each of which fails clearly and at once
+//! (as its console says) while they go on: a blank disk (vnode06: the firmware), and copies of
+//! the test image without grub.cfg (vnode07: GRUB's prompt), without its kernel (vnode08) and
+//! with a root UUID that is on no disk (vnode09: the initramfs gives up).
+//! Two spawns of two real boots each serve every check (boots are the suite's cost; the broken
+//! ones stop early and cost little): vnode03, vnode05 and the broken vnode06-09; then vnode03
+//! again with `--force` and vnode04 beside it.
 
 use crate::budget;
 use crate::common;
 
 use std::net::Ipv4Addr;
 
+use common::broken_disk::{Breakage, broken_copy};
 use common::e2e::{VmLab, assert_no_nodes};
 
 #[test]
@@ -22,6 +27,33 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
     }
     // A blank disk: the firmware finds nothing to boot.
     lab.import(&site.blank_disk("blank.qcow2", "2G"), "broken", "debian11");
+    // Real images broken after their boot loader: (node, image, breakage, what the console says,
+    // what the error says it means).
+    let dying = [
+        (
+            "vnode07",
+            Breakage::NoGrubCfg,
+            "'grub>'",
+            "GRUB cannot boot a kernel",
+        ),
+        (
+            "vnode08",
+            Breakage::NoKernel,
+            "'error: you need to load the kernel first.' after 'error: file `/boot/vmlinuz-",
+            "GRUB cannot boot a kernel",
+        ),
+        (
+            "vnode09",
+            Breakage::WrongRootUuid,
+            "Gave up waiting for root",
+            "cannot find or mount its root filesystem",
+        ),
+    ];
+    for (_, breakage, _, _) in dying {
+        let copy = broken_copy(&vms.image, &site.root, breakage);
+        lab.import(&copy, breakage.name(), "debian11");
+        std::fs::remove_file(copy).unwrap();
+    }
 
     // Two nodes, two image names, and the broken one, in parallel: exit 3 for the broken one.
     // (Two real boots: the machine's two cores; vnode04 comes below, beside vnode03's --force.)
@@ -33,6 +65,9 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
             "3",
             "5:debtest",
             "6:broken",
+            "7:no-grub-cfg",
+            "8:no-kernel",
+            "9:wrong-root-uuid",
             "--timeout",
             "600",
         ])
@@ -67,6 +102,19 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
             .any(|l| l.as_str().unwrap().contains("Booting from Hard Disk")),
         "{broken:#}"
     );
+    for (name, breakage, says, meaning) in dying {
+        let n = report.node(name);
+        assert_eq!(n["outcome"], "failed", "{n:#}");
+        assert_eq!(n["stage"], "booting", "{n:#}");
+        let error = n["error"].as_str().unwrap();
+        assert!(
+            error.contains("its boot died before the network")
+                && error.contains(says)
+                && error.contains(meaning)
+                && error.contains(&format!("image {}", breakage.name())),
+            "{name}: {error}"
+        );
+    }
     let plan = lab.json(["plan", "3-5"]);
     let check_node = |report: &common::lab::Spawned, name: &str| {
         let n = report.node(name);
@@ -94,7 +142,7 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
     assert_eq!(report.node("vnode05")["image"], "debtest");
     // The broken node's domain and files stay (its console is there to read) until destroyed.
     let listed = lab.json(["list"]);
-    assert_eq!(listed["nodes"].as_array().unwrap().len(), 3, "{listed:#}");
+    assert_eq!(listed["nodes"].as_array().unwrap().len(), 6, "{listed:#}");
 
     // Again without --force: refused and left alone.
     let instance_id = || lab.ssh("vnode03", &["cat", "/var/lib/cloud/data/instance-id"]);
@@ -139,7 +187,7 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
     lab.ssh("vnode03", &["ping", "-c1", "-W5", &gateway]);
 
     // Destroy leaves nothing of the nodes.
-    lab.vnode_ok(["destroy", "3", "4", "5", "6"]);
+    lab.vnode_ok(["destroy", "3-9"]);
     assert_no_nodes(lab, site);
     let known = std::fs::read_to_string(site.nodes().join("known_hosts")).unwrap_or_default();
     assert!(!known.contains("vnode0"), "{known}");
