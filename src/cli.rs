@@ -423,20 +423,28 @@ fn specs_note() -> String {
     )
 }
 
+/// A `--parallel` value that is not a cap on boots.
+#[derive(Debug, thiserror::Error)]
+pub enum BootCapError {
+    #[error("0 nodes at a time would boot none: give 1 or more, `auto` or `all`")]
+    Zero,
+    #[error("{0:?} is not a number of nodes: give a number (1 or more), `auto` or `all`")]
+    NotANumber(String),
+}
+
 /// `--parallel`: a number of nodes, at least 1, `auto` or `all`.
-fn parse_boot_cap(value: &str) -> Result<BootCap, String> {
+fn parse_boot_cap(value: &str) -> Result<BootCap, BootCapError> {
     match value {
         "all" => return Ok(BootCap::All),
         "auto" => return Ok(BootCap::Auto),
         _ => {}
     }
-    match value.parse::<usize>() {
-        Ok(0) => Err("0 nodes at a time would boot none: give 1 or more, `auto` or `all`".into()),
-        Ok(n) => Ok(BootCap::At(n.try_into().expect("not 0"))),
-        Err(_) => Err(format!(
-            "{value:?} is not a number of nodes: give a number (1 or more), `auto` or `all`"
-        )),
-    }
+    let n: usize = value
+        .parse()
+        .map_err(|_| BootCapError::NotANumber(value.to_string()))?;
+    std::num::NonZeroUsize::new(n)
+        .map(BootCap::At)
+        .ok_or(BootCapError::Zero)
 }
 
 /// Inserts `spawn` after the program name when the first positional argument is not a

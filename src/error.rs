@@ -35,7 +35,19 @@ pub enum Error {
     #[error(transparent)]
     Storage(#[from] crate::libvirt::storage::StorageError),
     #[error(transparent)]
-    Derive(#[from] crate::commands::images::derive::DeriveError),
+    Derive(#[from] crate::commands::DeriveError),
+    /// `images derive` failed and its temporary node is removed.
+    #[error("{source}\nnothing was added to the cache; the temporary node {node} is destroyed")]
+    DeriveFailed { source: Box<Error>, node: String },
+    /// `images derive` failed and its temporary node could not be removed.
+    #[error(
+        "{source}\nnothing was added to the cache, and the temporary node could not be removed: {removal}; `vnode destroy {node}`"
+    )]
+    DeriveFailedNotRemoved {
+        source: Box<Error>,
+        node: String,
+        removal: Box<crate::hosts::hypervisor::RemoveError>,
+    },
     #[error(transparent)]
     Command(#[from] crate::commands::CommandError),
     #[error(transparent)]
@@ -69,9 +81,12 @@ impl Error {
             Error::Libvirt(e) => e.exit_code(),
             Error::Spawn(e) => e.exit_code(),
             Error::Lab(e) => e.exit_code(),
-            Error::Failed(_) | Error::Derive(_) | Error::Command(_) | Error::Runtime(_) => {
-                EXIT_FAILED
-            }
+            Error::Failed(_)
+            | Error::Derive(_)
+            | Error::DeriveFailed { .. }
+            | Error::DeriveFailedNotRemoved { .. }
+            | Error::Command(_)
+            | Error::Runtime(_) => EXIT_FAILED,
             Error::Interrupted | Error::InterruptedWith(_) => EXIT_INTERRUPTED,
         }
     }

@@ -4,6 +4,9 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::hosts::hypervisor::RemoveError;
+use crate::spawn::report::Outcome;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error("cannot write the script: {0}")]
@@ -61,4 +64,52 @@ pub enum CommandError {
     /// The pushes that failed, a line each.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     NotPushed(Vec<super::images::push::PushFailure>),
+}
+
+/// Why an image could not be derived; the messages name the temporary node.
+#[derive(Debug, thiserror::Error)]
+pub enum DeriveError {
+    #[error("the temporary node {node} did not become ready ({outcome:?}): {error}")]
+    NotReady {
+        node: String,
+        outcome: Outcome,
+        error: String,
+    },
+    #[error(
+        "image {name} was made, but the temporary node could not be removed: {removal}; `vnode destroy {node}`"
+    )]
+    MadeButNotRemoved {
+        name: String,
+        node: String,
+        #[source]
+        removal: Box<RemoveError>,
+    },
+    #[error("no free node in pool {pool}; pass --node SPEC")]
+    NoFreeNode { pool: String },
+    #[error("{node} has no known address")]
+    NoAddress { node: String },
+    #[error("cannot read {}: {source}", path.display())]
+    ReadHostKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot copy the commands to {node} (exit status {status:?})")]
+    CopyCommands { node: String, status: Option<u32> },
+    #[error("the commands failed in {node} with exit status {status}")]
+    CommandsFailed { node: String, status: u32 },
+    #[error("the commands in {node} ended without an exit status (killed by a signal?)")]
+    CommandsKilled { node: String },
+    #[error("cleaning {node} for reuse failed (exit status {status:?}): {output}")]
+    Cleanup {
+        node: String,
+        status: Option<u32>,
+        output: String,
+    },
+    #[error("cannot copy the key list to {node} (exit status {status:?})")]
+    CopyKeys { node: String, status: Option<u32> },
+    #[error("the domain {node} disappeared while shutting down")]
+    Disappeared { node: String },
+    #[error("{node} did not power off within {seconds} s of the ACPI shutdown request")]
+    NoPowerOff { node: String, seconds: u64 },
 }

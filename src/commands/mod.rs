@@ -21,4 +21,4 @@ pub mod prepare;
 pub mod spawn;
 pub mod ssh;
 
-pub use error::CommandError;
+pub use error::{CommandError, DeriveError};

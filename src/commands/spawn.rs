@@ -63,7 +63,7 @@ fn planned_nodes(
 
 /// The virt type for this command, resolved (never auto), said on stderr.
 pub fn accel(ctx: &Context, requested: Option<VirtType>) -> Accel {
-    let resolved = crate::hosts::virt_type::resolve(requested.unwrap_or(ctx.config.virt_type));
+    let resolved = crate::hosts::kvm_probe::resolve(requested.unwrap_or(ctx.config.virt_type));
     if !crate::text::terminal::quiet() {
         eprintln!(
             "vnode: virt type {} ({})",
@@ -173,7 +173,7 @@ fn targets(ctx: &Context, args: &SpawnArgs, hosts: &Hosts, facts: &[HostFacts]) 
             let known = facts.iter().find(|f| f.name == h.name().as_str());
             let offered = known.map_or(&[][..], |f| f.virt_types.as_slice());
             let resolved =
-                crate::hosts::virt_type::resolve_remote(requested, h.name().as_str(), offered);
+                crate::hosts::kvm_probe::resolve_remote(requested, h.name().as_str(), offered);
             Target {
                 host: h.clone(),
                 accel: resolved.accel(),

@@ -1,11 +1,12 @@
 //! The hypervisor hosts of a command: this host alone (no `[[hosts]]` in the config, vnode as it
-//! always was), or the config's `[[hosts]]`. [`facts`] asks each what it has, [`placement`]
-//! decides where new nodes go.
+//! always was), or the config's `[[hosts]]`. [`hypervisor`] is one host and how vnode reaches
+//! it, [`capabilities`] asks each what it has, [`placement`] decides where new nodes go and
+//! [`kvm_probe`] whether guests can run under KVM.
 
 pub mod capabilities;
 pub mod hypervisor;
+pub mod kvm_probe;
 pub mod placement;
-pub mod virt_type;
 
 use crate::config::Config;
 use crate::hosts::hypervisor::Hypervisor;

@@ -45,7 +45,7 @@ impl fmt::Display for DigestAlgo {
 
 /// The cloud-init network renderer an image's cloud-init picks for vnode's network-config (its
 /// `system_info: network: renderers`), which decides how the NICs' route metrics and the public
-/// NIC's `optional` reach the guest (see tests/renderers.rs and README, "Guests").
+/// NIC's `optional` reach the guest (see tests/renderers.rs and docs/guests.md, "Renderers").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Renderer {

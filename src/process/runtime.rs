@@ -3,8 +3,6 @@
 
 use std::future::Future;
 
-use crate::error::Result;
-
 /// How much parallelism the work needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
@@ -19,18 +17,15 @@ pub enum Flavor {
 #[error("cannot start the async runtime: {0}")]
 pub struct RuntimeError(#[source] pub std::io::Error);
 
-pub fn build(flavor: Flavor) -> Result<tokio::runtime::Runtime> {
+pub fn build(flavor: Flavor) -> Result<tokio::runtime::Runtime, RuntimeError> {
     let mut builder = match flavor {
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
     };
-    builder
-        .enable_all()
-        .build()
-        .map_err(|e| RuntimeError(e).into())
+    builder.enable_all().build().map_err(RuntimeError)
 }
 
 /// Runs `future` to its end on a new runtime of `flavor`.
-pub fn block_on<F: Future>(flavor: Flavor, future: F) -> Result<F::Output> {
+pub fn block_on<F: Future>(flavor: Flavor, future: F) -> Result<F::Output, RuntimeError> {
     Ok(build(flavor)?.block_on(future))
 }

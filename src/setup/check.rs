@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::host_facts::HostFacts;
+use super::host_facts::{BridgeFacts, HostFacts, NetworkFacts, PathFacts};
 use crate::config::VirtType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -34,10 +34,26 @@ fn v(check: &str, level: Level, message: impl Into<String>, fix: impl Into<Strin
 
 const GIB: u64 = 1 << 30;
 
+/// Every check's verdict on the host's facts, in the order `vnode host check` shows them.
 pub fn verdicts(f: &HostFacts) -> Vec<Verdict> {
+    let mut out = vec![libvirt(f), virt_install(f), qemu_img(f)];
+    out.extend(f.networks.iter().map(|n| network(f, n)));
+    out.extend(f.bridges.iter().map(bridge));
+    out.push(kvm(f));
+    out.extend(
+        [("image cache", &f.cache), ("node directory", &f.state)]
+            .map(|(name, p)| directory(f, name, p)),
+    );
+    out.extend(disk_space(f));
+    out.push(bridge_netfilter(f));
+    out.push(ssh_key(f));
+    out
+}
+
+/// Does the configured libvirt answer?
+fn libvirt(f: &HostFacts) -> Verdict {
     use Level::*;
-    let mut out = Vec::new();
-    out.push(match &f.libvirt {
+    match &f.libvirt {
         Result::Ok(version) => v(
             "libvirt",
             Ok,
@@ -50,8 +66,13 @@ pub fn verdicts(f: &HostFacts) -> Vec<Verdict> {
             format!("{} does not answer: {e}", f.libvirt_uri),
             "start libvirtd (e.g. `systemctl start libvirtd`), or set libvirt_uri in the config",
         ),
-    });
-    out.push(match &f.virt_install {
+    }
+}
+
+/// Is virt-install there?
+fn virt_install(f: &HostFacts) -> Verdict {
+    use Level::*;
+    match &f.virt_install {
         Some(version) => v("virt-install", Ok, format!("virt-install {version}"), ""),
         None => v(
             "virt-install",
@@ -59,8 +80,13 @@ pub fn verdicts(f: &HostFacts) -> Vec<Verdict> {
             "virt-install is missing",
             "apt-get install virtinst",
         ),
-    });
-    out.push(match &f.qemu_img {
+    }
+}
+
+/// Is qemu-img there (only for inspecting disks by hand)?
+fn qemu_img(f: &HostFacts) -> Verdict {
+    use Level::*;
+    match &f.qemu_img {
         Some(version) => v("qemu-img", Ok, version.clone(), ""),
         None => v(
             "qemu-img",
@@ -68,49 +94,77 @@ pub fn verdicts(f: &HostFacts) -> Vec<Verdict> {
             "qemu-img is missing (only needed to inspect disks by hand)",
             "apt-get install qemu-utils",
         ),
-    });
-    for n in &f.networks {
-        let check = format!("network {}", n.name);
-        out.push(match (f.libvirt.is_ok(), n.active) {
-            (false, _) => v(&check, Fail, "cannot be checked: libvirt does not answer", "fix libvirt first"),
-            (true, Some(true)) => v(&check, Ok, "defined and active", ""),
-            (true, Some(false)) => v(&check, Fail, "defined but not active", format!("virsh net-start {0} && virsh net-autostart {0}", n.name)),
-            (true, None) => v(&check, Fail, "not defined", "define it (Debian: package libvirt-daemon-config-network), or set the pool's `network`"),
-        });
     }
-    for b in &f.bridges {
-        let check = format!("bridge {}", b.name);
-        out.push(if !b.exists {
-            v(
-                &check,
-                Fail,
-                "does not exist",
-                format!("vnode host bridge create --uplink IFACE --name {}", b.name),
-            )
-        } else if !b.up {
-            v(
-                &check,
-                Fail,
-                "exists but is down",
-                format!("ip link set {} up", b.name),
-            )
-        } else if b.uplinks.is_empty() {
-            v(
-                &check,
-                Warn,
-                "is up but has no uplink: guests' public NICs reach only each other and the host",
-                format!("ip link set IFACE master {}", b.name),
-            )
-        } else {
-            v(
-                &check,
-                Ok,
-                format!("up, uplink {}", b.uplinks.join(", ")),
-                "",
-            )
-        });
+}
+
+/// Is a pool's libvirt network defined and active?
+fn network(f: &HostFacts, n: &NetworkFacts) -> Verdict {
+    use Level::*;
+
+    let check = format!("network {}", n.name);
+    match (f.libvirt.is_ok(), n.active) {
+        (false, _) => v(
+            &check,
+            Fail,
+            "cannot be checked: libvirt does not answer",
+            "fix libvirt first",
+        ),
+        (true, Some(true)) => v(&check, Ok, "defined and active", ""),
+        (true, Some(false)) => v(
+            &check,
+            Fail,
+            "defined but not active",
+            format!("virsh net-start {0} && virsh net-autostart {0}", n.name),
+        ),
+        (true, None) => v(
+            &check,
+            Fail,
+            "not defined",
+            "define it (Debian: package libvirt-daemon-config-network), or set the pool's `network`",
+        ),
     }
-    out.push(match (&f.kvm, f.virt_type) {
+}
+
+/// Is a pool's bridge there, up and with an uplink?
+fn bridge(b: &BridgeFacts) -> Verdict {
+    use Level::*;
+
+    let check = format!("bridge {}", b.name);
+    if !b.exists {
+        v(
+            &check,
+            Fail,
+            "does not exist",
+            format!("vnode host bridge create --uplink IFACE --name {}", b.name),
+        )
+    } else if !b.up {
+        v(
+            &check,
+            Fail,
+            "exists but is down",
+            format!("ip link set {} up", b.name),
+        )
+    } else if b.uplinks.is_empty() {
+        v(
+            &check,
+            Warn,
+            "is up but has no uplink: guests' public NICs reach only each other and the host",
+            format!("ip link set IFACE master {}", b.name),
+        )
+    } else {
+        v(
+            &check,
+            Ok,
+            format!("up, uplink {}", b.uplinks.join(", ")),
+            "",
+        )
+    }
+}
+
+/// Can guests run under KVM, and does virt_type agree?
+fn kvm(f: &HostFacts) -> Verdict {
+    use Level::*;
+    match (&f.kvm, f.virt_type) {
         (Result::Ok(()), VirtType::Qemu) => v(
             "kvm",
             Warn,
@@ -131,63 +185,90 @@ pub fn verdicts(f: &HostFacts) -> Vec<Verdict> {
             "set virt_type = \"qemu\" to say so explicitly",
         ),
         (Err(why), VirtType::Qemu) => v("kvm", Ok, format!("virt_type = \"qemu\" ({why})"), ""),
-    });
-    for (name, p) in [("image cache", &f.cache), ("node directory", &f.state)] {
-        out.push(match (p.exists, p.qemu_can_read, &f.qemu_user) {
-            (false, _, _) => v(
-                name,
-                Ok,
-                format!("{} will be created on first use", p.path.display()),
-                "",
-            ),
-            (true, Some(false), Some(user)) => v(
-                name,
-                Fail,
-                format!(
-                    "{} is not readable by the qemu user {user}",
-                    p.path.display()
-                ),
-                format!(
-                    "chmod o+rx on {} and each directory above it",
-                    p.path.display()
-                ),
-            ),
-            (true, _, _) => v(
-                name,
-                Ok,
-                format!("{} readable by qemu", p.path.display()),
-                "",
-            ),
-        });
     }
-    if let Some(free) = f.cache.free_bytes {
-        out.push(if free < 5 * GIB {
-            v(
-                "disk space",
-                Warn,
-                format!("{:.1} GiB free for images", free as f64 / GIB as f64),
-                "free space where cache_dir lives (a cloud image is ~0.5-1 GiB)",
-            )
-        } else {
-            v(
-                "disk space",
-                Ok,
-                format!("{:.1} GiB free for images", free as f64 / GIB as f64),
-                "",
-            )
-        });
+}
+
+/// Can qemu read vnode's directory (the image cache or the node directory)?
+fn directory(f: &HostFacts, name: &str, p: &PathFacts) -> Verdict {
+    use Level::*;
+    match (p.exists, p.qemu_can_read, &f.qemu_user) {
+        (false, _, _) => v(
+            name,
+            Ok,
+            format!("{} will be created on first use", p.path.display()),
+            "",
+        ),
+        (true, Some(false), Some(user)) => v(
+            name,
+            Fail,
+            format!(
+                "{} is not readable by the qemu user {user}",
+                p.path.display()
+            ),
+            format!(
+                "chmod o+rx on {} and each directory above it",
+                p.path.display()
+            ),
+        ),
+        (true, _, _) => v(
+            name,
+            Ok,
+            format!("{} readable by qemu", p.path.display()),
+            "",
+        ),
     }
-    out.push(match f.bridge_nf_call_iptables {
-        None => v("bridge netfilter", Ok, "br_netfilter is not loaded: bridged frames bypass iptables", ""),
-        Some(false) => v("bridge netfilter", Ok, "bridge-nf-call-iptables = 0: bridged frames bypass iptables", ""),
+}
+
+/// Is there room for images where the cache lives (when that is known)?
+fn disk_space(f: &HostFacts) -> Option<Verdict> {
+    use Level::*;
+    let free = f.cache.free_bytes?;
+    Some(if free < 5 * GIB {
+        v(
+            "disk space",
+            Warn,
+            format!("{:.1} GiB free for images", free as f64 / GIB as f64),
+            "free space where cache_dir lives (a cloud image is ~0.5-1 GiB)",
+        )
+    } else {
+        v(
+            "disk space",
+            Ok,
+            format!("{:.1} GiB free for images", free as f64 / GIB as f64),
+            "",
+        )
+    })
+}
+
+/// Do bridged frames pass the host's FORWARD chain?
+fn bridge_netfilter(f: &HostFacts) -> Verdict {
+    use Level::*;
+    match f.bridge_nf_call_iptables {
+        None => v(
+            "bridge netfilter",
+            Ok,
+            "br_netfilter is not loaded: bridged frames bypass iptables",
+            "",
+        ),
+        Some(false) => v(
+            "bridge netfilter",
+            Ok,
+            "bridge-nf-call-iptables = 0: bridged frames bypass iptables",
+            "",
+        ),
         Some(true) => v(
             "bridge netfilter",
             Warn,
             "bridge-nf-call-iptables = 1: guests' bridged traffic passes the host's FORWARD chain and may be dropped",
             "allow it narrowly: iptables -I FORWARD -m physdev --physdev-is-bridged -j ACCEPT (do not disable bridge netfilter globally)",
         ),
-    });
-    out.push(match &f.ssh_keys {
+    }
+}
+
+/// Is there a public key to authorize for root?
+fn ssh_key(f: &HostFacts) -> Verdict {
+    use Level::*;
+    match &f.ssh_keys {
         Result::Ok(n) => v(
             "ssh key",
             Ok,
@@ -200,14 +281,12 @@ pub fn verdicts(f: &HostFacts) -> Vec<Verdict> {
             e.to_string(),
             "ssh-keygen -t ed25519, or set ssh_keys in the config",
         ),
-    });
-    out
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::setup::host_facts::{BridgeFacts, NetworkFacts, PathFacts};
 
     fn healthy() -> HostFacts {
         HostFacts {
@@ -283,7 +362,7 @@ mod tests {
         f.cache.qemu_can_read = Some(false);
         assert_eq!(level(&f, "image cache"), Level::Fail);
         let mut f = healthy();
-        f.kvm = Err(crate::hosts::virt_type::KvmError::Pvm);
+        f.kvm = Err(crate::hosts::kvm_probe::KvmError::Pvm);
         assert_eq!(level(&f, "kvm"), Level::Warn);
         f.virt_type = VirtType::Kvm;
         assert_eq!(level(&f, "kvm"), Level::Fail);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{Config, VirtType};
-use crate::hosts::virt_type::KvmError;
+use crate::hosts::kvm_probe::KvmError;
 use crate::libvirt::LibvirtError;
 use crate::libvirt::virsh::{Virsh, parse_net_info_active};
 use crate::node::authorized_keys::KeysError;
@@ -204,7 +204,7 @@ pub fn gather(config: &Config) -> HostFacts {
         networks,
         bridges: bridges.iter().map(|b| bridge_facts(b)).collect(),
         virt_type: config.virt_type,
-        kvm: crate::hosts::virt_type::kvm_usable(),
+        kvm: crate::hosts::kvm_probe::kvm_usable(),
         qemu_user: qemu.as_ref().map(|q| q.0.clone()),
         cache: path_facts(&config.cache_dir, &qemu),
         state: path_facts(&config.state_dir, &qemu),

@@ -4,8 +4,8 @@
 //! node that gets a slot starts at once. The cap is per host because a boot's cost is its host's
 //! CPU. The default, `auto`, is one boot per host CPU under TCG, where a boot is CPU-bound from
 //! start to login and boots beyond the CPUs slow every guest down by more than they add (guest
-//! clocks were seen to lose their TSC and fall back to slow clock sources; see the README's
-//! Performance), except that a batch of at most the CPUs plus one boots at once (capping it would
+//! clocks were seen to lose their TSC and fall back to slow clock sources; see docs/performance.md,
+//! scale.sh), except that a batch of at most the CPUs plus one boots at once (capping it would
 //! leave its last node to boot alone); no cap under KVM.
 
 use std::num::NonZeroUsize;
@@ -30,7 +30,7 @@ impl BootCap {
     /// The cap on one host, whose guests run under `accel`, which has `cpus` CPUs (`None`:
     /// unknown, then no cap) and gets `nodes` nodes. Under TCG a batch of at most the CPUs plus
     /// one boots at once: capped at the CPUs, its last node would boot alone once the others are
-    /// done (3 nodes on 2 cores: 5 % sooner uncapped, README); a larger batch gets one boot per
+    /// done (3 nodes on 2 cores: 5 % sooner uncapped, docs/performance.md); a larger batch gets one boot per
     /// CPU (6 nodes on 2 cores: 5 % sooner than 3 at a time, each node ready sooner).
     pub fn on_host(self, accel: Accel, cpus: Option<u32>, nodes: usize) -> BootCap {
         match self {

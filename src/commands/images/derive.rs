@@ -19,6 +19,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::commands::DeriveError;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hosts::hypervisor::{Hypervisor, Keep, RemoveError};
@@ -38,64 +39,6 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
 const GUEST_SCRIPT: &str = "/run/vnode-derive.sh";
 /// The authorized keys vnode put in the guest, one key body a line, for the cleanup.
 const GUEST_KEYS: &str = "/run/vnode-derive.keys";
-
-/// Why an image could not be derived; the messages name the temporary node.
-#[derive(Debug, thiserror::Error)]
-pub enum DeriveError {
-    #[error("the temporary node {node} did not become ready ({outcome:?}): {error}")]
-    NotReady {
-        node: String,
-        outcome: Outcome,
-        error: String,
-    },
-    #[error(
-        "image {name} was made, but the temporary node could not be removed: {removal}; `vnode destroy {node}`"
-    )]
-    MadeButNotRemoved {
-        name: String,
-        node: String,
-        #[source]
-        removal: Box<RemoveError>,
-    },
-    #[error("{source}\nnothing was added to the cache; the temporary node {node} is destroyed")]
-    FailedRemoved { source: Box<Error>, node: String },
-    #[error(
-        "{source}\nnothing was added to the cache, and the temporary node could not be removed: {removal}; `vnode destroy {node}`"
-    )]
-    FailedNotRemoved {
-        source: Box<Error>,
-        node: String,
-        removal: Box<RemoveError>,
-    },
-    #[error("no free node in pool {pool}; pass --node SPEC")]
-    NoFreeNode { pool: String },
-    #[error("{node} has no known address")]
-    NoAddress { node: String },
-    #[error("cannot read {}: {source}", path.display())]
-    ReadHostKey {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot copy the commands to {node} (exit status {status:?})")]
-    CopyCommands { node: String, status: Option<u32> },
-    #[error("the commands failed in {node} with exit status {status}")]
-    CommandsFailed { node: String, status: u32 },
-    #[error("the commands in {node} ended without an exit status (killed by a signal?)")]
-    CommandsKilled { node: String },
-    #[error("cleaning {node} for reuse failed (exit status {status:?}): {output}")]
-    Cleanup {
-        node: String,
-        status: Option<u32>,
-        output: String,
-    },
-    #[error("cannot copy the key list to {node} (exit status {status:?})")]
-    CopyKeys { node: String, status: Option<u32> },
-    #[error("the domain {node} disappeared while shutting down")]
-    Disappeared { node: String },
-    #[error("{node} did not power off within {seconds} s of the ACPI shutdown request")]
-    NoPowerOff { node: String, seconds: u64 },
-}
 
 /// What `vnode images derive` was asked.
 #[derive(Clone, Debug)]
@@ -255,7 +198,7 @@ async fn spawn_and_build(
 ) -> Result<()> {
     let target = Target {
         host: host.clone(),
-        accel: crate::hosts::virt_type::resolve(ctx.config.virt_type).accel(),
+        accel: crate::hosts::kvm_probe::resolve(ctx.config.virt_type).accel(),
         cpus: None,
     };
     let options = SpawnOptions {
@@ -321,17 +264,15 @@ fn outcome(
             removal: Box::new(removal),
         }
         .into()),
-        (Err(e), Ok(())) => Err(DeriveError::FailedRemoved {
+        (Err(e), Ok(())) => Err(Error::DeriveFailed {
             source: Box::new(e),
             node: node_name,
-        }
-        .into()),
-        (Err(e), Err(removal)) => Err(DeriveError::FailedNotRemoved {
+        }),
+        (Err(e), Err(removal)) => Err(Error::DeriveFailedNotRemoved {
             source: Box::new(e),
             node: node_name,
             removal: Box::new(removal),
-        }
-        .into()),
+        }),
     }
 }
 
