@@ -296,3 +296,46 @@ fn images_list_available_shows_the_catalog() {
     assert!(out.lines().any(|l| l.starts_with("ubuntu-26.04")));
     assert!(out.lines().any(|l| l.starts_with("debian-13")));
 }
+
+/// As OpenSSH's StrictModes: a config file, catalog, cache or state directory that others may
+/// write is refused (exit 2), naming it and the fix, before vnode reads or writes anything.
+#[test]
+fn files_and_directories_others_may_write_are_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let cache = dir.join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    chmod(&cache, 0o777);
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cache_dir = {cache:?}\nstate_dir = {:?}\n",
+            dir.join("state")
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| Vnode::at(dir).config_file(&config).args(args);
+    let (code, stderr) = run(&["images", "list"]).fails();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "refusing the image cache (cache_dir) {}",
+            cache.display()
+        )) && stderr.contains(&format!("chmod go-w {}", cache.display())),
+        "{stderr}"
+    );
+    // Planning touches neither directory.
+    run(&["plan", "3"]).ok();
+    chmod(&config, 0o666);
+    let (code, stderr) = run(&["plan", "3"]).fails();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("refusing the config file {}", config.display())),
+        "{stderr}"
+    );
+}

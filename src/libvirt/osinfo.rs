@@ -149,10 +149,8 @@ fn load_or_ask(state_dir: &Path) -> Result<OsinfoDb, OsinfoError> {
     let list = ask_virt_install(state_dir)?;
     // A cache that cannot be written only costs the next run half a second. Written beside and
     // renamed, so a concurrent reader never sees half of it.
-    let tmp = state_dir.join(format!("{CACHE_FILE}.{}", std::process::id()));
     let _ = std::fs::create_dir_all(state_dir)
-        .and_then(|()| std::fs::write(&tmp, format!("{stamp}\n{list}")))
-        .and_then(|()| std::fs::rename(&tmp, &cache));
+        .and_then(|()| crate::files::write_atomic(&cache, format!("{stamp}\n{list}"), 0o644));
     Ok(OsinfoDb::parse_list(&list))
 }
 
