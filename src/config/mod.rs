@@ -20,7 +20,7 @@ mod lookup;
 mod pools;
 mod top_level;
 mod users;
-mod virt_install_args;
+pub mod virt_install_args;
 mod virt_type;
 
 #[cfg(test)]
