@@ -22,6 +22,8 @@ pub enum Error {
     #[error(transparent)]
     Trust(#[from] crate::files::TrustError),
     #[error(transparent)]
+    Osinfo(#[from] crate::libvirt::osinfo::OsinfoIdError),
+    #[error(transparent)]
     Image(#[from] crate::images::ImageError),
     #[error(transparent)]
     Node(#[from] crate::node::NodeError),
@@ -64,6 +66,7 @@ impl Error {
             | Error::Catalog(_)
             | Error::Plan(_)
             | Error::Trust(_)
+            | Error::Osinfo(_)
             | Error::Hosts(_)
             | Error::Usage(_) => EXIT_BAD_INPUT,
             Error::Placement(e) => e.exit_code(),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::images::KeySource;
+use crate::text::osinfo_id::check_osinfo_id;
 use crate::text::toml_file::{self, FileError, line_of};
 
 /// The catalog shipped with vnode.
@@ -122,7 +123,7 @@ struct EntryFile {
     aliases: Vec<Spanned<String>>,
     family: String,
     version: String,
-    osinfo: String,
+    osinfo: Spanned<String>,
     renderer: Option<Renderer>,
     default_user: Option<String>,
     url: String,
@@ -166,6 +167,8 @@ impl EntryFile {
         for a in &e.aliases {
             check_name(a.get_ref()).map_err(|m| at(a.span(), "aliases", m.to_string()))?;
         }
+        check_osinfo_id(e.osinfo.get_ref())
+            .map_err(|m| at(e.osinfo.span(), "osinfo", m.to_string()))?;
         let catalog_dir = path.parent().unwrap_or(Path::new("."));
         let mut signing_keys = Vec::new();
         for k in &e.signing_keys {
@@ -187,7 +190,7 @@ impl EntryFile {
             aliases: e.aliases.into_iter().map(Spanned::into_inner).collect(),
             family: e.family,
             version: e.version,
-            osinfo: e.osinfo,
+            osinfo: e.osinfo.into_inner(),
             renderer: e.renderer,
             default_user: e.default_user,
             url: e.url,
@@ -682,5 +685,22 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
         assert_eq!(e.field.as_deref(), Some("image[0].sha256"), "{e}");
         let e = Catalog::parse(p, "default_family = \"x\"\nbogus = 1\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn an_osinfo_that_is_not_a_short_id_is_refused_on_its_line() {
+        let text = format!(
+            "default_family = \"x\"\n[[image]]\nname = \"x-1\"\nfamily = \"x\"\nversion = \"1\"\n\
+             osinfo = \"debian11,require=off\"\nurl = \"https://example.org/x.qcow2\"\n\
+             sha256 = \"{}\"\nfamily_default = true\n",
+            "0".repeat(64)
+        );
+        let e = Catalog::parse(Path::new("u.toml"), &text).unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(6), Some("image[0].osinfo")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("not an osinfo short id"), "{e}");
     }
 }

@@ -233,6 +233,9 @@ fn derive(ctx: &Context, req: &crate::commands::images::derive::DeriveRequest) -
 /// `vnode images import FILE --name NAME [--sha256 HEX | --checksums FILE [--signature FILE]]`.
 fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
     let name = args.name.to_ascii_lowercase();
+    if let Some(id) = &args.osinfo {
+        crate::libvirt::osinfo::check_requested(&ctx.config.state_dir, id)?;
+    }
     // An alias would be shadowed by its catalog image in specs. A canonical catalog name is fine:
     // that is how an image carried in on a disk replaces a download.
     let entry = ctx.catalog.lookup(&name);
