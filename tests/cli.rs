@@ -288,6 +288,52 @@ fn user_catalog_extends_the_builtin_one() {
     );
 }
 
+/// A user catalog cannot silently replace a signed built-in entry; `images list --available`
+/// says where each entry comes from and how far it is trusted.
+#[test]
+fn a_user_catalog_entry_shadowing_a_builtin_one_must_say_so() {
+    let entry = |extra: &str| {
+        format!(
+            "[[image]]\nname = \"fedora-43\"\n{extra}family = \"fedora\"\nversion = \"43\"\n\
+             osinfo = \"fedora43\"\nurl = \"http://mirror.example/f.qcow2\"\n\
+             sha256 = \"{}\"\nfamily_default = true\n",
+            "0".repeat(64)
+        )
+    };
+    let (code, stderr) = with_catalog("mine.toml", &entry(""))
+        .args(["images", "list", "--available"])
+        .fails();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("mine.toml:2: image[0].name: 'fedora-43' would replace the built-in entry fedora-43 (signed checksums)")
+            && stderr.contains("add `replaces_builtin = true`"),
+        "{stderr}"
+    );
+    let v = with_catalog("mine.toml", &entry("replaces_builtin = true\n"));
+    let catalog = v.dir().join("mine.toml");
+    let out = v.args(["images", "list", "--available"]).ok();
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.contains("TRUST") && header.contains("SOURCE"),
+        "{header}"
+    );
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    let f43 = row("fedora-43");
+    let shown = catalog.display().to_string();
+    assert!(
+        f43.ends_with(&["digest", shown.as_str(), "default"]),
+        "{f43:?}"
+    );
+    let u24 = row("ubuntu-24.04");
+    assert!(u24.ends_with(&["signed", "built-in", "family"]), "{u24:?}");
+}
+
 #[test]
 fn images_list_available_shows_the_catalog() {
     let out = Vnode::new().args(["images", "list", "--available"]).ok();

@@ -348,7 +348,8 @@ fn verify(ctx: &Context, names: &[String]) -> Result<()> {
     }
 }
 
-/// `vnode images list --available`: the catalog.
+/// `vnode images list --available`: the catalog, each entry with its trust (signed, digest or
+/// none) and where it comes from (built-in, or a catalog file's path).
 fn available(ctx: &Context) -> Result<()> {
     let entries = ctx.catalog.entries();
     if ctx.json {
@@ -362,6 +363,8 @@ fn available(ctx: &Context) -> Result<()> {
         "VERSION",
         "OSINFO",
         "SIGNATURE",
+        "TRUST",
+        "SOURCE",
         "DEFAULT",
     ]);
     let default = &ctx.catalog.default_image().name;
@@ -380,6 +383,8 @@ fn available(ctx: &Context) -> Result<()> {
             e.version.clone(),
             e.osinfo.clone(),
             signature_check(e),
+            e.trust().to_string(),
+            e.source.to_string(),
             mark.into(),
         ]);
     }
