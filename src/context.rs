@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::config::{Config, ConfigSource};
 use crate::error::Result;
+use crate::files::strict_modes::{Trusted, check_dir, check_file};
 use crate::images::catalog::Catalog;
 
 pub struct Context {
@@ -20,8 +21,15 @@ pub struct Context {
 impl Context {
     /// The context of a command: the config file named (else looked up), the lab it runs in,
     /// JSON output or not.
+    ///
+    /// The config file and the user catalog are obeyed as root, so they are checked first as
+    /// OpenSSH's StrictModes checks `~/.ssh` ([`crate::files::strict_modes`]).
     pub fn load(config: Option<&Path>, lab: Option<&str>, json: bool) -> Result<Context> {
-        let (mut config, source) = Config::load(config)?;
+        let source = ConfigSource::find(config)?;
+        if let Some(path) = source.path() {
+            check_file(Trusted::ConfigFile, path)?;
+        }
+        let mut config = Config::load_from(&source)?;
         // In a lab every pool has the public subnet and domain the lab's DHCP serves, so plans
         // and nodes show the addresses the nodes really get.
         if let Some(lab) = lab {
@@ -36,6 +44,9 @@ impl Context {
                 config.hosts = state.host_configs();
             }
         }
+        if let Some(path) = config.user_catalog() {
+            check_file(Trusted::Catalog, &path)?;
+        }
         let catalog = config.load_catalog()?;
         Ok(Context {
             config,
@@ -44,6 +55,15 @@ impl Context {
             json,
             lab: lab.map(String::from),
         })
+    }
+
+    /// Refuses a cache or state directory (or a parent of one) that someone other than the
+    /// invoking user or root owns, or that group or others may write. Commands that read or
+    /// write either call it once, before anything else.
+    pub fn check_dirs(&self) -> Result<()> {
+        check_dir(Trusted::CacheDir, &self.config.cache_dir)?;
+        check_dir(Trusted::StateDir, &self.config.state_dir)?;
+        Ok(())
     }
 
     /// Names of cached images that are not catalog entries (imported, derived), for spec resolution.

@@ -18,6 +18,11 @@ pub enum Error {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Plan(#[from] NoAddresses),
+    /// A config file, catalog, cache or state directory others could change.
+    #[error(transparent)]
+    Trust(#[from] crate::files::TrustError),
+    #[error(transparent)]
+    Osinfo(#[from] crate::libvirt::osinfo::OsinfoIdError),
     #[error(transparent)]
     Image(#[from] crate::images::ImageError),
     #[error(transparent)]
@@ -72,6 +77,8 @@ impl Error {
             | Error::File(_)
             | Error::Catalog(_)
             | Error::Plan(_)
+            | Error::Trust(_)
+            | Error::Osinfo(_)
             | Error::Hosts(_)
             | Error::Usage(_) => EXIT_BAD_INPUT,
             Error::Placement(e) => e.exit_code(),

@@ -14,6 +14,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod exit;
+pub mod files;
 pub mod hosts;
 pub mod images;
 pub mod lab;

@@ -31,6 +31,20 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
+/// Whether a command reads or writes the image cache or the state directory (which must then
+/// pass [`Context::check_dirs`]). Planning, the config, the lab and the host checks do not.
+fn uses_cache_or_state(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Plan(_)
+            | Command::Config(_)
+            | Command::Lab(_)
+            | Command::Host(_)
+            | Command::Completions { .. }
+            | Command::GenerateAssets { .. }
+    )
+}
+
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let Cli { global, command } = cli;
     crate::process::debug_log::init(global.verbose);
@@ -65,6 +79,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let ctx = Context::load(global.config.as_deref(), global.lab.as_deref(), global.json)?;
+    if uses_cache_or_state(&command) {
+        ctx.check_dirs()?;
+    }
     let done = match command {
         Command::Spawn(args) => return commands::spawn::run(&ctx, &args),
         Command::Plan(args) => commands::plan::run(&ctx, &args),

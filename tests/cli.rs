@@ -288,6 +288,52 @@ fn user_catalog_extends_the_builtin_one() {
     );
 }
 
+/// A user catalog cannot silently replace a signed built-in entry; `images list --available`
+/// says where each entry comes from and how far it is trusted.
+#[test]
+fn a_user_catalog_entry_shadowing_a_builtin_one_must_say_so() {
+    let entry = |extra: &str| {
+        format!(
+            "[[image]]\nname = \"fedora-43\"\n{extra}family = \"fedora\"\nversion = \"43\"\n\
+             osinfo = \"fedora43\"\nurl = \"http://mirror.example/f.qcow2\"\n\
+             sha256 = \"{}\"\nfamily_default = true\n",
+            "0".repeat(64)
+        )
+    };
+    let (code, stderr) = with_catalog("mine.toml", &entry(""))
+        .args(["images", "list", "--available"])
+        .fails();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("mine.toml:2: image[0].name: 'fedora-43' would replace the built-in entry fedora-43 (signed checksums)")
+            && stderr.contains("add `replaces_builtin = true`"),
+        "{stderr}"
+    );
+    let v = with_catalog("mine.toml", &entry("replaces_builtin = true\n"));
+    let catalog = v.dir().join("mine.toml");
+    let out = v.args(["images", "list", "--available"]).ok();
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.contains("TRUST") && header.contains("SOURCE"),
+        "{header}"
+    );
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    let f43 = row("fedora-43");
+    let shown = catalog.display().to_string();
+    assert!(
+        f43.ends_with(&["digest", shown.as_str(), "default"]),
+        "{f43:?}"
+    );
+    let u24 = row("ubuntu-24.04");
+    assert!(u24.ends_with(&["signed", "built-in", "family"]), "{u24:?}");
+}
+
 #[test]
 fn images_list_available_shows_the_catalog() {
     let out = Vnode::new().args(["images", "list", "--available"]).ok();
@@ -295,4 +341,47 @@ fn images_list_available_shows_the_catalog() {
     assert!(f43.ends_with("default"), "{f43}");
     assert!(out.lines().any(|l| l.starts_with("ubuntu-26.04")));
     assert!(out.lines().any(|l| l.starts_with("debian-13")));
+}
+
+/// As OpenSSH's StrictModes: a config file, catalog, cache or state directory that others may
+/// write is refused (exit 2), naming it and the fix, before vnode reads or writes anything.
+#[test]
+fn files_and_directories_others_may_write_are_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let cache = dir.join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    chmod(&cache, 0o777);
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cache_dir = {cache:?}\nstate_dir = {:?}\n",
+            dir.join("state")
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| Vnode::at(dir).config_file(&config).args(args);
+    let (code, stderr) = run(&["images", "list"]).fails();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "refusing the image cache (cache_dir) {}",
+            cache.display()
+        )) && stderr.contains(&format!("chmod go-w {}", cache.display())),
+        "{stderr}"
+    );
+    // Planning touches neither directory.
+    run(&["plan", "3"]).ok();
+    chmod(&config, 0o666);
+    let (code, stderr) = run(&["plan", "3"]).fails();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("refusing the config file {}", config.display())),
+        "{stderr}"
+    );
 }

@@ -646,6 +646,29 @@ fn imports_that_are_refused_leave_nothing() {
     t.run(&["images", "import", path, "--name", "Bad/Name"])
         .code(2)
         .stderr(contains("cannot name an image"));
+    // osinfo: a short id (virt-install would read ',' and '=' as its own sub-options), and one
+    // whose family this host's osinfo-db knows (debian12 on bookworm: a newer debian).
+    t.run(&[
+        "images",
+        "import",
+        path,
+        "--name",
+        "x",
+        "--osinfo",
+        "debian11,require=off",
+    ])
+    .code(2)
+    .stderr(contains(
+        "--osinfo: 'debian11,require=off' is not an osinfo short id",
+    ));
+    t.run(&[
+        "images", "import", path, "--name", "x", "--osinfo", "debain12",
+    ])
+    .code(2)
+    .stderr(contains(
+        "knows neither 'debain12' nor any release of its family",
+    ))
+    .stderr(contains("did you mean debian"));
     let text = t.dir.path().join("notes.txt");
     fs::write(&text, "not an image\n".repeat(20)).unwrap();
     t.run(&["images", "import", text.to_str().unwrap(), "--name", "x"])

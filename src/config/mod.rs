@@ -20,7 +20,7 @@ mod lookup;
 mod pools;
 mod top_level;
 mod users;
-mod virt_install_args;
+pub mod virt_install_args;
 mod virt_type;
 
 #[cfg(test)]
@@ -130,17 +130,28 @@ impl Config {
     /// A file named by the flag or the variable must exist.
     pub fn load(flag: Option<&Path>) -> Result<(Config, ConfigSource), FileError> {
         let source = ConfigSource::find(flag)?;
-        let config = match source.path() {
-            None => Config::defaults(),
-            Some(path) => Config::parse(path, &toml_file::read_text(path)?)?,
-        };
+        let config = Config::load_from(&source)?;
         Ok((config, source))
+    }
+
+    /// The config `source` names (the defaults when it names none).
+    pub fn load_from(source: &ConfigSource) -> Result<Config, FileError> {
+        match source.path() {
+            None => Ok(Config::defaults()),
+            Some(path) => Config::parse(path, &toml_file::read_text(path)?),
+        }
+    }
+
+    /// The user catalog this config reads, if any: the one it names, else
+    /// `~/.config/vnode/images.toml` when that exists.
+    pub fn user_catalog(&self) -> Option<PathBuf> {
+        lookup::user_catalog(self.catalog.as_deref())
     }
 
     /// The catalog: built-in, plus the user catalog named in the config or found at
     /// `~/.config/vnode/images.toml`.
     pub fn load_catalog(&self) -> Result<Catalog, FileError> {
-        match lookup::user_catalog(self.catalog.as_deref()) {
+        match self.user_catalog() {
             None => Catalog::load(None),
             Some(path) => {
                 let text = toml_file::read_text(&path)?;

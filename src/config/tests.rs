@@ -51,7 +51,24 @@ fn virt_install_args_are_kept_in_order_and_vnodes_own_options_refused() {
     .unwrap();
     assert_eq!(c.virt_install_args, ["--memballoon", "none"]);
     assert_eq!(c.cloud_init.modules, ModuleLists::Needed);
-    for bad in ["--name=x", "--connect", "--import", ""] {
+    for bad in [
+        "--name=x",
+        "--connect",
+        "--import",
+        "",
+        "-n",
+        "-nx",
+        "-n=x",
+        "--nam",
+        "--conn",
+        "--print-x",
+        "--noautoc",
+        "--transien",
+        "--nam=x",
+        "-vn",
+        "--metadata",
+        "--",
+    ] {
         let e = Config::parse(
             Path::new("c.toml"),
             &format!("virt_install_args = [\"--cpu\", \"{bad}\"]\n"),

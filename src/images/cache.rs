@@ -10,7 +10,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::access::{self, QemuUser};
 use super::error::ImageError;
 use super::meta::ImageMeta;
+use crate::files::strict_modes::{Trusted, check_dir};
 use crate::images::catalog::{ImageRef, check_name};
 
 pub struct Cache {
@@ -203,7 +204,8 @@ impl Cache {
         Ok(removed)
     }
 
-    /// Creates the directory if needed (mode 0755). Returns a warning when the qemu user could
+    /// Creates the directory if needed (mode 0755) and checks who may write it
+    /// ([`crate::files::strict_modes`]). Returns a warning when the qemu user could
     /// not reach images in it: not an error, because `qemu:///session` runs qemu as the user.
     pub fn prepare(&self) -> Result<Option<ImageError>, ImageError> {
         access::create_dirs(&self.dir).map_err(|source| ImageError::CreateDir {
@@ -215,6 +217,8 @@ impl Cache {
                 dir: self.dir.clone(),
             });
         }
+        // Checked again now that it exists: someone may have made it first (under /tmp, say).
+        check_dir(Trusted::CacheDir, &self.dir)?;
         Ok(self.check_qemu_access(None).err())
     }
 
@@ -243,12 +247,17 @@ impl Cache {
     ) -> Result<CachedImage, ImageError> {
         let name = &meta.name;
         let mode = fs::Permissions::from_mode(access::FILE_MODE);
-        fs::set_permissions(staged, mode.clone())
+        // Through the file itself, never through a symlink at the staged name.
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(staged)
+            .and_then(|f| f.set_permissions(mode.clone()))
             .map_err(|e| ImageError::io("set the mode of", staged, e))?;
         let tmp = self.meta_tmp_path(name);
         let meta_path = self.meta_path(name);
         let write_meta = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = crate::files::create_fresh(&tmp, access::FILE_MODE)?;
             f.write_all(meta.to_json().as_bytes())?;
             f.set_permissions(mode.clone())?;
             f.sync_all()?;
@@ -434,5 +443,16 @@ mod tests {
             Cache::open(&file),
             Err(ImageError::NotADirectory { .. })
         ));
+    }
+
+    #[test]
+    fn a_cache_others_may_write_is_refused_once_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("c")).unwrap();
+        fs::create_dir(cache.dir()).unwrap();
+        fs::set_permissions(cache.dir(), fs::Permissions::from_mode(0o777)).unwrap();
+        let e = cache.prepare().unwrap_err();
+        assert!(matches!(e, ImageError::Untrusted(_)), "{e}");
+        assert!(e.to_string().contains("chmod go-w"), "{e}");
     }
 }

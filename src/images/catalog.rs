@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::images::KeySource;
+use crate::text::osinfo_id::check_osinfo_id;
 use crate::text::toml_file::{self, FileError, line_of};
 
 /// The catalog shipped with vnode.
@@ -104,6 +105,64 @@ pub struct CatalogEntry {
     pub checksum: Checksum,
     /// The entry a bare family name (and the catalog default) means.
     pub family_default: bool,
+    /// Where the entry was read.
+    pub source: EntrySource,
+}
+
+/// Where a catalog entry comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "path", rename_all = "kebab-case")]
+pub enum EntrySource {
+    /// vnode's own `images.toml`.
+    BuiltIn,
+    /// A user catalog file.
+    File(PathBuf),
+}
+
+impl fmt::Display for EntrySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntrySource::BuiltIn => f.write_str("built-in"),
+            EntrySource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// How far a catalog entry's image is vouched for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryTrust {
+    /// A checksum file signed by pinned keys.
+    Signed,
+    /// A digest written into the catalog: as trustworthy as the catalog file.
+    Digest,
+    /// A checksum file without pinned keys: from the same mirror as the image.
+    None,
+}
+
+impl fmt::Display for EntryTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EntryTrust::Signed => "signed",
+            EntryTrust::Digest => "digest",
+            EntryTrust::None => "none",
+        })
+    }
+}
+
+impl CatalogEntry {
+    pub fn trust(&self) -> EntryTrust {
+        match &self.checksum {
+            Checksum::File { signing_keys, .. } if !signing_keys.is_empty() => EntryTrust::Signed,
+            Checksum::File { .. } => EntryTrust::None,
+            Checksum::Inline { .. } => EntryTrust::Digest,
+        }
+    }
+
+    /// Its name and aliases.
+    fn names(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.name).chain(&self.aliases)
+    }
 }
 
 #[derive(Deserialize)]
@@ -122,7 +181,7 @@ struct EntryFile {
     aliases: Vec<Spanned<String>>,
     family: String,
     version: String,
-    osinfo: String,
+    osinfo: Spanned<String>,
     renderer: Option<Renderer>,
     default_user: Option<String>,
     url: String,
@@ -135,6 +194,18 @@ struct EntryFile {
     sha512: Option<String>,
     #[serde(default)]
     family_default: bool,
+    /// A user entry that shadows a built-in one (by name or alias) must say so.
+    #[serde(default)]
+    replaces_builtin: bool,
+}
+
+/// A checked entry of a catalog file, with what [`Catalog::load`] needs to place it.
+struct Parsed {
+    entry: CatalogEntry,
+    replaces_builtin: bool,
+    /// Where its `name` is, for messages.
+    line: usize,
+    index: usize,
 }
 
 /// A `FileError` at a span of image entry `index` of a catalog file.
@@ -157,7 +228,7 @@ impl EntryErrors<'_> {
 
 impl EntryFile {
     /// The entry as the catalog holds it, once its names, keys, checksum and URL pass.
-    fn check(self, path: &Path, text: &str, index: usize) -> Result<CatalogEntry, FileError> {
+    fn check(self, path: &Path, text: &str, index: usize) -> Result<Parsed, FileError> {
         let e = self;
         let errors = EntryErrors { path, text, index };
         let at = |span, field: &str, message| errors.at(span, field, message);
@@ -166,6 +237,8 @@ impl EntryFile {
         for a in &e.aliases {
             check_name(a.get_ref()).map_err(|m| at(a.span(), "aliases", m.to_string()))?;
         }
+        check_osinfo_id(e.osinfo.get_ref())
+            .map_err(|m| at(e.osinfo.span(), "osinfo", m.to_string()))?;
         let catalog_dir = path.parent().unwrap_or(Path::new("."));
         let mut signing_keys = Vec::new();
         for k in &e.signing_keys {
@@ -182,17 +255,30 @@ impl EntryFile {
                 format!("'{}' is not an http(s) URL", e.url),
             ));
         }
-        Ok(CatalogEntry {
+        let source = if path == Path::new(BUILTIN_PATH) {
+            EntrySource::BuiltIn
+        } else {
+            EntrySource::File(path.to_path_buf())
+        };
+        let (replaces_builtin, line) = (e.replaces_builtin, line_of(text, name_span.start));
+        let entry = CatalogEntry {
             name: e.name.into_inner(),
             aliases: e.aliases.into_iter().map(Spanned::into_inner).collect(),
             family: e.family,
             version: e.version,
-            osinfo: e.osinfo,
+            osinfo: e.osinfo.into_inner(),
             renderer: e.renderer,
             default_user: e.default_user,
             url: e.url,
             checksum,
             family_default: e.family_default,
+            source,
+        };
+        Ok(Parsed {
+            entry,
+            replaces_builtin,
+            line,
+            index,
         })
     }
 
@@ -305,15 +391,16 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The built-in catalog, extended by `user` (path, text) where entries with the same name
-    /// replace built-in ones.
+    /// The built-in catalog, extended by `user` (path, text). A user entry whose name or an
+    /// alias is a built-in entry's name or alias is refused unless it says
+    /// `replaces_builtin = true`; then it replaces those built-in entries.
     pub fn load(user: Option<(&Path, &str)>) -> Result<Catalog, FileError> {
         let mut catalog = Catalog::parse(Path::new(BUILTIN_PATH), BUILTIN)?;
         if let Some((path, text)) = user {
             let extra = Catalog::parse_file(path, text)?;
-            for entry in extra.1 {
-                catalog.entries.retain(|e| e.name != entry.name);
-                catalog.entries.push(entry);
+            for parsed in extra.1 {
+                catalog.replace_builtins(path, &parsed)?;
+                catalog.entries.push(parsed.entry);
             }
             if let Some(family) = extra.0 {
                 catalog.default_family = family;
@@ -323,9 +410,55 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// Removes the built-in entries `user` shadows, which it must allow explicitly.
+    fn replace_builtins(&mut self, path: &Path, user: &Parsed) -> Result<(), FileError> {
+        let shadows = |e: &CatalogEntry| {
+            e.source == EntrySource::BuiltIn
+                && e.names().any(|n| user.entry.names().any(|u| u == n))
+        };
+        let shadowed: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| shadows(e))
+            .map(|e| format!("{} ({} checksums)", e.name, e.trust()))
+            .collect();
+        let error = |field: &str, message: String| FileError {
+            path: path.into(),
+            line: Some(user.line),
+            field: Some(format!("image[{}].{field}", user.index)),
+            message,
+        };
+        match (shadowed.is_empty(), user.replaces_builtin) {
+            (true, false) => Ok(()),
+            (true, true) => Err(error(
+                "replaces_builtin",
+                format!(
+                    "'{}' replaces no built-in entry (none is named like it or its aliases); \
+                     remove `replaces_builtin = true`",
+                    user.entry.name
+                ),
+            )),
+            (false, false) => Err(error(
+                "name",
+                format!(
+                    "'{}' would replace the built-in entry {}; an entry that replaces a \
+                     built-in one must say so: add `replaces_builtin = true` to it, or give it \
+                     a name and aliases of its own",
+                    user.entry.name,
+                    shadowed.join(", ")
+                ),
+            )),
+            (false, true) => {
+                self.entries.retain(|e| !shadows(e));
+                Ok(())
+            }
+        }
+    }
+
     /// Parses one complete catalog file.
     pub fn parse(path: &Path, text: &str) -> Result<Catalog, FileError> {
-        let (default_family, entries) = Catalog::parse_file(path, text)?;
+        let (default_family, parsed) = Catalog::parse_file(path, text)?;
+        let entries = parsed.into_iter().map(|p| p.entry).collect();
         let default_family = default_family.ok_or_else(|| FileError {
             path: path.into(),
             line: None,
@@ -341,10 +474,7 @@ impl Catalog {
         Ok(catalog)
     }
 
-    fn parse_file(
-        path: &Path,
-        text: &str,
-    ) -> Result<(Option<String>, Vec<CatalogEntry>), FileError> {
+    fn parse_file(path: &Path, text: &str) -> Result<(Option<String>, Vec<Parsed>), FileError> {
         let file: CatalogFile = toml_file::parse(path, text)?;
         let entries = file
             .images
@@ -682,5 +812,71 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
         assert_eq!(e.field.as_deref(), Some("image[0].sha256"), "{e}");
         let e = Catalog::parse(p, "default_family = \"x\"\nbogus = 1\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn an_osinfo_that_is_not_a_short_id_is_refused_on_its_line() {
+        let text = format!(
+            "default_family = \"x\"\n[[image]]\nname = \"x-1\"\nfamily = \"x\"\nversion = \"1\"\n\
+             osinfo = \"debian11,require=off\"\nurl = \"https://example.org/x.qcow2\"\n\
+             sha256 = \"{}\"\nfamily_default = true\n",
+            "0".repeat(64)
+        );
+        let e = Catalog::parse(Path::new("u.toml"), &text).unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(6), Some("image[0].osinfo")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("not an osinfo short id"), "{e}");
+    }
+
+    fn user_entry(name: &str, extra: &str) -> String {
+        format!(
+            "[[image]]\nname = \"{name}\"\n{extra}family = \"fedora\"\nversion = \"43\"\n\
+             osinfo = \"fedora43\"\nurl = \"http://mirror.example/f.qcow2\"\nsha256 = \"{}\"\n",
+            "0".repeat(64)
+        )
+    }
+
+    #[test]
+    fn a_user_entry_that_shadows_a_builtin_one_must_say_so() {
+        let p = Path::new("/home/u/.config/vnode/images.toml");
+        // By name, and by alias.
+        for text in [
+            user_entry("fedora-43", ""),
+            user_entry("mine", "aliases = [\"f43\"]\n"),
+        ] {
+            let e = Catalog::load(Some((p, &text))).unwrap_err();
+            assert_eq!(
+                (e.line, e.field.as_deref()),
+                (Some(2), Some("image[0].name")),
+                "{e}"
+            );
+            let msg = e.to_string();
+            assert!(
+                msg.contains("would replace the built-in entry fedora-43 (signed checksums)")
+                    && msg.contains("replaces_builtin = true"),
+                "{msg}"
+            );
+        }
+        let text = user_entry(
+            "fedora-43",
+            "replaces_builtin = true\nfamily_default = true\n",
+        );
+        let c = Catalog::load(Some((p, &text))).unwrap();
+        let e = c.lookup("fedora-43").unwrap();
+        assert_eq!(e.source, EntrySource::File(p.into()));
+        assert_eq!(e.trust(), EntryTrust::Digest);
+        // Its aliases went with the built-in entry.
+        assert!(c.lookup("f43").is_none());
+        assert_eq!(
+            builtin().lookup("f43").unwrap().source,
+            EntrySource::BuiltIn
+        );
+        assert_eq!(builtin().lookup("f43").unwrap().trust(), EntryTrust::Signed);
+        let text = user_entry("alma-9", "replaces_builtin = true\n");
+        let e = Catalog::load(Some((p, &text))).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("image[0].replaces_builtin"), "{e}");
     }
 }

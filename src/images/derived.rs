@@ -1,6 +1,6 @@
 //! The cache side of `vnode images derive`: a stopped node's disk (an overlay backed by its base
 //! image) flattened into a standalone qcow2 and committed into the cache like an import: staged
-//! beside the cache under a hidden name, hashed, validated as a base image (qcow2, no backing
+//! in a private directory in the cache, hashed, validated as a base image (qcow2, no backing
 //! file), then metadata and image renamed into place by [`Cache::commit`].
 
 use std::fs;
@@ -46,12 +46,14 @@ pub fn commit_flattened(
         return Err(ImageError::AlreadyCached { name: name.clone() });
     }
     cache.prepare()?;
-    let staged = cache.import_path(name);
-    let result = flatten_and_commit(cache, overlay, &staged, image);
-    if result.is_err() {
-        let _ = fs::remove_file(&staged);
-    }
-    result
+    // qemu-img creates its output by name and would follow a symlink planted there: it writes
+    // into a directory of vnode's own (mode 0700) in the cache, removed with what is left in it.
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.derive-"))
+        .tempdir_in(cache.dir())
+        .map_err(|e| ImageError::io("create a directory in", cache.dir(), e))?;
+    let staged = staging.path().join(format!("{name}.qcow2"));
+    flatten_and_commit(cache, overlay, &staged, image)
 }
 
 fn flatten_and_commit(
@@ -65,7 +67,6 @@ fn flatten_and_commit(
         overlay: overlay.to_path_buf(),
         reason,
     };
-    let _ = fs::remove_file(staged);
     let out = Command::new("qemu-img")
         .args(["convert", "-O", "qcow2"])
         .arg(overlay)
@@ -166,5 +167,41 @@ mod tests {
         assert!(commit_flattened(&cache, &dir.path().join("missing"), &bad).is_err());
         assert!(cache.find("base-y").is_none());
         assert!(!cache.import_path("base-y").exists());
+    }
+}
+
+#[cfg(test)]
+mod staging_tests {
+    use super::*;
+    use crate::files::create::tests::plant;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_symlink_planted_at_the_staged_name_is_never_followed() {
+        if Command::new("qemu-img").arg("--version").output().is_err() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.qcow2");
+        let st = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&base)
+            .arg("1M")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        cache.prepare().unwrap();
+        let (victim, _) = plant(cache.dir(), ".base-x.qcow2.import");
+        let d = DerivedImage {
+            name: "base-x".into(),
+            parent: "base".into(),
+            osinfo: None,
+            source: "true".into(),
+        };
+        commit_flattened(&cache, &base, &d).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"secret");
+        let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
     }
 }

@@ -39,6 +39,10 @@ pub enum ImageError {
     #[error("the image cache {} is not a directory; set cache_dir in the config to a directory", dir.display())]
     NotADirectory { dir: PathBuf },
 
+    /// The cache (or a parent) is someone else's, or others may write it.
+    #[error(transparent)]
+    Untrusted(#[from] crate::files::TrustError),
+
     #[error("cannot create the image cache {}: {source}; create it once as root \
              (`sudo install -d -m 0755 -o $USER {}`) or set cache_dir in the config", dir.display(), dir.display())]
     CreateDir {
@@ -358,7 +362,8 @@ impl ImageError {
             ImageError::NotInCache { .. }
             | ImageError::BadName { .. }
             | ImageError::BadDigest { .. }
-            | ImageError::AlreadyCached { .. } => EXIT_BAD_INPUT,
+            | ImageError::AlreadyCached { .. }
+            | ImageError::Untrusted(_) => EXIT_BAD_INPUT,
             ImageError::PullInterrupted { .. } => EXIT_INTERRUPTED,
             ImageError::Several(all) if all.iter().all(|e| e.exit_code() == EXIT_BAD_INPUT) => {
                 EXIT_BAD_INPUT

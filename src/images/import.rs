@@ -216,7 +216,9 @@ fn copy_hashing(
         .metadata()
         .map_err(|e| ImageError::io("read", from, e))?
         .len();
-    let output = File::create(to).map_err(|e| ImageError::io("create", to, e))?;
+    // A leftover or a symlink planted at the staged name is removed, never followed.
+    let output =
+        crate::files::create_fresh(to, 0o600).map_err(|e| ImageError::io("create", to, e))?;
     start(len);
     let sink = Sink::start(Hasher::new(algo), output);
     let mut size = 0u64;
@@ -251,5 +253,55 @@ fn parse_sha256(value: &str) -> Result<String, ImageError> {
         Err(ImageError::BadDigest {
             value: value.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::create::tests::plant;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn qcow2(path: &Path) {
+        let st = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(path)
+            .arg("1M")
+            .status()
+            .expect("qemu-img is needed for this test (Debian package qemu-utils)");
+        assert!(st.success());
+    }
+
+    fn import(file: &Path, name: &str) -> Import {
+        Import {
+            file: file.to_path_buf(),
+            name: name.into(),
+            sha256: None,
+            checksums: None,
+            signature: None,
+            signing_keys: Vec::new(),
+            listed_as: Vec::new(),
+            osinfo: None,
+            force: false,
+        }
+    }
+
+    #[test]
+    fn symlinks_planted_at_the_staged_names_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("src.qcow2");
+        qcow2(&source);
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        cache.prepare().unwrap();
+        let (victim, _) = plant(cache.dir(), ".a.qcow2.import");
+        std::os::unix::fs::symlink(&victim, cache.dir().join(".a.meta.json.tmp")).unwrap();
+        let image = import(&source, "a")
+            .run(&cache, &Progress::hidden())
+            .unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"secret");
+        let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        assert!(!fs::symlink_metadata(&image.path).unwrap().is_symlink());
+        assert_eq!(cache.find("a"), Some(image));
     }
 }

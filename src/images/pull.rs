@@ -12,7 +12,7 @@
 //! whose write failed (a full disk above all) is removed instead: it would hold the space the
 //! user has to free, and the bytes are easily fetched again.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
@@ -359,13 +359,9 @@ async fn download(
 /// Opens (creating) the `.part` file and locks it, so that two vnode processes never write the
 /// same download. The lock goes with the file descriptor.
 fn open_locked(part: &Path, name: &str) -> Result<File, ImageError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(part)
-        .map_err(|e| ImageError::io("create", part, e))?;
+    // Never through a symlink planted at the name, nor into a file linked elsewhere.
+    let file =
+        crate::files::open_or_create(part, 0o644).map_err(|e| ImageError::io("create", part, e))?;
     unix::try_lock_exclusive(&file).map_err(|e| match e {
         TryLockError::Held => ImageError::Busy {
             name: name.to_string(),
@@ -789,5 +785,19 @@ mod tests {
         let cache = Cache::open(Path::new("/nonexistent")).unwrap();
         let progress = Progress::hidden();
         assert_send(&pull(&cache, &[], false, &progress));
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_part_name_is_refused_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (victim, link) = crate::files::create::tests::plant(dir.path(), "a.qcow2.part");
+        assert!(matches!(
+            open_locked(&link, "a"),
+            Err(ImageError::Io { .. })
+        ));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"secret");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
     }
 }

@@ -15,6 +15,8 @@ use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
 
+use crate::text::osinfo_id::{BadOsinfoId, check_osinfo_id};
+
 /// The osinfo ids (and their aliases) one host knows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OsinfoDb {
@@ -54,19 +56,44 @@ impl OsinfoDb {
     }
 
     /// `wanted` if known; else the newest known release of its family not newer than it; else the
-    /// newest generic `linuxYYYY` id; else `generic`.
+    /// newest generic `linuxYYYY` id; else `generic`. An id that is not an osinfo short id
+    /// (see [`check_osinfo_id`]) gets the generic one: it never reaches virt-install.
     pub fn choose(&self, wanted: &str) -> OsinfoChoice {
         let mut choice = OsinfoChoice {
             requested: wanted.to_string(),
             id: wanted.to_string(),
             note: None,
         };
-        if self.knows(wanted) {
+        let malformed = check_osinfo_id(wanted).err();
+        if malformed.is_none() && self.knows(wanted) {
             return choice;
         }
+        let family = split_version(wanted).0;
+        let (id, why) = match self.same_family(wanted).filter(|_| malformed.is_none()) {
+            Some(id) => (id.clone(), format!("the newest {family} release it knows")),
+            None => self.generic(),
+        };
+        choice.note = Some(match malformed {
+            Some(e) => format!("{e}; using '{id}' ({why}) for virt-install --osinfo"),
+            None => format!(
+                "the host's osinfo-db does not know '{wanted}'; using '{id}' ({why}) for \
+                 virt-install --osinfo"
+            ),
+        });
+        choice.id = id;
+        choice
+    }
+
+    /// Whether the host knows `id` or an older release of its family (which [`OsinfoDb::choose`]
+    /// falls back to): false for a misspelt family, which would only get a generic id.
+    pub fn knows_family(&self, id: &str) -> bool {
+        self.knows(id) || self.same_family(id).is_some()
+    }
+
+    /// The newest known release of `wanted`'s family not newer than it.
+    fn same_family(&self, wanted: &str) -> Option<&String> {
         let (family, version) = split_version(wanted);
-        let same_family = self
-            .ids
+        self.ids
             .iter()
             .filter_map(|id| match split_version(id) {
                 (f, Some(v)) if f == family && version.as_ref().is_none_or(|w| v <= *w) => {
@@ -74,29 +101,24 @@ impl OsinfoDb {
                 }
                 _ => None,
             })
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    /// The newest generic `linuxYYYY` id, else `generic`; and how to say which.
+    fn generic(&self) -> (String, String) {
+        let linux = self
+            .ids
+            .iter()
+            .filter(|id| {
+                id.strip_prefix("linux")
+                    .is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))
+            })
             .max();
-        let (id, why) = match same_family {
-            Some((_, id)) => (id.clone(), format!("the newest {family} release it knows")),
-            None => {
-                let linux = self
-                    .ids
-                    .iter()
-                    .filter(|id| {
-                        id.strip_prefix("linux")
-                            .is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))
-                    })
-                    .max();
-                match linux {
-                    Some(id) => (id.clone(), "a generic Linux id".to_string()),
-                    None => ("generic".to_string(), "the generic id".to_string()),
-                }
-            }
-        };
-        choice.note = Some(format!(
-            "the host's osinfo-db does not know '{wanted}'; using '{id}' ({why}) for virt-install --osinfo"
-        ));
-        choice.id = id;
-        choice
+        match linux {
+            Some(id) => (id.clone(), "a generic Linux id".to_string()),
+            None => ("generic".to_string(), "the generic id".to_string()),
+        }
     }
 
     /// The host's ids, from the cache in `state_dir` or from `virt-install --osinfo list`.
@@ -113,10 +135,19 @@ impl OsinfoDb {
     }
 }
 
-/// Chooses the id for `wanted` on this host; if the host cannot be asked, passes `wanted` as is.
+/// Chooses the id for `wanted` on this host; if the host cannot be asked, passes `wanted` as is
+/// when it is an osinfo short id, else `generic`.
 pub fn choose_on_host(state_dir: &Path, wanted: &str) -> OsinfoChoice {
     match OsinfoDb::host(state_dir) {
         Ok(db) => db.choose(wanted),
+        Err(e) if check_osinfo_id(wanted).is_err() => OsinfoChoice {
+            requested: wanted.to_string(),
+            id: "generic".to_string(),
+            note: Some(format!(
+                "{}; using 'generic' (the host's osinfo-db could not be read: {e})",
+                BadOsinfoId(wanted.to_string())
+            )),
+        },
         Err(e) => OsinfoChoice {
             requested: wanted.to_string(),
             id: wanted.to_string(),
@@ -125,6 +156,49 @@ pub fn choose_on_host(state_dir: &Path, wanted: &str) -> OsinfoChoice {
             )),
         },
     }
+}
+
+/// Why an id given for an image (`images import --osinfo`) is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OsinfoIdError {
+    #[error("--osinfo: {0}")]
+    Malformed(#[from] BadOsinfoId),
+    #[error(
+        "--osinfo: this host's osinfo-db knows neither '{id}' nor any release of its family{}; \
+         `virt-install --osinfo list` shows the ids it knows",
+        match .suggestions.is_empty() {
+            true => String::new(),
+            false => format!(" (did you mean {}?)", .suggestions.join(", ")),
+        }
+    )]
+    Unknown {
+        id: String,
+        suggestions: Vec<String>,
+    },
+}
+
+/// Checks an id given for an image: a short id always; and when this host's ids can be read,
+/// one it knows, or a newer release of a family it knows (spawn then falls back to that
+/// family's newest, and says so). A host whose list cannot be read gets the short-id check only.
+pub fn check_requested(state_dir: &Path, id: &str) -> Result<(), OsinfoIdError> {
+    check_osinfo_id(id)?;
+    let Ok(db) = OsinfoDb::host(state_dir) else {
+        return Ok(());
+    };
+    if db.knows_family(id) {
+        return Ok(());
+    }
+    let mut scored: Vec<(f64, &String)> = db
+        .ids
+        .iter()
+        .map(|known| (strsim::jaro_winkler(id, known), known))
+        .filter(|(score, _)| *score > 0.8)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    Err(OsinfoIdError::Unknown {
+        id: id.to_string(),
+        suggestions: scored.into_iter().take(3).map(|(_, k)| k.clone()).collect(),
+    })
 }
 
 /// `debian12` → ("debian", [12]); `ubuntu24.04` → ("ubuntu", [24, 4]); `centos-stream9` →
@@ -149,10 +223,8 @@ fn load_or_ask(state_dir: &Path) -> Result<OsinfoDb, OsinfoError> {
     let list = ask_virt_install(state_dir)?;
     // A cache that cannot be written only costs the next run half a second. Written beside and
     // renamed, so a concurrent reader never sees half of it.
-    let tmp = state_dir.join(format!("{CACHE_FILE}.{}", std::process::id()));
     let _ = std::fs::create_dir_all(state_dir)
-        .and_then(|()| std::fs::write(&tmp, format!("{stamp}\n{list}")))
-        .and_then(|()| std::fs::rename(&tmp, &cache));
+        .and_then(|()| crate::files::write_atomic(&cache, format!("{stamp}\n{list}"), 0o644));
     Ok(OsinfoDb::parse_list(&list))
 }
 
@@ -282,5 +354,27 @@ mod tests {
         // A stale stamp is ignored.
         std::fs::write(dir.path().join(CACHE_FILE), "old stamp\nonlyme\n").unwrap();
         assert!(!load_or_ask(dir.path()).unwrap().knows("onlyme"));
+    }
+
+    /// An id from an old cache entry or a hand-edited metadata file never reaches virt-install
+    /// unless it is a short id, whether or not the host could be asked.
+    #[test]
+    fn an_id_that_is_not_a_short_id_never_reaches_virt_install() {
+        let db = OsinfoDb::parse_list(BOOKWORM);
+        for bad in ["debian11,require=off", "detect=on", "linux2022,name=x"] {
+            let c = db.choose(bad);
+            assert_eq!(c.id, "linux2022", "{c:?}");
+            assert!(c.note.unwrap().contains("not an osinfo short id"));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let c = choose_on_host(&dir.path().join("missing/\0"), "debian11,require=off");
+        crate::text::osinfo_id::check_osinfo_id(&c.id).unwrap();
+    }
+
+    #[test]
+    fn a_family_the_host_knows_nothing_of_is_told_apart_from_a_newer_release() {
+        let db = OsinfoDb::parse_list(BOOKWORM);
+        assert!(db.knows_family("debian12") && db.knows_family("debian11"));
+        assert!(!db.knows_family("debain12") && !db.knows_family("almalinux9"));
     }
 }

@@ -21,6 +21,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 use crate::config::VirtType;
+use crate::config::virt_install_args::own;
 use crate::plan::mac::Mac;
 use crate::plan::planned_node::PlannedNode;
 
@@ -276,10 +277,10 @@ impl VirtInstall {
             a.push(v);
         };
         push(
-            "--connect",
+            own::CONNECT,
             super::ssh_mux::transport_uri(&self.connect).into(),
         );
-        push("--name", self.name.clone().into());
+        push(own::NAME, self.name.clone().into());
         push("--memory", self.memory_mib.to_string().into());
         push("--vcpus", self.vcpus.to_string().into());
         push("--osinfo", self.osinfo.clone().into());
@@ -310,19 +311,19 @@ impl VirtInstall {
             push("--xml", "./features/tcg/tb-cache/@unit=MiB".into());
         }
         push(
-            "--metadata",
+            own::METADATA,
             format!("description={}", self.metadata).into(),
         );
         a.extend(self.extra_args.iter().map(OsString::from));
-        a.push("--import".into());
-        a.push("--noautoconsole".into());
+        a.push(own::IMPORT.into());
+        a.push(own::NOAUTOCONSOLE.into());
         a
     }
 
     /// The same command with `--print-xml`: virt-install prints the domain XML and defines nothing.
     pub fn print_xml_argv(&self) -> Vec<OsString> {
         let mut a = self.argv();
-        a.push("--print-xml".into());
+        a.push(own::PRINT_XML.into());
         a
     }
 }
@@ -443,6 +444,16 @@ mod tests {
         assert_eq!(argv[at + 1], "none");
         assert_eq!(&argv[at + 2..], ["--import", "--noautoconsole"]);
         assert!(argv[..at].iter().any(|a| a == "--metadata"));
+    }
+
+    /// The options the config may not give are the ones vnode really passes.
+    #[test]
+    fn every_option_vnode_keeps_to_itself_is_one_it_passes() {
+        use crate::config::virt_install_args::PASSED;
+        let argv = sample(Accel::Tcg).print_xml_argv();
+        for option in PASSED {
+            assert!(argv.iter().any(|a| a == option), "{option} is not passed");
+        }
     }
 
     #[test]

@@ -23,10 +23,8 @@ pub struct ReadyRecord {
 
 impl ReadyRecord {
     pub fn save(&self, paths: &NodePaths) -> std::io::Result<()> {
-        let path = paths.ready();
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("serializes"))?;
-        std::fs::rename(tmp, path)
+        let json = serde_json::to_vec_pretty(self).expect("serializes");
+        crate::files::write_atomic(&paths.ready(), json, 0o644)
     }
 
     pub fn load(paths: &NodePaths) -> Option<ReadyRecord> {

@@ -52,7 +52,11 @@ impl ClientKey {
             .to_openssh()
             .map_err(|e| err(e.to_string()))?
             + " vnode";
-        let _ = std::fs::write(path.with_extension("pub"), format!("{public_openssh}\n"));
+        let _ = crate::files::write_atomic(
+            &path.with_extension("pub"),
+            format!("{public_openssh}\n"),
+            0o644,
+        );
         Ok(ClientKey {
             private: Arc::new(key),
             private_path: path,

@@ -1,9 +1,10 @@
-//! Text vnode reads and writes: rules for values handed to other programs ([`names`]), URL
-//! percent-decoding ([`percent`]), POSIX shell quoting ([`shell`]), aligned tables ([`table`]),
-//! the terminal's conventions ([`terminal`]), and TOML files read with errors that name the file,
-//! line and field ([`toml_file`]).
+//! Text vnode reads and writes: rules for values handed to other programs ([`names`], and osinfo
+//! ids: [`osinfo_id`]), URL percent-decoding ([`percent`]), POSIX shell quoting ([`shell`]),
+//! aligned tables ([`table`]), the terminal's conventions ([`terminal`]), and TOML files read
+//! with errors that name the file, line and field ([`toml_file`]).
 
 pub mod names;
+pub mod osinfo_id;
 pub mod percent;
 pub mod shell;
 pub mod table;

@@ -233,6 +233,9 @@ fn derive(ctx: &Context, req: &crate::commands::images::derive::DeriveRequest) -
 /// `vnode images import FILE --name NAME [--sha256 HEX | --checksums FILE [--signature FILE]]`.
 fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
     let name = args.name.to_ascii_lowercase();
+    if let Some(id) = &args.osinfo {
+        crate::libvirt::osinfo::check_requested(&ctx.config.state_dir, id)?;
+    }
     // An alias would be shadowed by its catalog image in specs. A canonical catalog name is fine:
     // that is how an image carried in on a disk replaces a download.
     let entry = ctx.catalog.lookup(&name);
@@ -345,7 +348,8 @@ fn verify(ctx: &Context, names: &[String]) -> Result<()> {
     }
 }
 
-/// `vnode images list --available`: the catalog.
+/// `vnode images list --available`: the catalog, each entry with its trust (signed, digest or
+/// none) and where it comes from (built-in, or a catalog file's path).
 fn available(ctx: &Context) -> Result<()> {
     let entries = ctx.catalog.entries();
     if ctx.json {
@@ -359,6 +363,8 @@ fn available(ctx: &Context) -> Result<()> {
         "VERSION",
         "OSINFO",
         "SIGNATURE",
+        "TRUST",
+        "SOURCE",
         "DEFAULT",
     ]);
     let default = &ctx.catalog.default_image().name;
@@ -377,6 +383,8 @@ fn available(ctx: &Context) -> Result<()> {
             e.version.clone(),
             e.osinfo.clone(),
             signature_check(e),
+            e.trust().to_string(),
+            e.source.to_string(),
             mark.into(),
         ]);
     }
