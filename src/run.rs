@@ -25,10 +25,20 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vnode: {e}");
+            eprintln!("vnode: {}", shown(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// An error message made safe for the terminal (it may quote hypervisors, guests and files),
+/// line by line: its own line breaks stay.
+fn shown(message: &str) -> String {
+    message
+        .split('\n')
+        .map(crate::text::terminal::escaped)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {

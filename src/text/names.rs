@@ -3,27 +3,17 @@
 //! values (URIs, paths, keys). A value that breaks them could inject options or directives, so
 //! the config rejects it when read. Each check's error says what is allowed.
 
-use std::fmt::Write as _;
-
 /// The longest Linux interface name (`IFNAMSIZ` - 1).
 pub const MAX_INTERFACE_NAME: usize = 15;
 /// The longest DNS name and label (RFC 1035), in bytes, without the trailing dot.
 pub const MAX_DNS_NAME: usize = 253;
 pub const MAX_DNS_LABEL: usize = 63;
 
-/// A config string as messages show it: quoted, with control characters escaped, so a hostile
-/// value cannot break the message's line.
+/// A value as messages show it: quoted, made safe for the terminal by
+/// [`terminal::escaped`](crate::text::terminal::escaped), so a hostile value cannot break the
+/// message's line or hide or reorder its text.
 pub fn quoted(value: &str) -> String {
-    let mut out = String::from("'");
-    for c in value.chars() {
-        if c.is_control() {
-            let _ = write!(out, "{}", c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
+    format!("'{}'", crate::text::terminal::escaped(value))
 }
 
 /// Why a config string is refused; each message says what is allowed.
