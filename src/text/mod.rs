@@ -1,6 +1,7 @@
 //! Text vnode reads and writes: rules for values handed to other programs ([`names`]), URL
 //! percent-decoding ([`percent`]), POSIX shell quoting ([`shell`]), aligned tables ([`table`]),
-//! the terminal's conventions ([`terminal`]), and TOML files read with errors that name the file,
+//! the terminal's conventions ([`terminal`]), JSON that YAML 1.1 reads back exactly
+//! ([`yaml_json`]), and TOML files read with errors that name the file,
 //! line and field ([`toml_file`]).
 
 pub mod names;
@@ -9,3 +10,4 @@ pub mod shell;
 pub mod table;
 pub mod terminal;
 pub mod toml_file;
+pub mod yaml_json;
