@@ -66,7 +66,10 @@ pub fn ini(hosts: &[InventoryHost]) -> String {
         let vars = [
             ("ansible_host", h.ansible_host.as_str()),
             ("ansible_user", h.ansible_user),
-            ("ansible_ssh_private_key_file", &h.ansible_ssh_private_key_file),
+            (
+                "ansible_ssh_private_key_file",
+                &h.ansible_ssh_private_key_file,
+            ),
             ("ansible_ssh_common_args", &h.ansible_ssh_common_args),
         ];
         out.push_str(&shell::quote(&h.name));

@@ -1,7 +1,6 @@
 //! What the node verbs share: the nodes vnode has state for, the one node a verb acts on, and
 //! the ssh options that make the system ssh verify a node's pinned host key.
 
-use crate::ssh::config_file::NodeLogin;
 use crate::commands::CommandError;
 use crate::context::Context;
 use crate::error::Result;
@@ -10,6 +9,7 @@ use crate::hosts::hypervisor::Hypervisor;
 use crate::node::ready::ReadyRecord;
 use crate::plan::planned_node::NodeIdentity;
 use crate::process::runtime::{self, Flavor};
+use crate::ssh::config_file::NodeLogin;
 
 /// The nodes vnode has a directory for on `host`, in name order, with their identity.
 pub fn all(ctx: &Context, host: &Hypervisor) -> Vec<NodeIdentity> {

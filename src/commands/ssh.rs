@@ -14,10 +14,9 @@ use crate::hosts::hypervisor::Hypervisor;
 pub fn run(ctx: &Context, args: &SshArgs) -> Result<()> {
     let host = Hypervisor::local(&ctx.config);
     let record = known_nodes::one_ready(ctx, &host, &args.node)?;
-    let login =
-        known_nodes::login(ctx, &host, &record).ok_or_else(|| CommandError::NoAddress {
-            node: record.name.clone(),
-        })?;
+    let login = known_nodes::login(ctx, &host, &record).ok_or_else(|| CommandError::NoAddress {
+        node: record.name.clone(),
+    })?;
     let err = Command::new("ssh")
         .args(login.ssh_arguments().map_err(CommandError::from)?)
         .arg(format!("root@{}", login.address))

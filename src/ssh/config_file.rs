@@ -192,7 +192,10 @@ mod tests {
     #[test]
     fn what_ssh_cannot_read_is_refused_naming_the_node() {
         let e = ssh_config(&[node("/srv/a\nHost *\n  ProxyCommand x")]).unwrap_err();
-        assert!(e.to_string().starts_with("vnode03: cannot write its ssh options (IdentityFile)"));
+        assert!(
+            e.to_string()
+                .starts_with("vnode03: cannot write its ssh options (IdentityFile)")
+        );
         assert!(e.to_string().contains("U+000A"), "{e}");
         let mut n = node("/srv");
         n.proxy_jump = Some("root\nHost *".into());

@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn words_are_quoted_by_ssh_config_rules() {
         assert_eq!(word("vnode03", Expansion::None).unwrap(), "vnode03");
-        assert_eq!(word("192.168.1.2", Expansion::Percent).unwrap(), "192.168.1.2");
+        assert_eq!(
+            word("192.168.1.2", Expansion::Percent).unwrap(),
+            "192.168.1.2"
+        );
         assert_eq!(
             word("/var/lib/vnode/client_key", Expansion::File).unwrap(),
             "/var/lib/vnode/client_key"
@@ -126,7 +129,10 @@ mod tests {
         assert!(e.to_string().contains("U+000A"), "{e}");
         let e = word("/tmp/${HOME}", Expansion::File).unwrap_err();
         assert!(e.to_string().contains("'${'"), "{e}");
-        assert_eq!(word("/tmp/${HOME}", Expansion::None).unwrap(), "\"/tmp/${HOME}\"");
+        assert_eq!(
+            word("/tmp/${HOME}", Expansion::None).unwrap(),
+            "\"/tmp/${HOME}\""
+        );
         assert!(word("", Expansion::None).is_err());
         assert!(file_argument("/a\rb").is_err());
     }
