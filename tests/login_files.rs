@@ -179,7 +179,7 @@ fn ssh_reads_every_generated_ssh_config_as_meant() {
         let f = file.to_str().unwrap();
         for l in logins {
             let g = ssh_g(&["-F", f, &l.name]);
-            assert_eq!(g["hostname"], [l.address.clone()], "{l:?}");
+            assert_eq!(g["hostname"], std::slice::from_ref(&l.address), "{l:?}");
             assert_options(&g, l, "ssh-config");
         }
         // A name that is no node gets nothing of theirs (no injected `Host *` block).
@@ -261,7 +261,7 @@ fn ansible_reads_every_generated_inventory_as_meant() {
             meant.as_object_mut().unwrap().remove("name");
             assert_eq!(hostvars[&h.name], meant, "{name}:\n{text}");
             let g = parse_g(&ssh[&h.name]);
-            assert_eq!(g["hostname"], [l.address.clone()], "{l:?}");
+            assert_eq!(g["hostname"], std::slice::from_ref(&l.address), "{l:?}");
             assert_options(&g, l, name);
         }
     }
