@@ -25,7 +25,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vnode: {e}");
+            eprintln!("vnode: {}", shown(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }
@@ -43,6 +43,16 @@ fn uses_cache_or_state(command: &Command) -> bool {
             | Command::Completions { .. }
             | Command::GenerateAssets { .. }
     )
+}
+
+/// An error message made safe for the terminal (it may quote hypervisors, guests and files),
+/// line by line: its own line breaks stay.
+fn shown(message: &str) -> String {
+    message
+        .split('\n')
+        .map(crate::text::terminal::escaped)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {

@@ -92,6 +92,28 @@ fn every_bad_spec_exits_2_naming_it() {
 }
 
 #[test]
+fn a_spec_with_terminal_escapes_and_bidi_overrides_is_shown_escaped() {
+    for (bad, shown) in [
+        ("3:f\u{202e}34\u{1b}[2J", "'3:f\\u{202e}34\\u{1b}[2J'"),
+        ("\u{1b}]0;owned\u{7}3", "'\\u{1b}]0;owned\\u{7}3'"),
+        ("3@h\u{2028}\u{9b}x", "'3@h\\u{2028}\\u{9b}x'"),
+        ("vnode\u{2066}3", "'vnode\\u{2066}3'"),
+    ] {
+        let (code, stderr) = Vnode::new().args(["--dry-run", bad]).fails();
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+        assert!(stderr.contains(shown), "{bad:?}: {stderr}");
+        for raw in [
+            '\u{1b}', '\u{202e}', '\u{2028}', '\u{9b}', '\u{7}', '\u{2066}',
+        ] {
+            assert!(
+                !stderr.contains(raw),
+                "{bad:?}: {raw:?} reached the terminal: {stderr:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn parallel_takes_a_positive_number_auto_or_all() {
     for (bad, says) in [
         (

@@ -17,6 +17,7 @@ use vnode::libvirt::virsh::{
 };
 use vnode::process::ip_json;
 use vnode::spawn::guest_facts::{parse_cloud_init_result, parse_facts};
+use vnode::text::terminal::{escaped, unsafe_to_show};
 
 /// Real answers, each a seed for near misses.
 const SEEDS: &[&str] = &[
@@ -90,12 +91,19 @@ proptest! {
 
     #[test]
     fn ip_json_of_a_guest_or_host(text in answer()) {
-        let _ = ip_json::parse(&text);
+        if let Ok(links) = ip_json::parse(&text) {
+            let _ = ip_json::ipv4_by_mac(&links);
+        }
     }
 
     #[test]
     fn a_guests_os_release_and_cloud_init_result(text in answer()) {
-        let _ = parse_facts(&text);
+        let facts = parse_facts(&text);
+        // What a guest names itself is shown through the one escaping function.
+        if let Some(name) = &facts.pretty_name {
+            let shown = escaped(name);
+            prop_assert!(!shown.chars().any(unsafe_to_show), "{:?}", shown);
+        }
         let _ = parse_cloud_init_result(&text);
     }
 

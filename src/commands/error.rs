@@ -19,6 +19,9 @@ pub enum CommandError {
     },
     #[error("{0}")]
     Yaml(#[source] serde_norway::Error),
+    /// A node's ssh options that ssh could not read as meant.
+    #[error(transparent)]
+    Login(#[from] crate::ssh::config_file::LoginError),
     /// `exec` of a program that replaces vnode (virsh console, ssh) returned.
     #[error("cannot run {program}: {source}{hint}")]
     Exec {

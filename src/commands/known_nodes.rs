@@ -9,6 +9,7 @@ use crate::hosts::hypervisor::Hypervisor;
 use crate::node::ready::ReadyRecord;
 use crate::plan::planned_node::NodeIdentity;
 use crate::process::runtime::{self, Flavor};
+use crate::ssh::config_file::NodeLogin;
 
 /// The nodes vnode has a directory for on `host`, in name order, with their identity.
 pub fn all(ctx: &Context, host: &Hypervisor) -> Vec<NodeIdentity> {
@@ -85,21 +86,15 @@ pub fn proxy_jump(ctx: &Context, record: &ReadyRecord) -> Option<String> {
     Some(crate::ssh::JumpHost::from_uri(&host.uri)?.proxy_jump())
 }
 
-/// ssh options that make the system ssh verify the node's pinned host key (and reach it through
-/// its host's sshd when `jump` is set; that hop is checked against the user's own known_hosts).
-pub fn ssh_options(host: &Hypervisor, name: &str, jump: Option<&str>) -> Vec<String> {
-    let jump = jump.map(|j| vec!["-J".to_string(), j.to_string()]);
-    jump.into_iter()
-        .flatten()
-        .chain([
-            "-i".to_string(),
-            host.client_key().display().to_string(),
-            "-o".into(),
-            format!("UserKnownHostsFile={}", host.known_hosts().display()),
-            "-o".into(),
-            "StrictHostKeyChecking=yes".into(),
-            "-o".into(),
-            format!("HostKeyAlias={name}"),
-        ])
-        .collect()
+/// How another ssh client logs into a ready node: its address, vnode's client key and
+/// known_hosts, and (for a node on a `[[hosts]]` host) the jump through that host's sshd, whose
+/// own key is checked against the user's known_hosts. None without an address.
+pub fn login(ctx: &Context, host: &Hypervisor, record: &ReadyRecord) -> Option<NodeLogin> {
+    Some(NodeLogin {
+        name: record.name.clone(),
+        address: record.address()?.to_string(),
+        identity_file: host.client_key(),
+        known_hosts: host.known_hosts(),
+        proxy_jump: proxy_jump(ctx, record),
+    })
 }

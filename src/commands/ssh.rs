@@ -14,17 +14,12 @@ use crate::hosts::hypervisor::Hypervisor;
 pub fn run(ctx: &Context, args: &SshArgs) -> Result<()> {
     let host = Hypervisor::local(&ctx.config);
     let record = known_nodes::one_ready(ctx, &host, &args.node)?;
-    let addr = record.address().ok_or_else(|| CommandError::NoAddress {
+    let login = known_nodes::login(ctx, &host, &record).ok_or_else(|| CommandError::NoAddress {
         node: record.name.clone(),
     })?;
-    let jump = known_nodes::proxy_jump(ctx, &record);
     let err = Command::new("ssh")
-        .args(known_nodes::ssh_options(
-            &host,
-            &record.name,
-            jump.as_deref(),
-        ))
-        .arg(format!("root@{addr}"))
+        .args(login.ssh_arguments().map_err(CommandError::from)?)
+        .arg(format!("root@{}", login.address))
         .args(&args.command)
         .exec();
     Err(CommandError::Exec {
@@ -35,21 +30,16 @@ pub fn run(ctx: &Context, args: &SshArgs) -> Result<()> {
     .into())
 }
 
-/// An ssh_config block per ready node.
+/// An ssh_config block per ready node, every value quoted by ssh_config's rules.
 pub fn config(ctx: &Context) -> Result<()> {
     let host = Hypervisor::local(&ctx.config);
-    for r in known_nodes::ready(ctx, &host) {
-        println!("Host {}", r.name);
-        println!("  HostName {}", r.address().expect("ready nodes have one"));
-        println!("  User root");
-        println!("  IdentityFile {}", host.client_key().display());
-        println!("  UserKnownHostsFile {}", host.known_hosts().display());
-        println!("  StrictHostKeyChecking yes");
-        println!("  HostKeyAlias {}", r.name);
-        if let Some(jump) = known_nodes::proxy_jump(ctx, &r) {
-            println!("  ProxyJump {jump}");
-        }
-        println!();
-    }
+    let logins: Vec<_> = known_nodes::ready(ctx, &host)
+        .iter()
+        .filter_map(|r| known_nodes::login(ctx, &host, r))
+        .collect();
+    print!(
+        "{}",
+        crate::ssh::config_file::ssh_config(&logins).map_err(CommandError::from)?
+    );
     Ok(())
 }

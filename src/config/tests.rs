@@ -344,7 +344,8 @@ fn top_level_strings_stay_on_one_line() {
         (
             "libvirt_uri",
             r#""qemu:///system --foo""#,
-            "is not a libvirt URI: it must be non-empty, without whitespace or control characters",
+            "is not a libvirt URI: it contains U+0020; it must be non-empty, without whitespace, \
+             control or format characters",
         ),
         ("libvirt_uri", r#""""#, "is not a libvirt URI"),
         (
@@ -360,7 +361,7 @@ fn top_level_strings_stay_on_one_line() {
         (
             "state_dir",
             r#""/var/\u0000x""#,
-            "'/var/\\u{0}x' is not a path: it must be non-empty and one line",
+            "'/var/\\u{0}x' is not a path: it contains U+0000; it must be non-empty and one line",
         ),
         ("catalog", r#""/etc/a\nb""#, "is not a path"),
         ("default_distro", r#""F 43""#, "'F 43' is not an image name"),
@@ -371,8 +372,45 @@ fn top_level_strings_stay_on_one_line() {
         "ssh_keys = [\n  \"ssh-ed25519 AAAA a@b\",\n  \"ssh-ed25519 AAAA\\nssh-rsa BBBB\",\n]\n",
         3,
         "ssh_keys[1]",
-        "is not a public key or a path to one: it must be non-empty and one line",
+        "is not a public key or a path to one: it contains U+000A; it must be non-empty and one line",
     );
+    // What YAML 1.1 cannot carry raw, or a terminal would act on, is refused with its code point
+    // in names, keys and shells.
+    for (value, point) in [
+        ("\\u007F", "U+007F"),
+        ("\\u0086", "U+0086"),
+        ("\\u009B", "U+009B"),
+        ("\\uFFFE", "U+FFFE"),
+        ("\\uFFFF", "U+FFFF"),
+        ("\\u202E", "U+202E"),
+    ] {
+        let says = format!("it contains {point};");
+        assert_rejected(
+            &format!("ssh_keys = [\"ssh-ed25519 AAAA me{value}\"]\n"),
+            1,
+            "ssh_keys[0]",
+            &says,
+        );
+        assert_rejected(
+            &format!("[cloud_init]\npackages = [\"vim{value}\"]\n"),
+            2,
+            "cloud_init.packages[0]",
+            &says,
+        );
+        assert_rejected(
+            &format!("[[users]]\nname = \"bob\"\nshell = \"/bin/sh{value}\"\n"),
+            3,
+            "users[0].shell",
+            &says,
+        );
+        // A runcmd entry is a shell script: anything but NUL, escaped in the seed.
+        let c = Config::parse(
+            Path::new("c.toml"),
+            &format!("[cloud_init]\nruncmd = [\"echo {value}\"]\n"),
+        )
+        .unwrap();
+        assert_eq!(c.cloud_init.runcmd.len(), 1);
+    }
     assert_rejected(
         "[cloud_init]\npackages = [\"vim\", \"a b\"]\n",
         2,
@@ -415,7 +453,7 @@ fn users_are_checked_on_their_lines() {
         &user("name = \"bob\"\nshell = \"/bin/sh\\n\""),
         5,
         "users[1].shell",
-        "is not a login shell: it must be non-empty, without whitespace",
+        "is not a login shell: it contains U+000A; it must be non-empty, without whitespace",
     );
     assert_rejected(
         &user("name = \"bob\"\nssh_keys = [\"k\\rx\"]"),

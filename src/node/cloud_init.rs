@@ -12,7 +12,9 @@
 //! are all decimal digits, so nearly every one would be misread (cloud-init 22.4's net-convert
 //! crashes on it: `'int' object has no attribute 'lower'`). serde_norway writes YAML 1.2 and
 //! quotes only what YAML 1.2 would misread, with no way to force quotes; JSON's always-quoted
-//! strings mean what they say under any YAML version.
+//! strings mean what they say under any YAML version. Characters YAML 1.1 cannot read raw
+//! (DEL, C1 controls, U+FFFE, U+FFFF, its line breaks U+0085/U+2028/U+2029) are written as
+//! `\uXXXX` escapes ([`crate::text::yaml_json`]): PyYAML drops the whole document otherwise.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::UserConfig;
 use crate::plan::mac::Mac;
+use crate::text::yaml_json;
 
 /// vnode's default cloud-config (see the file's comments).
 pub const USER_DATA_DEFAULTS: &str = include_str!("../../cloud-init/user-data.yaml");
@@ -348,8 +351,9 @@ impl MetaData {
     }
 }
 
+/// JSON with every character YAML 1.1 cannot read raw escaped ([`yaml_json`]).
 fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string_pretty(value).expect("documents serialize")
+    yaml_json::to_string_pretty(value).expect("documents serialize")
 }
 
 #[cfg(test)]

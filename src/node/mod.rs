@@ -394,10 +394,6 @@ fn user_data(
     node: &PlannedNode,
     host_key: &HostKey,
 ) -> Result<UserData, NodeError> {
-    let mut u = UserData::defaults();
-    u.hostname = node.name();
-    u.fqdn = node.id.fqdn.clone();
-    u.ssh_authorized_keys = authorized_keys::resolve(&config.ssh_keys)?;
     // vnode's own client key, so readiness checks and `vnode ssh` need no agent or passphrase.
     // Nodes are prepared in parallel threads: the first use creates the key, and two threads
     // creating it at once would each authorize a different key, only one of which is kept.
@@ -408,16 +404,39 @@ fn user_data(
             node: node.name(),
             message: e.to_string(),
         })?;
-    u.ssh_authorized_keys.push(client.public_openssh);
+    let host_keys = HostKeys {
+        ed25519_private: host_key.private_openssh.as_str().to_string(),
+        ed25519_public: host_key.public.clone(),
+    };
+    cloud_config(
+        config,
+        node.name(),
+        node.id.fqdn.clone(),
+        host_keys,
+        client.public_openssh,
+    )
+}
+
+/// The cloud-config of a node named `hostname`: root's keys from the config (key files read)
+/// and vnode's `client_key`, the config's users, packages and runcmd, and the node's host key.
+pub fn cloud_config(
+    config: &Config,
+    hostname: String,
+    fqdn: Option<String>,
+    host_keys: HostKeys,
+    client_key: String,
+) -> Result<UserData, NodeError> {
+    let mut u = UserData::defaults();
+    u.hostname = hostname;
+    u.fqdn = fqdn;
+    u.ssh_authorized_keys = authorized_keys::resolve(&config.ssh_keys)?;
+    u.ssh_authorized_keys.push(client_key);
     for user in &config.users {
         let keys = authorized_keys::resolve_user(&user.ssh_keys)?;
         u.users
             .push(User::Account(Account::from_config(user, keys)));
     }
-    u.ssh_keys = Some(HostKeys {
-        ed25519_private: host_key.private_openssh.as_str().to_string(),
-        ed25519_public: host_key.public.clone(),
-    });
+    u.ssh_keys = Some(host_keys);
     u.packages
         .extend(config.cloud_init.packages.iter().cloned());
     u.runcmd.extend(config.cloud_init.runcmd.iter().cloned());

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::images::catalog::{Catalog, ImageRef};
 use crate::plan::pool::{NodeName, Pool, Pools};
+use crate::text::names::quoted;
 
 /// The grammar of a node spec, as every help text, man page and document shows it (tests hold the
 /// README and docs/ to it).
@@ -54,15 +55,15 @@ impl fmt::Display for Spec {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
-    #[error("'{spec}': {problem}; a node spec is {GRAMMAR}, e.g. 3, vnode4, 3-7:u24.04, 5@h2")]
+    #[error("{}: {problem}; a node spec is {GRAMMAR}, e.g. 3, vnode4, 3-7:u24.04, 5@h2", quoted(.spec))]
     Syntax { spec: String, problem: String },
-    #[error("'{spec}': no pool has the stem '{stem}'; known stems: {known}")]
+    #[error("{}: no pool has the stem {}; known stems: {known}", quoted(.spec), quoted(.stem))]
     UnknownStem {
         spec: String,
         stem: String,
         known: String,
     },
-    #[error("'{spec}': {number} is outside pool '{stem}' ({first}..={last})")]
+    #[error("{}: {number} is outside pool {} ({first}..={last})", quoted(.spec), quoted(.stem))]
     OutOfRange {
         spec: String,
         stem: String,
@@ -70,15 +71,15 @@ pub enum SpecError {
         first: u32,
         last: u32,
     },
-    #[error("'{spec}': {problem}")]
+    #[error("{}: {problem}", quoted(.spec))]
     Distro { spec: String, problem: String },
-    #[error("{node} is named twice ('{first}' and '{second}'); name each node once")]
+    #[error("{node} is named twice ({} and {}); name each node once", quoted(.first), quoted(.second))]
     Duplicate {
         node: String,
         first: String,
         second: String,
     },
-    #[error("'{spec}' names {count} nodes; at most {MAX_NODES} in one command")]
+    #[error("{} names {count} nodes; at most {MAX_NODES} in one command", quoted(.spec))]
     TooMany { spec: String, count: u64 },
     #[error("no node specs given; name nodes like 3 or vnode4:f43 (see `vnode --help`)")]
     Empty,

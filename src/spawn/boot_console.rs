@@ -20,6 +20,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::text::terminal;
+
 /// How a boot died, as its console says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Death {
@@ -102,8 +104,9 @@ const MAX_READ: u64 = 16 * 1024 * 1024;
 /// A line longer than this is cut (guest output, shown on a terminal and in JSON).
 const MAX_LINE: usize = 200;
 
-/// Guest output made fit to show: ANSI escape sequences removed, other control characters
-/// dropped, white space folded, at most [`MAX_LINE`] characters.
+/// Guest output made fit to show: ANSI escape sequences removed, white space folded, cut at
+/// [`MAX_LINE`] characters, and what is left made safe by the one escaping function
+/// ([`terminal::escaped`]): other control and format characters are shown as escapes.
 fn clean(line: &str) -> String {
     let mut out = String::new();
     let mut chars = line.chars().peekable();
@@ -128,14 +131,14 @@ fn clean(line: &str) -> String {
             if !out.ends_with(' ') && !out.is_empty() {
                 out.push(' ');
             }
-        } else if !c.is_control() && !is_format_char(c) {
+        } else {
             out.push(c);
         }
     }
     let out = out.trim_end();
     match out.char_indices().nth(MAX_LINE) {
-        Some((cut, _)) => format!("{}…", &out[..cut]),
-        None => out.to_string(),
+        Some((cut, _)) => format!("{}…", terminal::escaped(&out[..cut])),
+        None => terminal::escaped(out).into_owned(),
     }
 }
 
@@ -143,14 +146,6 @@ fn clean(line: &str) -> String {
 fn ends_with_word(line: &str, word: &str) -> bool {
     line.strip_suffix(word)
         .is_some_and(|before| before.is_empty() || before.ends_with(' '))
-}
-
-/// Characters that change how the text around them shows (bidirectional overrides, line and
-/// paragraph separators, zero-width marks, non-characters): dropped from guest output.
-fn is_format_char(c: char) -> bool {
-    matches!(c,
-        '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}'
-        | '\u{feff}' | '\u{fff9}'..='\u{fffb}' | '\u{fffe}' | '\u{ffff}')
 }
 
 /// Reads a console log as it grows and says when it shows a boot's death.
@@ -370,7 +365,10 @@ mod tests {
             "Kernel panic - not syncing: \u{1b}[31mred\u{1b}[0m \u{202e}evil\u{7}\u{9b}x\n",
         )
         .unwrap();
-        assert_eq!(d.line, "Kernel panic - not syncing: red evilx");
+        assert_eq!(
+            d.line,
+            "Kernel panic - not syncing: red \\u{202e}evil\\u{7}\\u{9b}x"
+        );
         let long = format!("Kernel panic - not syncing: {}\n", "a".repeat(1000));
         assert_eq!(
             boot_death(&long).unwrap().line.chars().count(),
@@ -425,8 +423,9 @@ mod tests {
                 at = cut;
             }
             for d in whole.iter().chain(first.iter()) {
-                prop_assert!(d.line.chars().count() <= MAX_LINE + 1);
-                prop_assert!(!d.line.chars().any(|c| c.is_control() || is_format_char(c)), "{:?}", d.line);
+                // An escape is at most 10 characters (`\\u{10ffff}`).
+                prop_assert!(d.line.chars().count() <= 10 * MAX_LINE + 1);
+                prop_assert!(!d.line.chars().any(terminal::unsafe_to_show), "{:?}", d.line);
             }
             if let (Some(w), Some(p)) = (&whole, &first) {
                 prop_assert_eq!(w.death, p.death);

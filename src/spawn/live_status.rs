@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::text::terminal;
+
 /// Where a node is in its bring-up. Ordered: later stages compare greater.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -101,6 +103,7 @@ impl Progress {
 impl NodeLine {
     /// Reports a stage change with an optional detail (an address, a reason).
     pub fn stage(&self, stage: Stage, detail: &str) {
+        let detail = terminal::escaped(detail);
         let secs = self.start.elapsed().as_secs_f64();
         let text = if detail.is_empty() {
             stage.to_string()
@@ -114,7 +117,9 @@ impl NodeLine {
         }
     }
 
+    /// The node's last line; `text` may hold a guest's words (its PRETTY_NAME, an error).
     pub fn finish(&self, text: &str) {
+        let text = terminal::escaped(text);
         let secs = self.start.elapsed().as_secs_f64();
         match &self.bar {
             Some(bar) => bar.finish_with_message(format!("{text}  ({secs:.1} s)")),

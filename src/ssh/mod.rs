@@ -4,6 +4,7 @@
 //! key must be in the user's known_hosts.
 
 mod client_key;
+pub mod config_file;
 mod error;
 mod identity;
 mod jump;

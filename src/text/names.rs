@@ -3,27 +3,19 @@
 //! values (URIs, paths, keys). A value that breaks them could inject options or directives, so
 //! the config rejects it when read. Each check's error says what is allowed.
 
-use std::fmt::Write as _;
-
 /// The longest Linux interface name (`IFNAMSIZ` - 1).
 pub const MAX_INTERFACE_NAME: usize = 15;
 /// The longest DNS name and label (RFC 1035), in bytes, without the trailing dot.
 pub const MAX_DNS_NAME: usize = 253;
 pub const MAX_DNS_LABEL: usize = 63;
 
-/// A config string as messages show it: quoted, with control characters escaped, so a hostile
-/// value cannot break the message's line.
+use crate::text::terminal::unsafe_to_show;
+
+/// A value as messages show it: quoted, made safe for the terminal by
+/// [`terminal::escaped`](crate::text::terminal::escaped), so a hostile value cannot break the
+/// message's line or hide or reorder its text.
 pub fn quoted(value: &str) -> String {
-    let mut out = String::from("'");
-    for c in value.chars() {
-        if c.is_control() {
-            let _ = write!(out, "{}", c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
+    format!("'{}'", crate::text::terminal::escaped(value))
 }
 
 /// Why a config string is refused; each message says what is allowed.
@@ -50,15 +42,25 @@ pub enum NameError {
         problem: DomainProblem,
     },
     #[error(
-        "{} is not {what}: it must be non-empty, without whitespace or control characters",
+        "{} is not {what}: {problem}; it must be non-empty, without whitespace, control or \
+         format characters",
         quoted(.value)
     )]
-    NotAWord { value: String, what: &'static str },
+    NotAWord {
+        value: String,
+        what: &'static str,
+        problem: TextProblem,
+    },
     #[error(
-        "{} is not {what}: it must be non-empty and one line, without control characters",
+        "{} is not {what}: {problem}; it must be non-empty and one line, without control or \
+         format characters",
         quoted(.value)
     )]
-    NotALine { value: String, what: &'static str },
+    NotALine {
+        value: String,
+        what: &'static str,
+        problem: TextProblem,
+    },
     #[error("{} is not an absolute path: it must start with '/'", quoted(.value))]
     NotAbsolute { value: String },
     #[error(
@@ -67,6 +69,21 @@ pub enum NameError {
         quoted(.name)
     )]
     HostName { name: String },
+}
+
+/// What makes a value no word or no line (part of [`NameError::NotAWord`]'s and
+/// [`NameError::NotALine`]'s sentence): the code point is named, as it may not show.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TextProblem {
+    #[error("it is empty")]
+    Empty,
+    #[error("it contains {}", code_point(*.0))]
+    Char(char),
+}
+
+/// `U+009B`: how messages name a character that may not show.
+pub fn code_point(c: char) -> String {
+    format!("U+{:04X}", u32::from(c))
 }
 
 /// What makes a name no interface name (part of [`NameError::Interface`]'s sentence).
@@ -166,26 +183,39 @@ fn label_problem(label: &str) -> Option<DomainProblem> {
     }
 }
 
-/// A value that must stay on one line and be one word: no whitespace, no control characters.
+/// A value that must stay on one line and be one word: no whitespace, and no character that
+/// [`terminal::unsafe_to_show`](crate::text::terminal::unsafe_to_show) (control and format
+/// characters, non-characters; so also none that YAML 1.1 cannot carry).
 pub fn check_word(value: &str, what: &'static str) -> Result<(), NameError> {
-    if !value.is_empty() && !value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Ok(());
+    let problem = text_problem(value, |c| c.is_whitespace() || unsafe_to_show(c));
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(NameError::NotAWord {
+            value: value.into(),
+            what,
+            problem,
+        }),
     }
-    Err(NameError::NotAWord {
-        value: value.into(),
-        what,
-    })
 }
 
-/// A value that must stay on one line: non-empty, no control characters (newline, NUL, ...).
+/// A value that must stay on one line: non-empty, no control characters (newline, NUL, DEL, C1),
+/// format characters (bidirectional overrides, line separators) or non-characters.
 pub fn check_line(value: &str, what: &'static str) -> Result<(), NameError> {
-    if !value.is_empty() && !value.chars().any(char::is_control) {
-        return Ok(());
+    match text_problem(value, unsafe_to_show) {
+        None => Ok(()),
+        Some(problem) => Err(NameError::NotALine {
+            value: value.into(),
+            what,
+            problem,
+        }),
     }
-    Err(NameError::NotALine {
-        value: value.into(),
-        what,
-    })
+}
+
+fn text_problem(value: &str, refused: impl Fn(char) -> bool) -> Option<TextProblem> {
+    if value.is_empty() {
+        return Some(TextProblem::Empty);
+    }
+    value.chars().find(|c| refused(*c)).map(TextProblem::Char)
 }
 
 /// An absolute path on one line.
@@ -285,5 +315,25 @@ mod tests {
         assert!(check_absolute_path("var/lib").is_err());
         assert!(check_absolute_path("/var\0").is_err());
         assert_eq!(quoted("a\nb\u{7f}"), "'a\\nb\\u{7f}'");
+        for (bad, point) in [
+            ("ssh-ed25519 AAAA a\u{9b}b", "U+009B"),
+            ("ssh-ed25519 AAAA a\u{7f}", "U+007F"),
+            ("ssh-ed25519 AAAA a\u{86}", "U+0086"),
+            ("ssh-ed25519 AAAA \u{fffe}", "U+FFFE"),
+            ("ssh-ed25519 AAAA \u{ffff}", "U+FFFF"),
+            ("ssh-ed25519 AAAA \u{202e}", "U+202E"),
+            ("ssh-ed25519 AAAA \u{2028}", "U+2028"),
+        ] {
+            let e = check_line(bad, "a key").unwrap_err().to_string();
+            assert!(e.contains(&format!("it contains {point};")), "{e}");
+            let e = check_word(&bad.replace(' ', ""), "a package name")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("it contains {point};")), "{e}");
+        }
+        let e = check_word("vim git", "a package name").unwrap_err();
+        assert!(e.to_string().contains("it contains U+0020;"), "{e}");
+        let e = check_line("", "a key").unwrap_err();
+        assert!(e.to_string().contains("it is empty;"), "{e}");
     }
 }

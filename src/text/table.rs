@@ -1,4 +1,8 @@
-//! Plain aligned text tables for human output (`vnode list`, `vnode plan`, ...).
+//! Plain aligned text tables for human output (`vnode list`, `vnode plan`, ...). Cells hold
+//! text from outside (a guest's PRETTY_NAME, image names, errors): each is made safe for the
+//! terminal by [`terminal::escaped`] as it is added.
+
+use crate::text::terminal;
 
 /// A table with a header row; columns are padded to their widest cell, the last one is not.
 #[derive(Debug, Default)]
@@ -16,7 +20,10 @@ impl Table {
     }
 
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
-        self.rows.push(cells.into_iter().map(Into::into).collect());
+        let cells = cells
+            .into_iter()
+            .map(|c| terminal::escaped(&c.into()).into_owned());
+        self.rows.push(cells.collect());
     }
 
     /// The table without the column headed `name` (e.g. HOST when there is one host only).
@@ -64,6 +71,16 @@ mod tests {
         let mut t = super::Table::new(["A", "HOST", "B"]);
         t.row(["1", "h1", "2"]);
         assert_eq!(t.without_column("HOST").render(), "A  B\n1  2\n");
+    }
+
+    #[test]
+    fn cells_from_outside_are_escaped() {
+        let mut t = super::Table::new(["NODE", "OS"]);
+        t.row(["vnode03", "\u{1b}[2JEvil \u{202e}OS\n"]);
+        assert_eq!(
+            t.render(),
+            "NODE     OS\nvnode03  \\u{1b}[2JEvil \\u{202e}OS\\n\n"
+        );
     }
 
     #[test]

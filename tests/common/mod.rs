@@ -8,6 +8,7 @@
 //! - `netns`: a network namespace owned by one test;
 //! - `tmpfs`: a small tmpfs owned by one test, to fill up;
 //! - `consumers`: the real programs (dnsmasq, dhcpd) that judge what vnode writes;
+//! - `cloud_init_releases`: the cloud-init releases (22.4, 25.1, 26.2) that judge the seeds;
 //! - `gate`: the gate of every test that needs root, and the one list of the test binaries that
 //!   have such tests (`gate::GATED`);
 //! - `http_server`, `signing`, `ssh_servers`: stand-ins that tests talk to (an HTTP server on
@@ -25,6 +26,7 @@
 
 pub mod broken_disk;
 pub mod cli;
+pub mod cloud_init_releases;
 pub mod consumers;
 pub mod e2e;
 pub mod gate;
