@@ -38,6 +38,15 @@ fn prep_benchmark_runs() {
 }
 
 #[test]
+fn hostile_input_benchmark_runs() {
+    let out = smoke("benches/hostile_input.sh", &["--smoke"]);
+    assert!(
+        out.contains("generated cases over") && out.contains("0 panics"),
+        "{out}"
+    );
+}
+
+#[test]
 fn pull_benchmark_runs() {
     let out = smoke("benches/pull.sh", &["--smoke"]);
     assert!(out.contains("ratio vnode/openssl pipeline"), "{out}");

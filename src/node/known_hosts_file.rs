@@ -229,7 +229,9 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        // 64 cases unless PROPTEST_CASES says otherwise (benches/hostile_input.sh).
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64)))]
 
         /// Any sequence of changes leaves one line per node, with its latest key, and each
         /// address on the line of the node that got it last.

@@ -191,8 +191,8 @@ impl ConsoleWatch {
         }
         let sign = SIGNS
             .iter()
-            .find(|(_, s)| line.contains(s))
-            .map(|(d, _)| (*d, line));
+            .find_map(|(d, s)| line.find(s).map(|at| (*d, at)))
+            .map(|(d, at)| (d, self.own_part(line, at)));
         let prompt = || {
             PROMPTS
                 .iter()
@@ -212,6 +212,20 @@ impl ConsoleWatch {
                 .then(|| self.grub_error.clone())
                 .flatten(),
         })
+    }
+
+    /// The part of `line` that a sign found at byte `at` belongs to: GRUB's serial mirror may put
+    /// two of its messages on one line (a cursor move, not a line end, between them), so a sign
+    /// inside an `error: ` message starts there, and an `error: ` message before it is the cause.
+    fn own_part<'a>(&mut self, line: &'a str, at: usize) -> &'a str {
+        let Some(start) = line[..at].rfind("error: ") else {
+            return line;
+        };
+        let before = line[..start].trim_end();
+        if let Some(earlier) = before.rfind("error: ") {
+            self.grub_error = Some(before[earlier..].to_string());
+        }
+        &line[start..]
     }
 
     /// Reads what the log at `path` gained since the last call (nothing once [`MAX_READ`] bytes
@@ -248,6 +262,21 @@ pub async fn until_boot_dies(path: PathBuf) -> BootDeath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_grub_messages_on_one_line_are_told_apart() {
+        // Seen on a disk without its kernel: no line end between GRUB's two messages.
+        let mut w = ConsoleWatch::default();
+        let death = w
+            .feed("error: file `/boot/vmlinuz-6.1.0-57-cloud-amd64' not founderror: you need to load the kernel first.\n")
+            .expect("a death");
+        assert_eq!(death.death, Death::Grub);
+        assert_eq!(death.line, "error: you need to load the kernel first.");
+        assert_eq!(
+            death.cause.as_deref(),
+            Some("error: file `/boot/vmlinuz-6.1.0-57-cloud-amd64' not found")
+        );
+    }
     use proptest::prelude::*;
 
     /// The first death a whole console log shows.

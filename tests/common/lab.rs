@@ -43,6 +43,8 @@ pub struct Lab {
     /// Files printed when the test fails (console logs, ...), besides the lab's own logs.
     dump: Vec<PathBuf>,
     is_down: bool,
+    /// This lab's tag, held while it lives (no two labs of a test process share one).
+    _tag: TagClaim,
 }
 
 /// One host of a lab with hosts, as its state.json has it.
@@ -81,6 +83,7 @@ impl Lab {
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut lab = Lab {
+            _tag: TagClaim::new(tag),
             name: format!("{tag}-{}", std::process::id()),
             dir,
             config: config_path,
@@ -335,5 +338,31 @@ impl Spawned {
             .iter()
             .find(|n| n["name"] == name)
             .unwrap_or_else(|| panic!("{name} missing in {:#}", self.report))
+    }
+}
+
+/// The tags of the labs of this test process that live now.
+static TAGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// A lab's tag, claimed while it lives: two labs of one test process that share a tag would have
+/// one name (`TAG-PID`), and tests running side by side would take each other's lab down.
+struct TagClaim(String);
+
+impl TagClaim {
+    fn new(tag: &str) -> TagClaim {
+        let mut tags = TAGS.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            !tags.iter().any(|t| t == tag),
+            "two labs of this test process are tagged '{tag}' at once: give each test its own tag"
+        );
+        tags.push(tag.to_string());
+        TagClaim(tag.to_string())
+    }
+}
+
+impl Drop for TagClaim {
+    fn drop(&mut self) {
+        let mut tags = TAGS.lock().unwrap_or_else(|e| e.into_inner());
+        tags.retain(|t| *t != self.0);
     }
 }

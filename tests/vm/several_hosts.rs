@@ -56,7 +56,7 @@ fn host_of(report: &Value, name: &str) -> String {
 
 #[test]
 fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
-    let Some(vms) = VmLab::up_hosts("hosts", 3) else {
+    let Some(vms) = VmLab::up_hosts("spread", 3) else {
         return;
     };
     let lab = &vms.lab;
