@@ -84,6 +84,8 @@ struct Images {
     images: Vec<Img>,
     /// The key the checksum files are signed with; its public half is `test-key.asc`.
     key: TestKey,
+    /// Lines added to the config file.
+    extra_config: String,
 }
 
 impl Images {
@@ -99,6 +101,7 @@ impl Images {
             base,
             images: Vec::new(),
             key,
+            extra_config: String::new(),
         };
         t.write_files();
         t
@@ -131,6 +134,13 @@ impl Images {
         self.server
             .serve(&format!("/{}.qcow2", image.name), image.body.clone());
         self.images.push(image);
+        self.write_files();
+        self
+    }
+
+    /// Sets the config file's lines beyond cache_dir and catalog.
+    fn configure(&mut self, lines: &str) -> &mut Self {
+        self.extra_config = lines.to_string();
         self.write_files();
         self
     }
@@ -195,9 +205,10 @@ impl Images {
         fs::write(
             self.dir.path().join("config.toml"),
             format!(
-                "cache_dir = {:?}\ncatalog = {:?}\n",
+                "cache_dir = {:?}\ncatalog = {:?}\n{}",
                 self.cache().to_str().unwrap(),
-                catalog_path.to_str().unwrap()
+                catalog_path.to_str().unwrap(),
+                self.extra_config
             ),
         )
         .unwrap();
@@ -974,5 +985,105 @@ fn import_with_signed_checksums_verifies_like_a_pull() {
     assert_eq!(meta["algo"], "sha512");
     assert_eq!(meta["trust"]["signer"], t.key.fingerprint());
     import(&["--checksums", &p("CHECKSUM"), "--force"]).success();
+    assert_eq!(t.cache_files(), ["carried.meta.json", "carried.qcow2"]);
+}
+
+#[test]
+fn an_image_larger_than_max_image_mib_is_refused_up_front_and_leaves_nothing() {
+    let mut t = Images::new();
+    let big = t.qcow2(3);
+    assert!(big.len() > 2 << 20);
+    t.add(img("big", &big)).configure("max_image_mib = 2\n");
+    t.run(&["images", "pull", "big"]).code(1).stderr(
+        contains("image big")
+            .and(contains("larger than max_image_mib (2 MiB)"))
+            .and(contains("set max_image_mib")),
+    );
+    assert_eq!(t.cache_files(), Vec::<String>::new());
+}
+
+#[test]
+fn a_body_without_a_length_is_cut_at_max_image_mib_and_removed() {
+    let mut t = Images::new();
+    let big = t.qcow2(3);
+    t.add(img("big", &big)).configure("max_image_mib = 2\n");
+    t.server.behave("/big.qcow2", Behaviour::NoLength);
+    t.run(&["images", "pull", "big"]).code(1).stderr(
+        contains("image big")
+            .and(contains("larger than max_image_mib (2 MiB)"))
+            .and(contains("the partial file was removed")),
+    );
+    assert_eq!(t.cache_files(), Vec::<String>::new());
+    // Within the cap, a body without a length is fine.
+    t.configure("max_image_mib = 4\n");
+    t.run(&["images", "pull", "big"]).success();
+    assert_eq!(t.cached("big.qcow2"), big);
+}
+
+#[test]
+fn a_redirect_from_http_to_http_is_followed() {
+    let mut t = Images::new();
+    let alpha = t.qcow2(1);
+    t.add(img("alpha", &alpha));
+    t.server.serve("/mirror/alpha.qcow2", alpha.clone());
+    t.server
+        .redirect("/alpha.qcow2", &t.server.url("/mirror/alpha.qcow2"));
+    t.run(&["images", "pull", "alpha"]).success();
+    assert_eq!(t.cached("alpha.qcow2"), alpha);
+    let paths: Vec<String> = t.server.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        paths.contains(&"/mirror/alpha.qcow2".to_string()),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn signatures_by_an_expired_subkey_or_without_a_creation_time_are_refused() {
+    let t = Images::new();
+    let body = t.qcow2(1);
+    let dir = t.dir.path();
+    let image = dir.join("carried.qcow2");
+    fs::write(&image, &body).unwrap();
+    let sums = format!("{}  carried.qcow2\n", sha512(&body));
+    fs::write(dir.join("SHA512SUMS"), &sums).unwrap();
+    let import = |key: &TestKey, signature: Vec<u8>| {
+        let key_file = dir.join("signer.asc");
+        fs::write(&key_file, key.public_armored()).unwrap();
+        let sig = dir.join("SHA512SUMS.sign");
+        fs::write(&sig, signature).unwrap();
+        let p = |p: &Path| p.to_str().unwrap().to_string();
+        t.run(&[
+            "images",
+            "import",
+            &p(&image),
+            "--name",
+            "carried",
+            "--checksums",
+            &p(&dir.join("SHA512SUMS")),
+            "--signature",
+            &p(&sig),
+            "--signing-key",
+            &p(&key_file),
+        ])
+    };
+    let expired = TestKey::with_signing_subkey("old <old@vnode.invalid>", true);
+    import(&expired, expired.detached_by_subkey(sums.as_bytes()))
+        .code(1)
+        .stderr(
+            contains("subkey")
+                .and(contains(expired.fingerprint()))
+                .and(contains("had expired when it made the signature")),
+        );
+    let undated = TestKey::generate("undated <u@vnode.invalid>");
+    import(
+        &undated,
+        undated.detached_without_creation_time(sums.as_bytes()),
+    )
+    .code(1)
+    .stderr(contains("states no creation time"));
+    assert_eq!(t.cache_files(), Vec::<String>::new());
+    // The same subkey without the expiry, and a dated signature: accepted.
+    let current = TestKey::with_signing_subkey("new <new@vnode.invalid>", false);
+    import(&current, current.detached_by_subkey(sums.as_bytes())).success();
     assert_eq!(t.cache_files(), ["carried.meta.json", "carried.qcow2"]);
 }

@@ -50,7 +50,7 @@ fn planned_nodes(
         let images: Vec<_> = requests.iter().map(|r| &r.image).collect();
         runtime::block_on(
             Flavor::CurrentThread,
-            crate::images::pull_missing(&cache, &ctx.catalog, &images),
+            crate::images::pull_missing(&cache, &ctx.catalog, &images, ctx.config.max_image_mib),
         )??;
     }
     Ok(planned_node::plan_cached(

@@ -19,6 +19,7 @@ pub(super) struct ConfigFile {
     pub parallel_boots: Option<Spanned<i64>>,
     pub cache_dir: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
+    pub max_image_mib: Option<Spanned<i64>>,
     #[serde(default)]
     pub ssh_keys: Vec<Spanned<String>>,
     #[serde(default)]

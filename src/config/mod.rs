@@ -51,6 +51,8 @@ pub struct Config {
     pub parallel_boots: Option<u32>,
     pub cache_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// No pulled image may be larger, in MiB (a mirror cannot fill the disk).
+    pub max_image_mib: u64,
     /// Public keys authorized for root in every node; empty means the invoking user's ~/.ssh/id_*.pub.
     pub ssh_keys: Vec<String>,
     pub users: Vec<UserConfig>,
@@ -111,6 +113,14 @@ impl Config {
             )?,
             cache_dir: at.directory(f.cache_dir, "cache_dir", top_level::DEFAULT_CACHE_DIR)?,
             state_dir: at.directory(f.state_dir, "state_dir", top_level::DEFAULT_STATE_DIR)?,
+            max_image_mib: at
+                .number(
+                    f.max_image_mib.as_ref(),
+                    "max_image_mib",
+                    "max_image_mib",
+                    top_level::MAX_IMAGE_MIB,
+                )?
+                .unwrap_or(top_level::DEFAULT_MAX_IMAGE_MIB),
             ssh_keys: at.strings(f.ssh_keys, "ssh_keys", users::check_key)?,
             users,
             default_distro,

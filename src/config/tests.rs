@@ -535,3 +535,18 @@ fn a_host_uri_that_injects_or_runs_or_skips_verification_is_refused() {
         assert!(!e.contains('\n'), "{uri}: the message is one line: {e}");
     }
 }
+
+#[test]
+fn max_image_mib_defaults_to_64_gib_and_is_range_checked() {
+    assert_eq!(Config::defaults().max_image_mib, 65_536);
+    let c = Config::parse(Path::new("c.toml"), "max_image_mib = 2048\n").unwrap();
+    assert_eq!(c.max_image_mib, 2048);
+    for bad in ["0", "-1", "16777217"] {
+        assert_rejected(
+            &format!("cache_dir = \"/c\"\nmax_image_mib = {bad}\n"),
+            2,
+            "max_image_mib",
+            "between 1 and 16777216 MiB (16 TiB)",
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! The keys outside any table that are not a section of their own: the libvirt connection and
-//! virt type, libvirt's grace period, the boot limit, vnode's directories, the default distro
-//! and the user catalog's path. Each has a default.
+//! virt type, libvirt's grace period, the boot limit, vnode's directories, the size cap of
+//! pulled images, the default distro and the user catalog's path. Each has a default.
 
 use std::path::PathBuf;
 
@@ -15,6 +15,10 @@ use crate::text::toml_file::FileError;
 /// The default of `libvirt_grace_secs`, and what it may be (a day at most).
 pub const DEFAULT_LIBVIRT_GRACE_SECS: u64 = 30;
 pub(super) const LIBVIRT_GRACE_SECS: Limit = Limit::new(0, 86_400, " seconds (a day)");
+/// The default of `max_image_mib` (64 GiB: the largest cloud images are a few GiB), and what
+/// it may be (16 TiB at most).
+pub const DEFAULT_MAX_IMAGE_MIB: u64 = 64 << 10;
+pub(super) const MAX_IMAGE_MIB: Limit = Limit::new(1, 16 << 20, " MiB (16 TiB)");
 const DEFAULT_LIBVIRT_URI: &str = "qemu:///system";
 pub(super) const DEFAULT_CACHE_DIR: &str = "/var/lib/vnode/images";
 pub(super) const DEFAULT_STATE_DIR: &str = "/var/lib/vnode/nodes";

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crate::config::{Config, HostConfig};
 use crate::libvirt::LibvirtError;
+use crate::libvirt::dir_pools::{self, PoolRemovalError};
 use crate::libvirt::storage::{Storage, StorageError};
 use crate::libvirt::virsh::Virsh;
 use crate::libvirt::virt_install::DomainFiles;
@@ -72,6 +73,12 @@ pub enum RemoveError {
         host: HostName,
         #[source]
         source: Box<StorageError>,
+    },
+    #[error("{node}: {source}")]
+    Pools {
+        node: String,
+        #[source]
+        source: Box<PoolRemovalError>,
     },
     #[error(transparent)]
     Files(#[from] NodeError),
@@ -292,9 +299,10 @@ impl Hypervisor {
         local
     }
 
-    /// Takes a node apart: its domain is destroyed and undefined, its volumes on a `[[hosts]]`
-    /// host deleted, then its files and known_hosts lines go (all but the disk with
-    /// [`Keep::Disk`]). Whatever is already gone is fine.
+    /// Takes a node apart: its domain is destroyed and undefined, the storage pool virt-install
+    /// made for its directory removed, its volumes on a `[[hosts]]` host deleted, then its files
+    /// and known_hosts lines go (all but the disk with [`Keep::Disk`]). Whatever is already gone
+    /// is fine.
     pub async fn remove_node(&self, name: &str, keep: Keep) -> Result<(), RemoveError> {
         let domain = |source| RemoveError::Domain {
             node: name.to_string(),
@@ -302,6 +310,7 @@ impl Hypervisor {
         };
         self.virsh.destroy(name).await.map_err(domain)?;
         self.virsh.undefine(name).await.map_err(domain)?;
+        self.remove_dir_pools(name).await?;
         self.remove_volumes(name, keep).await?;
         match keep {
             Keep::Nothing => node::remove_if_present(&self.state_dir, name)?,
@@ -310,10 +319,28 @@ impl Hypervisor {
         Ok(())
     }
 
-    /// Removes the files (and volumes) of a node whose domain was never defined.
+    /// Removes the files (and volumes) of a node whose domain was never defined, and the pool
+    /// a virt-install that failed may have made for its directory.
     pub async fn remove_files(&self, name: &str) -> Result<(), RemoveError> {
+        self.remove_dir_pools(name).await?;
         self.remove_volumes(name, Keep::Nothing).await?;
         Ok(node::remove_if_present(&self.state_dir, name)?)
+    }
+
+    /// The pools virt-install made for the node's directory (see [`dir_pools`]): only on this
+    /// host, where domains use the node's files; a `[[hosts]]` host's disks are volumes of the
+    /// host's own pool.
+    async fn remove_dir_pools(&self, name: &str) -> Result<(), RemoveError> {
+        if self.remote.is_some() {
+            return Ok(());
+        }
+        dir_pools::remove_pools_of_dir(&self.virsh, &self.node_paths(name).dir)
+            .await
+            .map(drop)
+            .map_err(|source| RemoveError::Pools {
+                node: name.to_string(),
+                source: Box::new(source),
+            })
     }
 
     async fn remove_volumes(&self, name: &str, keep: Keep) -> Result<(), RemoveError> {
@@ -336,5 +363,45 @@ impl Hypervisor {
                 })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::libvirt::dir_pools::tests::{define, pools, stand_in};
+
+    fn local_with(virsh: Virsh, state_dir: &Path) -> Hypervisor {
+        Hypervisor {
+            name: HostName::local(),
+            uri: virsh.uri().to_string(),
+            virsh,
+            state_dir: state_dir.to_path_buf(),
+            remote: None,
+        }
+    }
+
+    /// `vnode destroy`, a failed spawn's cleanup, `--force` and Ctrl-C all end in `remove_node`
+    /// or `remove_files`: each removes the pool virt-install made for the node's directory, and
+    /// only that one.
+    #[tokio::test]
+    async fn removing_a_node_removes_the_pool_virt_install_made_for_its_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let libvirt = tmp.path().join("libvirt");
+        let state = tmp.path().join("nodes");
+        std::fs::create_dir_all(state.join("vnode03")).unwrap();
+        std::fs::create_dir_all(state.join("vnode04")).unwrap();
+        std::fs::create_dir_all(&libvirt).unwrap();
+        let host = local_with(stand_in(&libvirt), &state);
+        let dir = |n: &str| state.join(n).to_str().unwrap().to_string();
+        define(&libvirt, "vnode03", &dir("vnode03"), true);
+        define(&libvirt, "vnode04", &dir("vnode04"), false);
+        define(&libvirt, "nodes", state.to_str().unwrap(), true);
+        host.remove_node("vnode03", Keep::Nothing).await.unwrap();
+        assert_eq!(pools(&libvirt), ["nodes", "vnode04"]);
+        assert!(!state.join("vnode03").exists());
+        host.remove_files("vnode04").await.unwrap();
+        assert_eq!(pools(&libvirt), ["nodes"]);
+        assert!(!state.join("vnode04").exists());
     }
 }

@@ -62,6 +62,7 @@ pub async fn pull_missing(
     cache: &Cache,
     catalog: &Catalog,
     images: &[&ImageRef],
+    max_image_mib: u64,
 ) -> Result<(), ImageError> {
     let mut missing: Vec<crate::images::catalog::CatalogEntry> = Vec::new();
     for image in images {
@@ -75,6 +76,13 @@ pub async fn pull_missing(
     if missing.is_empty() {
         return Ok(());
     }
-    super::pull(cache, &missing, false, &super::Progress::auto()).await?;
+    super::pull(
+        cache,
+        &missing,
+        false,
+        max_image_mib,
+        &super::Progress::auto(),
+    )
+    .await?;
     Ok(())
 }

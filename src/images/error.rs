@@ -122,6 +122,27 @@ pub enum ImageError {
     },
 
     #[error(
+        "image {name} from {url} is larger than max_image_mib ({limit_mib} MiB){}; if the image \
+         really is this large, set max_image_mib in vnode's config (`vnode config show` names the \
+         file) to more and pull again",
+        match announced {
+            Some(size) => format!(
+                ": it has {}; nothing of it was kept",
+                HumanBytes(*size)
+            ),
+            None => "; the download was stopped there and the partial file was removed".into(),
+        }
+    )]
+    TooLarge {
+        name: String,
+        url: String,
+        limit_mib: u64,
+        /// The size the server announced (or a partial file already held); None: found while
+        /// receiving a body of unannounced length.
+        announced: Option<u64>,
+    },
+
+    #[error(
         "cannot use the checksum file {url} of image {name}: {reason}; fix checksum_url in the catalog, \
              or try again later"
     )]
@@ -245,6 +266,30 @@ pub enum ImageError {
         key: String,
         /// "revoked", or "expired at the time of the signature".
         state: &'static str,
+    },
+
+    #[error(
+        "the checksum file {file} of image {name} is signed by subkey {subkey} of key {key}, which \
+         had expired when it made the signature; refused: update vnode (or signing_keys) to the \
+         distribution's current key, or a key file in which that subkey is renewed"
+    )]
+    SigningSubkeyExpired {
+        name: String,
+        file: String,
+        subkey: String,
+        key: String,
+    },
+
+    #[error(
+        "the signature of the checksum file {file} of image {name} (by key {key}) states no \
+         creation time, so whether the key was valid when it signed cannot be told; refused \
+         (OpenPGP requires one): ask the publisher for a regular signature, or use an inline \
+         digest you trust"
+    )]
+    SignatureUndated {
+        name: String,
+        file: String,
+        key: String,
     },
 
     #[error(

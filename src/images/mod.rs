@@ -18,6 +18,7 @@ mod meta;
 mod progress;
 mod pull;
 pub mod qcow2;
+mod redirect;
 mod signature;
 mod sink;
 mod validate;

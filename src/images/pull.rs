@@ -28,6 +28,7 @@ use super::digest::{Hasher, hash_file};
 use super::error::{ChecksumFileProblem, ImageError};
 use super::meta::{self, ImageMeta, Origin, Trust};
 use super::progress::{Bar, Progress, rate};
+use super::redirect;
 use super::signature;
 use super::sink::Sink;
 use super::validate::check_base_image;
@@ -45,11 +46,13 @@ pub async fn pull(
     cache: &Cache,
     entries: &[CatalogEntry],
     force: bool,
+    max_image_mib: u64,
     progress: &Progress,
 ) -> Result<Vec<CachedImage>, ImageError> {
     let options = PullOptions {
         force,
         check_signatures: true,
+        max_image_mib,
     };
     pull_with(cache, entries, options, progress).await
 }
@@ -62,6 +65,14 @@ pub struct PullOptions {
     /// Trust a checksum file only with a good signature by a pinned key (`--no-signature`
     /// turns it off, and the image's metadata says so).
     pub check_signatures: bool,
+    /// No image body may be larger (the config's `max_image_mib`): a mirror cannot fill the disk.
+    pub max_image_mib: u64,
+}
+
+impl PullOptions {
+    fn max_bytes(&self) -> u64 {
+        self.max_image_mib.saturating_mul(1 << 20)
+    }
 }
 
 /// [`pull`] with all options.
@@ -138,6 +149,7 @@ fn client() -> Result<Client, ImageError> {
         .connect_timeout(Duration::from_secs(30))
         // A stalled mirror fails the pull (which can then resume) instead of hanging it.
         .read_timeout(Duration::from_secs(60))
+        .redirect(redirect::policy())
         .build()
         .map_err(|e| ImageError::HttpClient {
             reason: describe(e),
@@ -160,12 +172,13 @@ async fn pull_one(
     let (algo, expected, trust) =
         expected_digest(client, entry, options.check_signatures, bar).await?;
     let part = cache.part_path(&entry.name);
-    let mut got = download(client, entry, &part, algo, bar).await?;
+    let limit = Limit::of(&options);
+    let mut got = download(client, entry, &part, algo, limit, bar).await?;
     if got.digest != expected && got.resumed_from > 0 {
         // The partial file was damaged, or from an earlier version of the image at this URL.
         discard(&part);
         bar.status("the resumed download does not match; downloading it again from zero");
-        got = download(client, entry, &part, algo, bar).await?;
+        got = download(client, entry, &part, algo, limit, bar).await?;
     }
     if got.digest != expected {
         discard(&part);
@@ -327,6 +340,31 @@ async fn fetch_small(client: &Client, url: &str) -> Result<Vec<u8>, FetchError> 
     Ok(body)
 }
 
+/// The most bytes an image may have, and the config value that says so (for the message).
+#[derive(Clone, Copy, Debug)]
+struct Limit {
+    bytes: u64,
+    mib: u64,
+}
+
+impl Limit {
+    fn of(options: &PullOptions) -> Limit {
+        Limit {
+            bytes: options.max_bytes(),
+            mib: options.max_image_mib,
+        }
+    }
+
+    fn exceeded(self, entry: &CatalogEntry, announced: Option<u64>) -> ImageError {
+        ImageError::TooLarge {
+            name: entry.name.clone(),
+            url: entry.url.clone(),
+            limit_mib: self.mib,
+            announced,
+        }
+    }
+}
+
 /// A `.part` file holding the whole body.
 struct Fetched {
     size: u64,
@@ -342,14 +380,21 @@ async fn download(
     entry: &CatalogEntry,
     part: &Path,
     algo: DigestAlgo,
+    limit: Limit,
     bar: &Bar,
 ) -> Result<Fetched, ImageError> {
     let file = open_locked(part, &entry.name)?;
-    let result = transfer(client, entry, part, &file, algo, bar).await;
+    let at = Target { part, file: &file };
+    let result = transfer(client, entry, at, algo, limit, bar).await;
     if let Err(e) = &result {
         let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
-        // A failed write or a body that is not qcow2 leaves nothing worth resuming.
-        if empty || matches!(e, ImageError::Io { .. } | ImageError::NotQcow2 { .. }) {
+        // A failed write, a body that is not qcow2 or one past the size cap leaves nothing
+        // worth resuming.
+        let useless = matches!(
+            e,
+            ImageError::Io { .. } | ImageError::NotQcow2 { .. } | ImageError::TooLarge { .. }
+        );
+        if empty || useless {
             discard(part);
         }
     }
@@ -371,14 +416,29 @@ fn open_locked(part: &Path, name: &str) -> Result<File, ImageError> {
     Ok(file)
 }
 
+/// The `.part` file a download writes, locked.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    part: &'a Path,
+    file: &'a File,
+}
+
 async fn transfer(
     client: &Client,
     entry: &CatalogEntry,
-    part: &Path,
-    file: &File,
+    at: Target<'_>,
     algo: DigestAlgo,
+    limit: Limit,
     bar: &Bar,
 ) -> Result<Fetched, ImageError> {
+    let Target { part, file } = at;
+    let held = file
+        .metadata()
+        .map_err(|e| ImageError::io("read", part, e))?
+        .len();
+    if held > limit.bytes {
+        return Err(limit.exceeded(entry, Some(held)));
+    }
     let (existing, mut hasher) = hash_existing(part, file, algo, bar).await?;
     let Some((resp, offset)) = respond(client, entry, existing, bar).await? else {
         return Ok(Fetched {
@@ -391,7 +451,11 @@ async fn transfer(
         hasher = Hasher::new(algo);
     }
     let out = output_at(file, part, offset)?;
-    let total = resp.content_length().map(|len| offset + len);
+    let total = resp.content_length().map(|len| offset.saturating_add(len));
+    // Refused before a byte of the body is written when the server says how long it is.
+    if let Some(t) = total.filter(|t| *t > limit.bytes) {
+        return Err(limit.exceeded(entry, Some(t)));
+    }
     let what = if offset > 0 {
         format!("resuming at {}", HumanBytes(offset))
     } else {
@@ -399,15 +463,17 @@ async fn transfer(
     };
     bar.start(total, offset, &what);
     let sink = Sink::start(hasher, out);
-    let body = receive(resp, &sink, offset, bar).await;
-    let complete =
-        body.broke.is_none() && body.not_qcow2.is_none() && total.is_none_or(|t| body.got == t);
+    let body = receive(resp, &sink, offset, limit.bytes, bar).await;
+    let complete = body.broke.is_none()
+        && body.not_qcow2.is_none()
+        && !body.too_large
+        && total.is_none_or(|t| body.got == t);
     let (hasher, written) = tokio::task::spawn_blocking(move || sink.finish(complete))
         .await
         .expect("sink task");
     written.map_err(|e| ImageError::io("write", part, e))?;
     let got = body.got;
-    body.check(entry, total)?;
+    body.check(entry, total, limit)?;
     Ok(Fetched {
         size: got,
         digest: hasher.finish(),
@@ -495,15 +561,18 @@ struct Received {
     not_qcow2: Option<HeaderProblem>,
     /// The connection broke.
     broke: Option<String>,
+    /// The body went on past the size cap (it was cut there).
+    too_large: bool,
 }
 
-/// Streams the body into `sink` until it ends, breaks, turns out not to be qcow2, or the sink
-/// fails.
-async fn receive(resp: Response, sink: &Sink, offset: u64, bar: &Bar) -> Received {
+/// Streams the body into `sink` until it ends, breaks, turns out not to be qcow2, goes past
+/// `max_bytes`, or the sink fails.
+async fn receive(resp: Response, sink: &Sink, offset: u64, max_bytes: u64, bar: &Bar) -> Received {
     let mut body = Received {
         got: offset,
         not_qcow2: None,
         broke: None,
+        too_large: false,
     };
     let mut head = Vec::new();
     let mut stream = resp.bytes_stream();
@@ -524,6 +593,10 @@ async fn receive(resp: Response, sink: &Sink, offset: u64, bar: &Bar) -> Receive
                 break;
             }
         }
+        if body.got.saturating_add(chunk.len() as u64) > max_bytes {
+            body.too_large = true;
+            break;
+        }
         body.got += chunk.len() as u64;
         bar.advance(chunk.len() as u64);
         if !sink.push(chunk).await {
@@ -535,13 +608,21 @@ async fn receive(resp: Response, sink: &Sink, offset: u64, bar: &Bar) -> Receive
 
 impl Received {
     /// A body that is not qcow2, or shorter than announced or broken off, is an error.
-    fn check(self, entry: &CatalogEntry, total: Option<u64>) -> Result<(), ImageError> {
+    fn check(
+        self,
+        entry: &CatalogEntry,
+        total: Option<u64>,
+        limit: Limit,
+    ) -> Result<(), ImageError> {
         if let Some(reason) = self.not_qcow2 {
             return Err(ImageError::NotQcow2 {
                 name: entry.name.clone(),
                 from: entry.url.clone(),
                 reason,
             });
+        }
+        if self.too_large {
+            return Err(limit.exceeded(entry, None));
         }
         let short = total.is_some_and(|t| self.got != t);
         if self.broke.is_some() || short {
@@ -784,7 +865,7 @@ mod tests {
         fn assert_send<T: Send>(_: &T) {}
         let cache = Cache::open(Path::new("/nonexistent")).unwrap();
         let progress = Progress::hidden();
-        assert_send(&pull(&cache, &[], false, &progress));
+        assert_send(&pull(&cache, &[], false, 1, &progress));
     }
 
     #[test]

@@ -18,7 +18,10 @@
 //! What is checked of the key, as far as rPGP exposes it: the signature must be made by the
 //! pinned primary key or one of its subkeys; a key (or subkey) with a revocation signature is
 //! refused; a signature made after the key's expiration time (from its self-signatures) is
-//! refused. Expiry is judged at the signature's creation time, not now: the Fedora 33 key signed
+//! refused, and so is one made by a subkey after that subkey expired (from its binding
+//! signatures), with its own message. A signature must state its creation time in its hashed
+//! area (RFC 9580 requires it); one that does not is refused, since no expiry could be judged.
+//! Expiry is judged at the signature's creation time, not now: the Fedora 33 key signed
 //! Fedora 33's CHECKSUM in its lifetime, and that stays true after the key is retired.
 
 use std::fmt;
@@ -26,7 +29,9 @@ use std::path::{Path, PathBuf};
 
 use super::error::ImageError;
 use super::pull::FetchError;
-use pgp::composed::{CleartextSignedMessage, Deserializable, DetachedSignature, SignedPublicKey};
+use pgp::composed::{
+    CleartextSignedMessage, Deserializable, DetachedSignature, SignedPublicKey, SignedPublicSubKey,
+};
 use pgp::packet::{Signature, SignatureType};
 use pgp::types::{KeyDetails, Timestamp};
 
@@ -237,6 +242,11 @@ pub enum Refusal {
     Revoked { key: String },
     /// The signature was made after the pinned key expired.
     Expired { key: String },
+    /// The signature was made by a subkey of a pinned key after that subkey expired.
+    SubkeyExpired { subkey: String, key: String },
+    /// The signature by a pinned key states no creation time (in its hashed area), so its
+    /// key's expiry cannot be judged.
+    Undated { key: String },
 }
 
 /// A verified signature: the signed content and the key that signed it.
@@ -332,13 +342,18 @@ fn check_one(sig: &Signature, content: &[u8], keyring: &Keyring) -> Result<Strin
         let id = hex::encode_upper(k.legacy_key_id().as_ref());
         fingerprints.contains(&fp) || key_ids.contains(&id)
     };
-    let created = sig.created();
     for pinned in keyring.keys() {
         let key = &pinned.key;
         let mismatch = || Refusal::Mismatch {
             key: pinned.fingerprint.clone(),
         };
+        let dated = || {
+            sig.created().ok_or_else(|| Refusal::Undated {
+                key: pinned.fingerprint.clone(),
+            })
+        };
         if issued(&key.primary_key) {
+            let created = dated()?;
             key_usable(key, created, &pinned.fingerprint)?;
             sig.verify(&key.primary_key, content)
                 .map_err(|_| mismatch())?;
@@ -348,20 +363,9 @@ fn check_one(sig: &Signature, content: &[u8], keyring: &Keyring) -> Result<Strin
             if !issued(&sub.key) {
                 continue;
             }
+            let created = dated()?;
             key_usable(key, created, &pinned.fingerprint)?;
-            let sub_revoked = sub
-                .signatures
-                .iter()
-                .any(|s| s.typ() == Some(SignatureType::SubkeyRevocation));
-            if sub_revoked {
-                return Err(Refusal::Revoked {
-                    key: format!(
-                        "{:X} (subkey of {})",
-                        sub.key.fingerprint(),
-                        pinned.fingerprint
-                    ),
-                });
-            }
+            subkey_usable(sub, created, &pinned.fingerprint)?;
             sig.verify(&sub.key, content).map_err(|_| mismatch())?;
             return Ok(pinned.fingerprint.clone());
         }
@@ -377,7 +381,7 @@ fn check_one(sig: &Signature, content: &[u8], keyring: &Keyring) -> Result<Strin
 /// Revocation and expiry of the primary key, as of the signature's creation.
 fn key_usable(
     key: &SignedPublicKey,
-    signed_at: Option<Timestamp>,
+    signed_at: Timestamp,
     fingerprint: &str,
 ) -> Result<(), Refusal> {
     if !key.details.revocation_signatures.is_empty() {
@@ -385,25 +389,65 @@ fn key_usable(
             key: fingerprint.to_string(),
         });
     }
-    // The newest self-signature that states an expiration time decides.
-    let expiry = key
+    let self_signatures = key
         .details
         .users
         .iter()
         .flat_map(|u| &u.signatures)
-        .chain(&key.details.direct_signatures)
-        .filter_map(|s| Some((s.created()?, s.key_expiration_time())))
-        .max_by_key(|(at, _)| at.as_secs())
-        .and_then(|(_, expiry)| expiry);
-    if let (Some(expiry), Some(at)) = (expiry, signed_at) {
-        let ends = u64::from(key.primary_key.created_at().as_secs()) + u64::from(expiry.as_secs());
-        if expiry.as_secs() > 0 && u64::from(at.as_secs()) > ends {
-            return Err(Refusal::Expired {
-                key: fingerprint.to_string(),
-            });
-        }
+        .chain(&key.details.direct_signatures);
+    if expired(self_signatures, key.primary_key.created_at(), signed_at) {
+        return Err(Refusal::Expired {
+            key: fingerprint.to_string(),
+        });
     }
     Ok(())
+}
+
+/// Revocation and expiry of a subkey (from its binding signatures), as of the signature's
+/// creation.
+fn subkey_usable(
+    sub: &SignedPublicSubKey,
+    signed_at: Timestamp,
+    fingerprint: &str,
+) -> Result<(), Refusal> {
+    let subkey = format!("{:X}", sub.key.fingerprint());
+    let revoked = sub
+        .signatures
+        .iter()
+        .any(|s| s.typ() == Some(SignatureType::SubkeyRevocation));
+    if revoked {
+        return Err(Refusal::Revoked {
+            key: format!("{subkey} (subkey of {fingerprint})"),
+        });
+    }
+    let bindings = sub
+        .signatures
+        .iter()
+        .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding));
+    if expired(bindings, sub.key.created_at(), signed_at) {
+        return Err(Refusal::SubkeyExpired {
+            subkey,
+            key: fingerprint.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Had a key made at `made` expired at `at`? The newest of `signatures` (self-signatures or
+/// bindings) decides: its key expiration time, counted from `made` (none or 0: never).
+fn expired<'a>(
+    signatures: impl Iterator<Item = &'a Signature>,
+    made: Timestamp,
+    at: Timestamp,
+) -> bool {
+    let expiry = signatures
+        .filter_map(|s| Some((s.created()?, s.key_expiration_time())))
+        .max_by_key(|(created, _)| created.as_secs())
+        .and_then(|(_, expiry)| expiry);
+    expiry.is_some_and(|e| {
+        let ends = u64::from(made.as_secs()) + u64::from(e.as_secs());
+        e.as_secs() > 0 && u64::from(at.as_secs()) > ends
+    })
 }
 
 /// A checksum file as fetched or read, and its detached signature if the entry names one.
@@ -481,6 +525,13 @@ impl SignedChecksums<'_> {
                 key,
                 state: "expired at the time of the signature",
             },
+            Refusal::SubkeyExpired { subkey, key } => ImageError::SigningSubkeyExpired {
+                name,
+                file,
+                subkey,
+                key,
+            },
+            Refusal::Undated { key } => ImageError::SignatureUndated { name, file, key },
         })
     }
 }

@@ -1,5 +1,6 @@
 //! libvirt: the virt-install argument builder, the osinfo ids it accepts, and (later) virsh queries.
 
+pub mod dir_pools;
 pub mod osinfo;
 pub mod virt_install;
 

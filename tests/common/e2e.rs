@@ -168,7 +168,11 @@ impl Drop for Site {
     }
 }
 
-/// No domain in the lab and no node directory (nor a half-made `.vnode*` one) in the site.
+/// Nothing of a node left: no domain in the lab, no node directory (nor a half-made `.vnode*`
+/// one) in the site, and none of libvirt's own objects that vnode or the tools it runs could have
+/// made for a node: no storage pool whose directory is in the site (virt-install makes one for a
+/// directory it finds a disk in), no volume whose file is there, no network beyond the lab's own
+/// `default`.
 pub fn assert_no_nodes(lab: &Lab, site: &Site) {
     let domains = lab.exec_ok(["virsh", "-q", "list", "--all", "--name"]);
     assert!(domains.trim().is_empty(), "domains left: {domains}");
@@ -179,4 +183,47 @@ pub fn assert_no_nodes(lab: &Lab, site: &Site) {
         .filter(|n| n.starts_with("vnode") || n.starts_with(".vnode"))
         .collect();
     assert!(left.is_empty(), "node files left: {left:?}");
+    let networks = names(&lab.exec_ok(["virsh", "-q", "net-list", "--all", "--name"]));
+    assert_eq!(networks, ["default"], "libvirt networks beyond the lab's");
+    let mut pools = Vec::new();
+    let mut volumes = Vec::new();
+    for pool in names(&lab.exec_ok(["virsh", "-q", "pool-list", "--all", "--name"])) {
+        let xml = lab.exec_ok(["virsh", "-q", "pool-dumpxml", &pool]);
+        if pool_target(&xml).is_some_and(|t| t.starts_with(&site.root)) {
+            pools.push(pool.clone());
+        }
+        // An inactive pool lists no volumes: the pool itself is what counts then.
+        let out = lab.exec(["virsh", "-q", "vol-list", "--pool", &pool]);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(path) = line.split_whitespace().nth(1)
+                && Path::new(path).starts_with(&site.root)
+            {
+                volumes.push(format!("{pool}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(
+        pools.is_empty(),
+        "libvirt storage pools left for the site's directories: {pools:?}"
+    );
+    assert!(
+        volumes.is_empty(),
+        "libvirt volumes left in the site: {volumes:?}"
+    );
+}
+
+/// `--name` listings: one name a line.
+fn names(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A pool's directory from `virsh pool-dumpxml`: the `<path>` inside `<target>`.
+fn pool_target(xml: &str) -> Option<PathBuf> {
+    let target = &xml[xml.find("<target>")?..];
+    let path = &target[target.find("<path>")? + "<path>".len()..];
+    Some(PathBuf::from(path[..path.find("</path>")?].trim()))
 }

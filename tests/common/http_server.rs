@@ -21,6 +21,8 @@ pub enum Behaviour {
     IgnoreRange,
     /// Send the body in 16 pieces with this pause after each.
     Slow(Duration),
+    /// No `Content-Length`: the body ends when the connection closes.
+    NoLength,
 }
 
 /// What the server saw.
@@ -35,6 +37,8 @@ pub struct Request {
 #[derive(Default)]
 struct State {
     files: HashMap<String, (Vec<u8>, Behaviour)>,
+    /// Paths answered with `302 Found` and this `Location`.
+    redirects: HashMap<String, String>,
     log: Vec<Request>,
     active: usize,
     max_active: usize,
@@ -76,6 +80,12 @@ impl Server {
         s.files.get_mut(path).expect("served path").1 = behaviour;
     }
 
+    /// Answers requests for `path` with a `302 Found` to `location`.
+    pub fn redirect(&self, path: &str, location: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.redirects.insert(path.to_string(), location.to_string());
+    }
+
     pub fn requests(&self) -> Vec<Request> {
         self.state.lock().unwrap().log.clone()
     }
@@ -108,16 +118,22 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         Some(rest) => rest.find('/').map_or("/".into(), |i| rest[i..].to_string()),
         None => target.clone(),
     };
-    let file = {
+    let (file, redirect) = {
         let mut s = state.lock().unwrap();
         s.log.push(Request {
             target: target.clone(),
             path: path.clone(),
             range: range.clone(),
         });
-        s.files.get(&path).cloned()
+        (s.files.get(&path).cloned(), s.redirects.get(&path).cloned())
     };
     let mut out = stream;
+    if let Some(location) = redirect {
+        return write!(
+            out,
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
     let Some((mut body, behaviour)) = file.filter(|(_, b)| *b != Behaviour::NotFound) else {
         let msg = b"<html><body>404 Not Found</body></html>";
         write!(
@@ -154,10 +170,14 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             );
         }
     };
+    let length = if behaviour == Behaviour::NoLength {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", part.len())
+    };
     write!(
         out,
-        "{head}Content-Type: application/octet-stream\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n",
-        part.len()
+        "{head}Content-Type: application/octet-stream\r\n{length}Accept-Ranges: bytes\r\nConnection: close\r\n\r\n"
     )?;
     {
         let mut s = state.lock().unwrap();

@@ -28,6 +28,18 @@ fn node_volumes(vms: &VmLab, h: &str) -> Vec<String> {
         .collect()
 }
 
+/// Storage pools on host `h` named like a node (`vnode03`, `vnode03-1`: what virt-install names
+/// the pool it makes for a disk's directory); vnode's own pool `vnode` is not one.
+fn node_pools(vms: &VmLab, h: &str) -> Vec<String> {
+    vms.lab
+        .exec_host_ok(h, ["virsh", "-q", "pool-list", "--all", "--name"])
+        .lines()
+        .map(str::trim)
+        .filter(|p| p.starts_with("vnode") && *p != "vnode")
+        .map(String::from)
+        .collect()
+}
+
 /// The domains on host `h`, sorted (virsh lists running domains by id).
 fn domains(vms: &VmLab, h: &str) -> Vec<String> {
     let mut names: Vec<String> = vms
@@ -184,6 +196,7 @@ fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     for h in ["h1", "h2", "h3"] {
         assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
         assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
+        assert_eq!(node_pools(&vms, h), Vec::<String>::new(), "{h}");
     }
 
     // vnode03 comes back on another host: same MACs, same public address; that host had the
@@ -239,6 +252,7 @@ fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     for h in &alive {
         assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
         assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
+        assert_eq!(node_pools(&vms, h), Vec::<String>::new(), "{h}");
     }
 
     // The lost host's libvirtd is still down: a spawn refuses before creating anything, naming
@@ -252,6 +266,7 @@ fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     for h in &alive {
         assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
         assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
+        assert_eq!(node_pools(&vms, h), Vec::<String>::new(), "{h}");
     }
     // Nor can vnode09 be destroyed while its host is down: the error names the host, and
     // nothing is removed (its record stays, so a later destroy finds it again).

@@ -30,6 +30,7 @@ pub fn run(ctx: &Context, cmd: ImagesCommand) -> Result<()> {
             PullOptions {
                 force,
                 check_signatures: !no_signature,
+                max_image_mib: ctx.config.max_image_mib,
             },
         ),
         ImagesCommand::Import(args) => import(ctx, args),

@@ -14,7 +14,7 @@
 //! parallel.
 
 mod error;
-mod parse;
+pub(crate) mod parse;
 mod push;
 mod xml;
 
