@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::HumanBytes;
 
+use super::fetch_error::FetchError;
 use crate::exit::{EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED};
 use crate::images::catalog::{DigestAlgo, ImageKind};
 
@@ -180,7 +181,7 @@ pub enum ImageError {
         name: String,
         key: String,
         #[source]
-        reason: super::signature::KeyProblem,
+        reason: KeyProblem,
     },
 
     #[error(
@@ -205,7 +206,7 @@ pub enum ImageError {
         signature: String,
         expected: String,
         #[source]
-        reason: super::signature::SignatureUnavailable,
+        reason: SignatureUnavailable,
     },
 
     #[error(
@@ -217,7 +218,7 @@ pub enum ImageError {
         file: String,
         signature: String,
         #[source]
-        reason: super::signature::Unreadable,
+        reason: Unreadable,
     },
 
     #[error(
@@ -396,7 +397,7 @@ pub enum ImageError {
 #[derive(Debug, thiserror::Error)]
 pub enum ChecksumFileProblem {
     #[error(transparent)]
-    Fetch(#[from] super::pull::FetchError),
+    Fetch(#[from] FetchError),
     #[error(transparent)]
     Parse(#[from] super::checksum_file::ParseError),
 }
@@ -534,4 +535,41 @@ mod tests {
         );
         assert!(e.to_string().contains("free space in /c"), "{e}");
     }
+}
+
+/// Why a pinned key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("not an OpenPGP public key: {0}")]
+    NotAKey(#[source] Box<pgp::errors::Error>),
+    #[error("it holds no OpenPGP public key")]
+    NoKey,
+    #[error("the self-signatures of key {fingerprint} do not verify: {source}")]
+    Bindings {
+        fingerprint: String,
+        #[source]
+        source: Box<pgp::errors::Error>,
+    },
+}
+
+/// Why a detached signature's bytes are not there.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureUnavailable {
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+}
+
+/// Why signature data cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    #[error("{0}")]
+    Parse(#[source] Box<pgp::errors::Error>),
+    #[error("it holds no OpenPGP signature")]
+    NoSignature,
+    #[error("it holds no data signature")]
+    NoDataSignature,
 }

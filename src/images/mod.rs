@@ -13,6 +13,7 @@ mod derived;
 mod digest;
 mod disk_writer;
 mod error;
+mod fetch_error;
 mod import;
 mod meta;
 mod progress;

@@ -26,6 +26,7 @@ use super::cache::{Cache, CachedImage};
 use super::checksum_file;
 use super::digest::{Hasher, hash_file};
 use super::error::{ChecksumFileProblem, ImageError};
+use super::fetch_error::{CHECKSUM_FILE_LIMIT, FetchError, HttpError};
 use super::meta::{self, ImageMeta, Origin, Trust};
 use super::progress::{Bar, Progress, rate};
 use super::redirect;
@@ -35,9 +36,6 @@ use super::validate::check_base_image;
 use crate::images::catalog::{CatalogEntry, Checksum, DigestAlgo};
 use crate::images::qcow2::HeaderProblem;
 use crate::process::unix::{self, TryLockError};
-
-/// A checksum file is a few KiB; anything much larger is not one.
-const CHECKSUM_FILE_LIMIT: usize = 4 << 20;
 
 /// Pulls catalog entries into the cache, all at once, each with its own progress bar. Images
 /// already cached are kept unless `force`. Every image that could be pulled is in the cache
@@ -297,29 +295,6 @@ async fn expected_digest(
             algo,
             listed: lines.into_iter().map(|l| l.file).collect(),
         }),
-    }
-}
-
-/// Why a checksum file or signature could not be fetched.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error(transparent)]
-    Http(#[from] HttpError),
-    #[error("it answered {0}")]
-    Status(StatusCode),
-    #[error("it is larger than {}, so not a checksum file", HumanBytes(CHECKSUM_FILE_LIMIT as u64))]
-    TooLarge,
-}
-
-/// A failed request or body, shown with its causes ("connection refused", "operation timed
-/// out"); the URL is left out because every message that shows it names it already.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", chain_text(.0))]
-pub struct HttpError(#[source] reqwest::Error);
-
-impl From<reqwest::Error> for HttpError {
-    fn from(e: reqwest::Error) -> HttpError {
-        HttpError(e.without_url())
     }
 }
 
@@ -752,21 +727,6 @@ impl ContentRange {
 /// A reqwest error with its causes, without the URL (see [`HttpError`]).
 fn describe(e: reqwest::Error) -> String {
     HttpError::from(e).to_string()
-}
-
-/// An error's text followed by those of its causes that it does not already include.
-fn chain_text(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 fn discard(part: &Path) {

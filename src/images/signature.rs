@@ -27,8 +27,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::error::ImageError;
-use super::pull::FetchError;
+use super::error::{ImageError, KeyProblem, SignatureUnavailable, Unreadable};
 use pgp::composed::{
     CleartextSignedMessage, Deserializable, DetachedSignature, SignedPublicKey, SignedPublicSubKey,
 };
@@ -102,43 +101,6 @@ pub struct UnknownKey(pub String);
 fn builtin_names() -> String {
     let names: Vec<&str> = BUILTIN_KEYS.iter().map(|(n, _)| *n).collect();
     names.join(", ")
-}
-
-/// Why a pinned key cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyProblem {
-    #[error("cannot read it: {0}")]
-    Read(#[source] std::io::Error),
-    #[error("not an OpenPGP public key: {0}")]
-    NotAKey(#[source] Box<pgp::errors::Error>),
-    #[error("it holds no OpenPGP public key")]
-    NoKey,
-    #[error("the self-signatures of key {fingerprint} do not verify: {source}")]
-    Bindings {
-        fingerprint: String,
-        #[source]
-        source: Box<pgp::errors::Error>,
-    },
-}
-
-/// Why a detached signature's bytes are not there.
-#[derive(Debug, thiserror::Error)]
-pub enum SignatureUnavailable {
-    #[error("cannot read it: {0}")]
-    Read(#[source] std::io::Error),
-    #[error(transparent)]
-    Fetch(#[from] FetchError),
-}
-
-/// Why signature data cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum Unreadable {
-    #[error("{0}")]
-    Parse(#[source] Box<pgp::errors::Error>),
-    #[error("it holds no OpenPGP signature")]
-    NoSignature,
-    #[error("it holds no data signature")]
-    NoDataSignature,
 }
 
 /// One pinned key, parsed.
