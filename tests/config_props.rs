@@ -4,6 +4,8 @@
 //! accepted pool gives each of its numbers MACs, a public address inside its subnet and a valid
 //! FQDN.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -19,21 +21,7 @@ type Literal = String;
 /// A TOML basic string on one line, whatever `s` holds, so that every key is on the line its
 /// value starts on (multi-line strings are covered by the unit tests).
 fn string_literal(s: &str) -> Literal {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    common::toml_text::basic_string(s)
 }
 
 /// Strings that break one rule or another.

@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use common::cloud_init_releases::{CloudInit, releases};
@@ -70,21 +69,7 @@ fn comment() -> impl Strategy<Value = String> {
 
 /// A TOML basic string literal holding exactly `s`.
 fn toml(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    common::toml_text::basic_string(s)
 }
 
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@
 //! - `json`: vnode's JSON output, parsed with useful messages;
 //! - `netns`: a network namespace owned by one test;
 //! - `tmpfs`: a small tmpfs owned by one test, to fill up;
+//! - `toml_text`: TOML string literals that hold exactly a given value;
 //! - `consumers`: the real programs (dnsmasq, dhcpd) that judge what vnode writes;
 //! - `cloud_init_releases`: the cloud-init releases (22.4, 25.1, 26.2) that judge the seeds;
 //! - `gate`: the gate of every test that needs root, and the one list of the test binaries that
@@ -37,3 +38,4 @@ pub mod netns;
 pub mod signing;
 pub mod ssh_servers;
 pub mod tmpfs;
+pub mod toml_text;
