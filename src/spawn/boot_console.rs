@@ -223,7 +223,9 @@ impl ConsoleWatch {
         };
         let before = line[..start].trim_end();
         if let Some(earlier) = before.rfind("error: ") {
-            self.grub_error = Some(before[earlier..].to_string());
+            // A whole `error:` line seen before says it better than this run-together piece.
+            self.grub_error
+                .get_or_insert_with(|| before[earlier..].to_string());
         }
         &line[start..]
     }

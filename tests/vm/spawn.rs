@@ -39,7 +39,8 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
         (
             "vnode08",
             Breakage::NoKernel,
-            "'error: you need to load the kernel first.' after 'error: file `/boot/vmlinuz-",
+            // (GRUB's serial mirror may move the cursor inside its earlier `error:` line.)
+            "'error: you need to load the kernel first.' after 'error: ",
             "GRUB cannot boot a kernel",
         ),
         (
