@@ -5,12 +5,13 @@
 //!
 //! Cases per parser: `PROPTEST_CASES` (256 by default, what CI runs);
 //! `PROPTEST_CASES=2000 cargo test --release --test hostile_answers` runs the 10,000+ of the
-//! hardening benchmark (6 properties).
+//! hardening benchmark (7 properties).
 
 use proptest::prelude::*;
 
 use vnode::hosts::capabilities::{parse_free_mib, parse_nodeinfo, parse_version, parse_virt_types};
 use vnode::libvirt::osinfo::OsinfoDb;
+use vnode::libvirt::storage::parse as storage;
 use vnode::libvirt::virsh::{
     parse_domain_list, parse_domstats, parse_leases, parse_names, parse_net_info_active,
     parse_network_list,
@@ -34,6 +35,11 @@ const SEEDS: &[&str] = &[
     "{\"v1\": {\"datasource\": \"DataSourceNoCloud\", \"errors\": [\"x\"], \"recoverable_errors\": {}}}",
     "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n---\nvnode03\n",
     "debian11, debian11-unknown\nfedora43\nubuntu24.04, ubuntu-noble\n",
+    "Name:           vnode\nState:          running\nPersistent:     yes\nAutostart:      no\n",
+    "<pool type='dir'>\n  <name>vnode</name>\n  <target>\n    <path>/var/lib/vnode/pool</path>\n  </target>\n</pool>\n",
+    "Name:           base.qcow2\nType:           file\nCapacity:       2.00 GiB\nAllocation:     1.50 GiB\n",
+    " Name   Path   Type   Capacity   Allocation\n----\n a.qcow2   /p/a.qcow2   file   2.00 GiB   1.00 GiB\n",
+    "error: failed to get pool 'x'\nerror: Storage pool not found: no storage pool with matching name 'x'\n",
 ];
 
 /// A seed with bytes changed, cut or spliced in, or arbitrary bytes.
@@ -55,7 +61,7 @@ fn answer() -> impl Strategy<Value = String> {
                     1 => bytes.truncate(i),
                     2 => bytes.insert(i, byte),
                     _ => bytes
-                        .splice(i..i, "\u{e9}\u{202e}'\"=:\n".bytes())
+                        .splice(i..i, "\u{e9}\u{202e}&#x1F600;&amp'\"=<>:\n".bytes())
                         .for_each(drop),
                 }
             }
@@ -67,6 +73,19 @@ fn answer() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    #[test]
+    fn virsh_storage_answers(text in answer()) {
+        let _ = storage::pool_info(&text);
+        let _ = storage::pool_dump(&text);
+        let _ = storage::unescape(&text);
+        let _ = storage::vol_info(&text);
+        let _ = storage::vol_list_details(&text);
+        let _ = storage::conflicting_pool(&text);
+        for word in text.split_whitespace().collect::<Vec<_>>().windows(2) {
+            let _ = storage::scaled(word[0], word[1]);
+        }
+    }
+
     #[test]
     fn virsh_capabilities_version_nodeinfo_and_memory(text in answer()) {
         let _ = parse_virt_types(&text);

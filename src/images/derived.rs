@@ -118,9 +118,6 @@ mod tests {
 
     #[test]
     fn an_overlay_becomes_a_standalone_cached_image_with_its_parent() {
-        if Command::new("qemu-img").arg("--version").output().is_err() {
-            return;
-        }
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("base.qcow2");
         let overlay = dir.path().join("overlay.qcow2");
@@ -178,9 +175,6 @@ mod staging_tests {
 
     #[test]
     fn a_symlink_planted_at_the_staged_name_is_never_followed() {
-        if Command::new("qemu-img").arg("--version").output().is_err() {
-            return;
-        }
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("base.qcow2");
         let st = Command::new("qemu-img")

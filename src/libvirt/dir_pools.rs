@@ -62,7 +62,7 @@ pub async fn remove_pools_of_dir(
         match virsh.run(&["pool-destroy", pool]).await {
             Ok(_) => {}
             Err(LibvirtError::Virsh { message, .. })
-                if message.contains("is not active") || parse::is_no_pool(&message) => {}
+                if parse::is_not_active(&message) || parse::is_no_pool(&message) => {}
             Err(e) => return Err(fail(pool, e)),
         }
         match virsh.run(&["pool-undefine", pool]).await {

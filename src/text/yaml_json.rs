@@ -9,17 +9,25 @@
 //! and YAML both read as the character itself. Characters beyond the BMP are printable in YAML
 //! and stay as they are (a JSON surrogate-pair escape would be two characters to YAML).
 
-use std::io::{self, Write};
+use std::fmt::Write as _;
 
 use serde::Serialize;
-use serde_json::ser::{Formatter, PrettyFormatter};
 
-/// `value` as pretty-printed JSON in which every string is safe for a YAML 1.1 loader.
+/// `value` as pretty-printed JSON in which every string is safe for a YAML 1.1 loader. serde_json
+/// escapes the C0 controls itself, and its structure is ASCII, so what is left to escape stands
+/// inside strings, where `\uXXXX` means the character itself.
 pub fn to_string_pretty<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
-    let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, YamlSafe::default());
-    value.serialize(&mut ser)?;
-    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+    let json = serde_json::to_string_pretty(value)?;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if raw_in_yaml(c) {
+            out.push(c);
+        } else {
+            // Never beyond the BMP: those are all printable.
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        }
+    }
+    Ok(out)
 }
 
 /// Whether YAML 1.1 reads `c` raw inside a double-quoted string as itself.
@@ -28,57 +36,6 @@ pub fn raw_in_yaml(c: char) -> bool {
         '\t' | '\n' | '\r' | ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}'
         | '\u{10000}'..='\u{10ffff}')
         && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
-}
-
-/// serde_json's pretty printer, with [`raw_in_yaml`]'s exceptions escaped.
-#[derive(Default)]
-struct YamlSafe<'a>(PrettyFormatter<'a>);
-
-impl Formatter for YamlSafe<'_> {
-    fn write_string_fragment<W: ?Sized + Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            if !raw_in_yaml(c) {
-                writer.write_all(&fragment.as_bytes()[start..i])?;
-                // Never beyond the BMP: those are all printable.
-                write!(writer, "\\u{:04x}", u32::from(c))?;
-                start = i + c.len_utf8();
-            }
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
-    }
-
-    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_array(w)
-    }
-    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array(w)
-    }
-    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.0.begin_array_value(w, first)
-    }
-    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array_value(w)
-    }
-    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object(w)
-    }
-    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object(w)
-    }
-    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.0.begin_object_key(w, first)
-    }
-    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object_value(w)
-    }
-    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object_value(w)
-    }
 }
 
 #[cfg(test)]

@@ -79,16 +79,7 @@ impl TestKey {
 
     /// A detached signature over `data` by the (first) subkey.
     pub fn detached_by_subkey(&self, data: &[u8]) -> Vec<u8> {
-        DetachedSignature::sign_binary_data(
-            rand_pgp::thread_rng(),
-            &self.secret.secret_subkeys[0].key,
-            &Password::empty(),
-            HashAlgorithm::Sha256,
-            data,
-        )
-        .expect("sign")
-        .to_armored_bytes(ArmorOptions::default())
-        .expect("armor")
+        armored_detached(&self.secret.secret_subkeys[0].key, data)
     }
 
     /// A detached signature over `data` by the primary key whose hashed area names the issuer
@@ -145,15 +136,20 @@ impl TestKey {
 
     /// A detached binary signature over `data`, armored (as Ubuntu's SHA256SUMS.gpg is).
     pub fn detached(&self, data: &[u8]) -> Vec<u8> {
-        DetachedSignature::sign_binary_data(
-            rand_pgp::thread_rng(),
-            &self.secret.primary_key,
-            &Password::empty(),
-            HashAlgorithm::Sha256,
-            data,
-        )
-        .expect("sign")
-        .to_armored_bytes(ArmorOptions::default())
-        .expect("armor")
+        armored_detached(&self.secret.primary_key, data)
     }
+}
+
+/// A detached binary signature over `data` by `key`, armored.
+fn armored_detached(key: &impl pgp::types::SigningKey, data: &[u8]) -> Vec<u8> {
+    DetachedSignature::sign_binary_data(
+        rand_pgp::thread_rng(),
+        key,
+        &Password::empty(),
+        HashAlgorithm::Sha256,
+        data,
+    )
+    .expect("sign")
+    .to_armored_bytes(ArmorOptions::default())
+    .expect("armor")
 }

@@ -14,7 +14,7 @@
 //! parallel.
 
 mod error;
-pub(crate) mod parse;
+pub mod parse;
 mod push;
 mod xml;
 
