@@ -102,8 +102,17 @@ pub enum Command {
     Spawn(SpawnArgs),
     /// vnode's nodes with state, image, MACs and addresses.
     List,
-    /// Destroy nodes and remove everything vnode made for them.
+    /// Destroy nodes and remove everything vnode made for them (their fresh states stay unless
+    /// --purge).
     Destroy(DestroyArgs),
+    /// Bring running nodes back to their fresh state in seconds (restored from the state saved
+    /// at their first ready); nodes without one are re-created cold, and their state saved.
+    Reset(ResetArgs),
+    /// Prepare fresh states ahead of time: boot the nodes, save each one's state, remove the
+    /// nodes. A later `vnode SPECS` restores them in seconds.
+    Warm(WarmArgs),
+    /// The fresh states: node, image, size, when made and last used, usable or why not.
+    States,
     /// ssh into a node (vnode's known_hosts, strict host key checking).
     Ssh(SshArgs),
     /// The serial console of a node (`virsh console`).
@@ -205,6 +214,62 @@ pub struct SpawnArgs {
     /// Leave these [[hosts]] out of the spread (e.g. one that is down); repeatable.
     #[arg(long, value_name = "NAME")]
     pub skip_host: Vec<String>,
+    /// Boot cold even when the node has a matching fresh state.
+    #[arg(long)]
+    pub cold: bool,
+    /// Save each cold-booted node's fresh state at its first ready (the config's fresh_states).
+    #[arg(long, conflicts_with = "no_fresh_states")]
+    pub fresh_states: bool,
+    /// Neither restore nor save fresh states.
+    #[arg(long)]
+    pub no_fresh_states: bool,
+}
+
+/// How long and for what a command waits for its nodes (spawn's flags of the same names).
+#[derive(Debug, Args, Clone)]
+pub struct ReadyArgs {
+    /// Seconds each node may take to become ready.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
+    /// Which address readiness is checked on.
+    #[arg(long, value_enum, default_value_t = WaitOn::Private)]
+    pub wait_on: WaitOn,
+    /// Which moment a node is ready at.
+    #[arg(long, value_enum, default_value_t = WaitFor::Auto)]
+    pub wait: WaitFor,
+    /// A node whose public NIC gets no address from the site DHCP is still ready.
+    #[arg(long)]
+    pub public_optional: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Nodes to reset (specs without distro: each keeps its image).
+    #[arg(required = true)]
+    pub specs: Vec<String>,
+    #[command(flatten)]
+    pub ready: ReadyArgs,
+    /// Re-create the nodes cold (and save new states) even when their states match.
+    #[arg(long)]
+    pub cold: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    #[arg(required = true, value_name = "SPECS", help = specs_help())]
+    pub specs: Vec<String>,
+    /// Image for specs without ":DISTRO" (default: the catalog's default).
+    #[arg(short, long)]
+    pub distro: Option<String>,
+    /// Pull missing catalog images first.
+    #[arg(long)]
+    pub pull: bool,
+    /// Seconds each node may take to become ready.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
+    /// Hypervisor: kvm, qemu (TCG) or auto (overrides the config).
+    #[arg(long, value_enum)]
+    pub virt_type: Option<VirtType>,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +280,9 @@ pub struct DestroyArgs {
     /// Keep the node's disk (the domain is still undefined).
     #[arg(long)]
     pub keep_disk: bool,
+    /// Remove the nodes' fresh states too.
+    #[arg(long)]
+    pub purge: bool,
 }
 
 #[derive(Debug, Args)]

@@ -92,8 +92,8 @@ impl Error {
             | Error::Derive(_)
             | Error::DeriveFailed { .. }
             | Error::DeriveFailedNotRemoved { .. }
-            | Error::Command(_)
             | Error::Runtime(_) => EXIT_FAILED,
+            Error::Command(e) => e.exit_code(),
             Error::Interrupted | Error::InterruptedWith(_) => EXIT_INTERRUPTED,
         }
     }

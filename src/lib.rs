@@ -15,6 +15,7 @@ pub mod context;
 pub mod error;
 pub mod exit;
 pub mod files;
+pub mod fresh_state;
 pub mod hosts;
 pub mod images;
 pub mod lab;

@@ -94,6 +94,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
     let done = match command {
         Command::Spawn(args) => return commands::spawn::run(&ctx, &args),
+        Command::Reset(args) => return commands::reset::run(&ctx, &args),
+        Command::Warm(args) => return commands::warm::run(&ctx, &args),
+        Command::States => commands::states::run(&ctx),
         Command::Plan(args) => commands::plan::run(&ctx, &args),
         Command::Config(ConfigCommand::Show) => commands::config::show(&ctx),
         Command::Config(ConfigCommand::Example) => unreachable!("handled above"),

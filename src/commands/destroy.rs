@@ -1,4 +1,5 @@
-//! `vnode destroy SPECS [--keep-disk]`: destroy nodes and remove everything vnode made for them.
+//! `vnode destroy SPECS [--keep-disk] [--purge]`: destroy nodes and remove everything vnode made
+//! for them; their fresh states stay (a later spawn restores them) unless `--purge`.
 
 use crate::cli::DestroyArgs;
 use crate::commands::CommandError;
@@ -19,7 +20,7 @@ pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
     };
     // Every node at once: each is looked for on every host, and removed where it is.
     let hosts = &hosts;
-    let failed =
+    let mut failed =
         runtime::block_on(Flavor::CurrentThread, async {
             let each = nodes.iter().map(|(_, node)| async move {
             let name = node.to_string();
@@ -64,6 +65,29 @@ pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
                 .flatten()
                 .collect::<Vec<String>>()
         })?;
+    for (_, node) in &nodes {
+        let name = node.to_string();
+        let state_dir = &ctx.config.state_dir;
+        if !args.purge {
+            if crate::fresh_state::store::StatePaths::new(state_dir, &name)
+                .dir
+                .exists()
+            {
+                eprintln!("{name}: fresh state kept (`vnode destroy --purge {name}` removes it)");
+            }
+            continue;
+        }
+        match crate::fresh_state::store::remove(state_dir, &name) {
+            Ok(true) => eprintln!("{name}: fresh state removed"),
+            Ok(false) => {}
+            Err(e) => failed.push(format!(
+                "{name}: cannot remove its fresh state in {}: {e}",
+                crate::fresh_state::store::StatePaths::new(state_dir, &name)
+                    .dir
+                    .display()
+            )),
+        }
+    }
     if failed.is_empty() {
         Ok(())
     } else {

@@ -64,9 +64,37 @@ pub enum CommandError {
     /// The nodes `destroy` could not remove, a line each.
     #[error("{}", .0.join("\n"))]
     NotDestroyed(Vec<String>),
+    #[error(
+        "cannot remove the fresh states built on image {image} in {}: {source}; the image was \
+         kept (remove the states with `vnode destroy --purge NODE`, then the image)",
+        dir.display()
+    )]
+    StatesNotRemoved {
+        image: String,
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// `vnode reset` of nodes vnode has no record of.
+    #[error(
+        "{}: no such node (no node.json in {}); reset brings back nodes that were spawned — \
+         `vnode list` shows them; nothing was changed",
+        nodes.join(", "),
+        state_dir.display()
+    )]
+    NothingToReset { nodes: Vec<String>, state_dir: PathBuf },
     /// The pushes that failed, a line each.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     NotPushed(Vec<super::images::push::PushFailure>),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::NothingToReset { .. } => crate::exit::EXIT_BAD_INPUT,
+            _ => crate::exit::EXIT_FAILED,
+        }
+    }
 }
 
 /// Why an image could not be derived; the messages name the temporary node.

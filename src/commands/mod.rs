@@ -18,7 +18,10 @@ pub mod list;
 pub mod manpage;
 pub mod plan;
 pub mod prepare;
+pub mod reset;
 pub mod spawn;
+pub mod states;
+pub mod warm;
 pub mod ssh;
 
 pub use error::{CommandError, DeriveError};

@@ -73,6 +73,7 @@ fn prepare_all(
             n,
             &host.node_paths(&n.name()),
             &host.known_hosts(),
+            None,
         ) {
             Ok(a) => a,
             Err(e) => {

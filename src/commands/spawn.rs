@@ -19,7 +19,7 @@ use crate::plan::spec::{self, NodeRequest};
 use crate::process::runtime::{self, Flavor};
 use crate::spawn::report::{CloudInitState, NodeReport, Outcome};
 use crate::spawn::slots::BootCapChoice;
-use crate::spawn::{self, SpawnOptions, Target};
+use crate::spawn::{self, FreshOptions, SpawnOptions, Target};
 use crate::text::table::Table;
 
 /// Resolves the command's specs against the config, the catalog and the cache.
@@ -103,6 +103,38 @@ fn place(
 }
 
 pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
+    let fresh = fresh_options(ctx, args);
+    Ok(match spawn_reports(ctx, args, fresh)? {
+        Spawned::Printed(code) => code,
+        Spawned::Nodes(reports) => {
+            print_report(&reports, ctx.json);
+            print_kept(&reports);
+            ExitCode::from(exit_code(&reports))
+        }
+    })
+}
+
+/// What spawn's flags and the config say about fresh states.
+pub fn fresh_options(ctx: &Context, args: &SpawnArgs) -> FreshOptions {
+    FreshOptions {
+        restore: !args.cold && !args.no_fresh_states,
+        save: (ctx.config.fresh_states || args.fresh_states) && !args.no_fresh_states,
+        warm: false,
+        reset: false,
+        cap_bytes: ctx.config.fresh_states_cap_gib << 30,
+    }
+}
+
+/// What a spawn came to: the nodes' reports, or a dry run or `--prepare-only` that printed its
+/// own result.
+pub enum Spawned {
+    Nodes(Vec<NodeReport>),
+    Printed(ExitCode),
+}
+
+/// Spawns the nodes of `args` with `fresh`: the reports, not yet printed (reset and warm print
+/// them too, after their own work).
+pub fn spawn_reports(ctx: &Context, args: &SpawnArgs, fresh: FreshOptions) -> Result<Spawned> {
     let requests = requests(ctx, args)?;
     let hosts = Hosts::from_config(&ctx.config).without(&args.skip_host)?;
     let pins: Vec<Option<String>> = requests.iter().map(|r| r.host.clone()).collect();
@@ -115,7 +147,7 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
         let mut nodes = planned_node::plan(requests, None, &ctx.catalog, &default);
         place(ctx, args, &hosts, &mut nodes, &pins)?;
         dry_run(ctx, &nodes, virt_type, hosts.configured());
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Spawned::Printed(ExitCode::SUCCESS));
     }
     let mut nodes = planned_nodes(ctx, &default, requests, args.pull)?;
     let facts = place(ctx, args, &hosts, &mut nodes, &pins)?;
@@ -127,7 +159,8 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
                     .into(),
             ));
         }
-        return super::prepare::run(ctx, &hosts.all()[0], &nodes, accel(ctx, args.virt_type));
+        let code = super::prepare::run(ctx, &hosts.all()[0], &nodes, accel(ctx, args.virt_type))?;
+        return Ok(Spawned::Printed(code));
     }
     if !ctx.json && !crate::text::terminal::quiet() {
         eprintln!("vnode: {} node(s){}", nodes.len(), spread(&nodes, &hosts));
@@ -146,14 +179,13 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
             flag: args.parallel,
             config: ctx.config.parallel_boots,
         },
+        fresh,
     };
     let reports = runtime::block_on(
         Flavor::MultiThread,
         spawn::spawn(&ctx.config, &targets, &options, nodes),
     )??;
-    print_report(&reports, ctx.json);
-    print_kept(&reports);
-    Ok(ExitCode::from(exit_code(&reports)))
+    Ok(Spawned::Nodes(reports))
 }
 
 /// Each host with the virt type its domains get (said on stderr).
@@ -204,7 +236,10 @@ fn spread(nodes: &[PlannedNode], hosts: &Hosts) -> String {
 pub fn exit_code(reports: &[NodeReport]) -> u8 {
     if reports.iter().any(|r| r.outcome == Outcome::Interrupted) {
         EXIT_INTERRUPTED
-    } else if reports.iter().all(|r| r.outcome == Outcome::Ready) {
+    } else if reports
+        .iter()
+        .all(|r| matches!(r.outcome, Outcome::Ready | Outcome::Warm))
+    {
         0
     } else {
         EXIT_NOT_READY
@@ -260,7 +295,7 @@ fn dry_run(ctx: &Context, nodes: &[PlannedNode], virt_type: VirtType, several: b
 }
 
 /// After Ctrl-C: what was kept, and the one command that removes it (on stderr, beside --json).
-fn print_kept(reports: &[NodeReport]) {
+pub fn print_kept(reports: &[NodeReport]) {
     let kept: Vec<&str> = reports
         .iter()
         .filter(|r| r.kept)
@@ -302,8 +337,12 @@ pub fn print_report(reports: &[NodeReport], json: bool) {
     let secs = |s: Option<f64>| s.map_or_else(|| "-".into(), |s| format!("{s:.1}"));
     for r in reports {
         let state = match r.outcome {
-            Outcome::Ready => "ready".to_string(),
+            Outcome::Ready => match r.fresh.as_ref().map(|f| f.how) {
+                Some(how @ ("restored" | "saved")) => format!("ready ({how})"),
+                _ => "ready".to_string(),
+            },
             Outcome::Exists => "exists".to_string(),
+            Outcome::Warm => "warm".to_string(),
             Outcome::Failed => format!("failed at {}", r.stage),
             Outcome::Interrupted => format!("interrupted at {}", r.stage),
         };
@@ -328,6 +367,11 @@ pub fn print_report(reports: &[NodeReport], json: bool) {
     }
     let t = if several { t } else { t.without_column("HOST") };
     print!("{}", t.render());
+    for r in reports {
+        if let Some(note) = r.fresh.as_ref().and_then(|f| f.note.as_ref()) {
+            println!("{}: {note}", r.name);
+        }
+    }
     for r in reports.iter().filter(|r| r.outcome != Outcome::Ready) {
         if let Some(e) = &r.error {
             println!("\n{}: {e}", r.name);

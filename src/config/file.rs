@@ -21,6 +21,9 @@ pub(super) struct ConfigFile {
     pub state_dir: Option<Spanned<String>>,
     pub max_image_mib: Option<Spanned<i64>>,
     #[serde(default)]
+    pub fresh_states: bool,
+    pub fresh_states_cap_gib: Option<Spanned<i64>>,
+    #[serde(default)]
     pub ssh_keys: Vec<Spanned<String>>,
     #[serde(default)]
     pub users: Vec<UserFile>,

@@ -53,6 +53,12 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// No pulled image may be larger, in MiB (a mirror cannot fill the disk).
     pub max_image_mib: u64,
+    /// Save each cold-booted node's state at its first ready, so that a respawn or reset
+    /// restores it (`--fresh-states` / `--no-fresh-states` per command). Restoring a state
+    /// that exists is on unless `--cold` or `--no-fresh-states`.
+    pub fresh_states: bool,
+    /// The fresh states are held under this many GiB (least recently used go first).
+    pub fresh_states_cap_gib: u64,
     /// Public keys authorized for root in every node; empty means the invoking user's ~/.ssh/id_*.pub.
     pub ssh_keys: Vec<String>,
     pub users: Vec<UserConfig>,
@@ -121,6 +127,15 @@ impl Config {
                     top_level::MAX_IMAGE_MIB,
                 )?
                 .unwrap_or(top_level::DEFAULT_MAX_IMAGE_MIB),
+            fresh_states: f.fresh_states,
+            fresh_states_cap_gib: at
+                .number(
+                    f.fresh_states_cap_gib.as_ref(),
+                    "fresh_states_cap_gib",
+                    "fresh_states_cap_gib",
+                    top_level::FRESH_STATES_CAP_GIB,
+                )?
+                .unwrap_or(top_level::DEFAULT_FRESH_STATES_CAP_GIB),
             ssh_keys: at.strings(f.ssh_keys, "ssh_keys", users::check_key)?,
             users,
             default_distro,

@@ -19,6 +19,10 @@ pub(super) const LIBVIRT_GRACE_SECS: Limit = Limit::new(0, 86_400, " seconds (a 
 /// it may be (16 TiB at most).
 pub const DEFAULT_MAX_IMAGE_MIB: u64 = 64 << 10;
 pub(super) const MAX_IMAGE_MIB: Limit = Limit::new(1, 16 << 20, " MiB (16 TiB)");
+/// The default of `fresh_states_cap_gib` (a state is about the guest's used memory plus what
+/// its first boot wrote: ~0.2-0.6 GiB), and what it may be.
+pub const DEFAULT_FRESH_STATES_CAP_GIB: u64 = 50;
+pub(super) const FRESH_STATES_CAP_GIB: Limit = Limit::new(0, 1 << 20, " GiB (1 PiB)");
 const DEFAULT_LIBVIRT_URI: &str = "qemu:///system";
 pub(super) const DEFAULT_CACHE_DIR: &str = "/var/lib/vnode/images";
 pub(super) const DEFAULT_STATE_DIR: &str = "/var/lib/vnode/nodes";

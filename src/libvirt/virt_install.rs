@@ -52,7 +52,7 @@ impl Accel {
         }
     }
 
-    fn virt_type_arg(self) -> &'static str {
+    pub fn virt_type_arg(self) -> &'static str {
         match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "qemu",

@@ -25,6 +25,14 @@ pub struct HostKey {
 }
 
 impl HostKey {
+    /// The key a node had before (its fresh state's): the same private and public halves.
+    pub fn from_parts(private_openssh: &str, public: &str) -> HostKey {
+        HostKey {
+            private_openssh: Secret(private_openssh.to_string()),
+            public: public.to_string(),
+        }
+    }
+
     /// A new key whose comment is `comment` (the node's name).
     pub fn generate(comment: &str) -> Result<HostKey, HostKeyError> {
         let mut seed = [0u8; 32];

@@ -30,6 +30,7 @@ pub mod cloud_init;
 pub mod files;
 mod fsutil;
 pub mod host_key;
+pub mod identity;
 pub mod known_hosts_file;
 pub mod metadata;
 pub mod overlay;
@@ -50,6 +51,7 @@ use authorized_keys::KeysError;
 use cloud_init::{Account, HostKeys, MetaData, NetworkConfig, User, UserData};
 use files::NodePaths;
 use host_key::HostKey;
+use identity::Identity;
 use metadata::NodeMetadata;
 
 /// Everything made for one node.
@@ -66,6 +68,11 @@ pub struct NodeArtifacts {
     pub known_hosts: PathBuf,
     pub instance_id: String,
     pub osinfo: OsinfoChoice,
+    /// sha256 of the seed's three documents as written (a fresh state's key holds it).
+    pub documents_sha256: String,
+    /// The host key and instance id the documents were made with (a fresh state keeps them).
+    #[serde(skip)]
+    pub identity: Identity,
 }
 
 impl NodeArtifacts {
@@ -161,12 +168,14 @@ impl NodeError {
 }
 
 /// Creates (or re-creates) the node's directory at `paths` with a fresh overlay, seed, host key
-/// and instance id, and records the host key in `known_hosts`.
+/// and instance id (or those of `identity`: a fresh state's), and records the host key in
+/// `known_hosts`.
 pub fn prepare(
     config: &Config,
     node: &PlannedNode,
     paths: &NodePaths,
     known_hosts: &Path,
+    identity: Option<&Identity>,
 ) -> Result<NodeArtifacts, NodeError> {
     let name = node.name();
     let fail = Fail::preparing(&name, &config.state_dir);
@@ -180,7 +189,7 @@ pub fn prepare(
         source,
     })?;
     let (backing, disk_bytes) = check_base(node, base)?;
-    let docs = Documents::new(config, node, base, &backing)?;
+    let docs = Documents::new(config, node, base, &backing, identity)?;
     let state_dir = &config.state_dir;
     std::fs::create_dir_all(state_dir)
         .map_err(fail.io("cannot create the state directory", state_dir))?;
@@ -206,6 +215,12 @@ pub fn prepare(
         name,
         host_public_key: docs.host_key.public.clone(),
         known_hosts: known_hosts.to_path_buf(),
+        documents_sha256: docs.sha256(),
+        identity: Identity {
+            host_key_private: docs.host_key.private_openssh.as_str().to_string(),
+            host_key_public: docs.host_key.public.clone(),
+            instance_id: docs.meta_data.instance_id.clone(),
+        },
         instance_id: docs.meta_data.instance_id,
         osinfo: docs.osinfo,
     })
@@ -223,20 +238,29 @@ struct Documents {
 }
 
 impl Documents {
-    /// A new host key and instance id, the cloud-init documents and the metadata; the osinfo id
-    /// as the host's osinfo-db knows it.
+    /// A new host key and instance id (or `identity`'s), the cloud-init documents and the
+    /// metadata; the osinfo id as the host's osinfo-db knows it.
     fn new(
         config: &Config,
         node: &PlannedNode,
         base: &BaseImage,
         backing: &Path,
+        identity: Option<&Identity>,
     ) -> Result<Documents, NodeError> {
         let name = node.name();
-        let host_key = HostKey::generate(&name).map_err(|source| NodeError::HostKey {
-            node: name.clone(),
-            source,
-        })?;
-        let instance_id = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+        let (host_key, instance_id) = match identity {
+            Some(i) => (
+                HostKey::from_parts(&i.host_key_private, &i.host_key_public),
+                i.instance_id.clone(),
+            ),
+            None => (
+                HostKey::generate(&name).map_err(|source| NodeError::HostKey {
+                    node: name.clone(),
+                    source,
+                })?,
+                format!("{name}-{}", uuid::Uuid::new_v4().simple()),
+            ),
+        };
         let network_config = NetworkConfig::for_node(node.id.public_mac, node.id.private_mac);
         let mut user_data = user_data(config, node, &host_key)?;
         user_data
@@ -277,6 +301,26 @@ impl Documents {
         })
     }
 
+    /// The seed's three documents, named and rendered.
+    fn seed_files(&self) -> [(&'static str, String); 3] {
+        [
+            ("meta-data", self.meta_data.render()),
+            ("user-data", self.user_data.render()),
+            ("network-config", self.network_config.render()),
+        ]
+    }
+
+    /// sha256 over the seed's documents, each with its name and length.
+    fn sha256(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for (name, text) in self.seed_files() {
+            h.update(format!("{name} {}\n", text.len()));
+            h.update(text.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
     /// Writes the overlay and the documents into the staging directory. Messages name the files
     /// where the user will look for them, `paths` (the staging directory is gone by the time the
     /// message is read).
@@ -291,11 +335,7 @@ impl Documents {
         let at = NodePaths::in_dir(staging.path.clone());
         overlay::create(&at.disk(), backing, disk_bytes)
             .map_err(fail.io("cannot write the overlay", &paths.disk()))?;
-        let seed_files = [
-            ("meta-data", self.meta_data.render()),
-            ("user-data", self.user_data.render()),
-            ("network-config", self.network_config.render()),
-        ];
+        let seed_files = self.seed_files();
         let seed_files = seed_files.each_ref().map(|(n, t)| (*n, t.as_bytes()));
         seed::write(&at.seed(), &seed_files)
             .map_err(fail.io("cannot write the seed", &paths.seed()))?;

@@ -10,21 +10,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::boot_console;
+use super::fresh;
 use super::guest_facts::Facts;
 use super::live_status::Stage;
-use super::report::{CloudInitState, Outcome};
+use super::report::{CloudInitState, FreshReport, Outcome};
 use super::slots::Slot;
 use super::stages::{self, StageError};
 use super::tracker::Tracker;
 use super::{HostRun, Shared, WaitOn};
 use crate::libvirt::virt_install::DomainFiles;
+use crate::fresh_state::store::StateRecord;
 use crate::node::NodeArtifacts;
+use crate::node::identity::Identity;
 use crate::node::known_hosts_file;
 use crate::node::ready::ReadyRecord;
 use crate::plan::planned_node::PlannedNode;
 use crate::ssh::Session;
 
-/// One node, from its existing domain to ready (or the stage it failed at).
+/// One node, from its existing domain to ready (or the stage it failed at): restored from its
+/// fresh state when it has a matching one, else booted (and its state saved when asked).
 pub(super) async fn bring_up(
     shared: &Shared,
     run: &HostRun,
@@ -41,7 +45,48 @@ pub(super) async fn bring_up(
     if let Some(left_alone) = n.replace_existing().await? {
         return Ok(left_alone);
     }
-    let artifacts = n.prepare().await?;
+    let found = fresh::find(shared, run, node);
+    let mut artifacts = n.prepare(found.identity()).await?;
+    let inputs = fresh::inputs(shared, run, node, &artifacts);
+    let (save, note) = match fresh::plan(shared, found, &inputs) {
+        fresh::Plan::AlreadyWarm => {
+            let _ = run.host.remove_files(&n.name).await;
+            t.update(|r| {
+                r.fresh = Some(FreshReport {
+                    how: "warm",
+                    ..FreshReport::default()
+                })
+            });
+            return Ok(Outcome::Warm);
+        }
+        fresh::Plan::Restore(record) => match n.restored(&artifacts, *record).await {
+            Ok(ready) => return ready,
+            Err(fallback) => {
+                // Nothing of the restore may stay: the node boots cold, and saves a new state.
+                stages::replace(&run.host, node).await?;
+                let _ = crate::fresh_state::store::remove(run.host.state_dir(), &n.name);
+                artifacts = n.prepare(None).await?;
+                let note = format!("restoring its fresh state failed ({fallback}): booting cold");
+                t.note(&note);
+                (shared.options.fresh.save, Some(note))
+            }
+        },
+        fresh::Plan::Cold { save, note } => {
+            if let Some(note) = &note {
+                t.note(note);
+            }
+            (save, note)
+        }
+    };
+    if save || note.is_some() {
+        t.update(|r| {
+            r.fresh = Some(FreshReport {
+                how: "cold",
+                note,
+                ..FreshReport::default()
+            })
+        });
+    }
     let files = n.stage_files(&artifacts).await?;
     // Held from the domain's start until the node is ready or has failed (the function's end).
     let _slot = n.boot_slot().await;
@@ -52,17 +97,15 @@ pub(super) async fn bring_up(
     n.remember_address(target);
     t.enter(Stage::Lease, &target.to_string());
     let session = n.log_in(target, &artifacts, deadline).await?;
-    let facts = match n.facts(&session, deadline).await {
-        Ok(f) => f,
-        Err(e) => {
-            session.close().await;
-            return Err(e);
+    let session = n.ready(session, deadline).await?;
+    match save {
+        true => {
+            let inputs = fresh::inputs(shared, run, node, &artifacts);
+            fresh::save(shared, run, node, inputs, artifacts.identity, session, t).await?
         }
-    };
-    let record = n.record_ssh_moment(&facts);
-    let checked = n.finish_ready(&record, &facts, &session, deadline).await;
-    session.close().await;
-    checked.map(|()| Outcome::Ready)
+        false => session.close().await,
+    }
+    Ok(Outcome::Ready)
 }
 
 /// What each phase of one node's bring-up reads.
@@ -76,6 +119,52 @@ struct NodeRun<'a> {
 }
 
 impl NodeRun<'_> {
+    /// Logged in: the facts, the ready record, the public address and cloud-init; the session
+    /// comes back open (a save starts the watcher over it).
+    async fn ready(&self, session: Session, deadline: Instant) -> Result<Session, StageError> {
+        let facts = match self.facts(&session, deadline).await {
+            Ok(f) => f,
+            Err(e) => {
+                session.close().await;
+                return Err(e);
+            }
+        };
+        let record = self.record_ssh_moment(&facts);
+        match self.finish_ready(&record, &facts, &session, deadline).await {
+            Ok(()) => Ok(session),
+            Err(e) => {
+                session.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The node from its fresh state: restored, its first login, then ready as a booted node
+    /// is. A restore that fails, or a guest that does not answer, is a [`fresh::Fallback`].
+    async fn restored(
+        &self,
+        artifacts: &NodeArtifacts,
+        record: StateRecord,
+    ) -> Result<Result<Outcome, StageError>, fresh::Fallback> {
+        let (shared, run, t) = (self.shared, self.run, self.t);
+        fresh::restore(run, self.node, t).await?;
+        let session = fresh::first_login(shared, run, self.node, artifacts, &record, t)
+            .await
+            .map_err(fresh::Fallback::NoAnswer)?;
+        let deadline = Instant::now() + shared.options.timeout;
+        // From here on the node is up: its failures are its own, not a reason to boot cold.
+        let outcome = async {
+            let session = self.ready(session, deadline).await?;
+            session.close().await;
+            let (private, public) = t.update(|r| (r.private_ip, r.public_ip));
+            fresh::answering(shared, run, private, public).await?;
+            Ok::<_, StageError>(Outcome::Ready)
+        }
+        .await;
+        fresh::touch(run, record);
+        Ok(outcome)
+    }
+
     /// A domain of the node's name that exists already: without --force it is left alone (the
     /// outcome, `Exists`); with it, it is removed from whichever host it is on.
     async fn replace_existing(&self) -> Result<Option<Outcome>, StageError> {
@@ -99,11 +188,12 @@ impl NodeRun<'_> {
         Ok(None)
     }
 
-    /// Writes the node's overlay, seed and keys.
-    async fn prepare(&self) -> Result<NodeArtifacts, StageError> {
+    /// Writes the node's overlay, seed and keys (with a fresh state's identity when given).
+    async fn prepare(&self, identity: Option<Identity>) -> Result<NodeArtifacts, StageError> {
         self.t.enter(Stage::Preparing, "");
         let host = &self.run.host;
-        stages::prepare(&self.shared.config, host, self.node, self.t.files.clone()).await
+        let files = self.t.files.clone();
+        stages::prepare(&self.shared.config, host, self.node, files, identity).await
     }
 
     /// The files the domain is defined on: the prepared ones on a local host; on a remote one,

@@ -25,6 +25,8 @@ pub enum Stage {
     Queued,
     /// virt-install is defining and starting the domain.
     Defining,
+    /// The node's fresh state is being restored (instead of defining and booting).
+    Restoring,
     /// The domain runs; waiting for its private DHCP lease.
     Booting,
     /// Address known; waiting for sshd's banner.
@@ -35,6 +37,8 @@ pub enum Stage {
     CloudInit,
     /// cloud-init done; reading the node's facts, waiting for its public address.
     Facts,
+    /// Ready; its fresh state is being saved (the guest stops for a few seconds).
+    Saving,
     Ready,
 }
 
@@ -47,11 +51,13 @@ impl fmt::Display for Stage {
             Stage::Uploading => "uploading",
             Stage::Queued => "queued",
             Stage::Defining => "defining",
+            Stage::Restoring => "restoring",
             Stage::Booting => "booting",
             Stage::Lease => "lease",
             Stage::Ssh => "ssh",
             Stage::CloudInit => "cloud-init",
             Stage::Facts => "facts",
+            Stage::Saving => "saving",
             Stage::Ready => "ready",
         })
     }

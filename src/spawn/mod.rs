@@ -8,6 +8,7 @@
 
 mod boot_console;
 mod bring_up;
+mod fresh;
 pub mod guest_facts;
 pub mod leases;
 pub mod live_status;
@@ -131,6 +132,23 @@ pub struct SpawnOptions {
     pub public_optional: bool,
     /// How many nodes may boot at once on each host (`--parallel`, the config's).
     pub parallel: BootCapChoice,
+    /// Fresh states: restore, save, or neither.
+    pub fresh: FreshOptions,
+}
+
+/// What a command does with fresh states.
+#[derive(Clone, Debug, Default)]
+pub struct FreshOptions {
+    /// A node with a matching state is restored instead of booted (not with --cold).
+    pub restore: bool,
+    /// A node that boots cold gets its state saved at its first ready.
+    pub save: bool,
+    /// `vnode warm`: a node whose state exists and matches is left as it is (outcome `Warm`).
+    pub warm: bool,
+    /// `vnode reset`: a node without a state says that it is re-created cold.
+    pub reset: bool,
+    /// States are held under this many bytes (least recently used first out).
+    pub cap_bytes: u64,
 }
 
 /// One host's part of a spawn.
@@ -145,6 +163,8 @@ struct HostRun {
     cap_source: CapSource,
     /// Leases that existed before any domain was created, per network (not ours).
     before: HashMap<String, Vec<Lease>>,
+    /// libvirt's and QEMU's versions (asked only when fresh states are used).
+    versions: (String, String),
 }
 
 /// What every node's bring-up shares.
@@ -277,7 +297,17 @@ async fn host_run(
             before.insert(n.id.network.clone(), l);
         }
     }
+    let versions = if options.fresh.restore || options.fresh.save {
+        virsh
+            .run(&["version"])
+            .await
+            .map(|v| crate::fresh_state::key::parse_versions(&v))
+            .unwrap_or_default()
+    } else {
+        Default::default()
+    };
     Ok(HostRun {
+        versions,
         host: t.host.clone(),
         accel: t.accel,
         leases,

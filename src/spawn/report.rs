@@ -15,6 +15,38 @@ pub enum Outcome {
     /// A domain of that name existed and was left alone (no --force).
     Exists,
     Interrupted,
+    /// `vnode warm`: the node's fresh state exists and matches; nothing was done.
+    Warm,
+}
+
+/// What fresh states did for a node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FreshReport {
+    /// `restored`, `saved` (booted cold, state saved), `cold` (booted cold, nothing saved), `warm`.
+    pub how: &'static str,
+    /// Why the node was not restored, when it had a state, or why nothing was saved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The watcher's line after a restore (`41 s later: RNG reseeded ..., clock set ...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored_guest: Option<String>,
+    /// The first 16 bytes of `/dev/urandom` read by the first login after a restore (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub urandom_at_login: Option<String>,
+    /// The guest clock's distance from its RTC at that login, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_offset_seconds: Option<i64>,
+    /// Which network manager renewed DHCP after the restore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp_renewed_by: Option<String>,
+    /// Seconds the save took (the guest stopped, frozen, restored), and `virsh save` alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saving_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virsh_save_seconds: Option<f64>,
+    /// The state's bytes on disk after the save.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_bytes: Option<u64>,
 }
 
 /// Where cloud-init was when the node was reported.
@@ -64,6 +96,9 @@ pub struct NodeReport {
     /// The last lines of the node's serial console, for failures.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub console_tail: Vec<String>,
+    /// Fresh states: restored, saved, or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fresh: Option<FreshReport>,
 }
 
 impl NodeReport {
@@ -88,6 +123,7 @@ impl NodeReport {
             error: None,
             kept: false,
             console_tail: Vec::new(),
+            fresh: None,
         }
     }
 }

@@ -65,6 +65,8 @@ pub enum StageError {
         "the node calls itself '{actual}', not {expected}: cloud-init did not apply vnode's seed"
     )]
     WrongHostname { actual: String, expected: String },
+    #[error(transparent)]
+    FreshSave(Box<crate::fresh_state::save::SaveError>),
     #[error("cannot record the node's addresses: {0}")]
     Record(#[source] std::io::Error),
     #[error(
@@ -135,20 +137,22 @@ pub async fn replace(host: &Hypervisor, node: &PlannedNode) -> Result<(), StageE
     Ok(host.remove_node(&node.name(), Keep::Nothing).await?)
 }
 
-/// Writes the node's overlay, seed and keys (blocking file work, off the async threads).
-/// `files` is held while the files are written, also when the caller stops waiting.
+/// Writes the node's overlay, seed and keys (blocking file work, off the async threads), with
+/// `identity`'s host key and instance id when given (a fresh state's). `files` is held while the
+/// files are written, also when the caller stops waiting.
 pub async fn prepare(
     config: &Arc<Config>,
     host: &Hypervisor,
     node: &PlannedNode,
     files: Arc<tokio::sync::Mutex<()>>,
+    identity: Option<crate::node::identity::Identity>,
 ) -> Result<NodeArtifacts, StageError> {
     let (config, node) = (config.clone(), node.clone());
     let (paths, known_hosts) = (host.node_paths(&node.name()), host.known_hosts());
     let guard = files.lock_owned().await;
     Ok(tokio::task::spawn_blocking(move || {
         let _writing = guard;
-        node::prepare(&config, &node, &paths, &known_hosts)
+        node::prepare(&config, &node, &paths, &known_hosts, identity.as_ref())
     })
     .await
     .map_err(StageError::Task)??)

@@ -215,6 +215,8 @@ async fn spawn_and_build(
             flag: Some(crate::spawn::slots::BootCap::All),
             config: None,
         },
+        // The temporary node is made once and flattened: no state to keep.
+        fresh: crate::spawn::FreshOptions::default(),
     };
     let report = crate::spawn::spawn(&ctx.config, &[target], &options, nodes)
         .await?

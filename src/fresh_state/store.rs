@@ -1,0 +1,309 @@
+//! Where fresh states live and what they hold: `<state_dir>/.fresh-states/<node>/` with
+//! `memory.save` (libvirt's save image), `disk.qcow2` (the node's disk at that moment, frozen
+//! read-only: every restore's overlay is backed by it), `domain.xml` (the domain as defined) and
+//! `state.json` ([`StateRecord`], written last: a directory without it is a save that did not
+//! finish, and is removed). Listing, disk usage, the least-recently-used cap, removal.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::key::KeyInputs;
+use crate::node::identity::Identity;
+
+/// The directory of all states, beside the node directories (hidden: not a node).
+pub const DIR: &str = ".fresh-states";
+
+/// The files of one node's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatePaths {
+    pub dir: PathBuf,
+}
+
+impl StatePaths {
+    pub fn new(state_dir: &Path, node: &str) -> StatePaths {
+        StatePaths {
+            dir: state_dir.join(DIR).join(node),
+        }
+    }
+    pub fn memory(&self) -> PathBuf {
+        self.dir.join("memory.save")
+    }
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk.qcow2")
+    }
+    pub fn domain_xml(&self) -> PathBuf {
+        self.dir.join("domain.xml")
+    }
+    pub fn record(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+}
+
+/// `state.json`: what the state was made from and what the node was at that moment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateRecord {
+    pub node: String,
+    pub image: String,
+    /// [`KeyInputs::digest`] of `inputs`.
+    pub key: String,
+    pub inputs: KeyInputs,
+    /// The host key and instance id the node was seeded with (the seed is made again from them).
+    pub identity: Identity,
+    pub private_ip: Option<Ipv4Addr>,
+    pub public_ip: Option<Ipv4Addr>,
+    pub os: Option<String>,
+    /// Seconds since the epoch.
+    pub created_unix: u64,
+    pub last_used_unix: u64,
+    /// `memory.save`'s size when written (a shorter file is not a usable state).
+    pub memory_bytes: u64,
+    /// `virsh save`'s seconds, and the whole save's (save, freeze, restore).
+    pub save_seconds: f64,
+}
+
+/// Why a state cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error("no state")]
+    Missing,
+    #[error("{file} is missing")]
+    FileMissing { file: &'static str },
+    #[error("state.json cannot be read: {0}")]
+    Record(#[source] serde_json::Error),
+    #[error("memory.save is {found} bytes, {expected} when saved")]
+    Truncated { found: u64, expected: u64 },
+    #[error("cannot read the state: {0}")]
+    Io(#[source] io::Error),
+}
+
+impl StateRecord {
+    /// The node's state, checked to be complete (every file there, the memory image whole).
+    pub fn load(paths: &StatePaths) -> Result<StateRecord, Unusable> {
+        let text = match std::fs::read(paths.record()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(if paths.dir.exists() {
+                    Unusable::FileMissing { file: "state.json" }
+                } else {
+                    Unusable::Missing
+                });
+            }
+            Err(e) => return Err(Unusable::Io(e)),
+        };
+        let record: StateRecord = serde_json::from_slice(&text).map_err(Unusable::Record)?;
+        for (file, path) in [
+            ("disk.qcow2", paths.disk()),
+            ("domain.xml", paths.domain_xml()),
+            ("memory.save", paths.memory()),
+        ] {
+            if !path.is_file() {
+                return Err(Unusable::FileMissing { file });
+            }
+        }
+        let found = std::fs::metadata(paths.memory())
+            .map_err(Unusable::Io)?
+            .len();
+        if found != record.memory_bytes {
+            return Err(Unusable::Truncated {
+                found,
+                expected: record.memory_bytes,
+            });
+        }
+        Ok(record)
+    }
+
+    /// Writes `state.json` (0600: it holds the host's private key), atomically.
+    pub fn save(&self, paths: &StatePaths) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).expect("plain data serializes");
+        crate::files::write_atomic(&paths.record(), json, 0o600)
+    }
+
+    /// Marks the state used now (for the least-recently-used cap).
+    pub fn touch(mut self, paths: &StatePaths) -> io::Result<()> {
+        self.last_used_unix = crate::node::metadata::now().0;
+        self.save(paths)
+    }
+}
+
+/// One state in a listing.
+#[derive(Debug)]
+pub struct Listed {
+    pub node: String,
+    pub record: Result<StateRecord, Unusable>,
+    /// Bytes on disk (allocated blocks) of all its files.
+    pub bytes: u64,
+}
+
+/// Every state under `state_dir`, by node name.
+pub fn list(state_dir: &Path) -> Vec<Listed> {
+    let Ok(dir) = std::fs::read_dir(state_dir.join(DIR)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|node| {
+            let paths = StatePaths::new(state_dir, &node);
+            Listed {
+                record: StateRecord::load(&paths),
+                bytes: disk_usage(&paths.dir),
+                node,
+            }
+        })
+        .collect()
+}
+
+/// Allocated bytes of the files in `dir` (sparse files count what they use).
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.blocks() * 512)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Removes `node`'s state (nothing when it has none). The frozen disk is read-only: its
+/// directory entry goes all the same.
+pub fn remove(state_dir: &Path, node: &str) -> io::Result<bool> {
+    let paths = StatePaths::new(state_dir, node);
+    match std::fs::remove_dir_all(&paths.dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the states built on image `image`; their node names.
+pub fn remove_for_image(state_dir: &Path, image: &str) -> io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for l in list(state_dir) {
+        if l.record.as_ref().is_ok_and(|r| r.image == image) {
+            remove(state_dir, &l.node)?;
+            removed.push(l.node);
+        }
+    }
+    Ok(removed)
+}
+
+/// Holds the states under `cap_bytes`: the least recently used go first, never `keep` (the one
+/// just saved). Unusable states go before any usable one. The nodes whose states went.
+pub fn enforce_cap(state_dir: &Path, cap_bytes: u64, keep: &str) -> io::Result<Vec<String>> {
+    let listed = list(state_dir);
+    let mut total: u64 = listed.iter().map(|l| l.bytes).sum();
+    let mut order: Vec<&Listed> = listed.iter().filter(|l| l.node != keep).collect();
+    order.sort_by_key(|l| match &l.record {
+        Err(_) => (0, 0),
+        Ok(r) => (1, r.last_used_unix),
+    });
+    let mut evicted = Vec::new();
+    for l in order {
+        if total <= cap_bytes {
+            break;
+        }
+        remove(state_dir, &l.node)?;
+        total = total.saturating_sub(l.bytes);
+        evicted.push(l.node.clone());
+    }
+    Ok(evicted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fresh_state::key::FORMAT;
+
+    fn record(node: &str, image: &str, used: u64) -> StateRecord {
+        StateRecord {
+            node: node.into(),
+            image: image.into(),
+            key: "k".into(),
+            inputs: KeyInputs {
+                format: FORMAT,
+                name: node.into(),
+                image: image.into(),
+                base_digest: String::new(),
+                memory_mib: 512,
+                vcpus: 1,
+                disk_gib: 10,
+                documents: String::new(),
+                osinfo: String::new(),
+                virt_type: "qemu".into(),
+                host: "local".into(),
+                virt_install_args: vec![],
+                libvirt: String::new(),
+                qemu: String::new(),
+            },
+            identity: Identity::default(),
+            private_ip: None,
+            public_ip: None,
+            os: None,
+            created_unix: used,
+            last_used_unix: used,
+            memory_bytes: 4096,
+            save_seconds: 1.0,
+        }
+    }
+
+    fn make(state_dir: &Path, node: &str, image: &str, used: u64) {
+        let p = StatePaths::new(state_dir, node);
+        std::fs::create_dir_all(&p.dir).unwrap();
+        std::fs::write(p.memory(), vec![1u8; 4096]).unwrap();
+        std::fs::write(p.disk(), vec![1u8; 4096]).unwrap();
+        std::fs::write(p.domain_xml(), "<domain/>").unwrap();
+        record(node, image, used).save(&p).unwrap();
+    }
+
+    #[test]
+    fn states_are_listed_checked_and_removed_by_image() {
+        let d = tempfile::tempdir().unwrap();
+        make(d.path(), "vnode03", "a", 10);
+        make(d.path(), "vnode04", "b", 20);
+        let l = list(d.path());
+        assert_eq!(l.len(), 2);
+        assert!(l.iter().all(|l| l.record.is_ok() && l.bytes >= 3 * 4096));
+        // A truncated memory image and a missing record are unusable, named.
+        let p = StatePaths::new(d.path(), "vnode03");
+        std::fs::write(p.memory(), [1u8; 10]).unwrap();
+        let e = StateRecord::load(&p).unwrap_err();
+        assert_eq!(e.to_string(), "memory.save is 10 bytes, 4096 when saved");
+        std::fs::remove_file(p.record()).unwrap();
+        assert!(matches!(
+            StateRecord::load(&p),
+            Err(Unusable::FileMissing { file: "state.json" })
+        ));
+        assert!(matches!(
+            StateRecord::load(&StatePaths::new(d.path(), "vnode09")),
+            Err(Unusable::Missing)
+        ));
+        assert_eq!(remove_for_image(d.path(), "b").unwrap(), ["vnode04"]);
+        assert_eq!(list(d.path()).len(), 1);
+    }
+
+    #[test]
+    fn the_cap_removes_the_least_recently_used_first_never_the_kept_one() {
+        let d = tempfile::tempdir().unwrap();
+        make(d.path(), "vnode01", "a", 30);
+        make(d.path(), "vnode02", "a", 10);
+        make(d.path(), "vnode03", "a", 20);
+        let one = list(d.path())[0].bytes;
+        // Room for two: the oldest other than the kept one goes.
+        let evicted = enforce_cap(d.path(), 2 * one, "vnode02").unwrap();
+        assert_eq!(evicted, ["vnode03"]);
+        let evicted = enforce_cap(d.path(), 0, "vnode02").unwrap();
+        assert_eq!(evicted, ["vnode01"]);
+        assert_eq!(list(d.path()).len(), 1);
+    }
+}

@@ -1,0 +1,340 @@
+//! Fresh states in one node's bring-up: which plan the node's state allows (restore it, boot
+//! cold and save, boot cold), the restore and its first login, and the save at the first ready.
+//! The state's own work (files, libvirt, the guest's watcher) is [`crate::fresh_state`]'s.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::live_status::Stage;
+use super::report::FreshReport;
+use super::stages::{self, Route, StageError};
+use super::tracker::Tracker;
+use super::{HostRun, Shared, WaitOn};
+use crate::fresh_state::guest;
+use crate::fresh_state::key::{FORMAT, KeyInputs};
+use crate::fresh_state::store::{self, StatePaths, StateRecord, Unusable};
+use crate::node::NodeArtifacts;
+use crate::node::identity::Identity;
+use crate::plan::planned_node::PlannedNode;
+use crate::ssh::Session;
+
+/// How long a restored guest may take to answer before it is booted cold instead.
+const RESTORED_PATIENCE: Duration = Duration::from_secs(60);
+/// How long vnode waits for the watcher's line before its first login after a restore.
+const WATCHER_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The node's state as found before its files are prepared.
+pub(super) enum Found {
+    /// Fresh states are not used for this node (off, or a `[[hosts]]` host).
+    NotUsed { note: Option<String> },
+    None,
+    Unusable(Unusable),
+    State(Box<StateRecord>),
+}
+
+impl Found {
+    /// The identity to prepare the node with: the state's, so its seed can match.
+    pub(super) fn identity(&self) -> Option<Identity> {
+        match self {
+            Found::State(r) => Some(r.identity.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// What the bring-up does.
+pub(super) enum Plan {
+    Restore(Box<StateRecord>),
+    /// `vnode warm`: the state is there and matches.
+    AlreadyWarm,
+    /// Boot; save the state at the first ready when `save`.
+    Cold { save: bool, note: Option<String> },
+}
+
+/// Reads the node's state (only on this host, and only when the command uses states).
+pub(super) fn find(shared: &Shared, run: &HostRun, node: &PlannedNode) -> Found {
+    let fresh = &shared.options.fresh;
+    if !fresh.restore && !fresh.save {
+        return Found::NotUsed { note: None };
+    }
+    if let Some(host) = run.host.host_config() {
+        let note = fresh.save.then(|| {
+            format!(
+                "fresh states are kept for this host's nodes only (not yet on [[hosts]] host {}): booting cold",
+                host.name
+            )
+        });
+        return Found::NotUsed { note };
+    }
+    let paths = StatePaths::new(run.host.state_dir(), &node.name());
+    match StateRecord::load(&paths) {
+        Ok(r) => Found::State(Box::new(r)),
+        Err(Unusable::Missing) => Found::None,
+        Err(e) => Found::Unusable(e),
+    }
+}
+
+/// Everything the node's state must have been made from, now.
+pub(super) fn inputs(
+    shared: &Shared,
+    run: &HostRun,
+    node: &PlannedNode,
+    artifacts: &NodeArtifacts,
+) -> KeyInputs {
+    KeyInputs {
+        format: FORMAT,
+        name: node.name(),
+        image: node.image.name.clone(),
+        base_digest: node
+            .base
+            .as_ref()
+            .map(|b| b.digest.clone())
+            .unwrap_or_default(),
+        memory_mib: node.resources.memory_mib,
+        vcpus: node.resources.vcpus,
+        disk_gib: node.resources.disk_gib,
+        documents: artifacts.documents_sha256.clone(),
+        osinfo: artifacts.osinfo.id.clone(),
+        virt_type: run.accel.virt_type_arg().to_string(),
+        host: node.host.as_str().to_string(),
+        virt_install_args: shared.config.virt_install_args.clone(),
+        libvirt: run.versions.0.clone(),
+        qemu: run.versions.1.clone(),
+    }
+}
+
+/// The plan for a node whose files are prepared: restore a matching state; else boot cold,
+/// saving when the command saves, and saying why a state was not used.
+pub(super) fn plan(shared: &Shared, found: Found, now: &KeyInputs) -> Plan {
+    let fresh = &shared.options.fresh;
+    let save = fresh.save;
+    match found {
+        Found::NotUsed { note } => Plan::Cold { save: false, note },
+        Found::None => Plan::Cold {
+            save,
+            note: fresh
+                .reset
+                .then(|| "no fresh state: re-created cold (its state is saved now)".to_string()),
+        },
+        Found::Unusable(why) => Plan::Cold {
+            save,
+            note: Some(format!("its fresh state is unusable ({why}): booting cold")),
+        },
+        Found::State(record) => {
+            let changed = record.inputs.changed(now);
+            if !changed.is_empty() || record.key != now.digest() {
+                let what = if changed.is_empty() {
+                    "its key".to_string()
+                } else {
+                    changed.join(", ")
+                };
+                Plan::Cold {
+                    save,
+                    note: Some(format!(
+                        "its fresh state does not match ({what} changed): booting cold"
+                    )),
+                }
+            } else if fresh.warm {
+                Plan::AlreadyWarm
+            } else if !fresh.restore {
+                Plan::Cold {
+                    save,
+                    note: Some("--cold: booting cold".to_string()),
+                }
+            } else {
+                Plan::Restore(record)
+            }
+        }
+    }
+}
+
+/// Why a restore did not give a ready node; the node is booted cold instead.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Fallback {
+    #[error(transparent)]
+    Restore(#[from] crate::fresh_state::restore::RestoreError),
+    #[error("the restore task ended abnormally: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("the restored guest did not answer: {0}")]
+    NoAnswer(#[source] StageError),
+}
+
+/// Restores the node's state (files locked, so Ctrl-C waits for it): a running domain, or why
+/// not (nothing of the restore is left defined then).
+pub(super) async fn restore(run: &HostRun, node: &PlannedNode, t: &Tracker) -> Result<(), Fallback> {
+    t.enter(Stage::Restoring, "");
+    let (virsh, name) = (run.host.virsh().clone(), node.name());
+    let (paths, state) = (
+        run.host.node_paths(&name),
+        StatePaths::new(run.host.state_dir(), &name),
+    );
+    let guard = t.files.clone().lock_owned().await;
+    let task = tokio::spawn(async move {
+        let _files = guard;
+        crate::fresh_state::restore::restore(&virsh, &name, &paths, &state).await
+    });
+    Ok(task.await.map_err(Fallback::Task)??)
+}
+
+/// After a restore: the watcher's line (the RNG reseeded, the clock set) before the first login,
+/// then the login on whichever address answers first (the public bridge forwards at once, the
+/// private one after its STP delay), then the fixes (urandom read first, DHCP renewed).
+pub(super) async fn first_login(
+    shared: &Shared,
+    run: &HostRun,
+    node: &PlannedNode,
+    artifacts: &NodeArtifacts,
+    record: &StateRecord,
+    t: &Tracker,
+) -> Result<Session, StageError> {
+    let name = node.name();
+    let console = run.host.node_paths(&name).console_log();
+    let line = guest::restored_line(&console, WATCHER_PATIENCE).await;
+    t.enter(Stage::Lease, "");
+    let deadline = Instant::now() + RESTORED_PATIENCE;
+    let mut routes: Vec<Route> = Vec::new();
+    if let Some(ip) = record.private_ip {
+        routes.push(Route::of(&run.host, ip));
+    }
+    if let Some(ip) = record.public_ip.or(node.id.public_ip) {
+        routes.push(Route::Direct(SocketAddr::from((ip, 22))));
+    }
+    let key = &artifacts.host_public_key;
+    let attempts = routes.iter().map(|route| {
+        Box::pin(async move {
+            stages::banner(route, deadline).await?;
+            stages::login(route, key, &shared.client, deadline).await
+        })
+    });
+    let session = match futures_util::future::select_ok(attempts).await {
+        Ok((session, _)) => session,
+        Err(e) => return Err(e),
+    };
+    t.enter(Stage::Ssh, "");
+    let fixes = guest::fix_after_restore(&session)
+        .await
+        .map_err(StageError::Ssh)?;
+    t.update(|r| {
+        let f = r.fresh.get_or_insert_with(FreshReport::default);
+        f.how = "restored";
+        f.restored_guest = line.clone();
+        f.urandom_at_login = fixes.urandom.clone();
+        f.clock_offset_seconds = fixes.clock_offset;
+        f.dhcp_renewed_by = fixes.renewed_by.clone();
+    });
+    if line.is_none() {
+        t.note("the fresh-state watcher said nothing on the console: the RNG was not reseeded before this login");
+    }
+    Ok(session)
+}
+
+/// The node answers on the address readiness is checked on (`--wait-on`): after a restore or a
+/// save, the first login may have used another one.
+pub(super) async fn answering(
+    shared: &Shared,
+    run: &HostRun,
+    private: Option<Ipv4Addr>,
+    public: Option<Ipv4Addr>,
+) -> Result<(), StageError> {
+    let deadline = Instant::now() + RESTORED_PATIENCE;
+    let route = match shared.options.wait_on {
+        WaitOn::Private => private.map(|ip| Route::of(&run.host, ip)),
+        WaitOn::Public => public.map(|ip| Route::Direct(SocketAddr::from((ip, 22)))),
+    };
+    match route {
+        Some(route) => stages::banner(&route, deadline).await,
+        None => Ok(()),
+    }
+}
+
+/// Saves the ready node's state: the watcher started over `session` (closed here), then the
+/// save (files locked). A save that fails before the guest stopped leaves the node as it was
+/// and says so in the report; one that fails after fails the node.
+pub(super) async fn save(
+    shared: &Shared,
+    run: &HostRun,
+    node: &PlannedNode,
+    inputs: KeyInputs,
+    identity: Identity,
+    session: Session,
+    t: &Tracker,
+) -> Result<(), StageError> {
+    t.enter(Stage::Saving, "");
+    let started = guest::start_watcher(&session).await;
+    session.close().await;
+    if let Err(e) = started {
+        t.update(|r| {
+            let f = r.fresh.get_or_insert_with(FreshReport::default);
+            f.how = "cold";
+            f.note = Some(format!("fresh state not saved: {e}"));
+        });
+        return Ok(());
+    }
+    let name = node.name();
+    let (private_ip, public_ip, os) = t.update(|r| (r.private_ip, r.public_ip, r.os.clone()));
+    let (created, _) = crate::node::metadata::now();
+    let record = StateRecord {
+        node: name.clone(),
+        image: node.image.name.clone(),
+        key: inputs.digest(),
+        inputs,
+        identity,
+        private_ip,
+        public_ip,
+        os,
+        created_unix: created,
+        last_used_unix: created,
+        memory_bytes: 0,
+        save_seconds: 0.0,
+    };
+    let (virsh, state_dir) = (run.host.virsh().clone(), run.host.state_dir().to_path_buf());
+    let paths = run.host.node_paths(&name);
+    let guard = t.files.clone().lock_owned().await;
+    let task_name = name.clone();
+    let task = tokio::spawn(async move {
+        let _files = guard;
+        let state = StatePaths::new(&state_dir, &task_name);
+        crate::fresh_state::save::save(&virsh, &task_name, &paths, &state, record).await
+    });
+    let saved = task.await.map_err(StageError::Task)?;
+    let state = StatePaths::new(run.host.state_dir(), &name);
+    match saved {
+        Ok(s) => {
+            let bytes = store::disk_usage(&state.dir);
+            t.update(|r| {
+                let f = r.fresh.get_or_insert_with(FreshReport::default);
+                f.how = "saved";
+                f.saving_seconds = Some(s.total_seconds);
+                f.virsh_save_seconds = Some(s.save_seconds);
+                f.state_bytes = Some(bytes);
+            });
+            let evicted =
+                store::enforce_cap(run.host.state_dir(), shared.options.fresh.cap_bytes, &name)
+                    .unwrap_or_default();
+            if !evicted.is_empty() {
+                t.note(&format!(
+                    "fresh states of {} removed (least recently used; fresh_states_cap_gib)",
+                    evicted.join(", ")
+                ));
+            }
+            answering(shared, run, private_ip, public_ip).await
+        }
+        Err(e @ crate::fresh_state::save::SaveError::NotBack { .. }) => {
+            Err(StageError::FreshSave(Box::new(e)))
+        }
+        Err(e) => {
+            t.update(|r| {
+                let f = r.fresh.get_or_insert_with(FreshReport::default);
+                f.how = "cold";
+                f.note = Some(format!("fresh state not saved: {e}"));
+            });
+            Ok(())
+        }
+    }
+}
+
+/// The state's record, marked used now (best effort).
+pub(super) fn touch(run: &HostRun, record: StateRecord) {
+    let paths = StatePaths::new(run.host.state_dir(), &record.node);
+    let _ = record.touch(&paths);
+}
