@@ -106,6 +106,7 @@ impl Site {
             &node,
             &host.node_paths(&node.name()),
             &host.known_hosts(),
+            None,
         )
     }
 

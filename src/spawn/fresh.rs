@@ -317,6 +317,10 @@ pub(super) async fn save(
                     evicted.join(", ")
                 ));
             }
+            // `vnode warm` removes the node next: nothing waits on it.
+            if shared.options.fresh.warm {
+                return Ok(());
+            }
             answering(shared, run, private_ip, public_ip).await
         }
         Err(e @ crate::fresh_state::save::SaveError::NotBack { .. }) => {

@@ -159,6 +159,11 @@ impl Lab {
         self.dump.push(path.into());
     }
 
+    /// Replaces vnode's config file of this lab with `config` (TOML).
+    pub fn set_config(&self, config: &str) {
+        std::fs::write(&self.config, config).unwrap();
+    }
+
     /// The binary runner for this lab: `--lab=NAME`, the lab's config and a scratch HOME.
     pub fn cli(&self) -> Vnode {
         Vnode::at(self.dir.path())

@@ -6,106 +6,16 @@
 
 use crate::budget;
 use crate::common;
+use crate::running::{Running, has_domain};
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::e2e::{VmLab, assert_no_nodes};
-use common::json;
 use common::lab::Lab;
 use serde_json::Value;
 
 /// How long a fault may take to show (the goal is 2 s; see its use).
 const LATENCY_BOUND: Duration = Duration::from_secs(3);
-
-/// A vnode spawn running in the background, its stderr lines collected as they come, each with
-/// the instant it arrived.
-struct Running {
-    child: Child,
-    lines: Arc<Mutex<Vec<(Instant, String)>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Running {
-    fn start(vnode: common::cli::Vnode) -> Running {
-        let mut cmd = vnode.command();
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("vnode starts");
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("  | {line}");
-                sink.lock().unwrap().push((Instant::now(), line));
-            }
-        });
-        Running {
-            child,
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    /// Waits until a stderr line contains every one of `words`; the instant it came.
-    fn wait_for(&self, words: &[&str], timeout: Duration) -> Instant {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some((at, _)) = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(_, l)| words.iter().all(|w| l.contains(w)))
-            {
-                return *at;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with {words:?} within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Sends SIGINT, as Ctrl-C does.
-    fn interrupt(&self) {
-        // SAFETY: kill only sends a signal, to our own child.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) },
-            0
-        );
-    }
-
-    /// Waits for the end; exit code, the JSON report, stderr, and when it ended.
-    fn finish(mut self) -> (i32, Value, String, Instant) {
-        let mut stdout = String::new();
-        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-        let status = self.child.wait().unwrap();
-        let ended = Instant::now();
-        self.reader.take().unwrap().join().unwrap();
-        let stderr: Vec<String> = self
-            .lines
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, l)| l.clone())
-            .collect();
-        let report = if stdout.trim().is_empty() {
-            Value::Null
-        } else {
-            json::parse(&stdout)
-        };
-        (
-            status.code().unwrap_or(-1),
-            report,
-            stderr.join("\n"),
-            ended,
-        )
-    }
-}
 
 fn node<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["nodes"]
@@ -126,11 +36,6 @@ fn kill(pid: i32, signal: i32) {
 }
 
 /// Does the lab's libvirt know a domain called `name`?
-fn has_domain(lab: &Lab, name: &str) -> bool {
-    lab.exec_ok(["virsh", "-c", "qemu:///system", "list", "--all", "--name"])
-        .lines()
-        .any(|l| l.trim() == name)
-}
 
 #[test]
 fn a_dead_guest_a_restarting_libvirtd_ctrl_c_and_a_failed_define() {

@@ -9,6 +9,7 @@
 //! - `spawn`: nodes in parallel, a broken one, refuse, `--force`, destroy;
 //! - `derive`: derived images;
 //! - `faults`: a dead guest, a restarting libvirtd, Ctrl-C, a failed define;
+//! - `fresh`: fresh states: warm, respawn and reset from them, Ctrl-C, cold fallbacks;
 //! - `guest_variants`: the three network renderers, with and without a public lease;
 //! - `several_hosts`: nodes spread over three libvirt hosts.
 
@@ -19,7 +20,9 @@ mod budget;
 
 mod derive;
 mod faults;
+mod fresh;
 mod guest_variants;
 mod lab;
+mod running;
 mod several_hosts;
 mod spawn;
