@@ -82,7 +82,10 @@ pub enum CommandError {
         nodes.join(", "),
         state_dir.display()
     )]
-    NothingToReset { nodes: Vec<String>, state_dir: PathBuf },
+    NothingToReset {
+        nodes: Vec<String>,
+        state_dir: PathBuf,
+    },
     /// The pushes that failed, a line each.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     NotPushed(Vec<super::images::push::PushFailure>),

@@ -20,8 +20,8 @@ pub mod plan;
 pub mod prepare;
 pub mod reset;
 pub mod spawn;
+pub mod ssh;
 pub mod states;
 pub mod warm;
-pub mod ssh;
 
 pub use error::{CommandError, DeriveError};

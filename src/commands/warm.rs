@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use crate::cli::{SpawnArgs, WarmArgs};
-use crate::spawn::WaitFor;
 use crate::commands::spawn::{self, Spawned};
 use crate::context::Context;
 use crate::error::Result;
@@ -13,6 +12,7 @@ use crate::hosts::Hosts;
 use crate::hosts::hypervisor::Keep;
 use crate::process::runtime::{self, Flavor};
 use crate::spawn::FreshOptions;
+use crate::spawn::WaitFor;
 use crate::spawn::report::{NodeReport, Outcome};
 
 pub fn run(ctx: &Context, args: &WarmArgs) -> Result<ExitCode> {
@@ -54,9 +54,11 @@ fn remove_warmed(ctx: &Context, reports: &mut [NodeReport]) -> Result<()> {
                 continue;
             }
             let saved = r.fresh.as_ref().is_some_and(|f| f.how == "saved");
-            let Some(host) = hosts.all().iter().find(|h| {
-                h.name().remote_name() == r.host.as_deref()
-            }) else {
+            let Some(host) = hosts
+                .all()
+                .iter()
+                .find(|h| h.name().remote_name() == r.host.as_deref())
+            else {
                 continue;
             };
             match host.remove_node(&r.name, Keep::Nothing).await {
@@ -64,7 +66,10 @@ fn remove_warmed(ctx: &Context, reports: &mut [NodeReport]) -> Result<()> {
                 Ok(()) => {
                     r.outcome = Outcome::Failed;
                     if r.error.is_none() {
-                        r.error = Some("no fresh state was saved (see the note above); the node was removed".into());
+                        r.error = Some(
+                            "no fresh state was saved (see the note above); the node was removed"
+                                .into(),
+                        );
                     }
                 }
                 Err(e) => {

@@ -52,8 +52,7 @@ pub async fn start_watcher(session: &Session) -> Result<(), WatcherError> {
         "watcher=started" | "watcher=running" => Ok(()),
         "watcher=no-python3" => Err(WatcherError::NoPython),
         other => Err(WatcherError::NotStarted(
-            crate::text::terminal::escaped(&format!("{other} {}", out.stderr.trim()))
-                .into_owned(),
+            crate::text::terminal::escaped(&format!("{other} {}", out.stderr.trim())).into_owned(),
         )),
     }
 }
@@ -148,7 +147,11 @@ mod tests {
             "41 s later: RNG reseeded from the host (virtio-rng), clock set from the RTC"
         );
         assert_eq!(find_restored("nothing"), None);
-        assert!(!find_restored("vnode-fresh: restored \u{1b}[2J").unwrap().contains('\u{1b}'));
+        assert!(
+            !find_restored("vnode-fresh: restored \u{1b}[2J")
+                .unwrap()
+                .contains('\u{1b}')
+        );
     }
 
     #[test]
@@ -156,16 +159,26 @@ mod tests {
         let f = parse_fixes(
             "urandom=00112233445566778899aabbccddeeff\nclock_offset=0\nrenew=networkd\n",
         );
-        assert_eq!(f.urandom.as_deref(), Some("00112233445566778899aabbccddeeff"));
+        assert_eq!(
+            f.urandom.as_deref(),
+            Some("00112233445566778899aabbccddeeff")
+        );
         assert_eq!(f.clock_offset, Some(0));
         assert!(!f.clock_set);
         assert_eq!(f.renewed_by.as_deref(), Some("networkd"));
-        assert_eq!(parse_fixes("urandom=zz\nclock_offset=x\nrenew=rm -rf"), Fixes::default());
+        assert_eq!(
+            parse_fixes("urandom=zz\nclock_offset=x\nrenew=rm -rf"),
+            Fixes::default()
+        );
     }
 
     #[test]
     fn the_watcher_is_valid_python() {
-        if std::process::Command::new("python3").arg("-V").output().is_err() {
+        if std::process::Command::new("python3")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
             panic!("python3 is needed to check the watcher (Debian package python3)");
         }
         let dir = tempfile::tempdir().unwrap();
@@ -176,6 +189,10 @@ mod tests {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

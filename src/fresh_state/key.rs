@@ -59,7 +59,10 @@ impl KeyInputs {
         differ("osinfo", self.osinfo != now.osinfo);
         differ("virt type", self.virt_type != now.virt_type);
         differ("host", self.host != now.host);
-        differ("virt-install arguments", self.virt_install_args != now.virt_install_args);
+        differ(
+            "virt-install arguments",
+            self.virt_install_args != now.virt_install_args,
+        );
         differ("libvirt version", self.libvirt != now.libvirt);
         differ("QEMU version", self.qemu != now.qemu);
         changed
@@ -118,6 +121,9 @@ mod tests {
         let text = "Compiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n\
                     Using API: QEMU 9.0.0\nRunning hypervisor: QEMU 7.2.0\n";
         assert_eq!(parse_versions(text), ("9.0.0".into(), "7.2.0".into()));
-        assert_eq!(parse_versions("\u{0}garbage"), (String::new(), String::new()));
+        assert_eq!(
+            parse_versions("\u{0}garbage"),
+            (String::new(), String::new())
+        );
     }
 }

@@ -26,7 +26,9 @@ const WATCHER_PATIENCE: Duration = Duration::from_secs(10);
 /// The node's state as found before its files are prepared.
 pub(super) enum Found {
     /// Fresh states are not used for this node (off, or a `[[hosts]]` host).
-    NotUsed { note: Option<String> },
+    NotUsed {
+        note: Option<String>,
+    },
     None,
     Unusable(Unusable),
     State(Box<StateRecord>),
@@ -48,7 +50,10 @@ pub(super) enum Plan {
     /// `vnode warm`: the state is there and matches.
     AlreadyWarm,
     /// Boot; save the state at the first ready when `save`.
-    Cold { save: bool, note: Option<String> },
+    Cold {
+        save: bool,
+        note: Option<String>,
+    },
 }
 
 /// Reads the node's state (only on this host, and only when the command uses states).
@@ -161,7 +166,11 @@ pub(super) enum Fallback {
 
 /// Restores the node's state (files locked, so Ctrl-C waits for it): a running domain, or why
 /// not (nothing of the restore is left defined then).
-pub(super) async fn restore(run: &HostRun, node: &PlannedNode, t: &Tracker) -> Result<(), Fallback> {
+pub(super) async fn restore(
+    run: &HostRun,
+    node: &PlannedNode,
+    t: &Tracker,
+) -> Result<(), Fallback> {
     t.enter(Stage::Restoring, "");
     let (virsh, name) = (run.host.virsh().clone(), node.name());
     let (paths, state) = (

@@ -5,8 +5,10 @@
 //! renderer's files, the pinned host key, the other variants reachable), and one of each whose
 //! public MAC the site's DHCP never sees: each boots and answers ssh on its private address, and
 //! how long its wait-online held the boot is asserted per renderer (netplan: not at all; networkd
-//! with cloud-init 22.4 and NetworkManager: until their timeouts). One spawn, not two: on two
-//! cores each TCG boot is minutes of CI.
+//! with cloud-init 22.4 and NetworkManager: until their timeouts). The served nodes' fresh states
+//! are saved at their first ready, and a reset restores all three (DHCP renewed by each guest's
+//! own network manager, the route metrics kept). One spawn, not two: on two cores each TCG boot
+//! is minutes of CI.
 
 use crate::budget;
 use crate::common;
@@ -220,11 +222,13 @@ fn each_renderer_with_and_without_a_public_lease() {
     );
     // Three boots at once, not the two of `auto` on two cores: the unserved nodes spend much of
     // their boot idle in wait-online, and six nodes take two waves instead of three.
+    // Each served node's fresh state is saved at its first ready: a reset restores it below.
     args.extend([
         "--timeout".into(),
         "900".into(),
         "--parallel".into(),
         "3".into(),
+        "--fresh-states".into(),
     ]);
     let boots = budget::boots(3);
     let t0 = Instant::now();
@@ -323,6 +327,35 @@ fn each_renderer_with_and_without_a_public_lease() {
         ssh(&lab, name, &format!("ping -c1 -W5 {sibling}"));
     }
 
+    // A reset restores each served node from its state: the guest's own network manager renews
+    // DHCP on both NICs, the addresses are the plan's, the route metrics stay.
+    let t0 = Instant::now();
+    let reset = json(&lab.vnode_ok(["--json", "reset", "3-5"]));
+    eprintln!(
+        "3 variant nodes reset after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    for (i, (name, variant)) in served.iter().enumerate() {
+        let n = node(&reset, name);
+        assert_eq!(n["outcome"], "ready", "{n:#}");
+        assert_eq!(n["fresh"]["how"], "restored", "{n:#}");
+        let renewer = if *variant == "nm" {
+            "networkmanager"
+        } else {
+            "networkd"
+        };
+        assert_eq!(n["fresh"]["dhcp_renewed_by"], renewer, "{n:#}");
+        assert_eq!(n["public_ip"], plan["entries"][i]["public_ip"], "{n:#}");
+        let net = GuestNet::read(&lab, name);
+        assert_eq!(
+            net.defaults(),
+            [("public".to_string(), 100), ("private".to_string(), 200)],
+            "{name} ({variant}) after its reset:\n{}",
+            net.text
+        );
+        assert_eq!(ssh(&lab, name, "hostname"), *name);
+    }
+
     // Without a public lease: vnode gives the public address 20 s after the node's facts are
     // read, then fails the node, quoting the DHCP line the site lacks; the node stays up on its
     // private address.
@@ -388,6 +421,6 @@ fn each_renderer_with_and_without_a_public_lease() {
             _ => unreachable!(),
         }
     }
-    lab.vnode_ok(["destroy", "3-5", "9-11"]);
+    lab.vnode_ok(["destroy", "--purge", "3-5", "9-11"]);
     drop(lab);
 }

@@ -307,13 +307,14 @@ fn rm(ctx: &Context, names: &[String]) -> Result<()> {
     let state_dir = &ctx.config.state_dir;
     for name in &names {
         // The states are backed by the image: they go first (an image without them is fine).
-        let states = crate::fresh_state::store::remove_for_image(state_dir, name).map_err(|source| {
-            crate::commands::CommandError::StatesNotRemoved {
-                image: name.clone(),
-                dir: state_dir.join(crate::fresh_state::store::DIR),
-                source,
-            }
-        })?;
+        let states =
+            crate::fresh_state::store::remove_for_image(state_dir, name).map_err(|source| {
+                crate::commands::CommandError::StatesNotRemoved {
+                    image: name.clone(),
+                    dir: state_dir.join(crate::fresh_state::store::DIR),
+                    source,
+                }
+            })?;
         let files = cache.remove(name)?;
         if !ctx.json {
             println!("removed {name}");
