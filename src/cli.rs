@@ -180,23 +180,11 @@ pub struct SpawnArgs {
     /// Pull missing catalog images first (spawn never downloads otherwise).
     #[arg(long)]
     pub pull: bool,
-    /// Seconds each node may take to become ready.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
-    pub timeout: u64,
+    #[command(flatten)]
+    pub ready: ReadyArgs,
     /// Hypervisor: kvm, qemu (TCG) or auto (overrides the config).
     #[arg(long, value_enum)]
     pub virt_type: Option<VirtType>,
-    /// Which address readiness is checked on.
-    #[arg(long, value_enum, default_value_t = WaitOn::Private)]
-    pub wait_on: WaitOn,
-    /// Which moment a node is ready at: ssh, cloud-init, or auto (cloud-init only when the config
-    /// gives cloud-init's later stages work: packages, runcmd, extra users).
-    #[arg(long, value_enum, default_value_t = WaitFor::Auto)]
-    pub wait: WaitFor,
-    /// A node whose public NIC gets no address from the site DHCP is still ready (by default it
-    /// is reported as failed, with the DHCP line the site lacks).
-    #[arg(long)]
-    pub public_optional: bool,
     /// Seconds the waits ride out libvirt not answering (libvirtd restarting); overrides the
     /// config's libvirt_grace_secs (default 30).
     #[arg(long, value_name = "SECS")]
@@ -225,7 +213,7 @@ pub struct SpawnArgs {
     pub no_fresh_states: bool,
 }
 
-/// How long and for what a command waits for its nodes (spawn's flags of the same names).
+/// How long and for what a command waits for its nodes (spawn and reset).
 #[derive(Debug, Args, Clone)]
 pub struct ReadyArgs {
     /// Seconds each node may take to become ready.
@@ -234,12 +222,26 @@ pub struct ReadyArgs {
     /// Which address readiness is checked on.
     #[arg(long, value_enum, default_value_t = WaitOn::Private)]
     pub wait_on: WaitOn,
-    /// Which moment a node is ready at.
+    /// Which moment a node is ready at: ssh, cloud-init, or auto (cloud-init only when the config
+    /// gives cloud-init's later stages work: packages, runcmd, extra users).
     #[arg(long, value_enum, default_value_t = WaitFor::Auto)]
     pub wait: WaitFor,
-    /// A node whose public NIC gets no address from the site DHCP is still ready.
+    /// A node whose public NIC gets no address from the site DHCP is still ready (by default it
+    /// is reported as failed, with the DHCP line the site lacks).
     #[arg(long)]
     pub public_optional: bool,
+}
+
+impl Default for ReadyArgs {
+    /// The flags' defaults.
+    fn default() -> ReadyArgs {
+        ReadyArgs {
+            timeout: 300,
+            wait_on: WaitOn::Private,
+            wait: WaitFor::Auto,
+            public_optional: false,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

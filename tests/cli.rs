@@ -407,3 +407,42 @@ fn files_and_directories_others_may_write_are_refused_with_the_fix() {
         "{stderr}"
     );
 }
+
+#[test]
+fn reset_of_nodes_vnode_does_not_know_exits_2_touching_nothing() {
+    let v = Vnode::new();
+    let (state, images) = (v.dir().join("nodes"), v.dir().join("images"));
+    let config = format!(
+        "state_dir = \"{}\"\ncache_dir = \"{}\"\n",
+        state.display(),
+        images.display()
+    );
+    let (code, stderr) = v.config(&config).args(["reset", "3", "vnode04"]).fails();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("vnode03, vnode04: no such node") && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    assert!(!state.join(".fresh-states").exists());
+}
+
+#[test]
+fn states_lists_none_and_its_cap_and_warm_needs_specs() {
+    let v = Vnode::new();
+    let (state, images) = (v.dir().join("nodes"), v.dir().join("images"));
+    let config = format!(
+        "state_dir = \"{}\"\ncache_dir = \"{}\"\nfresh_states_cap_gib = 7\n",
+        state.display(),
+        images.display()
+    );
+    let v = v.config(&config);
+    let path = v.dir().join("config.toml");
+    let out = Vnode::new().config_file(&path).args(["states"]).ok();
+    assert!(
+        out.contains("0 state(s), 0 MiB of the cap's 7 GiB"),
+        "{out}"
+    );
+    let (code, _) = Vnode::new().config_file(&path).args(["warm"]).fails();
+    assert_eq!(code, 2);
+    drop(v);
+}

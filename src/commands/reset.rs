@@ -38,10 +38,7 @@ pub fn run(ctx: &Context, args: &ResetArgs) -> Result<ExitCode> {
     let spawn_args = SpawnArgs {
         specs,
         force: true,
-        timeout: args.ready.timeout,
-        wait_on: args.ready.wait_on,
-        wait: args.ready.wait,
-        public_optional: args.ready.public_optional,
+        ready: args.ready.clone(),
         cold: args.cold,
         ..SpawnArgs::default()
     };

@@ -167,14 +167,14 @@ pub fn spawn_reports(ctx: &Context, args: &SpawnArgs, fresh: FreshOptions) -> Re
     }
     let targets = targets(ctx, args, &hosts, &facts);
     let options = SpawnOptions {
-        timeout: std::time::Duration::from_secs(args.timeout),
-        wait_on: args.wait_on,
-        wait: args.wait,
+        timeout: std::time::Duration::from_secs(args.ready.timeout),
+        wait_on: args.ready.wait_on,
+        wait: args.ready.wait,
         force: args.force,
         libvirt_grace: std::time::Duration::from_secs(
             args.libvirt_grace.unwrap_or(ctx.config.libvirt_grace_secs),
         ),
-        public_optional: args.public_optional,
+        public_optional: args.ready.public_optional,
         parallel: BootCapChoice {
             flag: args.parallel,
             config: ctx.config.parallel_boots,

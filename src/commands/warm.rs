@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::{SpawnArgs, WarmArgs};
+use crate::cli::{ReadyArgs, SpawnArgs, WarmArgs};
 use crate::commands::spawn::{self, Spawned};
 use crate::context::Context;
 use crate::error::Result;
@@ -20,11 +20,14 @@ pub fn run(ctx: &Context, args: &WarmArgs) -> Result<ExitCode> {
         specs: args.specs.clone(),
         distro: args.distro.clone(),
         pull: args.pull,
-        timeout: args.timeout,
         virt_type: args.virt_type,
-        // The state is taken when the node is as a spawn would report it ready.
-        wait: WaitFor::Auto,
-        public_optional: true,
+        ready: ReadyArgs {
+            timeout: args.timeout,
+            // The state is taken when the node is as a spawn would report it ready.
+            wait: WaitFor::Auto,
+            public_optional: true,
+            ..ReadyArgs::default()
+        },
         ..SpawnArgs::default()
     };
     let fresh = FreshOptions {

@@ -550,3 +550,25 @@ fn max_image_mib_defaults_to_64_gib_and_is_range_checked() {
         );
     }
 }
+
+#[test]
+fn fresh_states_default_off_and_their_cap_is_range_checked() {
+    let d = Config::defaults();
+    assert!(!d.fresh_states);
+    assert_eq!(d.fresh_states_cap_gib, 50);
+    let c = Config::parse(
+        Path::new("c.toml"),
+        "fresh_states = true\nfresh_states_cap_gib = 0\n",
+    )
+    .unwrap();
+    assert!(c.fresh_states);
+    assert_eq!(c.fresh_states_cap_gib, 0);
+    for bad in ["-1", "1048577"] {
+        assert_rejected(
+            &format!("cache_dir = \"/c\"\nfresh_states_cap_gib = {bad}\n"),
+            2,
+            "fresh_states_cap_gib",
+            "between 0 and 1048576 GiB (1 PiB)",
+        );
+    }
+}

@@ -46,12 +46,7 @@ fn check_restored(lab: &Lab, report: &Spawned, name: &str, plan: &Value) -> Stri
     assert_eq!(fresh["dhcp_renewed_by"], "networkd", "{n:#}");
     let private: Ipv4Addr = n["private_ip"].as_str().unwrap().parse().unwrap();
     assert_eq!(private.octets()[..3], [192, 168, 122], "{n:#}");
-    let entry = plan["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap();
+    let entry = common::json::plan_entry(plan, name);
     assert_eq!(n["public_ip"], entry["public_ip"], "{n:#}");
     assert_eq!(lab.ssh(name, &["hostname"]), name);
     let before = now();

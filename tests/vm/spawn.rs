@@ -124,12 +124,7 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
         assert!(n["os"].as_str().unwrap().contains("Debian"), "{n:#}");
         let private: Ipv4Addr = n["private_ip"].as_str().unwrap().parse().unwrap();
         assert_eq!(private.octets()[..3], [192, 168, 122], "{n:#}");
-        let entry = plan["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"] == name)
-            .unwrap_or_else(|| panic!("{name} not in the plan: {plan:#}"));
+        let entry = common::json::plan_entry(&plan, name);
         assert_eq!(
             n["public_ip"], entry["public_ip"],
             "public address is not the plan's: {n:#}"

@@ -75,6 +75,11 @@ fn command() -> clap::Command {
         .mut_subcommand("destroy", |c| {
             with_completer(c, "specs", names(known::nodes))
         })
+        .mut_subcommand("reset", |c| with_completer(c, "specs", names(known::nodes)))
+        .mut_subcommand("warm", |c| {
+            let c = with_completer(c, "specs", ArgValueCompleter::new(spec_distro));
+            with_completer(c, "distro", names(known::distros))
+        })
         .mut_subcommand("ssh", |c| with_completer(c, "node", names(known::nodes)))
         .mut_subcommand("console", |c| {
             with_completer(c, "node", names(known::nodes))
