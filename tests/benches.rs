@@ -65,6 +65,22 @@ fn hosts_benchmark_runs() {
 }
 
 #[test]
+fn fresh_benchmark_runs() {
+    if common::gate::require_root_or_skip(common::gate::Needs::Vms) {
+        return;
+    }
+    let out = smoke("benches/fresh.sh", &["--smoke"]);
+    assert!(
+        out.contains("N=1 round 1 reset: returned at")
+            && out.contains("N=1 round 1 respawn: returned at")
+            && out.contains("ratio save/reset")
+            && out.contains("ratio save/respawn")
+            && out.contains("On paper, KVM host"),
+        "{out}"
+    );
+}
+
+#[test]
 fn ssh_overhead_benchmark_runs() {
     // Its harness is a test (tests/ssh_overhead.rs), run by cargo in the profile of this build.
     let profile = if cfg!(debug_assertions) {
