@@ -18,8 +18,17 @@ use crate::node::identity::Identity;
 use crate::plan::planned_node::PlannedNode;
 use crate::ssh::Session;
 
-/// How long a restored guest may take to answer before it is booted cold instead.
+/// How long a restored guest may take to answer at least before it is booted cold instead; each
+/// node restored beside it on the host adds [`PATIENCE_PER_NODE`] (six guests resuming at once
+/// on two TCG cores did not all answer within 60 s), and the node's --timeout caps it.
 const RESTORED_PATIENCE: Duration = Duration::from_secs(60);
+const PATIENCE_PER_NODE: Duration = Duration::from_secs(30);
+
+/// The patience for a restored guest on a host that restores `nodes` at once.
+fn restored_patience(shared: &Shared, nodes: usize) -> Duration {
+    let n = u32::try_from(nodes.saturating_sub(1)).unwrap_or(u32::MAX);
+    (RESTORED_PATIENCE + PATIENCE_PER_NODE.saturating_mul(n)).min(shared.options.timeout)
+}
 /// How long vnode waits for the watcher's line before its first login after a restore.
 const WATCHER_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -200,7 +209,7 @@ pub(super) async fn first_login(
     let console = run.host.node_paths(&name).console_log();
     let line = guest::restored_line(&console, WATCHER_PATIENCE).await;
     t.enter(Stage::Lease, "");
-    let deadline = Instant::now() + RESTORED_PATIENCE;
+    let deadline = Instant::now() + restored_patience(shared, run.nodes);
     let mut routes: Vec<Route> = Vec::new();
     if let Some(ip) = record.private_ip {
         routes.push(Route::of(&run.host, ip));
@@ -245,7 +254,7 @@ pub(super) async fn answering(
     private: Option<Ipv4Addr>,
     public: Option<Ipv4Addr>,
 ) -> Result<(), StageError> {
-    let deadline = Instant::now() + RESTORED_PATIENCE;
+    let deadline = Instant::now() + restored_patience(shared, run.nodes);
     let route = match shared.options.wait_on {
         WaitOn::Private => private.map(|ip| Route::of(&run.host, ip)),
         WaitOn::Public => public.map(|ip| Route::Direct(SocketAddr::from((ip, 22)))),

@@ -165,6 +165,8 @@ struct HostRun {
     before: HashMap<String, Vec<Lease>>,
     /// libvirt's and QEMU's versions (asked only when fresh states are used).
     versions: (String, String),
+    /// How many of the command's nodes this host gets.
+    nodes: usize,
 }
 
 /// What every node's bring-up shares.
@@ -308,6 +310,7 @@ async fn host_run(
     };
     Ok(HostRun {
         versions,
+        nodes: mine().count(),
         host: t.host.clone(),
         accel: t.accel,
         leases,
