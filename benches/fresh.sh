@@ -60,45 +60,8 @@ FIRST=10 # nodes vnode10 .. of the default pool
 SEED_TOOL=fresh.sh
 . benches/seed_method.sh
 
-cleanup() {
-  local rc=$? d
-  set +e
-  # Whatever a failed run left (seed domains and vnode's alike); lab down also stops the guests.
-  # The fresh states live in $W/nodes and go with it.
-  if [[ -f /var/lib/vnode/lab/$LAB/state.json ]]; then
-    for d in $(lx virsh -q -c "$URI" list --all --name); do
-      lx virsh -q -c "$URI" destroy "$d" >/dev/null 2>&1
-      lx virsh -q -c "$URI" undefine "$d" >/dev/null || echo "fresh.sh: cannot undefine $d (see above)" >&2
-    done
-  fi
-  v lab down || echo "fresh.sh: lab down failed; run: vnode --lab=$LAB lab down" >&2
-  rm -rf "$W"
-  exit "$rc"
-}
-trap cleanup EXIT
-# A signal ends the script through the same cleanup (bash runs the EXIT trap after these).
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-image=$(tests/image/build.sh | tail -n 1)
-digest=$(sha256sum "$image" | cut -d' ' -f1)
-cat > "$W/catalog.toml" <<EOF
-# The test image (tests/image, variant networkd) as a catalog entry; never downloaded.
-[[image]]
-name = "$IMAGE"
-family = "debian-test"
-version = "12"
-osinfo = "debian11"
-renderer = "networkd"
-url = "https://example.invalid/$IMAGE.qcow2"
-sha256 = "$digest"
-EOF
-# The entry above as the config's catalog (a top-level key: before [resources]).
-sed -i "1i catalog = \"$W/catalog.toml\"" "$W/config.toml"
-v lab up
-v images import "$image" --name "$IMAGE" --sha256 "$digest" >/dev/null
-BASE=$W/images/$IMAGE.qcow2
-[[ -f $BASE ]] || { echo "fresh.sh: the imported image is not at $BASE" >&2; exit 1; }
+seed_lab_up "$IMAGE"
+image=$SEED_IMAGE_FILE
 MAX=0
 for n in "${COUNTS[@]}"; do ((n > MAX)) && MAX=$n; done
 seed_plan "$MAX"

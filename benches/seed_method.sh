@@ -16,6 +16,53 @@ lx() { v lab exec -- "$@"; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
+# seed_lab_cleanup: the EXIT trap of a script with a lab of its own: whatever a failed run left
+# (the seed's domains and vnode's alike; lab down also stops the guests), the lab, and $W (with
+# vnode's node files and fresh states).
+seed_lab_cleanup() {
+  local rc=$? d
+  set +e
+  if [[ -f /var/lib/vnode/lab/$LAB/state.json ]]; then
+    for d in $(lx virsh -q -c "$URI" list --all --name); do
+      lx virsh -q -c "$URI" destroy "$d" >/dev/null 2>&1
+      lx virsh -q -c "$URI" undefine "$d" >/dev/null || echo "$SEED_TOOL: cannot undefine $d (see above)" >&2
+    done
+  fi
+  v lab down || echo "$SEED_TOOL: lab down failed; run: vnode --lab=$LAB lab down" >&2
+  rm -rf "$W"
+  exit "$rc"
+}
+
+# seed_lab_up IMAGE: the cleanup traps first, then the test image as catalog entry IMAGE (renderer
+# networkd, so `--wait auto` decides as for Debian's and Ubuntu's catalog images), the lab up and
+# the image imported; sets BASE (the imported file) and SEED_IMAGE_FILE (the test image's path).
+seed_lab_up() {
+  local digest
+  trap seed_lab_cleanup EXIT
+  # A signal ends the script through the same cleanup (bash runs the EXIT trap after these).
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  SEED_IMAGE_FILE=$(tests/image/build.sh | tail -n 1)
+  digest=$(sha256sum "$SEED_IMAGE_FILE" | cut -d' ' -f1)
+  cat > "$W/catalog.toml" <<EOF
+# The test image (tests/image, variant networkd) as a catalog entry; never downloaded.
+[[image]]
+name = "$1"
+family = "debian-test"
+version = "12"
+osinfo = "debian11"
+renderer = "networkd"
+url = "https://example.invalid/$1.qcow2"
+sha256 = "$digest"
+EOF
+  # The entry above as the config's catalog (a top-level key: before [resources]).
+  sed -i "1i catalog = \"$W/catalog.toml\"" "$W/config.toml"
+  v lab up
+  v images import "$SEED_IMAGE_FILE" --name "$1" --sha256 "$digest" >/dev/null
+  BASE=$W/images/$1.qcow2
+  [[ -f $BASE ]] || { echo "$SEED_TOOL: the imported image is not at $BASE" >&2; exit 1; }
+}
+
 # seed_plan MAX: PUB_MAC, PRIV_MAC and PUB_IP of nodes FIRST .. FIRST+MAX-1 from the lab's plan
 # (the site DHCP's), the same for the seed's nodes as for vnode's.
 seed_plan() {
