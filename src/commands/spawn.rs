@@ -17,7 +17,7 @@ use crate::libvirt::virt_install::Accel;
 use crate::plan::planned_node::{self, HostName, PlannedNode};
 use crate::plan::spec::{self, NodeRequest};
 use crate::process::runtime::{self, Flavor};
-use crate::spawn::report::{CloudInitState, NodeReport, Outcome};
+use crate::spawn::report::{CloudInitState, FreshHow, NodeReport, Outcome};
 use crate::spawn::slots::BootCapChoice;
 use crate::spawn::{self, FreshOptions, SpawnOptions, Target};
 use crate::text::table::Table;
@@ -338,7 +338,7 @@ pub fn print_report(reports: &[NodeReport], json: bool) {
     for r in reports {
         let state = match r.outcome {
             Outcome::Ready => match r.fresh.as_ref().map(|f| f.how) {
-                Some(how @ ("restored" | "saved")) => format!("ready ({how})"),
+                Some(how @ (FreshHow::Restored | FreshHow::Saved)) => format!("ready ({how})"),
                 _ => "ready".to_string(),
             },
             Outcome::Exists => "exists".to_string(),

@@ -13,7 +13,7 @@ use crate::hosts::hypervisor::Keep;
 use crate::process::runtime::{self, Flavor};
 use crate::spawn::FreshOptions;
 use crate::spawn::WaitFor;
-use crate::spawn::report::{NodeReport, Outcome};
+use crate::spawn::report::{FreshHow, NodeReport, Outcome};
 
 pub fn run(ctx: &Context, args: &WarmArgs) -> Result<ExitCode> {
     let spawn_args = SpawnArgs {
@@ -56,7 +56,7 @@ fn remove_warmed(ctx: &Context, reports: &mut [NodeReport]) -> Result<()> {
             if r.outcome != Outcome::Ready {
                 continue;
             }
-            let saved = r.fresh.as_ref().is_some_and(|f| f.how == "saved");
+            let saved = r.fresh.as_ref().is_some_and(|f| f.how == FreshHow::Saved);
             let Some(host) = hosts
                 .all()
                 .iter()

@@ -69,14 +69,12 @@ pub async fn save(
 ) -> Result<Saved, SaveError> {
     let start = Instant::now();
     let dir = &state.dir;
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("cannot remove the old state", dir)(e)),
-    }
+    state
+        .remove()
+        .map_err(io("cannot remove the old state", dir))?;
     freeze::create_dir(dir).map_err(io("cannot create", dir))?;
     let undo = |e: SaveError| {
-        let _ = std::fs::remove_dir_all(dir);
+        let _ = state.remove();
         e
     };
     let xml = virsh

@@ -40,6 +40,16 @@ impl StatePaths {
     pub fn record(&self) -> PathBuf {
         self.dir.join("state.json")
     }
+
+    /// Removes the state's directory; whether there was one. The frozen disk is read-only: its
+    /// directory entry goes all the same.
+    pub fn remove(&self) -> io::Result<bool> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// `state.json`: what the state was made from and what the node was at that moment.
@@ -175,15 +185,9 @@ pub fn disk_usage(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Removes `node`'s state (nothing when it has none). The frozen disk is read-only: its
-/// directory entry goes all the same.
+/// Removes `node`'s state (nothing when it has none).
 pub fn remove(state_dir: &Path, node: &str) -> io::Result<bool> {
-    let paths = StatePaths::new(state_dir, node);
-    match std::fs::remove_dir_all(&paths.dir) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
+    StatePaths::new(state_dir, node).remove()
 }
 
 /// Removes the states built on image `image`; their node names.

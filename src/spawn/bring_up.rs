@@ -13,7 +13,7 @@ use super::boot_console;
 use super::fresh;
 use super::guest_facts::Facts;
 use super::live_status::Stage;
-use super::report::{CloudInitState, FreshReport, Outcome};
+use super::report::{CloudInitState, FreshHow, FreshReport, Outcome};
 use super::slots::Slot;
 use super::stages::{self, StageError};
 use super::tracker::Tracker;
@@ -47,13 +47,13 @@ pub(super) async fn bring_up(
     }
     let found = fresh::find(shared, run, node);
     let mut artifacts = n.prepare(found.identity()).await?;
-    let inputs = fresh::inputs(shared, run, node, &artifacts);
+    let mut inputs = fresh::inputs(shared, run, node, &artifacts);
     let (save, note) = match fresh::plan(shared, found, &inputs) {
         fresh::Plan::AlreadyWarm => {
             let _ = run.host.remove_files(&n.name).await;
             t.update(|r| {
                 r.fresh = Some(FreshReport {
-                    how: "warm",
+                    how: FreshHow::Warm,
                     ..FreshReport::default()
                 })
             });
@@ -66,6 +66,7 @@ pub(super) async fn bring_up(
                 stages::replace(&run.host, node).await?;
                 let _ = crate::fresh_state::store::remove(run.host.state_dir(), &n.name);
                 artifacts = n.prepare(None).await?;
+                inputs = fresh::inputs(shared, run, node, &artifacts);
                 let note = format!("restoring its fresh state failed ({fallback}): booting cold");
                 t.note(&note);
                 (shared.options.fresh.save, Some(note))
@@ -81,7 +82,7 @@ pub(super) async fn bring_up(
     if save || note.is_some() {
         t.update(|r| {
             r.fresh = Some(FreshReport {
-                how: "cold",
+                how: FreshHow::Cold,
                 note,
                 ..FreshReport::default()
             })
@@ -99,10 +100,7 @@ pub(super) async fn bring_up(
     let session = n.log_in(target, &artifacts, deadline).await?;
     let session = n.ready(session, deadline).await?;
     match save {
-        true => {
-            let inputs = fresh::inputs(shared, run, node, &artifacts);
-            fresh::save(shared, run, node, inputs, artifacts.identity, session, t).await?
-        }
+        true => fresh::save(shared, run, node, inputs, artifacts.identity, session, t).await?,
         false => session.close().await,
     }
     Ok(Outcome::Ready)

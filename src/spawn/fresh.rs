@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::live_status::Stage;
-use super::report::FreshReport;
+use super::report::{FreshHow, FreshReport};
 use super::stages::{self, Route, StageError};
 use super::tracker::Tracker;
 use super::{HostRun, Shared, WaitOn};
@@ -234,7 +234,7 @@ pub(super) async fn first_login(
         .map_err(StageError::Ssh)?;
     t.update(|r| {
         let f = r.fresh.get_or_insert_with(FreshReport::default);
-        f.how = "restored";
+        f.how = FreshHow::Restored;
         f.restored_guest = line.clone();
         f.urandom_at_login = fixes.urandom.clone();
         f.clock_offset_seconds = fixes.clock_offset;
@@ -283,7 +283,7 @@ pub(super) async fn save(
     if let Err(e) = started {
         t.update(|r| {
             let f = r.fresh.get_or_insert_with(FreshReport::default);
-            f.how = "cold";
+            f.how = FreshHow::Cold;
             f.note = Some(format!("fresh state not saved: {e}"));
         });
         return Ok(());
@@ -321,7 +321,7 @@ pub(super) async fn save(
             let bytes = store::disk_usage(&state.dir);
             t.update(|r| {
                 let f = r.fresh.get_or_insert_with(FreshReport::default);
-                f.how = "saved";
+                f.how = FreshHow::Saved;
                 f.saving_seconds = Some(s.total_seconds);
                 f.virsh_save_seconds = Some(s.save_seconds);
                 f.state_bytes = Some(bytes);
@@ -347,7 +347,7 @@ pub(super) async fn save(
         Err(e) => {
             t.update(|r| {
                 let f = r.fresh.get_or_insert_with(FreshReport::default);
-                f.how = "cold";
+                f.how = FreshHow::Cold;
                 f.note = Some(format!("fresh state not saved: {e}"));
             });
             Ok(())

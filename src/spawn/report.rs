@@ -20,10 +20,35 @@ pub enum Outcome {
 }
 
 /// What fresh states did for a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FreshHow {
+    /// Restored from its state.
+    Restored,
+    /// Booted cold, its state saved.
+    Saved,
+    /// Booted cold, nothing saved.
+    #[default]
+    Cold,
+    /// `vnode warm`: its state was there and matched; nothing was done.
+    Warm,
+}
+
+impl std::fmt::Display for FreshHow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FreshHow::Restored => "restored",
+            FreshHow::Saved => "saved",
+            FreshHow::Cold => "cold",
+            FreshHow::Warm => "warm",
+        })
+    }
+}
+
+/// What fresh states did for a node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct FreshReport {
-    /// `restored`, `saved` (booted cold, state saved), `cold` (booted cold, nothing saved), `warm`.
-    pub how: &'static str,
+    pub how: FreshHow,
     /// Why the node was not restored, when it had a state, or why nothing was saved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
