@@ -224,14 +224,15 @@ pub(super) async fn first_login(
             stages::login(route, key, &shared.client, deadline).await
         })
     });
-    let session = match futures_util::future::select_ok(attempts).await {
-        Ok((session, _)) => session,
-        Err(e) => return Err(e),
-    };
+    let (session, _) = futures_util::future::select_ok(attempts).await?;
     t.enter(Stage::Ssh, "");
-    let fixes = guest::fix_after_restore(&session)
-        .await
-        .map_err(StageError::Ssh)?;
+    let fixes = match guest::fix_after_restore(&session).await {
+        Ok(f) => f,
+        Err(e) => {
+            session.close().await;
+            return Err(StageError::Ssh(e));
+        }
+    };
     t.update(|r| {
         let f = r.fresh.get_or_insert_with(FreshReport::default);
         f.how = FreshHow::Restored;
