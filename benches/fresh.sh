@@ -116,11 +116,11 @@ vnode_run() {
 }
 
 # After save: the states' bytes per node, as the report has them and as du counts their dirs.
-# Sets D_SAVING (mean saving_seconds), D_VIRSH (mean virsh_save_seconds), D_BYTES, D_DU (MiB).
+# Sets D_SAVING (mean saving_seconds), D_SNAP (mean snapshot_seconds), D_BYTES, D_DU (MiB).
 state_disk() {
   local json=$1 name total=0 count=0 b
   D_SAVING=$(jq -r '[.nodes[].fresh.saving_seconds] | add / length | . * 10 | round / 10' "$json")
-  D_VIRSH=$(jq -r '[.nodes[].fresh.virsh_save_seconds] | add / length | . * 10 | round / 10' "$json")
+  D_SNAP=$(jq -r '[.nodes[].fresh.snapshot_seconds] | add / length | . * 10 | round / 10' "$json")
   D_BYTES=$(jq -r '[.nodes[].fresh.state_bytes] | add / length / 1048576 | . * 10 | round / 10' "$json")
   for name in $(jq -r '.nodes[].name' "$json"); do
     [[ -d $W/nodes/.fresh-states/$name ]] || { echo "fresh.sh: no state directory $W/nodes/.fresh-states/$name after the save" >&2; return 1; }
@@ -165,7 +165,7 @@ for n in "${COUNTS[@]}"; do
           vnode_run "$n" save
           save=$R_WALL save_ssh=$R_SSH
           state_disk "$R_JSON"
-          line="N=$n round $r save: returned at $R_WALL s, slowest ssh $R_SSH s, mean saving $D_SAVING s (virsh save $D_VIRSH s), state per node $D_BYTES MiB (du $D_DU MiB): $R_NODES"
+          line="N=$n round $r save: returned at $R_WALL s, slowest ssh $R_SSH s, mean saving $D_SAVING s (snapshot $D_SNAP s), state per node $D_BYTES MiB (du $D_DU MiB): $R_NODES"
           ;;
         reset)
           vnode_run "$n" reset

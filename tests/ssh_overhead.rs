@@ -121,7 +121,9 @@ fn vnode_thread(
                     .await
                     .unwrap();
                 let login = Instant::now();
-                let facts = stages::facts(&session, &node, deadline).await.unwrap();
+                let facts = stages::facts(&session, &node, deadline, None)
+                    .await
+                    .unwrap();
                 let facts_at = Instant::now();
                 assert_eq!(facts.hostname, node.name());
                 assert!(facts.address_of(node.id.public_mac).is_some());

@@ -1,18 +1,11 @@
-//! The disk side of a state: the node's disk at the save moves into the state, frozen read-only,
-//! and the node gets a new overlay backed by it (after a save, and on every restore).
+//! The disk side of a state: a new overlay on the state's frozen disk (the node's after a save,
+//! and on every restore), and the state's directory.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::node::overlay;
-
-/// Moves `disk` to `frozen` (mode 0400) and puts a new overlay on it at `disk`.
-pub fn freeze(disk: &Path, frozen: &Path) -> io::Result<()> {
-    std::fs::rename(disk, frozen)?;
-    std::fs::set_permissions(frozen, std::fs::Permissions::from_mode(0o400))?;
-    new_overlay(disk, frozen)
-}
 
 /// Replaces whatever is at `disk` with a new overlay backed by `frozen`, of its virtual size.
 pub fn new_overlay(disk: &Path, frozen: &Path) -> io::Result<()> {

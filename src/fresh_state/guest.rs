@@ -42,17 +42,33 @@ pub enum WatcherError {
     NotStarted(String),
 }
 
-/// Starts the watcher over `session`.
-pub async fn start_watcher(session: &Session) -> Result<(), WatcherError> {
+/// Starts the watcher over `session`, then runs `then` in the same round trip (its output must
+/// start with a `== ` section): whether the watcher runs, and the whole output for `then`'s
+/// reader.
+pub async fn start_watcher_then(
+    session: &Session,
+    then: &str,
+) -> Result<(Result<(), WatcherError>, String), SshError> {
+    // The watcher's command ends with `exit` when there is nothing to start: `then` runs in a
+    // subshell of its own, after it.
     let out = session
-        .exec(&start_command())
-        .await
-        .map_err(WatcherError::Ssh)?;
-    match out.stdout.trim() {
-        "watcher=started" | "watcher=running" => Ok(()),
-        "watcher=no-python3" => Err(WatcherError::NoPython),
+        .exec(&format!("( {} ); {then}", start_command()))
+        .await?;
+    Ok((watcher_started(&out.stdout, &out.stderr), out.stdout))
+}
+
+/// What [`start_command`] said, in the lines before the first `== ` section.
+fn watcher_started(stdout: &str, stderr: &str) -> Result<(), WatcherError> {
+    let said = stdout
+        .lines()
+        .take_while(|l| !l.starts_with("== "))
+        .find_map(|l| l.trim().strip_prefix("watcher="));
+    match said {
+        Some("started" | "running") => Ok(()),
+        Some("no-python3") => Err(WatcherError::NoPython),
         other => Err(WatcherError::NotStarted(
-            crate::text::terminal::escaped(&format!("{other} {}", out.stderr.trim())).into_owned(),
+            crate::text::terminal::escaped(&format!("{} {}", other.unwrap_or(""), stderr.trim()))
+                .into_owned(),
         )),
     }
 }
@@ -90,8 +106,9 @@ pub const FIXES_COMMAND: &str = "printf 'urandom='; head -c 16 /dev/urandom | od
     if [ \"$d\" -gt 1 ] || [ \"$d\" -lt -1 ]; then date -s \"@$r\" >/dev/null; echo clock=set; fi; \
     echo \"clock_offset=$d\"; \
     ifs=$(ls /sys/class/net | grep -vx lo); \
-    if systemctl is-active -q systemd-networkd 2>/dev/null; then networkctl renew $ifs && echo renew=networkd; \
-    elif systemctl is-active -q NetworkManager 2>/dev/null; then for i in $ifs; do nmcli device reapply \"$i\" >/dev/null; done; echo renew=networkmanager; \
+    set -- $(systemctl is-active systemd-networkd NetworkManager 2>/dev/null); \
+    if [ \"$1\" = active ]; then networkctl renew $ifs && echo renew=networkd; \
+    elif [ \"$2\" = active ]; then for i in $ifs; do nmcli device reapply \"$i\" >/dev/null; done; echo renew=networkmanager; \
     else echo renew=none; fi";
 
 /// What the first login after a restore saw and did.
@@ -107,10 +124,11 @@ pub struct Fixes {
     pub renewed_by: Option<String>,
 }
 
-/// Reads [`FIXES_COMMAND`]'s output (any text: never panics).
+/// Reads [`FIXES_COMMAND`]'s output (any text: never panics), up to the first `== ` section of
+/// whatever ran after it in the same command.
 pub fn parse_fixes(output: &str) -> Fixes {
     let mut f = Fixes::default();
-    for line in output.lines() {
+    for line in output.lines().take_while(|l| !l.starts_with("== ")) {
         if let Some(v) = line.strip_prefix("urandom=") {
             let v = v.trim();
             if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -130,9 +148,14 @@ pub fn parse_fixes(output: &str) -> Fixes {
     f
 }
 
-/// Runs the fixes over `session`.
-pub async fn fix_after_restore(session: &Session) -> Result<Fixes, SshError> {
-    Ok(parse_fixes(&session.exec(FIXES_COMMAND).await?.stdout))
+/// Runs the fixes over `session`, then `then` in the same round trip (its output must start
+/// with a `== ` section); the fixes, and the whole output for `then`'s reader.
+pub async fn fix_after_restore(session: &Session, then: &str) -> Result<(Fixes, String), SshError> {
+    let out = session
+        .exec(&format!("{FIXES_COMMAND}; {then}"))
+        .await?
+        .stdout;
+    Ok((parse_fixes(&out), out))
 }
 
 #[cfg(test)]
@@ -169,6 +192,51 @@ mod tests {
         assert_eq!(
             parse_fixes("urandom=zz\nclock_offset=x\nrenew=rm -rf"),
             Fixes::default()
+        );
+        // What ran after the fixes is not theirs to read.
+        assert_eq!(
+            parse_fixes("clock_offset=3\n== hostname\nrenew=networkd\n").renewed_by,
+            None
+        );
+    }
+
+    #[test]
+    fn the_watchers_answer_is_read_before_the_next_section() {
+        assert!(watcher_started("watcher=started\n== hostname\nx\n", "").is_ok());
+        assert!(watcher_started("watcher=running\n", "").is_ok());
+        assert!(matches!(
+            watcher_started("watcher=no-python3\n== ip\n", ""),
+            Err(WatcherError::NoPython)
+        ));
+        assert!(matches!(
+            watcher_started("== hostname\nwatcher=started\n", "boom"),
+            Err(WatcherError::NotStarted(s)) if s.contains("boom")
+        ));
+    }
+
+    #[test]
+    fn the_watchers_start_is_valid_sh() {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", &format!("( {} ); true", start_command())])
+            .output()
+            .expect("sh runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn the_fixes_are_valid_sh() {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", FIXES_COMMAND])
+            .output()
+            .expect("sh runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 

@@ -1,8 +1,11 @@
-//! Saving a ready node's state: the domain's definition, `virsh save` (the guest stops), the
-//! disk frozen into the state with a new overlay for the node, `virsh restore` (the node runs on,
-//! as it was), and `state.json` last. The node is the user's: a save that fails after the guest
-//! stopped says so, with what to do.
+//! Saving a ready node's state without stopping it: the domain's definition, then one external
+//! snapshot that writes the guest's memory to the state and moves the running guest onto a new
+//! overlay (`disk.run.qcow2`) on its disk, which is frozen from that moment (the state's disk, by
+//! a second name), and `state.json` last. The guest pauses for the memory's write only (about
+//! half a second here): the same QEMU process runs on, with its NICs, so its network does not
+//! change. Nothing of the snapshot stays in libvirt (`--no-metadata`).
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -24,8 +27,8 @@ pub enum SaveError {
         source: std::io::Error,
     },
     #[error(
-        "its fresh state was saved but the node did not come back ({source}); spawn it again \
-         (`vnode {node} --force` restores the state; add --cold to boot it instead)"
+        "saving its fresh state failed and left it paused ({source}); resume it \
+         (`virsh resume {node}`) or spawn it again (`vnode {node} --force --cold`)"
     )]
     NotBack {
         node: String,
@@ -37,9 +40,9 @@ pub enum SaveError {
 /// What a save took.
 #[derive(Clone, Copy, Debug)]
 pub struct Saved {
-    /// `virsh save` alone.
-    pub save_seconds: f64,
-    /// Everything from the definition to the node running again.
+    /// The snapshot alone (the guest paused while its memory was written).
+    pub snapshot_seconds: f64,
+    /// Everything from the definition to the state's record.
     pub total_seconds: f64,
     pub memory_bytes: u64,
 }
@@ -52,14 +55,43 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-fn path_str(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
+/// A path as one `--diskspec`/`--memspec` value: virsh splits those at `,`, and reads `,,` as
+/// one comma.
+fn spec_path(p: &Path) -> String {
+    p.to_string_lossy().replace(',', ",,")
 }
 
-/// Saves the running node `name` into `state` and has it running again on a new overlay;
-/// `record` (its key, identity and addresses) is written with the save's figures. Any state the
-/// node had is replaced. On an error before the guest stopped, the state is removed and the
-/// node runs on untouched.
+/// The `virsh snapshot-create-as` arguments of the save: memory to `state`, the node's disk
+/// frozen with `run` as its new overlay, the seed left alone, no libvirt metadata.
+pub fn snapshot_args(name: &str, node: &NodePaths, state: &StatePaths) -> Vec<String> {
+    [
+        "snapshot-create-as",
+        name,
+        "--no-metadata",
+        "--atomic",
+        "--reuse-external",
+        "--memspec",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        format!("file={},snapshot=external", spec_path(&state.memory())),
+        "--diskspec".to_string(),
+        format!(
+            "{},snapshot=external,file={}",
+            spec_path(&node.disk()),
+            spec_path(&node.run_disk())
+        ),
+        "--diskspec".to_string(),
+        format!("{},snapshot=no", spec_path(&node.seed())),
+    ])
+    .collect()
+}
+
+/// Saves the running node `name` into `state`; it runs on, on `node.run_disk()`. `record` (its
+/// key, identity and addresses) is written with the save's figures. Any state the node had is
+/// replaced. A save that fails removes the state and leaves the node running (on whichever
+/// disk libvirt left it), or says that it could not.
 pub async fn save(
     virsh: &Virsh,
     name: &str,
@@ -83,38 +115,81 @@ pub async fn save(
         .map_err(|e| undo(SaveError::Libvirt(e)))?;
     crate::files::write_atomic(&state.domain_xml(), xml, 0o600)
         .map_err(|e| undo(io("cannot write", &state.domain_xml())(e)))?;
-    let memory = path_str(&state.memory());
-    let saving = Instant::now();
-    virsh
-        .run(&["save", name, &memory, "--running"])
-        .await
-        .map_err(|e| undo(SaveError::Libvirt(e)))?;
-    let save_seconds = saving.elapsed().as_secs_f64();
-    // The guest is stopped: its disk is the state's now, the node gets an overlay on it.
-    if let Err(e) = freeze::freeze(&node.disk(), &state.disk()) {
-        // Put the disk back where the saved domain expects it, and the node back up.
-        let _ = std::fs::rename(state.disk(), node.disk());
-        let _ = virsh.run(&["restore", &memory]).await;
-        return Err(undo(io("cannot freeze the disk into", &state.disk())(e)));
+    // The state's disk is the node's disk by a second name: what it holds at the snapshot is
+    // what the memory expects. The new overlay names it by that name, which outlives the node.
+    std::fs::hard_link(node.disk(), state.disk())
+        .map_err(|e| undo(io("cannot link the node's disk into", &state.disk())(e)))?;
+    freeze::new_overlay(&node.run_disk(), &state.disk())
+        .map_err(|e| undo(io("cannot write the new overlay", &node.run_disk())(e)))?;
+    let args = snapshot_args(name, node, state);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let snapshotting = Instant::now();
+    if let Err(e) = virsh.run(&args).await {
+        return Err(undo(recover(virsh, name, node, e).await));
     }
-    if let Err(e) = virsh.run(&["restore", &memory]).await {
-        return Err(SaveError::NotBack {
-            node: name.to_string(),
-            source: e,
-        });
-    }
-    let total_seconds = start.elapsed().as_secs_f64();
+    let snapshot_seconds = snapshotting.elapsed().as_secs_f64();
+    // The guest writes only to its new overlay now; nothing may write the frozen disk again.
+    std::fs::set_permissions(state.disk(), std::fs::Permissions::from_mode(0o400))
+        .map_err(|e| undo(io("cannot make read-only", &state.disk())(e)))?;
     let memory_bytes = std::fs::metadata(state.memory())
-        .map_err(io("cannot read", &state.memory()))?
+        .map_err(|e| undo(io("cannot read", &state.memory())(e)))?
         .len();
     record.memory_bytes = memory_bytes;
-    record.save_seconds = save_seconds;
+    record.save_seconds = snapshot_seconds;
     record
         .save(state)
-        .map_err(io("cannot write", &state.record()))?;
+        .map_err(|e| undo(io("cannot write", &state.record())(e)))?;
     Ok(Saved {
-        save_seconds,
-        total_seconds,
+        snapshot_seconds,
+        total_seconds: start.elapsed().as_secs_f64(),
         memory_bytes,
     })
+}
+
+/// After a snapshot that failed: the guest running again (libvirt may leave it paused), and the
+/// new overlay removed unless the guest runs on it. The error to report.
+async fn recover(virsh: &Virsh, name: &str, node: &NodePaths, failed: LibvirtError) -> SaveError {
+    let state = virsh.run(&["domstate", name]).await.unwrap_or_default();
+    if state.trim() == "paused"
+        && let Err(e) = virsh.run(&["resume", name]).await
+    {
+        return SaveError::NotBack {
+            node: name.to_string(),
+            source: e,
+        };
+    }
+    let disks = virsh.run(&["domblklist", name]).await.unwrap_or_default();
+    let run = node.run_disk().to_string_lossy().into_owned();
+    if !disks.lines().any(|l| l.trim_end().ends_with(run.as_str())) {
+        let _ = std::fs::remove_file(node.run_disk());
+    }
+    SaveError::Libvirt(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_names_the_disks_by_path_with_commas_doubled() {
+        let node = NodePaths::in_dir("/s/a,b".into());
+        let state = StatePaths::new(Path::new("/s"), "vnode03");
+        let args = snapshot_args("vnode03", &node, &state);
+        assert_eq!(
+            args,
+            [
+                "snapshot-create-as",
+                "vnode03",
+                "--no-metadata",
+                "--atomic",
+                "--reuse-external",
+                "--memspec",
+                "file=/s/.fresh-states/vnode03/memory.save,snapshot=external",
+                "--diskspec",
+                "/s/a,,b/disk.qcow2,snapshot=external,file=/s/a,,b/disk.run.qcow2",
+                "--diskspec",
+                "/s/a,,b/seed.iso,snapshot=no",
+            ]
+        );
+    }
 }

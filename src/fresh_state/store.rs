@@ -70,7 +70,7 @@ pub struct StateRecord {
     pub last_used_unix: u64,
     /// `memory.save`'s size when written (a shorter file is not a usable state).
     pub memory_bytes: u64,
-    /// `virsh save`'s seconds, and the whole save's (save, freeze, restore).
+    /// The snapshot's seconds (the guest paused while its memory was written).
     pub save_seconds: f64,
 }
 

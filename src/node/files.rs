@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 /// File names in a node's directory.
 pub const DISK: &str = "disk.qcow2";
+/// The disk a node runs on after its fresh state was saved: an overlay on [`DISK`], which is
+/// frozen then (the state's disk, by a second name).
+pub const RUN_DISK: &str = "disk.run.qcow2";
 pub const SEED: &str = "seed.iso";
 pub const CONSOLE_LOG: &str = "console.log";
 pub const HOST_KEY_PUB: &str = "ssh_host_ed25519_key.pub";
@@ -32,8 +35,21 @@ impl NodePaths {
         NodePaths { dir }
     }
 
+    /// The disk the node was defined with (frozen into its state once that is saved).
     pub fn disk(&self) -> PathBuf {
         self.dir.join(DISK)
+    }
+
+    /// The overlay a saved node runs on from its save on, backed by [`NodePaths::disk`].
+    pub fn run_disk(&self) -> PathBuf {
+        self.dir.join(RUN_DISK)
+    }
+
+    /// The disk the node runs on now: [`NodePaths::run_disk`] once its state was saved, else
+    /// [`NodePaths::disk`].
+    pub fn active_disk(&self) -> PathBuf {
+        let run = self.run_disk();
+        if run.exists() { run } else { self.disk() }
     }
 
     pub fn seed(&self) -> PathBuf {

@@ -622,7 +622,8 @@ pub fn remove_keeping_disk(state_dir: &Path, name: &str) -> Result<(), NodeError
     let entries = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
     for entry in entries {
         let path = entry.map_err(io_err(&dir))?.path();
-        if path == paths.disk() {
+        // A saved node runs on an overlay on its first disk: both are its disk.
+        if path == paths.disk() || path == paths.run_disk() {
             continue;
         }
         if path.is_dir() {

@@ -11,13 +11,14 @@ use std::time::Instant;
 
 use super::boot_console;
 use super::fresh;
-use super::guest_facts::Facts;
+use super::guest_facts::{FACTS_COMMAND, Facts, parse_facts};
 use super::live_status::Stage;
 use super::report::{CloudInitState, FreshHow, FreshReport, Outcome};
 use super::slots::Slot;
 use super::stages::{self, StageError};
 use super::tracker::Tracker;
 use super::{HostRun, Shared, WaitOn};
+use crate::fresh_state::guest::{self, WatcherError};
 use crate::fresh_state::store::StateRecord;
 use crate::libvirt::virt_install::DomainFiles;
 use crate::node::NodeArtifacts;
@@ -98,12 +99,35 @@ pub(super) async fn bring_up(
     n.remember_address(target);
     t.enter(Stage::Lease, &target.to_string());
     let session = n.log_in(target, &artifacts, deadline).await?;
-    let session = n.ready(session, deadline).await?;
-    match save {
-        true => fresh::save(shared, run, node, inputs, artifacts.identity, session, t).await?,
-        false => session.close().await,
+    // A state is saved with the guest's watcher running: started by the facts' command.
+    let mut first = match save {
+        true => FirstCommand::StartWatcher(None),
+        false => FirstCommand::Facts,
+    };
+    let session = n.ready(session, deadline, &mut first).await?;
+    match first {
+        FirstCommand::StartWatcher(Some(watcher)) => {
+            let to_save = fresh::ToSave {
+                inputs,
+                identity: artifacts.identity,
+                watcher,
+            };
+            fresh::save(shared, run, node, to_save, session, t).await?
+        }
+        _ => session.close().await,
     }
     Ok(Outcome::Ready)
+}
+
+/// The first command of a logged-in node, which reads its facts.
+enum FirstCommand {
+    /// Just the facts.
+    Facts,
+    /// The fresh-state watcher started first, in the same round trip; whether it runs, once
+    /// the command ran.
+    StartWatcher(Option<Result<(), WatcherError>>),
+    /// Nothing: the facts were read already (a restored node's first command).
+    Read(Facts),
 }
 
 /// What each phase of one node's bring-up reads.
@@ -119,8 +143,15 @@ struct NodeRun<'a> {
 impl NodeRun<'_> {
     /// Logged in: the facts, the ready record, the public address and cloud-init; the session
     /// comes back open (a save starts the watcher over it).
-    async fn ready(&self, session: Session, deadline: Instant) -> Result<Session, StageError> {
-        let facts = match self.facts(&session, deadline).await {
+    /// `first`: what the facts' command does besides, or the facts when the session read them
+    /// already.
+    async fn ready(
+        &self,
+        session: Session,
+        deadline: Instant,
+        first: &mut FirstCommand,
+    ) -> Result<Session, StageError> {
+        let facts = match self.facts(&session, deadline, first).await {
             Ok(f) => f,
             Err(e) => {
                 session.close().await;
@@ -128,7 +159,13 @@ impl NodeRun<'_> {
             }
         };
         let record = self.record_ssh_moment(&facts);
-        match self.finish_ready(&record, &facts, &session, deadline).await {
+        // A state is saved once cloud-init is over: a restore must not replay its config and
+        // final stages (their CPU, and what they had under way, such as downloads).
+        let saves = matches!(first, FirstCommand::StartWatcher(_));
+        match self
+            .finish_ready(&record, &facts, &session, deadline, saves)
+            .await
+        {
             Ok(()) => Ok(session),
             Err(e) => {
                 session.close().await;
@@ -146,16 +183,40 @@ impl NodeRun<'_> {
     ) -> Result<Result<Outcome, StageError>, fresh::Fallback> {
         let (shared, run, t) = (self.shared, self.run, self.t);
         fresh::restore(run, self.node, t).await?;
-        let session = fresh::first_login(shared, run, self.node, artifacts, &record, t)
-            .await
-            .map_err(fresh::Fallback::NoAnswer)?;
+        // The address readiness is checked on answers once its bridge forwards the new tap
+        // (the private one after its STP delay): waited for beside the first login.
+        let (private, public) = (
+            record.private_ip,
+            record.public_ip.or(self.node.id.public_ip),
+        );
+        let answering = fresh::answering(shared, run, private, public);
+        let mut answering = std::pin::pin!(answering);
+        let mut answered = None;
+        let (session, facts) = {
+            let login = fresh::first_login(shared, run, self.node, artifacts, &record, t);
+            let mut login = std::pin::pin!(login);
+            loop {
+                tokio::select! {
+                    first = &mut login => break first.map_err(fresh::Fallback::NoAnswer)?,
+                    a = &mut answering, if answered.is_none() => answered = Some(a),
+                }
+            }
+        };
         let deadline = Instant::now() + shared.options.timeout;
         // From here on the node is up: its failures are its own, not a reason to boot cold.
         let outcome = async {
-            let session = self.ready(session, deadline).await?;
+            let mut first = FirstCommand::Read(facts);
+            let session = self.ready(session, deadline, &mut first).await?;
             session.close().await;
-            let (private, public) = t.update(|r| (r.private_ip, r.public_ip));
-            fresh::answering(shared, run, private, public).await?;
+            match answered {
+                Some(a) => a?,
+                None => answering.await?,
+            }
+            // A renewed lease that moved an address: the new one must answer too.
+            let now = t.update(|r| (r.private_ip, r.public_ip));
+            if now != (private, public) {
+                fresh::answering(shared, run, now.0, now.1).await?;
+            }
             Ok::<_, StageError>(Outcome::Ready)
         }
         .await;
@@ -317,9 +378,29 @@ impl NodeRun<'_> {
     }
 
     /// The ssh moment: logged in with the pinned key; the node's facts (and its public address).
-    async fn facts(&self, session: &Session, deadline: Instant) -> Result<Facts, StageError> {
+    async fn facts(
+        &self,
+        session: &Session,
+        deadline: Instant,
+        first: &mut FirstCommand,
+    ) -> Result<Facts, StageError> {
         self.t.enter(Stage::Facts, "");
-        self.watching(stages::facts(session, self.node, deadline))
+        let read = match first {
+            FirstCommand::Read(facts) => Some(std::mem::take(facts)),
+            FirstCommand::Facts => None,
+            FirstCommand::StartWatcher(started) => {
+                let (s, out) = self
+                    .watching(async {
+                        guest::start_watcher_then(session, FACTS_COMMAND)
+                            .await
+                            .map_err(StageError::Ssh)
+                    })
+                    .await?;
+                *started = Some(s);
+                Some(parse_facts(&out))
+            }
+        };
+        self.watching(stages::facts(session, self.node, deadline, read))
             .await
     }
 
@@ -353,13 +434,14 @@ impl NodeRun<'_> {
     }
 
     /// Saves the ready record, requires the public address (unless optional) and waits for
-    /// cloud-init when asked for (or when its later stages have work).
+    /// cloud-init when asked for (or when its later stages have work, or a state is saved).
     async fn finish_ready(
         &self,
         record: &ReadyRecord,
         facts: &Facts,
         session: &Session,
         deadline: Instant,
+        saves: bool,
     ) -> Result<(), StageError> {
         let (options, node, t) = (&self.shared.options, self.node, self.t);
         record
@@ -368,7 +450,7 @@ impl NodeRun<'_> {
         if !options.public_optional {
             stages::require_public(node, facts)?;
         }
-        if options.wait.waits_for_cloud_init(&self.shared.config, node) {
+        if saves || options.wait.waits_for_cloud_init(&self.shared.config, node) {
             t.enter(Stage::CloudInit, "");
             self.watching(stages::cloud_init(session, node, deadline))
                 .await?;

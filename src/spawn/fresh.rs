@@ -5,6 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::guest_facts::{FACTS_COMMAND, Facts, parse_facts};
 use super::live_status::Stage;
 use super::report::{FreshHow, FreshReport};
 use super::stages::{self, Route, StageError};
@@ -196,7 +197,8 @@ pub(super) async fn restore(
 
 /// After a restore: the watcher's line (the RNG reseeded, the clock set) before the first login,
 /// then the login on whichever address answers first (the public bridge forwards at once, the
-/// private one after its STP delay), then the fixes (urandom read first, DHCP renewed).
+/// private one after its STP delay), then the fixes (urandom read first, DHCP renewed) and the
+/// node's facts in one round trip.
 pub(super) async fn first_login(
     shared: &Shared,
     run: &HostRun,
@@ -204,7 +206,7 @@ pub(super) async fn first_login(
     artifacts: &NodeArtifacts,
     record: &StateRecord,
     t: &Tracker,
-) -> Result<Session, StageError> {
+) -> Result<(Session, Facts), StageError> {
     let name = node.name();
     let console = run.host.node_paths(&name).console_log();
     let line = guest::restored_line(&console, WATCHER_PATIENCE).await;
@@ -226,8 +228,8 @@ pub(super) async fn first_login(
     });
     let (session, _) = futures_util::future::select_ok(attempts).await?;
     t.enter(Stage::Ssh, "");
-    let fixes = match guest::fix_after_restore(&session).await {
-        Ok(f) => f,
+    let (fixes, facts) = match guest::fix_after_restore(&session, FACTS_COMMAND).await {
+        Ok((fixes, out)) => (fixes, parse_facts(&out)),
         Err(e) => {
             session.close().await;
             return Err(StageError::Ssh(e));
@@ -244,7 +246,7 @@ pub(super) async fn first_login(
     if line.is_none() {
         t.note("the fresh-state watcher said nothing on the console: the RNG was not reseeded before this login");
     }
-    Ok(session)
+    Ok((session, facts))
 }
 
 /// The node answers on the address readiness is checked on (`--wait-on`): after a restore or a
@@ -266,20 +268,31 @@ pub(super) async fn answering(
     }
 }
 
-/// Saves the ready node's state: the watcher started over `session` (closed here), then the
-/// save (files locked). A save that fails before the guest stopped leaves the node as it was
-/// and says so in the report; one that fails after fails the node.
+/// What a node's save is made of besides the node: its key's inputs, its identity, and whether
+/// its watcher runs.
+pub(super) struct ToSave {
+    pub inputs: KeyInputs,
+    pub identity: Identity,
+    pub watcher: Result<(), guest::WatcherError>,
+}
+
+/// Saves the ready node's state (files locked) once its watcher runs (`watcher`: started by the
+/// facts' command; `session` is closed here). A save that fails leaves the node running and
+/// says so in the report; one that leaves it paused fails the node.
 pub(super) async fn save(
     shared: &Shared,
     run: &HostRun,
     node: &PlannedNode,
-    inputs: KeyInputs,
-    identity: Identity,
+    to_save: ToSave,
     session: Session,
     t: &Tracker,
 ) -> Result<(), StageError> {
     t.enter(Stage::Saving, "");
-    let started = guest::start_watcher(&session).await;
+    let ToSave {
+        inputs,
+        identity,
+        watcher: started,
+    } = to_save;
     session.close().await;
     if let Err(e) = started {
         t.update(|r| {
@@ -324,7 +337,7 @@ pub(super) async fn save(
                 let f = r.fresh.get_or_insert_with(FreshReport::default);
                 f.how = FreshHow::Saved;
                 f.saving_seconds = Some(s.total_seconds);
-                f.virsh_save_seconds = Some(s.save_seconds);
+                f.snapshot_seconds = Some(s.snapshot_seconds);
                 f.state_bytes = Some(bytes);
             });
             let evicted =

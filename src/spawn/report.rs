@@ -64,11 +64,12 @@ pub struct FreshReport {
     /// Which network manager renewed DHCP after the restore.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dhcp_renewed_by: Option<String>,
-    /// Seconds the save took (the guest stopped, frozen, restored), and `virsh save` alone.
+    /// Seconds the save took (definition, snapshot, record), and the snapshot alone (the guest
+    /// paused while its memory was written).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saving_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub virsh_save_seconds: Option<f64>,
+    pub snapshot_seconds: Option<f64>,
     /// The state's bytes on disk after the save.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_bytes: Option<u64>,

@@ -368,17 +368,24 @@ pub async fn cloud_init(
 const PUBLIC_GRACE: Duration = Duration::from_secs(20);
 
 /// PRETTY_NAME, hostname and both NICs' addresses, read from the node; the hostname must be the
-/// node's (else the seed was not applied).
+/// node's (else the seed was not applied). `read`: the facts when an earlier command of the
+/// session read them already (a restored node's first one).
 pub async fn facts(
     session: &Session,
     node: &PlannedNode,
     deadline: Instant,
+    read: Option<Facts>,
 ) -> Result<Facts, StageError> {
-    let out = session
-        .exec(guest_facts::FACTS_COMMAND)
-        .await
-        .map_err(StageError::Ssh)?;
-    let mut facts = guest_facts::parse_facts(&out.stdout);
+    let mut facts = match read {
+        Some(facts) => facts,
+        None => {
+            let out = session
+                .exec(guest_facts::FACTS_COMMAND)
+                .await
+                .map_err(StageError::Ssh)?;
+            guest_facts::parse_facts(&out.stdout)
+        }
+    };
     let until = (Instant::now() + PUBLIC_GRACE).min(deadline);
     while facts.address_of(node.id.public_mac).is_none() && Instant::now() < until {
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -78,10 +78,10 @@ fn warm_respawn_reset_ctrl_c_and_cold_fallbacks() {
         let n = warm.node(name);
         assert_eq!(n["fresh"]["how"], "saved", "{n:#}");
         eprintln!(
-            "{name}: warm {} s, saving {} s (virsh save {} s), state {} bytes",
+            "{name}: warm {} s, saving {} s (snapshot {} s), state {} bytes",
             n["seconds"],
             n["fresh"]["saving_seconds"],
-            n["fresh"]["virsh_save_seconds"],
+            n["fresh"]["snapshot_seconds"],
             n["fresh"]["state_bytes"]
         );
         assert!(states.join(name).join("state.json").exists());

@@ -153,7 +153,7 @@ pub fn derive(ctx: &Context, req: &DeriveRequest) -> Result<CachedImage> {
         );
     }
     let result = result.and_then(|()| {
-        let overlay = host.node_paths(&node_name).disk();
+        let overlay = host.node_paths(&node_name).active_disk();
         if !ctx.json {
             eprintln!("vnode: flattening {} into {name}", overlay.display());
         }
