@@ -1,5 +1,6 @@
 //! Restoring a node from its state: a new overlay on the frozen disk (nothing of an earlier run
-//! stays), the domain defined as it was saved, `virsh restore`. A restore that fails undefines
+//! stays), the domain defined as it was saved, `virsh restore` of the snapshot's memory (the
+//! format of `virsh save`). A restore that fails undefines
 //! what it defined, so the caller can boot the node cold.
 
 use super::freeze;

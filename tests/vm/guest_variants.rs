@@ -158,6 +158,45 @@ fn wait_online(lab: &Lab, name: &str, variant: &str) -> (f64, String) {
     ((end - start) / 1e6, lines[2].to_string())
 }
 
+/// A node whose state was saved at its first ready: saved once cloud-init was over, it runs on
+/// with libvirt's domain on the new overlay, whose backing is the state's disk (frozen, 0400);
+/// both pass `qemu-img check` (-U: the running QEMU holds their locks).
+fn assert_saved_running_on(lab: &Lab, site: &Site, name: &str, n: &Value) {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(n["fresh"]["how"], "saved", "{n:#}");
+    assert_eq!(n["cloud_init"], "done", "the state is saved after cloud-init: {n:#}");
+    let run = site.nodes().join(name).join("disk.run.qcow2");
+    let frozen = site.nodes().join(".fresh-states").join(name).join("disk.qcow2");
+    let blk = lab.exec_ok(["virsh", "-q", "domblklist", name]);
+    assert!(
+        blk.lines().any(|l| l.trim_end().ends_with(run.to_str().unwrap())),
+        "{name} runs on {}: {blk}",
+        run.display()
+    );
+    let mode = std::fs::metadata(&frozen).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o400, "{}", frozen.display());
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["backing-filename"], frozen.to_str().unwrap(), "{info:#}");
+    for disk in [&run, &frozen] {
+        let check = std::process::Command::new("qemu-img")
+            .args(["check", "-U"])
+            .arg(disk)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "qemu-img check {}: {}",
+            disk.display(),
+            String::from_utf8_lossy(&check.stdout)
+        );
+    }
+}
+
 fn import_variants(lab: &Lab) {
     for variant in VARIANTS {
         let image = test_image_variant(variant);
@@ -258,6 +297,7 @@ fn each_renderer_with_and_without_a_public_lease() {
         let private: Ipv4Addr = n["private_ip"].as_str().unwrap().parse().unwrap();
         assert_eq!(private.octets()[..3], [192, 168, 122], "{n:#}");
         eprintln!("{name} ({variant}): ready after {} s", n["seconds"]);
+        assert_saved_running_on(&lab, &site, name, n);
 
         // Both NICs found by MAC and renamed; each has its own address.
         let net = GuestNet::read(&lab, name);
