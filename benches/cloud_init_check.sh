@@ -26,6 +26,7 @@ chmod 755 "$site" "$site/images" "$site/nodes"
 ssh-keygen -q -t ed25519 -N '' -f "$site/key"
 cat > "$site/config.toml" <<C
 virt_type = "qemu"
+fresh_states = false
 cache_dir = "$site/images"
 state_dir = "$site/nodes"
 ssh_keys = ["$(cat "$site/key.pub")"]

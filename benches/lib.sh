@@ -29,7 +29,8 @@ bench_binary() {
 # bench_site TAG MEMORY_MIB DISK_GIB [DIR ...]: LAB=TAG-PID and its site W=/var/lib/vnode/TAG-PID
 # with images/, nodes/, any extra DIRs (all readable by the qemu user), home/ with an ssh key (KEY:
 # its public half) and config.toml (TCG, the site's cache and state, 1 vCPU, the given memory and
-# disk). `v ARGS` runs vnode in the lab with that config; the caller removes W and takes the lab
+# disk; no fresh state saved unless a command asks: the benchmarks measure cold boots, fresh.sh
+# asks per command). `v ARGS` runs vnode in the lab with that config; the caller removes W and takes the lab
 # down (its cleanup trap).
 bench_site() {
   local tag=$1 memory=$2 disk=$3 d
@@ -46,6 +47,7 @@ bench_site() {
   KEY=$(cat "$W/home/id_ed25519.pub")
   cat > "$W/config.toml" <<CONFIG
 virt_type = "qemu"
+fresh_states = false
 cache_dir = "$W/images"
 state_dir = "$W/nodes"
 ssh_keys = ["$KEY"]

@@ -205,7 +205,8 @@ pub struct SpawnArgs {
     /// Boot cold even when the node has a matching fresh state.
     #[arg(long)]
     pub cold: bool,
-    /// Save each cold-booted node's fresh state at its first ready (the config's fresh_states).
+    /// Save every cold-booted node's fresh state at its first ready, once cloud-init is done
+    /// (fresh_states = true; the default, auto, saves the nodes that wait for cloud-init anyway).
     #[arg(long, conflicts_with = "no_fresh_states")]
     pub fresh_states: bool,
     /// Neither restore nor save fresh states.

@@ -44,7 +44,7 @@ pub fn run(ctx: &Context, args: &ResetArgs) -> Result<ExitCode> {
     };
     let fresh = FreshOptions {
         restore: !args.cold,
-        save: true,
+        save: crate::config::FreshStates::On,
         warm: false,
         reset: true,
         cap_bytes: ctx.config.fresh_states_cap_gib << 30,

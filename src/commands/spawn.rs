@@ -19,6 +19,7 @@ use crate::plan::spec::{self, NodeRequest};
 use crate::process::runtime::{self, Flavor};
 use crate::spawn::report::{CloudInitState, FreshHow, NodeReport, Outcome};
 use crate::spawn::slots::BootCapChoice;
+use crate::config::FreshStates;
 use crate::spawn::{self, FreshOptions, SpawnOptions, Target};
 use crate::text::table::Table;
 
@@ -118,7 +119,13 @@ pub fn run(ctx: &Context, args: &SpawnArgs) -> Result<ExitCode> {
 pub fn fresh_options(ctx: &Context, args: &SpawnArgs) -> FreshOptions {
     FreshOptions {
         restore: !args.cold && !args.no_fresh_states,
-        save: (ctx.config.fresh_states || args.fresh_states) && !args.no_fresh_states,
+        save: if args.no_fresh_states {
+            FreshStates::Off
+        } else if args.fresh_states {
+            FreshStates::On
+        } else {
+            ctx.config.fresh_states
+        },
         warm: false,
         reset: false,
         cap_bytes: ctx.config.fresh_states_cap_gib << 30,

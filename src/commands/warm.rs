@@ -32,7 +32,7 @@ pub fn run(ctx: &Context, args: &WarmArgs) -> Result<ExitCode> {
     };
     let fresh = FreshOptions {
         restore: false,
-        save: true,
+        save: crate::config::FreshStates::On,
         warm: true,
         reset: false,
         cap_bytes: ctx.config.fresh_states_cap_gib << 30,

@@ -20,8 +20,7 @@ pub(super) struct ConfigFile {
     pub cache_dir: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
     pub max_image_mib: Option<Spanned<i64>>,
-    #[serde(default)]
-    pub fresh_states: bool,
+    pub fresh_states: Option<Spanned<super::fresh_states::FreshStatesFile>>,
     pub fresh_states_cap_gib: Option<Spanned<i64>>,
     #[serde(default)]
     pub ssh_keys: Vec<Spanned<String>>,

@@ -14,6 +14,7 @@ use crate::plan::pool::{Pools, Resources};
 
 mod cloud_init;
 mod file;
+mod fresh_states;
 mod hosts;
 mod located;
 mod lookup;
@@ -27,6 +28,7 @@ mod virt_type;
 mod tests;
 
 pub use cloud_init::{CloudInitExtra, ModuleLists};
+pub use fresh_states::{FreshStates, UnknownFreshStates};
 pub use hosts::{DEFAULT_POOL_PATH, DEFAULT_STORAGE_POOL, HostConfig};
 pub use lookup::ConfigSource;
 pub use users::UserConfig;
@@ -53,10 +55,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// No pulled image may be larger, in MiB (a mirror cannot fill the disk).
     pub max_image_mib: u64,
-    /// Save each cold-booted node's state at its first ready, so that a respawn or reset
+    /// When a cold-booted node's state is saved at its first ready, so that a respawn or reset
     /// restores it (`--fresh-states` / `--no-fresh-states` per command). Restoring a state
     /// that exists is on unless `--cold` or `--no-fresh-states`.
-    pub fresh_states: bool,
+    pub fresh_states: FreshStates,
     /// The fresh states are held under this many GiB (least recently used go first).
     pub fresh_states_cap_gib: u64,
     /// Public keys authorized for root in every node; empty means the invoking user's ~/.ssh/id_*.pub.
@@ -127,7 +129,8 @@ impl Config {
                     top_level::MAX_IMAGE_MIB,
                 )?
                 .unwrap_or(top_level::DEFAULT_MAX_IMAGE_MIB),
-            fresh_states: f.fresh_states,
+            fresh_states: fresh_states::parse(f.fresh_states.as_ref())
+                .map_err(|(span, e)| at.error(span, "fresh_states", e))?,
             fresh_states_cap_gib: at
                 .number(
                     f.fresh_states_cap_gib.as_ref(),

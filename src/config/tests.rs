@@ -552,17 +552,34 @@ fn max_image_mib_defaults_to_64_gib_and_is_range_checked() {
 }
 
 #[test]
-fn fresh_states_default_off_and_their_cap_is_range_checked() {
+fn fresh_states_default_auto_and_their_cap_is_range_checked() {
+    use crate::config::FreshStates;
     let d = Config::defaults();
-    assert!(!d.fresh_states);
+    assert_eq!(d.fresh_states, FreshStates::Auto);
     assert_eq!(d.fresh_states_cap_gib, 50);
     let c = Config::parse(
         Path::new("c.toml"),
         "fresh_states = true\nfresh_states_cap_gib = 0\n",
     )
     .unwrap();
-    assert!(c.fresh_states);
+    assert_eq!(c.fresh_states, FreshStates::On);
     assert_eq!(c.fresh_states_cap_gib, 0);
+    for (text, want) in [
+        ("false", FreshStates::Off),
+        ("\"auto\"", FreshStates::Auto),
+    ] {
+        let c = Config::parse(Path::new("c.toml"), &format!("fresh_states = {text}\n")).unwrap();
+        assert_eq!(c.fresh_states, want, "{text}");
+    }
+    // auto saves only nodes that wait for cloud-init anyway; on and off, all or none.
+    assert!(FreshStates::Auto.saves(true) && !FreshStates::Auto.saves(false));
+    assert!(FreshStates::On.saves(false) && !FreshStates::Off.saves(true));
+    for bad in ["\"yes\"", "1"] {
+        let e = Config::parse(Path::new("c.toml"), &format!("fresh_states = {bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fresh_states") && e.contains("auto"), "{bad}: {e}");
+    }
     for bad in ["-1", "1048577"] {
         assert_rejected(
             &format!("cache_dir = \"/c\"\nfresh_states_cap_gib = {bad}\n"),

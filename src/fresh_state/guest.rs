@@ -214,30 +214,21 @@ mod tests {
         ));
     }
 
+    /// The guest's commands as its shell reads them (`sh -n`: parsed, not run).
     #[test]
-    fn the_watchers_start_is_valid_sh() {
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", &format!("( {} ); true", start_command())])
-            .output()
-            .expect("sh runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    #[test]
-    fn the_fixes_are_valid_sh() {
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", FIXES_COMMAND])
-            .output()
-            .expect("sh runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    fn the_guest_commands_are_valid_sh() {
+        let watcher = format!("( {} ); true", start_command());
+        for command in [watcher.as_str(), FIXES_COMMAND] {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", command])
+                .output()
+                .expect("sh runs");
+            assert!(
+                out.status.success(),
+                "{command}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub(super) async fn bring_up(
     let found = fresh::find(shared, run, node);
     let mut artifacts = n.prepare(found.identity()).await?;
     let mut inputs = fresh::inputs(shared, run, node, &artifacts);
-    let (save, note) = match fresh::plan(shared, found, &inputs) {
+    let (save, note) = match fresh::plan(shared, node, found, &inputs) {
         fresh::Plan::AlreadyWarm => {
             let _ = run.host.remove_files(&n.name).await;
             t.update(|r| {
@@ -70,7 +70,7 @@ pub(super) async fn bring_up(
                 inputs = fresh::inputs(shared, run, node, &artifacts);
                 let note = format!("restoring its fresh state failed ({fallback}): booting cold");
                 t.note(&note);
-                (shared.options.fresh.save, Some(note))
+                (fresh::saves(shared, node), Some(note))
             }
         },
         fresh::Plan::Cold { save, note } => {

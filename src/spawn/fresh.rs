@@ -66,14 +66,22 @@ pub(super) enum Plan {
     },
 }
 
+/// Whether `node` gets its state saved when it boots cold: per the command's flags and the
+/// config's `fresh_states`, by default (`auto`) when it waits for cloud-init anyway.
+pub(super) fn saves(shared: &Shared, node: &PlannedNode) -> bool {
+    let waits = shared.options.wait.waits_for_cloud_init(&shared.config, node);
+    shared.options.fresh.save.saves(waits)
+}
+
 /// Reads the node's state (only on this host, and only when the command uses states).
 pub(super) fn find(shared: &Shared, run: &HostRun, node: &PlannedNode) -> Found {
     let fresh = &shared.options.fresh;
-    if !fresh.restore && !fresh.save {
+    if !fresh.restore && !saves(shared, node) {
         return Found::NotUsed { note: None };
     }
     if let Some(host) = run.host.host_config() {
-        let note = fresh.save.then(|| {
+        // Said when saving was asked for, not for `auto`'s default.
+        let note = (fresh.save == crate::config::FreshStates::On).then(|| {
             format!(
                 "fresh states are kept for this host's nodes only (not yet on [[hosts]] host {}): booting cold",
                 host.name
@@ -119,10 +127,10 @@ pub(super) fn inputs(
 }
 
 /// The plan for a node whose files are prepared: restore a matching state; else boot cold,
-/// saving when the command saves, and saying why a state was not used.
-pub(super) fn plan(shared: &Shared, found: Found, now: &KeyInputs) -> Plan {
+/// saving when the node saves ([`saves`]), and saying why a state was not used.
+pub(super) fn plan(shared: &Shared, node: &PlannedNode, found: Found, now: &KeyInputs) -> Plan {
     let fresh = &shared.options.fresh;
-    let save = fresh.save;
+    let save = saves(shared, node);
     match found {
         Found::NotUsed { note } => Plan::Cold { save: false, note },
         Found::None => Plan::Cold {

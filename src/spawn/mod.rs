@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{Config, FreshStates};
 use crate::hosts::hypervisor::Hypervisor;
 use crate::libvirt::virsh::Lease;
 use crate::libvirt::virt_install::Accel;
@@ -137,18 +137,31 @@ pub struct SpawnOptions {
 }
 
 /// What a command does with fresh states.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct FreshOptions {
     /// A node with a matching state is restored instead of booted (not with --cold).
     pub restore: bool,
-    /// A node that boots cold gets its state saved at its first ready.
-    pub save: bool,
+    /// When a node that boots cold gets its state saved at its first ready.
+    pub save: crate::config::FreshStates,
     /// `vnode warm`: a node whose state exists and matches is left as it is (outcome `Warm`).
     pub warm: bool,
     /// `vnode reset`: a node without a state says that it is re-created cold.
     pub reset: bool,
     /// States are held under this many bytes (least recently used first out).
     pub cap_bytes: u64,
+}
+
+impl FreshOptions {
+    /// Fresh states neither restored nor saved (a temporary node, such as `images derive`'s).
+    pub fn off() -> FreshOptions {
+        FreshOptions {
+            restore: false,
+            save: crate::config::FreshStates::Off,
+            warm: false,
+            reset: false,
+            cap_bytes: 0,
+        }
+    }
 }
 
 /// One host's part of a spawn.
@@ -299,7 +312,7 @@ async fn host_run(
             before.insert(n.id.network.clone(), l);
         }
     }
-    let versions = if options.fresh.restore || options.fresh.save {
+    let versions = if options.fresh.restore || options.fresh.save != FreshStates::Off {
         virsh
             .run(&["version"])
             .await

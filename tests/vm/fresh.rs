@@ -3,8 +3,8 @@
 //! both (the watcher's reseed on the console, the pinned host key, both addresses, the clock), a
 //! reset twice (no trace of the earlier run, different `/dev/urandom` at the first login), Ctrl-C
 //! during a reset's restore (nothing half-made, the state intact), then a state that no longer
-//! matches (memory changed) and a corrupt one (memory.save cut short): both nodes boot cold,
-//! say why, and save new states. `reset` of an unknown node and `destroy --purge` close it.
+//! matches (memory changed) and a corrupt one (memory.save cut short): a `--wait cloud-init`
+//! spawn boots both cold, says why, and saves new states by default (`auto`). `reset` of an unknown node and `destroy --purge` close it.
 
 use crate::budget;
 use crate::common;
@@ -158,7 +158,8 @@ fn warm_respawn_reset_ctrl_c_and_cold_fallbacks() {
     check_restored(lab, &again, "vnode03", &plan);
 
     // vnode03's state no longer matches (the memory changed), vnode04's memory image is cut
-    // short: a reset boots both cold, says why, and saves new states.
+    // short: a spawn --force boots both cold, says why, and saves new states — by default
+    // (fresh_states = "auto", no flag), since the spawn waits for cloud-init anyway.
     lab.set_config(
         &site
             .config("")
@@ -173,7 +174,17 @@ fn warm_respawn_reset_ctrl_c_and_cold_fallbacks() {
         .unwrap();
     let boots = budget::boots(2);
     let fell = lab
-        .spawn(["reset", "3", "4", "--timeout", "600"])
+        .spawn([
+            "-d",
+            "debian-12-test",
+            "--force",
+            "--wait",
+            "cloud-init",
+            "3",
+            "4",
+            "--timeout",
+            "600",
+        ])
         .expect_ready();
     drop(boots);
     let note = |name: &str| {

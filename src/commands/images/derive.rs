@@ -216,7 +216,7 @@ async fn spawn_and_build(
             config: None,
         },
         // The temporary node is made once and flattened: no state to keep.
-        fresh: crate::spawn::FreshOptions::default(),
+        fresh: crate::spawn::FreshOptions::off(),
     };
     let report = crate::spawn::spawn(&ctx.config, &[target], &options, nodes)
         .await?
