@@ -10,6 +10,16 @@ use toml::Spanned;
 /// Where a value is in the file's text (byte offsets).
 pub(super) type Span = std::ops::Range<usize>;
 
+/// `fresh_states` as the file writes it: a boolean, a word, or anything else (an error said
+/// with the accepted values, not serde's).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum FreshStatesFile {
+    Bool(bool),
+    Word(String),
+    Other(toml::Value),
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConfigFile {
@@ -20,7 +30,7 @@ pub(super) struct ConfigFile {
     pub cache_dir: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
     pub max_image_mib: Option<Spanned<i64>>,
-    pub fresh_states: Option<Spanned<super::fresh_states::FreshStatesFile>>,
+    pub fresh_states: Option<Spanned<FreshStatesFile>>,
     pub fresh_states_cap_gib: Option<Spanned<i64>>,
     #[serde(default)]
     pub ssh_keys: Vec<Spanned<String>>,

@@ -2,10 +2,9 @@
 
 use std::fmt;
 
-use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::Span;
+use super::file::{FreshStatesFile, Span};
 
 /// When a node that boots cold gets its fresh state saved at its first ready.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,16 +49,6 @@ impl fmt::Display for FreshStates {
             FreshStates::Auto => "auto",
         })
     }
-}
-
-/// `fresh_states` as the file writes it: a boolean, a word, or anything else (an error said
-/// with the accepted values, not serde's).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(super) enum FreshStatesFile {
-    Bool(bool),
-    Word(String),
-    Other(toml::Value),
 }
 
 /// A `fresh_states` that is neither a boolean nor `"auto"`.

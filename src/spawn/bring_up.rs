@@ -47,7 +47,10 @@ pub(super) async fn bring_up(
         return Ok(left_alone);
     }
     let found = fresh::find(shared, run, node);
-    let mut artifacts = n.prepare(found.identity()).await?;
+    // The state's identity (host key, instance id) only where the state may be restored: a
+    // --cold re-create is a new instance.
+    let identity = shared.options.fresh.restore.then(|| found.identity()).flatten();
+    let mut artifacts = n.prepare(identity).await?;
     let mut inputs = fresh::inputs(shared, run, node, &artifacts);
     let (save, note) = match fresh::plan(shared, node, found, &inputs) {
         fresh::Plan::AlreadyWarm => {

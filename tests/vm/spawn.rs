@@ -5,8 +5,9 @@
 //! the test image without grub.cfg (vnode07: GRUB's prompt), without its kernel (vnode08) and
 //! with a root UUID that is on no disk (vnode09: the initramfs gives up).
 //! Two spawns of two real boots each serve every check (boots are the suite's cost; the broken
-//! ones stop early and cost little): vnode03, vnode05 and the broken vnode06-09; then vnode03
-//! again with `--force` and vnode04 beside it.
+//! ones stop early and cost little): vnode03, vnode05 and the broken vnode06-09 (the ready ones
+//! saved by default: they wait for cloud-init); then vnode03 again with `--force --cold` and
+//! vnode04 beside it.
 
 use crate::budget;
 use crate::common;
@@ -134,6 +135,9 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
     };
     for name in ["vnode03", "vnode05"] {
         check_node(&report, name);
+        // An imported image names no renderer, so the node waits for cloud-init: the default
+        // (fresh_states = "auto") saves its state at its first ready.
+        assert_eq!(report.node(name)["fresh"]["how"], "saved", "{:#}", report.report);
     }
     assert_eq!(report.node("vnode05")["image"], "debtest");
     // The broken node's domain and files stay (its console is there to read) until destroyed.
@@ -147,14 +151,15 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
     assert_eq!(again.node("vnode03")["outcome"], "exists");
     assert_eq!(instance_id(), instance);
 
-    // With --force: re-created, a new instance, and the new host key is pinned; beside it a new
-    // node, vnode04.
+    // With --force --cold: re-created by a boot (--force alone would restore the state saved
+    // above), a new instance, and the new host key is pinned; beside it a new node, vnode04.
     let boots = budget::boots(2);
     let report = lab
         .spawn([
             "-d",
             "debian-12-test",
             "--force",
+            "--cold",
             "3",
             "4",
             "--timeout",
