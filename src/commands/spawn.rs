@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::cli::SpawnArgs;
+use crate::config::FreshStates;
 use crate::config::VirtType;
 use crate::context::Context;
 use crate::error::{EXIT_INTERRUPTED, EXIT_NOT_READY, Result};
@@ -19,7 +20,6 @@ use crate::plan::spec::{self, NodeRequest};
 use crate::process::runtime::{self, Flavor};
 use crate::spawn::report::{CloudInitState, FreshHow, NodeReport, Outcome};
 use crate::spawn::slots::BootCapChoice;
-use crate::config::FreshStates;
 use crate::spawn::{self, FreshOptions, SpawnOptions, Target};
 use crate::text::table::Table;
 

@@ -564,10 +564,7 @@ fn fresh_states_default_auto_and_their_cap_is_range_checked() {
     .unwrap();
     assert_eq!(c.fresh_states, FreshStates::On);
     assert_eq!(c.fresh_states_cap_gib, 0);
-    for (text, want) in [
-        ("false", FreshStates::Off),
-        ("\"auto\"", FreshStates::Auto),
-    ] {
+    for (text, want) in [("false", FreshStates::Off), ("\"auto\"", FreshStates::Auto)] {
         let c = Config::parse(Path::new("c.toml"), &format!("fresh_states = {text}\n")).unwrap();
         assert_eq!(c.fresh_states, want, "{text}");
     }
@@ -578,7 +575,10 @@ fn fresh_states_default_auto_and_their_cap_is_range_checked() {
         let e = Config::parse(Path::new("c.toml"), &format!("fresh_states = {bad}\n"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("fresh_states") && e.contains("auto"), "{bad}: {e}");
+        assert!(
+            e.contains("fresh_states") && e.contains("auto"),
+            "{bad}: {e}"
+        );
     }
     for bad in ["-1", "1048577"] {
         assert_rejected(

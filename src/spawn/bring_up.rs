@@ -47,9 +47,12 @@ pub(super) async fn bring_up(
         return Ok(left_alone);
     }
     let found = fresh::find(shared, run, node);
-    // The state's identity (host key, instance id) only where the state may be restored: a
-    // --cold re-create is a new instance.
-    let identity = shared.options.fresh.restore.then(|| found.identity()).flatten();
+    // The state's identity (host key, instance id) only where the state may be restored, or
+    // matched by `vnode warm`: a --cold re-create is a new instance.
+    let fresh_opts = &shared.options.fresh;
+    let identity = (fresh_opts.restore || fresh_opts.warm)
+        .then(|| found.identity())
+        .flatten();
     let mut artifacts = n.prepare(identity).await?;
     let mut inputs = fresh::inputs(shared, run, node, &artifacts);
     let (save, note) = match fresh::plan(shared, node, found, &inputs) {

@@ -69,7 +69,10 @@ pub(super) enum Plan {
 /// Whether `node` gets its state saved when it boots cold: per the command's flags and the
 /// config's `fresh_states`, by default (`auto`) when it waits for cloud-init anyway.
 pub(super) fn saves(shared: &Shared, node: &PlannedNode) -> bool {
-    let waits = shared.options.wait.waits_for_cloud_init(&shared.config, node);
+    let waits = shared
+        .options
+        .wait
+        .waits_for_cloud_init(&shared.config, node);
     shared.options.fresh.save.saves(waits)
 }
 

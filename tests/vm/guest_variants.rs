@@ -164,12 +164,20 @@ fn wait_online(lab: &Lab, name: &str, variant: &str) -> (f64, String) {
 fn assert_saved_running_on(lab: &Lab, site: &Site, name: &str, n: &Value) {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(n["fresh"]["how"], "saved", "{n:#}");
-    assert_eq!(n["cloud_init"], "done", "the state is saved after cloud-init: {n:#}");
+    assert_eq!(
+        n["cloud_init"], "done",
+        "the state is saved after cloud-init: {n:#}"
+    );
     let run = site.nodes().join(name).join("disk.run.qcow2");
-    let frozen = site.nodes().join(".fresh-states").join(name).join("disk.qcow2");
+    let frozen = site
+        .nodes()
+        .join(".fresh-states")
+        .join(name)
+        .join("disk.qcow2");
     let blk = lab.exec_ok(["virsh", "-q", "domblklist", name]);
     assert!(
-        blk.lines().any(|l| l.trim_end().ends_with(run.to_str().unwrap())),
+        blk.lines()
+            .any(|l| l.trim_end().ends_with(run.to_str().unwrap())),
         "{name} runs on {}: {blk}",
         run.display()
     );
@@ -181,7 +189,11 @@ fn assert_saved_running_on(lab: &Lab, site: &Site, name: &str, n: &Value) {
         .output()
         .unwrap();
     let info: Value = serde_json::from_slice(&info.stdout).unwrap();
-    assert_eq!(info["backing-filename"], frozen.to_str().unwrap(), "{info:#}");
+    assert_eq!(
+        info["backing-filename"],
+        frozen.to_str().unwrap(),
+        "{info:#}"
+    );
     for disk in [&run, &frozen] {
         let check = std::process::Command::new("qemu-img")
             .args(["check", "-U"])

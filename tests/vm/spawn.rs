@@ -137,7 +137,12 @@ fn three_nodes_and_a_broken_one_in_parallel_then_refuse_replace_and_destroy() {
         check_node(&report, name);
         // An imported image names no renderer, so the node waits for cloud-init: the default
         // (fresh_states = "auto") saves its state at its first ready.
-        assert_eq!(report.node(name)["fresh"]["how"], "saved", "{:#}", report.report);
+        assert_eq!(
+            report.node(name)["fresh"]["how"],
+            "saved",
+            "{:#}",
+            report.report
+        );
     }
     assert_eq!(report.node("vnode05")["image"], "debtest");
     // The broken node's domain and files stay (its console is there to read) until destroyed.
