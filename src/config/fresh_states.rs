@@ -1,7 +1,5 @@
 //! `fresh_states`: when a cold-booted node's state is saved ([docs/fresh-states.md]).
 
-use std::fmt;
-
 use toml::Spanned;
 
 use super::file::{FreshStatesFile, Span};
@@ -38,16 +36,6 @@ impl serde::Serialize for FreshStates {
             FreshStates::On => s.serialize_bool(true),
             FreshStates::Auto => s.serialize_str("auto"),
         }
-    }
-}
-
-impl fmt::Display for FreshStates {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FreshStates::Off => "false",
-            FreshStates::On => "true",
-            FreshStates::Auto => "auto",
-        })
     }
 }
 

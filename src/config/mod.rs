@@ -28,7 +28,7 @@ mod virt_type;
 mod tests;
 
 pub use cloud_init::{CloudInitExtra, ModuleLists};
-pub use fresh_states::{FreshStates, UnknownFreshStates};
+pub use fresh_states::FreshStates;
 pub use hosts::{DEFAULT_POOL_PATH, DEFAULT_STORAGE_POOL, HostConfig};
 pub use lookup::ConfigSource;
 pub use users::UserConfig;
