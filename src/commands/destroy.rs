@@ -65,27 +65,32 @@ pub fn run(ctx: &Context, args: &DestroyArgs) -> Result<()> {
                 .flatten()
                 .collect::<Vec<String>>()
         })?;
+    let state_dir = &ctx.config.state_dir;
+    let mut purge = Vec::new();
     for (_, node) in &nodes {
         let name = node.to_string();
-        let state_dir = &ctx.config.state_dir;
-        if !args.purge {
-            if crate::fresh_state::store::StatePaths::new(state_dir, &name)
-                .dir
-                .exists()
-            {
-                eprintln!("{name}: fresh state kept (`vnode destroy --purge {name}` removes it)");
-            }
+        if !crate::fresh_state::store::StatePaths::new(state_dir, &name)
+            .dir
+            .exists()
+        {
             continue;
         }
-        match crate::fresh_state::store::remove(state_dir, &name) {
-            Ok(true) => eprintln!("{name}: fresh state removed"),
-            Ok(false) => {}
-            Err(e) => failed.push(format!(
-                "{name}: cannot remove its fresh state in {}: {e}",
-                crate::fresh_state::store::StatePaths::new(state_dir, &name)
-                    .dir
-                    .display()
-            )),
+        match args.purge {
+            true => purge.push(name),
+            false => {
+                eprintln!("{name}: fresh state kept (`vnode destroy --purge {name}` removes it)")
+            }
+        }
+    }
+    // A state on a `[[hosts]]` host has volumes there: each goes where it is.
+    let purged = runtime::block_on(Flavor::CurrentThread, async {
+        let each = purge.iter().map(|name| hosts.remove_state(name));
+        futures_util::future::join_all(each).await
+    })?;
+    for (name, removed) in purge.iter().zip(purged) {
+        match removed {
+            Ok(_) => eprintln!("{name}: fresh state removed"),
+            Err(e) => failed.push(e.to_string()),
         }
     }
     if failed.is_empty() {

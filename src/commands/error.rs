@@ -65,15 +65,13 @@ pub enum CommandError {
     #[error("{}", .0.join("\n"))]
     NotDestroyed(Vec<String>),
     #[error(
-        "cannot remove the fresh states built on image {image} in {}: {source}; the image was \
-         kept (remove the states with `vnode destroy --purge NODE`, then the image)",
-        dir.display()
+        "cannot remove the fresh states built on image {image}: {source}; the image was kept \
+         (remove the states with `vnode destroy --purge NODE`, then the image)"
     )]
     StatesNotRemoved {
         image: String,
-        dir: PathBuf,
         #[source]
-        source: io::Error,
+        source: Box<crate::hosts::hypervisor::RemoveError>,
     },
     /// `vnode reset` of nodes vnode has no record of.
     #[error(

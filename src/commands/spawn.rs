@@ -10,6 +10,7 @@ use crate::config::FreshStates;
 use crate::config::VirtType;
 use crate::context::Context;
 use crate::error::{EXIT_INTERRUPTED, EXIT_NOT_READY, Result};
+use crate::fresh_state::store::{StatePaths, StateRecord};
 use crate::hosts::Hosts;
 use crate::hosts::capabilities::HostFacts;
 use crate::hosts::placement::Wish;
@@ -93,10 +94,23 @@ fn place(
         Flavor::MultiThread,
         crate::hosts::capabilities::gather_all(hosts.all(), &ctx.config.pools),
     )?;
+    // A node with a fresh state goes back to the host that holds it, where it can be restored
+    // (unless pinned elsewhere, or that host cannot take it).
+    let state_hosts: Vec<Option<String>> = nodes
+        .iter()
+        .map(|n| {
+            let paths = StatePaths::new(&ctx.config.state_dir, &n.name());
+            StateRecord::load(&paths)
+                .ok()
+                .and_then(|r| r.on_host().map(String::from))
+        })
+        .collect();
     let wishes: Vec<Wish> = pins
         .iter()
-        .map(|p| Wish {
+        .zip(&state_hosts)
+        .map(|(p, s)| Wish {
             pinned: p.as_deref(),
+            state_on: s.as_deref(),
         })
         .collect();
     crate::hosts::placement::place(nodes, &wishes, args.host.as_deref(), &facts)?;

@@ -1,4 +1,6 @@
-//! `vnode states`: the fresh states, their size and use, and the cap they are held under.
+//! `vnode states`: the fresh states, their host, size and use, and the cap they are held under.
+//! A `[[hosts]]` host's state counts its volumes there as recorded at the save (they never
+//! change), so the listing asks no host.
 
 use serde::Serialize;
 
@@ -10,6 +12,8 @@ use crate::text::table::Table;
 #[derive(Serialize)]
 struct Row {
     node: String,
+    /// The `[[hosts]]` host whose pool holds the state's memory and disk; none for this host.
+    host: Option<String>,
     image: Option<String>,
     bytes: u64,
     created: Option<String>,
@@ -27,6 +31,7 @@ pub fn run(ctx: &Context) -> Result<()> {
             match l.record {
                 Ok(r) => Row {
                     node: l.node,
+                    host: r.on_host().map(String::from),
                     image: Some(r.image),
                     bytes: l.bytes,
                     created: Some(time(r.created_unix)),
@@ -35,6 +40,7 @@ pub fn run(ctx: &Context) -> Result<()> {
                 },
                 Err(e) => Row {
                     node: l.node,
+                    host: None,
                     image: None,
                     bytes: l.bytes,
                     created: None,
@@ -48,11 +54,20 @@ pub fn run(ctx: &Context) -> Result<()> {
         ctx.print_json(&rows);
         return Ok(());
     }
-    let mut t = Table::new(["NODE", "IMAGE", "SIZE", "CREATED", "LAST USED", "STATE"]);
+    let mut t = Table::new([
+        "NODE",
+        "HOST",
+        "IMAGE",
+        "SIZE",
+        "CREATED",
+        "LAST USED",
+        "STATE",
+    ]);
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for r in &rows {
         t.row([
             r.node.clone(),
+            r.host.clone().unwrap_or_else(|| "local".into()),
             dash(r.image.clone()),
             format!("{} MiB", r.bytes >> 20),
             dash(r.created.clone()),

@@ -3,7 +3,6 @@
 //! the serial console, and the fixes of the first login after a restore (the first bytes of
 //! `/dev/urandom` read before anything else, the clock checked, DHCP renewed on every NIC).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::ssh::{Session, SshError};
@@ -73,12 +72,21 @@ fn watcher_started(stdout: &str, stderr: &str) -> Result<(), WatcherError> {
     }
 }
 
-/// The watcher's line on the node's serial console after a restore, waited for up to `patience`;
-/// its text after the mark (escaped), or `None`.
-pub async fn restored_line(console_log: &Path, patience: Duration) -> Option<String> {
+/// The watcher's line on the node's serial console after a restore, waited for up to `patience`
+/// (`console`: the log's bytes, read again every `poll`); its text after the mark (escaped), or
+/// `None`.
+pub async fn restored_line<F, R>(
+    mut console: F,
+    patience: Duration,
+    poll: Duration,
+) -> Option<String>
+where
+    F: FnMut() -> R,
+    R: Future<Output = Option<Vec<u8>>>,
+{
     let until = Instant::now() + patience;
     loop {
-        if let Ok(bytes) = tokio::fs::read(console_log).await
+        if let Some(bytes) = console().await
             && let Some(line) = find_restored(&String::from_utf8_lossy(&bytes))
         {
             return Some(line);
@@ -86,7 +94,7 @@ pub async fn restored_line(console_log: &Path, patience: Duration) -> Option<Str
         if Instant::now() >= until {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(poll).await;
     }
 }
 

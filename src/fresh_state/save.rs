@@ -6,7 +6,7 @@
 //! change. Nothing of the snapshot stays in libvirt (`--no-metadata`).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::freeze;
@@ -25,6 +25,18 @@ pub enum SaveError {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("cannot save its fresh state: {0}")]
+    Storage(#[source] Box<crate::libvirt::storage::StorageError>),
+    #[error("cannot save its fresh state: libvirt wrote no memory file at {}", path.display())]
+    NoMemory { path: std::path::PathBuf },
+    #[error(
+        "cannot save its fresh state: after the snapshot, {what} does not run on {}",
+        disk.display()
+    )]
+    NotMoved {
+        what: &'static str,
+        disk: std::path::PathBuf,
     },
     #[error(
         "saving its fresh state failed and left it paused ({source}); resume it \
@@ -45,9 +57,14 @@ pub struct Saved {
     /// Everything from the definition to the state's record.
     pub total_seconds: f64,
     pub memory_bytes: u64,
+    /// Bytes of the state's volumes on a `[[hosts]]` host (0 here: all its files are here).
+    pub host_bytes: u64,
 }
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SaveError + 'a {
+pub(super) fn io<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> SaveError + 'a {
     move |source| SaveError::Io {
         what,
         path: path.to_path_buf(),
@@ -61,9 +78,34 @@ fn spec_path(p: &Path) -> String {
     p.to_string_lossy().replace(',', ",,")
 }
 
-/// The `virsh snapshot-create-as` arguments of the save: memory to `state`, the node's disk
-/// frozen with `run` as its new overlay, the seed left alone, no libvirt metadata.
-pub fn snapshot_args(name: &str, node: &NodePaths, state: &StatePaths) -> Vec<String> {
+/// The files of a save's snapshot, as paths on the node's host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotFiles {
+    /// The disk the guest runs on, frozen from the snapshot on.
+    pub disk: PathBuf,
+    /// The new overlay on it that the guest moves onto (made beforehand: `--reuse-external`).
+    pub run: PathBuf,
+    /// The seed, left alone.
+    pub seed: PathBuf,
+    /// Where the guest's memory goes.
+    pub memory: PathBuf,
+}
+
+impl SnapshotFiles {
+    /// A node of this host: its own files, the memory into its state.
+    pub fn local(node: &NodePaths, state: &StatePaths) -> SnapshotFiles {
+        SnapshotFiles {
+            disk: node.disk(),
+            run: node.run_disk(),
+            seed: node.seed(),
+            memory: state.memory(),
+        }
+    }
+}
+
+/// The `virsh snapshot-create-as` arguments of the save: memory to `files.memory`, the disk
+/// frozen with `files.run` as its new overlay, the seed left alone, no libvirt metadata.
+pub fn snapshot_args(name: &str, files: &SnapshotFiles) -> Vec<String> {
     [
         "snapshot-create-as",
         name,
@@ -75,17 +117,28 @@ pub fn snapshot_args(name: &str, node: &NodePaths, state: &StatePaths) -> Vec<St
     .iter()
     .map(|s| s.to_string())
     .chain([
-        format!("file={},snapshot=external", spec_path(&state.memory())),
+        format!("file={},snapshot=external", spec_path(&files.memory)),
         "--diskspec".to_string(),
         format!(
             "{},snapshot=external,file={}",
-            spec_path(&node.disk()),
-            spec_path(&node.run_disk())
+            spec_path(&files.disk),
+            spec_path(&files.run)
         ),
         "--diskspec".to_string(),
-        format!("{},snapshot=no", spec_path(&node.seed())),
+        format!("{},snapshot=no", spec_path(&files.seed)),
     ])
     .collect()
+}
+
+/// Takes the save's snapshot.
+pub(super) async fn snapshot(
+    virsh: &Virsh,
+    name: &str,
+    files: &SnapshotFiles,
+) -> Result<(), LibvirtError> {
+    let args = snapshot_args(name, files);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    virsh.run(&args).await.map(drop)
 }
 
 /// Saves the running node `name` into `state`; it runs on, on `node.run_disk()`. `record` (its
@@ -121,11 +174,17 @@ pub async fn save(
         .map_err(|e| undo(io("cannot link the node's disk into", &state.disk())(e)))?;
     freeze::new_overlay(&node.run_disk(), &state.disk())
         .map_err(|e| undo(io("cannot write the new overlay", &node.run_disk())(e)))?;
-    let args = snapshot_args(name, node, state);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let snapshotting = Instant::now();
-    if let Err(e) = virsh.run(&args).await {
-        return Err(undo(recover(virsh, name, node, e).await));
+    if let Err(failed) = snapshot(virsh, name, &SnapshotFiles::local(node, state)).await {
+        let e = match resume_after_failure(virsh, name, &node.run_disk()).await {
+            Ok(true) => SaveError::Libvirt(failed),
+            Ok(false) => {
+                let _ = std::fs::remove_file(node.run_disk());
+                SaveError::Libvirt(failed)
+            }
+            Err(not_back) => not_back,
+        };
+        return Err(undo(e));
     }
     let snapshot_seconds = snapshotting.elapsed().as_secs_f64();
     // The guest writes only to its new overlay now; nothing may write the frozen disk again.
@@ -143,27 +202,30 @@ pub async fn save(
         snapshot_seconds,
         total_seconds: start.elapsed().as_secs_f64(),
         memory_bytes,
+        host_bytes: 0,
     })
 }
 
-/// After a snapshot that failed: the guest running again (libvirt may leave it paused), and the
-/// new overlay removed unless the guest runs on it. The error to report.
-async fn recover(virsh: &Virsh, name: &str, node: &NodePaths, failed: LibvirtError) -> SaveError {
+/// After a snapshot that failed: the guest running again (libvirt may leave it paused);
+/// whether it runs on `run`, the new overlay (which the caller removes otherwise), or the error
+/// that says it is left paused.
+pub(super) async fn resume_after_failure(
+    virsh: &Virsh,
+    name: &str,
+    run: &Path,
+) -> Result<bool, SaveError> {
     let state = virsh.run(&["domstate", name]).await.unwrap_or_default();
     if state.trim() == "paused"
         && let Err(e) = virsh.run(&["resume", name]).await
     {
-        return SaveError::NotBack {
+        return Err(SaveError::NotBack {
             node: name.to_string(),
             source: e,
-        };
+        });
     }
     let disks = virsh.run(&["domblklist", name]).await.unwrap_or_default();
-    let run = node.run_disk().to_string_lossy().into_owned();
-    if !disks.lines().any(|l| l.trim_end().ends_with(run.as_str())) {
-        let _ = std::fs::remove_file(node.run_disk());
-    }
-    SaveError::Libvirt(failed)
+    let run = run.to_string_lossy();
+    Ok(disks.lines().any(|l| l.trim_end().ends_with(run.as_ref())))
 }
 
 #[cfg(test)]
@@ -174,7 +236,7 @@ mod tests {
     fn the_snapshot_names_the_disks_by_path_with_commas_doubled() {
         let node = NodePaths::in_dir("/s/a,b".into());
         let state = StatePaths::new(Path::new("/s"), "vnode03");
-        let args = snapshot_args("vnode03", &node, &state);
+        let args = snapshot_args("vnode03", &SnapshotFiles::local(&node, &state));
         assert_eq!(
             args,
             [

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::key::KeyInputs;
 use crate::node::identity::Identity;
+use crate::plan::planned_node::HostName;
 
 /// The directory of all states, beside the node directories (hidden: not a node).
 pub const DIR: &str = ".fresh-states";
@@ -39,6 +40,10 @@ impl StatePaths {
     }
     pub fn record(&self) -> PathBuf {
         self.dir.join("state.json")
+    }
+    /// A `[[hosts]]` host's state: the running domain's definition, to restore with.
+    pub fn restore_xml(&self) -> PathBuf {
+        self.dir.join("restore.xml")
     }
 
     /// Removes the state's directory; whether there was one. The frozen disk is read-only: its
@@ -72,6 +77,10 @@ pub struct StateRecord {
     pub memory_bytes: u64,
     /// The snapshot's seconds (the guest paused while its memory was written).
     pub save_seconds: f64,
+    /// Bytes of the state's volumes on a `[[hosts]]` host (its memory and frozen disk, which
+    /// never change); 0 for this host's states, whose files are all here.
+    #[serde(default)]
+    pub host_bytes: u64,
 }
 
 /// Why a state cannot be restored.
@@ -104,14 +113,25 @@ impl StateRecord {
             Err(e) => return Err(Unusable::Io(e)),
         };
         let record: StateRecord = serde_json::from_slice(&text).map_err(Unusable::Record)?;
-        for (file, path) in [
-            ("disk.qcow2", paths.disk()),
-            ("domain.xml", paths.domain_xml()),
-            ("memory.save", paths.memory()),
-        ] {
+        // A `[[hosts]]` host's state has its memory and disk there (checked at the restore).
+        let files: &[(&'static str, PathBuf)] = match record.on_host() {
+            Some(_) => &[
+                ("domain.xml", paths.domain_xml()),
+                ("restore.xml", paths.restore_xml()),
+            ],
+            None => &[
+                ("disk.qcow2", paths.disk()),
+                ("domain.xml", paths.domain_xml()),
+                ("memory.save", paths.memory()),
+            ],
+        };
+        for (file, path) in files {
             if !path.is_file() {
                 return Err(Unusable::FileMissing { file });
             }
+        }
+        if record.on_host().is_some() {
+            return Ok(record);
         }
         let found = std::fs::metadata(paths.memory())
             .map_err(Unusable::Io)?
@@ -123,6 +143,12 @@ impl StateRecord {
             });
         }
         Ok(record)
+    }
+
+    /// The `[[hosts]]` host whose storage pool holds the state's memory and disk; `None` for
+    /// this host's states.
+    pub fn on_host(&self) -> Option<&str> {
+        (self.inputs.host != HostName::LOCAL).then_some(self.inputs.host.as_str())
     }
 
     /// Writes `state.json` (0600: it holds the host's private key), atomically.
@@ -162,9 +188,11 @@ pub fn list(state_dir: &Path) -> Vec<Listed> {
         .into_iter()
         .map(|node| {
             let paths = StatePaths::new(state_dir, &node);
+            let record = StateRecord::load(&paths);
+            let on_host = record.as_ref().map_or(0, |r| r.host_bytes);
             Listed {
-                record: StateRecord::load(&paths),
-                bytes: disk_usage(&paths.dir),
+                bytes: disk_usage(&paths.dir) + on_host,
+                record,
                 node,
             }
         })
@@ -190,24 +218,30 @@ pub fn remove(state_dir: &Path, node: &str) -> io::Result<bool> {
     StatePaths::new(state_dir, node).remove()
 }
 
-/// Removes the states built on image `image`; their node names.
-pub fn remove_for_image(state_dir: &Path, image: &str) -> io::Result<Vec<String>> {
-    let mut removed = Vec::new();
-    for l in list(state_dir) {
-        if l.record.as_ref().is_ok_and(|r| r.image == image) {
-            remove(state_dir, &l.node)?;
-            removed.push(l.node);
-        }
-    }
-    Ok(removed)
+/// The nodes whose states are built on image `image`.
+pub fn built_on(state_dir: &Path, image: &str) -> Vec<String> {
+    list(state_dir)
+        .into_iter()
+        .filter(|l| l.record.as_ref().is_ok_and(|r| r.image == image))
+        .map(|l| l.node)
+        .collect()
 }
 
-/// Holds the states under `cap_bytes`: the least recently used go first, never `keep` (the one
-/// just saved). Unusable states go before any usable one. The nodes whose states went.
-pub fn enforce_cap(state_dir: &Path, cap_bytes: u64, keep: &str) -> io::Result<Vec<String>> {
+/// The states to remove to hold all under `cap_bytes`, in the order they go: the least recently
+/// used first, unusable ones before any usable one; never `keep` (the one just saved), nor the
+/// state of a node that exists (a saved node runs on an overlay backed by its state's disk).
+pub fn over_cap(state_dir: &Path, cap_bytes: u64, keep: &str) -> Vec<String> {
     let listed = list(state_dir);
     let mut total: u64 = listed.iter().map(|l| l.bytes).sum();
-    let mut order: Vec<&Listed> = listed.iter().filter(|l| l.node != keep).collect();
+    let exists = |node: &str| {
+        crate::node::files::NodePaths::new(state_dir, node)
+            .dir
+            .exists()
+    };
+    let mut order: Vec<&Listed> = listed
+        .iter()
+        .filter(|l| l.node != keep && !exists(&l.node))
+        .collect();
     order.sort_by_key(|l| match &l.record {
         Err(_) => (0, 0),
         Ok(r) => (1, r.last_used_unix),
@@ -217,11 +251,10 @@ pub fn enforce_cap(state_dir: &Path, cap_bytes: u64, keep: &str) -> io::Result<V
         if total <= cap_bytes {
             break;
         }
-        remove(state_dir, &l.node)?;
         total = total.saturating_sub(l.bytes);
         evicted.push(l.node.clone());
     }
-    Ok(evicted)
+    evicted
 }
 
 #[cfg(test)]
@@ -258,6 +291,7 @@ mod tests {
             last_used_unix: used,
             memory_bytes: 4096,
             save_seconds: 1.0,
+            host_bytes: 0,
         }
     }
 
@@ -292,7 +326,8 @@ mod tests {
             StateRecord::load(&StatePaths::new(d.path(), "vnode09")),
             Err(Unusable::Missing)
         ));
-        assert_eq!(remove_for_image(d.path(), "b").unwrap(), ["vnode04"]);
+        assert_eq!(built_on(d.path(), "b"), ["vnode04"]);
+        assert!(remove(d.path(), "vnode04").unwrap());
         assert_eq!(list(d.path()).len(), 1);
     }
 
@@ -304,10 +339,12 @@ mod tests {
         make(d.path(), "vnode03", "a", 20);
         let one = list(d.path())[0].bytes;
         // Room for two: the oldest other than the kept one goes.
-        let evicted = enforce_cap(d.path(), 2 * one, "vnode02").unwrap();
-        assert_eq!(evicted, ["vnode03"]);
-        let evicted = enforce_cap(d.path(), 0, "vnode02").unwrap();
-        assert_eq!(evicted, ["vnode01"]);
-        assert_eq!(list(d.path()).len(), 1);
+        assert_eq!(over_cap(d.path(), 2 * one, "vnode02"), ["vnode03"]);
+        assert!(remove(d.path(), "vnode03").unwrap());
+        // A node that exists keeps its state (it may run on an overlay backed by it).
+        std::fs::create_dir(d.path().join("vnode01")).unwrap();
+        assert!(over_cap(d.path(), 0, "vnode02").is_empty());
+        std::fs::remove_dir(d.path().join("vnode01")).unwrap();
+        assert_eq!(over_cap(d.path(), 0, "vnode02"), ["vnode01"]);
     }
 }

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, HostConfig};
+use crate::fresh_state::on_host;
+use crate::fresh_state::store::{self, StatePaths, StateRecord};
 use crate::libvirt::LibvirtError;
 use crate::libvirt::dir_pools::{self, PoolRemovalError};
 use crate::libvirt::storage::{Storage, StorageError};
@@ -58,6 +60,32 @@ struct Remote {
     bases: tokio::sync::Mutex<HashMap<String, PathBuf>>,
 }
 
+impl Remote {
+    /// A node's volumes: its disk `volume`, an overlay on `backing`, and its seed; the console
+    /// log's path in the pool's directory.
+    async fn node_volumes(
+        &self,
+        node: &PlannedNode,
+        seed: &Path,
+        volume: &str,
+        backing: &Path,
+    ) -> Result<DomainFiles, StorageError> {
+        let name = node.name();
+        let capacity = u64::from(node.resources.disk_gib) << 30;
+        let disk = self
+            .storage
+            .create_overlay(volume, backing, capacity)
+            .await?;
+        let seed = self.storage.upload(&seed_volume(&name), seed).await?;
+        let console_log = disk.with_file_name(console_volume(&name));
+        Ok(DomainFiles {
+            disk,
+            seed,
+            console_log,
+        })
+    }
+}
+
 /// Why a node could not be removed.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoveError {
@@ -82,6 +110,19 @@ pub enum RemoveError {
     },
     #[error(transparent)]
     Files(#[from] NodeError),
+    #[error("{node}: cannot remove its fresh state in {}: {source}", dir.display())]
+    State {
+        node: String,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{node}: its fresh state's volumes stay on host {host}, which the config no longer \
+         names: delete {} from that host's storage pool",
+        on_host::volumes(node).join(" and ")
+    )]
+    StateHostGone { node: String, host: String },
 }
 
 /// Why a node's disks could not be put in place on its host.
@@ -229,11 +270,15 @@ impl Hypervisor {
     /// The disks of a prepared node where its domain will use them: the node's files on this
     /// host; on a `[[hosts]]` host, volumes of its pool — the base image (uploaded once per
     /// host and image), an overlay on it, the seed — and the console log in the pool's directory.
+    ///
+    /// A node whose state will be saved (`to_save`) boots on the state's disk volume on a
+    /// `[[hosts]]` host (see [`on_host`]).
     pub async fn stage_disks(
         &self,
         node: &PlannedNode,
         artifacts: &NodeArtifacts,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
+        to_save: bool,
     ) -> Result<Staged, StageDisksError> {
         let Some(remote) = &self.remote else {
             return Ok(Staged {
@@ -266,25 +311,46 @@ impl Hypervisor {
                 }
             }
         };
-        let storage = &remote.storage;
-        let capacity = u64::from(node.resources.disk_gib) << 30;
-        let disk = storage
-            .create_overlay(&disk_volume(&name), &backing, capacity)
+        let volume = match to_save {
+            true => on_host::disk_volume(&name),
+            false => disk_volume(&name),
+        };
+        let files = remote
+            .node_volumes(node, &artifacts.seed, &volume, &backing)
             .await
             .map_err(fail)?;
-        let seed = storage
-            .upload(&seed_volume(&name), &artifacts.seed)
-            .await
-            .map_err(fail)?;
-        let console_log = disk.with_file_name(console_volume(&name));
         Ok(Staged {
-            files: DomainFiles {
-                disk,
-                seed,
-                console_log,
-            },
+            files,
             base_uploaded,
         })
+    }
+
+    /// The disks of a node restored from its state on a `[[hosts]]` host: its disk a new overlay
+    /// on the state's disk volume (nothing of an earlier run stays), its seed uploaded.
+    pub async fn stage_restore(
+        &self,
+        node: &PlannedNode,
+        seed: &Path,
+    ) -> Result<(), StageDisksError> {
+        let name = node.name();
+        let fail = |source| StageDisksError {
+            node: name.clone(),
+            host: self.name.clone(),
+            source: Box::new(source),
+        };
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let frozen = remote
+            .storage
+            .path_of(&on_host::disk_volume(&name))
+            .await
+            .map_err(fail)?;
+        remote
+            .node_volumes(node, seed, &disk_volume(&name), &frozen)
+            .await
+            .map(drop)
+            .map_err(fail)
     }
 
     /// The node's console log as a local file: its own on this host; on a `[[hosts]]` host,
@@ -343,6 +409,8 @@ impl Hypervisor {
             })
     }
 
+    /// The node's volumes on a `[[hosts]]` host; the volumes of its fresh state there only
+    /// when they are not one (a node that was to be saved and was not boots on them).
     async fn remove_volumes(&self, name: &str, keep: Keep) -> Result<(), RemoveError> {
         let Some(remote) = &self.remote else {
             return Ok(());
@@ -350,6 +418,9 @@ impl Hypervisor {
         let mut volumes = vec![seed_volume(name), console_volume(name)];
         if keep == Keep::Nothing {
             volumes.push(disk_volume(name));
+            if !self.has_state(name) {
+                volumes.extend(on_host::volumes(name));
+            }
         }
         for v in volumes {
             remote
@@ -364,6 +435,41 @@ impl Hypervisor {
         }
         Ok(())
     }
+
+    /// Whether node `name` has a fresh state on this host.
+    fn has_state(&self, name: &str) -> bool {
+        StateRecord::load(&StatePaths::new(&self.state_dir, name))
+            .is_ok_and(|r| r.inputs.host == self.name.as_str())
+    }
+
+    /// Removes node `name`'s fresh state, which is this host's: its volumes on a `[[hosts]]`
+    /// host, then its directory here. Whether there was one.
+    pub async fn remove_state(&self, name: &str) -> Result<bool, RemoveError> {
+        if let Some(remote) = &self.remote {
+            for v in on_host::volumes(name) {
+                remote
+                    .storage
+                    .delete(&v)
+                    .await
+                    .map_err(|source| RemoveError::Volumes {
+                        node: name.to_string(),
+                        host: self.name.clone(),
+                        source: Box::new(source),
+                    })?;
+            }
+        }
+        remove_state_dir(&self.state_dir, name)
+    }
+}
+
+/// Removes node `name`'s state directory here (all of a state of this host; the record of a
+/// `[[hosts]]` host's). Whether there was one.
+pub fn remove_state_dir(state_dir: &Path, name: &str) -> Result<bool, RemoveError> {
+    store::remove(state_dir, name).map_err(|source| RemoveError::State {
+        node: name.to_string(),
+        dir: StatePaths::new(state_dir, name).dir,
+        source,
+    })
 }
 
 #[cfg(test)]

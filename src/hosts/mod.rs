@@ -9,7 +9,8 @@ pub mod kvm_probe;
 pub mod placement;
 
 use crate::config::Config;
-use crate::hosts::hypervisor::Hypervisor;
+use crate::fresh_state::store::{StatePaths, StateRecord};
+use crate::hosts::hypervisor::{Hypervisor, RemoveError};
 use crate::libvirt::LibvirtError;
 use crate::libvirt::virsh::DomainState;
 use crate::node::metadata::NodeMetadata;
@@ -99,6 +100,31 @@ impl Hosts {
         let meta = NodeMetadata::load(&first.node_paths(name).dir).ok()?;
         let host = meta.host?;
         self.all.iter().find(|h| h.name().as_str() == host)
+    }
+
+    /// Removes node `name`'s fresh state wherever it is: on the host its record names (its
+    /// volumes there, then its directory here). Whether there was one. A state whose record
+    /// names a host the config no longer has loses its directory here, and the error says which
+    /// volumes stay there.
+    pub async fn remove_state(&self, name: &str) -> Result<bool, RemoveError> {
+        let first = self.all.first().expect("there is always a host");
+        let paths = StatePaths::new(first.state_dir(), name);
+        let on_host = StateRecord::load(&paths)
+            .ok()
+            .and_then(|r| r.on_host().map(String::from));
+        let Some(host) = on_host else {
+            return hypervisor::remove_state_dir(first.state_dir(), name);
+        };
+        match self.all.iter().find(|h| h.name().as_str() == host) {
+            Some(h) => h.remove_state(name).await,
+            None => {
+                hypervisor::remove_state_dir(first.state_dir(), name)?;
+                Err(RemoveError::StateHostGone {
+                    node: name.to_string(),
+                    host,
+                })
+            }
+        }
     }
 
     /// Every host's domains with their states, all hosts asked at once.

@@ -2,7 +2,9 @@
 //! the command there; a node that already exists stays where it is; every other node goes, one
 //! at a time in spec order, to the allowed host with the fewest vnode nodes (counting those
 //! placed so far), then the most free memory (minus what the nodes placed so far take), then the
-//! first in the config. So a plan is deterministic and shown by `--dry-run` before anything runs.
+//! first in the config — except a node with a fresh state, which goes back to the host that holds
+//! it when that host has room. So a plan is deterministic and shown by `--dry-run` before anything
+//! runs.
 
 use std::collections::HashMap;
 
@@ -59,9 +61,11 @@ impl PlacementError {
     }
 }
 
-/// What placement asks of a node besides its pool: its `@HOST`.
+/// What placement asks of a node besides its pool: its `@HOST`, and the host that holds its
+/// fresh state.
 pub struct Wish<'a> {
     pub pinned: Option<&'a str>,
+    pub state_on: Option<&'a str>,
 }
 
 struct Load {
@@ -84,6 +88,9 @@ pub fn place(
             // It exists: it stays where it is (and is left alone, or replaced with --force).
             node.host = HostName::named(&facts[i].name);
             continue;
+        } else if let Some(i) = wish.state_on.and_then(|h| placer.room_on(node, h)) {
+            // Its fresh state is there: restored rather than booted.
+            i
         } else {
             placer.least_loaded(node)?
         };
@@ -153,6 +160,14 @@ impl<'a> Placer<'a> {
             });
         }
         Ok(i)
+    }
+
+    /// Host `host`, when it is one of them, answers, allows the node's pool and has room.
+    fn room_on(&self, node: &PlannedNode, host: &str) -> Option<usize> {
+        let i = self.facts.iter().position(|f| f.name == host)?;
+        let f = &self.facts[i];
+        let room = f.max_nodes.is_none_or(|m| self.loads[i].nodes < m);
+        (self.allowed(node, i) && f.reachable() && room).then_some(i)
     }
 
     /// The allowed host with the fewest nodes (then the most free memory, then the config's
@@ -291,6 +306,7 @@ mod tests {
             .iter()
             .map(|p| Wish {
                 pinned: p.as_deref(),
+                state_on: None,
             })
             .collect();
         place(&mut nodes, &wishes, all_to, hosts)?;
@@ -298,6 +314,25 @@ mod tests {
             .iter()
             .map(|n| format!("{}@{}", n.name(), n.host))
             .collect())
+    }
+
+    #[test]
+    fn a_node_goes_back_to_the_host_of_its_fresh_state_when_it_has_room() {
+        let mut hosts = [facts("h1", &["vnode20"], 4000), facts("h2", &[], 8000)];
+        let (mut nodes, _) = planned(&["3-4"]);
+        let wish = |state_on| Wish {
+            pinned: None,
+            state_on,
+        };
+        let wishes = [wish(Some("h1")), wish(Some("h9"))];
+        place(&mut nodes, &wishes, None, &hosts).unwrap();
+        let placed: Vec<String> = nodes.iter().map(|n| n.host.to_string()).collect();
+        assert_eq!(placed, ["h1", "h2"]);
+        // A full host does not take it: it goes where a new node would.
+        hosts[0].max_nodes = Some(1);
+        let (mut nodes, _) = planned(&["3"]);
+        place(&mut nodes, &[wish(Some("h1"))], None, &hosts).unwrap();
+        assert_eq!(nodes[0].host.to_string(), "h2");
     }
 
     #[test]
@@ -378,9 +413,17 @@ mod tests {
 
         let (mut nodes, _) = planned(&["3"]);
         nodes[0].pool.hosts = vec!["h2".into()];
-        let e = place(&mut nodes, &[Wish { pinned: Some("h1") }], None, &hosts)
-            .unwrap_err()
-            .to_string();
+        let e = place(
+            &mut nodes,
+            &[Wish {
+                pinned: Some("h1"),
+                state_on: None,
+            }],
+            None,
+            &hosts,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("pool 'vnode' may only use hosts h2, not h1"),
             "{e}"

@@ -71,7 +71,7 @@ pub(super) async fn bring_up(
             Err(fallback) => {
                 // Nothing of the restore may stay: the node boots cold, and saves a new state.
                 stages::replace(&run.host, node).await?;
-                let _ = crate::fresh_state::store::remove(run.host.state_dir(), &n.name);
+                let _ = run.host.remove_state(&n.name).await;
                 artifacts = n.prepare(None).await?;
                 inputs = fresh::inputs(shared, run, node, &artifacts);
                 let note = format!("restoring its fresh state failed ({fallback}): booting cold");
@@ -95,7 +95,7 @@ pub(super) async fn bring_up(
             })
         });
     }
-    let files = n.stage_files(&artifacts).await?;
+    let files = n.stage_files(&artifacts, save).await?;
     // Held from the domain's start until the node is ready or has failed (the function's end).
     let _slot = n.boot_slot().await;
     // The timeout counts from here: a node's wait for a slot is not its own slowness.
@@ -188,7 +188,7 @@ impl NodeRun<'_> {
         record: StateRecord,
     ) -> Result<Result<Outcome, StageError>, fresh::Fallback> {
         let (shared, run, t) = (self.shared, self.run, self.t);
-        fresh::restore(run, self.node, t).await?;
+        fresh::restore(run, self.node, artifacts, &record, t).await?;
         // The address readiness is checked on answers once its bridge forwards the new tap
         // (the private one after its STP delay): waited for beside the first login.
         let (private, public) = (
@@ -262,11 +262,19 @@ impl NodeRun<'_> {
     }
 
     /// The files the domain is defined on: the prepared ones on a local host; on a remote one,
-    /// its disks uploaded there (with a progress note per tenth of the base image).
-    async fn stage_files(&self, artifacts: &NodeArtifacts) -> Result<DomainFiles, StageError> {
+    /// its disks uploaded there (with a progress note per tenth of the base image). A node that
+    /// will be saved there boots on its state's disk volume: an earlier state goes first.
+    async fn stage_files(
+        &self,
+        artifacts: &NodeArtifacts,
+        save: bool,
+    ) -> Result<DomainFiles, StageError> {
         let (host, t) = (&self.run.host, self.t);
         if host.host_config().is_none() {
             return Ok(artifacts.domain_files());
+        }
+        if save {
+            host.remove_state(&self.name).await?;
         }
         t.enter(Stage::Uploading, host.name().as_str());
         let shown = AtomicU64::new(0);
@@ -282,7 +290,7 @@ impl NodeRun<'_> {
                 ));
             }
         };
-        let staged = stages::stage_disks(host, self.node, artifacts, &progress).await?;
+        let staged = stages::stage_disks(host, self.node, artifacts, &progress, save).await?;
         t.update(|r| r.base_uploaded_bytes = Some(staged.base_uploaded));
         Ok(staged.files)
     }

@@ -11,11 +11,13 @@ use super::report::{FreshHow, FreshReport};
 use super::stages::{self, Route, StageError};
 use super::tracker::Tracker;
 use super::{HostRun, Shared, WaitOn};
-use crate::fresh_state::guest;
 use crate::fresh_state::key::{FORMAT, KeyInputs};
 use crate::fresh_state::store::{self, StatePaths, StateRecord, Unusable};
+use crate::fresh_state::{guest, on_host};
+use crate::hosts::hypervisor::{disk_volume, seed_volume};
 use crate::node::NodeArtifacts;
 use crate::node::identity::Identity;
+use crate::plan::planned_node::HostName;
 use crate::plan::planned_node::PlannedNode;
 use crate::ssh::Session;
 
@@ -35,10 +37,8 @@ const WATCHER_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The node's state as found before its files are prepared.
 pub(super) enum Found {
-    /// Fresh states are not used for this node (off, or a `[[hosts]]` host).
-    NotUsed {
-        note: Option<String>,
-    },
+    /// Fresh states are not used for this node.
+    NotUsed,
     None,
     Unusable(Unusable),
     State(Box<StateRecord>),
@@ -76,21 +76,12 @@ pub(super) fn saves(shared: &Shared, node: &PlannedNode) -> bool {
     shared.options.fresh.save.saves(waits)
 }
 
-/// Reads the node's state (only on this host, and only when the command uses states).
+/// Reads the node's state record (kept on this host also for a `[[hosts]]` host's node), when
+/// the command uses states.
 pub(super) fn find(shared: &Shared, run: &HostRun, node: &PlannedNode) -> Found {
     let fresh = &shared.options.fresh;
     if !fresh.restore && !saves(shared, node) {
-        return Found::NotUsed { note: None };
-    }
-    if let Some(host) = run.host.host_config() {
-        // Said when saving was asked for, not for `auto`'s default.
-        let note = (fresh.save == crate::config::FreshStates::On).then(|| {
-            format!(
-                "fresh states are kept for this host's nodes only (not yet on [[hosts]] host {}): booting cold",
-                host.name
-            )
-        });
-        return Found::NotUsed { note };
+        return Found::NotUsed;
     }
     let paths = StatePaths::new(run.host.state_dir(), &node.name());
     match StateRecord::load(&paths) {
@@ -135,7 +126,10 @@ pub(super) fn plan(shared: &Shared, node: &PlannedNode, found: Found, now: &KeyI
     let fresh = &shared.options.fresh;
     let save = saves(shared, node);
     match found {
-        Found::NotUsed { note } => Plan::Cold { save: false, note },
+        Found::NotUsed => Plan::Cold {
+            save: false,
+            note: None,
+        },
         Found::None => Plan::Cold {
             save,
             note: fresh
@@ -183,13 +177,18 @@ pub(super) enum Fallback {
     Task(#[source] tokio::task::JoinError),
     #[error("the restored guest did not answer: {0}")]
     NoAnswer(#[source] StageError),
+    #[error(transparent)]
+    Staging(crate::hosts::hypervisor::StageDisksError),
 }
 
 /// Restores the node's state (files locked, so Ctrl-C waits for it): a running domain, or why
-/// not (nothing of the restore is left defined then).
+/// not (nothing of the restore is left defined then). On a `[[hosts]]` host the node's disk and
+/// seed go up first (a new overlay on the state's disk volume).
 pub(super) async fn restore(
     run: &HostRun,
     node: &PlannedNode,
+    artifacts: &NodeArtifacts,
+    record: &StateRecord,
     t: &Tracker,
 ) -> Result<(), Fallback> {
     t.enter(Stage::Restoring, "");
@@ -199,11 +198,27 @@ pub(super) async fn restore(
         StatePaths::new(run.host.state_dir(), &name),
     );
     let guard = t.files.clone().lock_owned().await;
+    let Some(storage) = run.host.storage().cloned() else {
+        let task = tokio::spawn(async move {
+            let _files = guard;
+            crate::fresh_state::restore::restore(&virsh, &name, &paths, &state).await
+        });
+        return Ok(task.await.map_err(Fallback::Task)??);
+    };
+    let (host, node, seed, record) = (
+        run.host.clone(),
+        node.clone(),
+        artifacts.seed.clone(),
+        record.clone(),
+    );
     let task = tokio::spawn(async move {
         let _files = guard;
-        crate::fresh_state::restore::restore(&virsh, &name, &paths, &state).await
+        host.stage_restore(&node, &seed)
+            .await
+            .map_err(Fallback::Staging)?;
+        Ok(on_host::restore(&virsh, &storage, &name, &state, &record).await?)
     });
-    Ok(task.await.map_err(Fallback::Task)??)
+    task.await.map_err(Fallback::Task)?
 }
 
 /// After a restore: the watcher's line (the RNG reseeded, the clock set) before the first login,
@@ -219,8 +234,17 @@ pub(super) async fn first_login(
     t: &Tracker,
 ) -> Result<(Session, Facts), StageError> {
     let name = node.name();
-    let console = run.host.node_paths(&name).console_log();
-    let line = guest::restored_line(&console, WATCHER_PATIENCE).await;
+    // The console log: a file here, or fetched from the host's pool.
+    let host = &run.host;
+    let console = || async {
+        let log = host.console_log(&name).await;
+        tokio::fs::read(log).await.ok()
+    };
+    let poll = match host.host_config() {
+        Some(_) => Duration::from_millis(500),
+        None => Duration::from_millis(100),
+    };
+    let line = guest::restored_line(console, WATCHER_PATIENCE, poll).await;
     t.enter(Stage::Lease, "");
     let deadline = Instant::now() + restored_patience(shared, run.nodes);
     let mut routes: Vec<Route> = Vec::new();
@@ -329,21 +353,20 @@ pub(super) async fn save(
         last_used_unix: created,
         memory_bytes: 0,
         save_seconds: 0.0,
+        host_bytes: 0,
     };
-    let (virsh, state_dir) = (run.host.virsh().clone(), run.host.state_dir().to_path_buf());
-    let paths = run.host.node_paths(&name);
+    let (host, disk_gib) = (run.host.clone(), node.resources.disk_gib);
     let guard = t.files.clone().lock_owned().await;
     let task_name = name.clone();
     let task = tokio::spawn(async move {
         let _files = guard;
-        let state = StatePaths::new(&state_dir, &task_name);
-        crate::fresh_state::save::save(&virsh, &task_name, &paths, &state, record).await
+        save_on(&host, &task_name, disk_gib, record).await
     });
     let saved = task.await.map_err(StageError::Task)?;
     let state = StatePaths::new(run.host.state_dir(), &name);
     match saved {
         Ok(s) => {
-            let bytes = store::disk_usage(&state.dir);
+            let bytes = store::disk_usage(&state.dir) + s.host_bytes;
             t.update(|r| {
                 let f = r.fresh.get_or_insert_with(FreshReport::default);
                 f.how = FreshHow::Saved;
@@ -351,9 +374,7 @@ pub(super) async fn save(
                 f.snapshot_seconds = Some(s.snapshot_seconds);
                 f.state_bytes = Some(bytes);
             });
-            let evicted =
-                store::enforce_cap(run.host.state_dir(), shared.options.fresh.cap_bytes, &name)
-                    .unwrap_or_default();
+            let evicted = hold_cap(shared, run, &name).await;
             if !evicted.is_empty() {
                 t.note(&format!(
                     "fresh states of {} removed (least recently used; fresh_states_cap_gib)",
@@ -378,6 +399,61 @@ pub(super) async fn save(
             Ok(())
         }
     }
+}
+
+/// Saves the running node `name` on its host: into its state's directory here, or (on a
+/// `[[hosts]]` host) into volumes of the host's pool, the record here.
+async fn save_on(
+    host: &crate::hosts::hypervisor::Hypervisor,
+    name: &str,
+    disk_gib: u32,
+    record: StateRecord,
+) -> Result<crate::fresh_state::save::Saved, crate::fresh_state::save::SaveError> {
+    use crate::fresh_state::save::{self, SaveError};
+    let state = StatePaths::new(host.state_dir(), name);
+    let Some(storage) = host.storage() else {
+        return save::save(host.virsh(), name, &host.node_paths(name), &state, record).await;
+    };
+    let seed = storage
+        .path_of(&seed_volume(name))
+        .await
+        .map_err(|e| SaveError::Storage(Box::new(e)))?;
+    let on = on_host::OnHost {
+        storage,
+        run_volume: &disk_volume(name),
+        capacity: u64::from(disk_gib) << 30,
+        seed: &seed,
+    };
+    on_host::save(host.virsh(), name, &on, &state, record).await
+}
+
+/// Holds the states under the cap after `saved`'s save: the least recently used go first,
+/// wherever they are ([`store::over_cap`]). The nodes whose states went.
+async fn hold_cap(shared: &Shared, run: &HostRun, saved: &str) -> Vec<String> {
+    let over = store::over_cap(run.host.state_dir(), shared.options.fresh.cap_bytes, saved);
+    if over.is_empty() {
+        return over;
+    }
+    let hosts = crate::hosts::Hosts::from_config(&shared.config);
+    let mut evicted = Vec::new();
+    for node in over {
+        // A state of a host this command uses goes through that host's own storage (its lock).
+        let host = store::StateRecord::load(&StatePaths::new(run.host.state_dir(), &node))
+            .ok()
+            .and_then(|r| {
+                r.on_host()
+                    .and_then(|h| shared.hosts.get(&HostName::named(h)))
+                    .map(|h| h.host.clone())
+            });
+        let removed = match host {
+            Some(h) => h.remove_state(&node).await,
+            None => hosts.remove_state(&node).await,
+        };
+        if removed.is_ok() {
+            evicted.push(node);
+        }
+    }
+    evicted
 }
 
 /// The state's record, marked used now (best effort).

@@ -165,8 +165,9 @@ pub async fn stage_disks(
     node: &PlannedNode,
     artifacts: &NodeArtifacts,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
+    to_save: bool,
 ) -> Result<Staged, StageError> {
-    match host.stage_disks(node, artifacts, progress).await {
+    match host.stage_disks(node, artifacts, progress, to_save).await {
         Ok(staged) => Ok(staged),
         Err(e) => {
             let _ = host.remove_files(&node.name()).await;
@@ -279,19 +280,23 @@ impl Route {
     }
 }
 
-/// Waits until the guest answers with an SSH banner. Through a host's sshd the login's own
-/// retries do this (each attempt is one channel on the shared connection), so there it returns.
+/// Waits until the guest answers with an SSH banner: directly, or through its host's sshd (a
+/// channel of the shared connection per attempt).
 pub async fn banner(route: &Route, deadline: Instant) -> Result<(), StageError> {
-    let addr = match route {
-        Route::Direct(addr) => *addr,
-        Route::Via(..) => return Ok(()),
-    };
+    let addr = route.target();
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
         let attempt = async {
-            let mut s = TcpStream::connect(addr).await?;
             let mut buf = [0u8; 4];
-            s.read_exact(&mut buf).await?;
+            match route {
+                Route::Direct(addr) => {
+                    TcpStream::connect(addr).await?.read_exact(&mut buf).await?;
+                }
+                Route::Via(jump, addr) => {
+                    let mut s = jump.channel(*addr).await.map_err(std::io::Error::other)?;
+                    s.read_exact(&mut buf).await?;
+                }
+            }
             Ok::<_, std::io::Error>(buf)
         };
         match tokio::time::timeout(Duration::from_secs(2), attempt).await {

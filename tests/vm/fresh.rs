@@ -29,7 +29,7 @@ fn now() -> f64 {
 /// The node is the restored one: the watcher reseeded its RNG and set its clock before the first
 /// login, which read 16 bytes of /dev/urandom first; both addresses are the plan's; the system
 /// ssh logs in with the pinned key; its clock is within a second of the host's.
-fn check_restored(lab: &Lab, report: &Spawned, name: &str, plan: &Value) -> String {
+pub(crate) fn check_restored(lab: &Lab, report: &Spawned, name: &str, plan: &Value) -> String {
     let n = report.node(name);
     assert_eq!(n["outcome"], "ready", "{n:#}");
     let fresh = &n["fresh"];

@@ -1,9 +1,12 @@
 //! Several libvirt hosts, one command: nodes spread over three hypervisor hosts of a namespace
 //! lab (each its own libvirtd, `default` network, sshd and a `br0` joined to one site LAN), driven
-//! from the site through libvirt's remote protocol only. One spawn serves most assertions.
+//! from the site through libvirt's remote protocol only. One spawn serves most assertions; its
+//! nodes' fresh states are saved on their hosts, and one node is reset and respawned from its
+//! state there.
 
 use crate::budget;
 use crate::common;
+use crate::fresh::check_restored;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -51,6 +54,20 @@ fn domains(vms: &VmLab, h: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The volumes of a node's fresh state on its host.
+fn state_volumes(node: &str) -> [String; 2] {
+    [
+        format!("{node}-fresh-disk.qcow2"),
+        format!("{node}-fresh-memory.save"),
+    ]
+}
+
+fn sorted<I: IntoIterator<Item = String>>(v: I) -> Vec<String> {
+    let mut v: Vec<String> = v.into_iter().collect();
+    v.sort();
+    v
 }
 
 fn host_of(report: &Value, name: &str) -> String {
@@ -115,13 +132,18 @@ fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     // The spawn: three nodes, one per host (boots are what this test costs; the dry run above
     // showed how six would spread), all ready, each host's base uploaded by its node. That a
     // second node on a host does not upload again shows below, where vnode03 moves to a host that
-    // has the base (and storage.rs holds concurrent pushes to one upload).
+    // has the base (and storage.rs holds concurrent pushes to one upload). Each node's fresh state
+    // is saved on its host.
+    let plan = lab.json(["plan", "3-5"]);
     let boots = budget::boots(3);
     let report = lab
-        .spawn(["-d", IMAGE, "3-5", "--timeout", "900"])
+        .spawn(["-d", IMAGE, "3-5", "--fresh-states", "--timeout", "900"])
         .expect_ready()
         .report;
     drop(boots);
+    for n in report["nodes"].as_array().unwrap() {
+        assert_eq!(n["fresh"]["how"], "saved", "{n:#}");
+    }
     let mut uploads: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for n in report["nodes"].as_array().unwrap() {
         uploads
@@ -141,15 +163,16 @@ fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
         assert_eq!(n["host"].as_str().unwrap(), host_of(&report, name), "{n:#}");
         assert!(n["state"].as_str().unwrap().starts_with("running"), "{n:#}");
     }
-    // Each host has its domain, and only its volumes.
-    for h in ["h1", "h2", "h3"] {
-        let mut mine: Vec<String> = (3..=5)
+    // Each host has its domain, and only its volumes: the node's, and its state's.
+    let mine = |h: &str| -> Vec<String> {
+        (3..=5)
             .map(|i| format!("vnode0{i}"))
             .filter(|n| host_of(&report, n) == h)
-            .collect();
-        mine.sort();
-        assert_eq!(domains(&vms, h), mine, "{h}");
-        let mut vols: Vec<String> = mine
+            .collect()
+    };
+    for h in ["h1", "h2", "h3"] {
+        assert_eq!(domains(&vms, h), mine(h), "{h}");
+        let vols: Vec<String> = mine(h)
             .iter()
             .flat_map(|n| {
                 [
@@ -157,13 +180,31 @@ fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
                     format!("{n}-seed.iso"),
                     format!("{n}.qcow2"),
                 ]
+                .into_iter()
+                .chain(state_volumes(n))
             })
             .collect();
-        vols.sort();
-        let mut found = node_volumes(&vms, h);
-        found.sort();
-        assert_eq!(found, vols, "{h}");
+        assert_eq!(sorted(node_volumes(&vms, h)), sorted(vols), "{h}");
     }
+    // `vnode states` lists each on its host, its volumes there counted.
+    let states = lab.json(["states"]);
+    let states = states.as_array().unwrap();
+    assert_eq!(states.len(), 3, "{states:#?}");
+    for s in states {
+        let name = s["node"].as_str().unwrap();
+        assert_eq!(s["host"].as_str().unwrap(), host_of(&report, name), "{s:#}");
+        assert_eq!(s["state"], "usable", "{s:#}");
+        assert!(s["bytes"].as_u64().unwrap() > 64 << 20, "{s:#}");
+    }
+
+    // A reset restores vnode04 on its host, through libvirt alone: the pinned key, both
+    // addresses, the clock, no trace of the earlier run.
+    let h4 = host_of(&report, "vnode04");
+    lab.ssh("vnode04", &["touch", "/root/earlier-run"]);
+    let reset = lab.spawn(["reset", "4"]).expect_ready();
+    let first = check_restored(lab, &reset, "vnode04", &plan);
+    assert_eq!(reset.node("vnode04")["host"], h4.as_str());
+    assert_eq!(lab.ssh("vnode04", &["ls", "/root"]), "");
 
     // `vnode ssh` reaches each node through its host; a node on h1 pings one on h3 publicly.
     for i in 3..=5 {
@@ -191,12 +232,27 @@ fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     let ssh_config = lab.vnode_ok(["ssh-config"]);
     assert!(ssh_config.contains("ProxyJump root@"), "{ssh_config}");
 
-    // destroy leaves no domain and no node volume on any host (the base images stay: a cache).
+    // destroy leaves no domain and no node volume on any host (the base images stay: a cache),
+    // only the states' volumes.
     lab.vnode_ok(["destroy", "3-5"]);
     for h in ["h1", "h2", "h3"] {
         assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
-        assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
+        let vols: Vec<String> = mine(h).iter().flat_map(|n| state_volumes(n)).collect();
+        assert_eq!(sorted(node_volumes(&vms, h)), sorted(vols), "{h}");
         assert_eq!(node_pools(&vms, h), Vec::<String>::new(), "{h}");
+    }
+    // A spawn puts vnode04 back on the host of its state and restores it: other random bytes
+    // at the first login than the reset's restore of the same state.
+    let respawn = lab.spawn(["-d", IMAGE, "4"]).expect_ready();
+    assert_eq!(respawn.node("vnode04")["host"], h4.as_str());
+    let second = check_restored(lab, &respawn, "vnode04", &plan);
+    assert_ne!(first, second, "urandom repeated across two restores");
+    // destroy --purge: the nodes and their states, here and on the hosts.
+    lab.vnode_ok(["destroy", "--purge", "3-5"]);
+    assert_eq!(lab.json(["states"]), serde_json::json!([]));
+    for h in ["h1", "h2", "h3"] {
+        assert_eq!(domains(&vms, h), Vec::<String>::new(), "{h}");
+        assert_eq!(node_volumes(&vms, h), Vec::<String>::new(), "{h}");
     }
 
     // vnode03 comes back on another host: same MACs, same public address; that host had the

@@ -305,16 +305,24 @@ fn rm(ctx: &Context, names: &[String]) -> Result<()> {
     }
     let mut removed = Vec::new();
     let state_dir = &ctx.config.state_dir;
+    let hosts = crate::hosts::Hosts::from_config(&ctx.config);
     for name in &names {
-        // The states are backed by the image: they go first (an image without them is fine).
-        let states =
-            crate::fresh_state::store::remove_for_image(state_dir, name).map_err(|source| {
-                crate::commands::CommandError::StatesNotRemoved {
-                    image: name.clone(),
-                    dir: state_dir.join(crate::fresh_state::store::DIR),
-                    source,
+        // The states are backed by the image: they go first, wherever they are (an image
+        // without them is fine).
+        let states = crate::fresh_state::store::built_on(state_dir, name);
+        let gone = crate::process::runtime::block_on(
+            crate::process::runtime::Flavor::CurrentThread,
+            async {
+                for node in &states {
+                    hosts.remove_state(node).await?;
                 }
-            })?;
+                Ok::<_, crate::hosts::hypervisor::RemoveError>(())
+            },
+        )?;
+        gone.map_err(|source| crate::commands::CommandError::StatesNotRemoved {
+            image: name.clone(),
+            source: Box::new(source),
+        })?;
         let files = cache.remove(name)?;
         if !ctx.json {
             println!("removed {name}");

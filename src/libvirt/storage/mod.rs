@@ -26,6 +26,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 pub use error::StorageError;
 pub use push::Pushed;
+pub use xml::escape as xml_escape;
 
 use super::LibvirtError;
 use super::virsh::Virsh;
@@ -296,8 +297,17 @@ impl Storage {
 
     /// The volume's path: the pool's directory and its name, as libvirt's directory backend
     /// places it.
-    async fn path_of(&self, name: &str) -> Result<PathBuf, StorageError> {
+    pub async fn path_of(&self, name: &str) -> Result<PathBuf, StorageError> {
+        check_name("volume", name)?;
         Ok(self.target().await?.join(name))
+    }
+
+    /// The size of volume `name`'s file in bytes (after a refresh, so that files libvirt did
+    /// not create count too); None when there is no such volume.
+    pub async fn file_size(&self, name: &str) -> Result<Option<u64>, StorageError> {
+        check_name("volume", name)?;
+        self.refresh().await?;
+        Ok(self.vol_info(name, true).await?.and_then(|i| i.physical))
     }
 
     /// Rescans the pool's directory, so that files libvirt did not create become volumes.
