@@ -332,6 +332,27 @@ mod tests {
     }
 
     #[test]
+    fn a_hosts_state_is_its_record_and_definitions_here_its_volumes_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let p = StatePaths::new(d.path(), "vnode03");
+        std::fs::create_dir_all(&p.dir).unwrap();
+        let mut r = record("vnode03", "a", 10);
+        r.inputs.host = "h1".into();
+        r.host_bytes = 300 << 20;
+        r.save(&p).unwrap();
+        std::fs::write(p.domain_xml(), "<domain/>").unwrap();
+        assert!(matches!(
+            StateRecord::load(&p),
+            Err(Unusable::FileMissing { file: "restore.xml" })
+        ));
+        std::fs::write(p.restore_xml(), "<domain/>").unwrap();
+        let loaded = StateRecord::load(&p).unwrap();
+        assert_eq!(loaded.on_host(), Some("h1"));
+        assert!(list(d.path())[0].bytes >= 300 << 20);
+        assert_eq!(record("vnode04", "a", 1).on_host(), None);
+    }
+
+    #[test]
     fn the_cap_removes_the_least_recently_used_first_never_the_kept_one() {
         let d = tempfile::tempdir().unwrap();
         make(d.path(), "vnode01", "a", 30);
