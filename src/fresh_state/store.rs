@@ -343,7 +343,9 @@ mod tests {
         std::fs::write(p.domain_xml(), "<domain/>").unwrap();
         assert!(matches!(
             StateRecord::load(&p),
-            Err(Unusable::FileMissing { file: "restore.xml" })
+            Err(Unusable::FileMissing {
+                file: "restore.xml"
+            })
         ));
         std::fs::write(p.restore_xml(), "<domain/>").unwrap();
         let loaded = StateRecord::load(&p).unwrap();

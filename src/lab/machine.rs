@@ -369,8 +369,22 @@ impl<'a> MachineStarter<'a> {
 
     fn start_libvirt_daemon(&self, program: &str) -> Result<Proc, LabError> {
         let stage = format!("start {program}");
-        let mut cmd = self.ns().command(program);
-        cmd.args(["-d", "-p", &format!("/run/libvirt/{program}.pid")]);
+        let pid_file = format!("/run/libvirt/{program}.pid");
+        let reaper = (program == "libvirtd")
+            .then(|| crate::process::exec::which("tini"))
+            .flatten();
+        let mut cmd = match &reaper {
+            Some(tini) => {
+                let mut cmd = self.ns().command(tini);
+                cmd.args(["-s", "--", program, "-p", &pid_file]);
+                cmd
+            }
+            None => {
+                let mut cmd = self.ns().command(program);
+                cmd.args(["-d", "-p", &pid_file]);
+                cmd
+            }
+        };
         // Warnings and errors to the machine's log, unless the caller asks for more (debugging
         // the lab: LIBVIRT_LOG_OUTPUTS=1:file:/tmp/x.log LIBVIRT_LOG_FILTERS=... vnode lab up).
         if std::env::var_os("LIBVIRT_LOG_OUTPUTS").is_none() {
@@ -383,11 +397,42 @@ impl<'a> MachineStarter<'a> {
             pin_to_one_cpu(&mut cmd);
         }
         let out = self.dir.libvirt_log(&format!("{program}.out"));
+        if reaper.is_some() {
+            self.start_under_reaper(&stage, &mut cmd, &out)?;
+            return self.read_pid_file(&stage, &self.dir.libvirt_run(&format!("{program}.pid")));
+        }
         tool::start_daemon(&mut cmd, &out, Duration::from_secs(30)).map_err(|e| {
             let log = self.dir.libvirt_log(&format!("{program}.log"));
             self.daemon_failed(&stage, e, &log)
         })?;
         self.read_pid_file(&stage, &self.dir.libvirt_run(&format!("{program}.pid")))
+    }
+
+    /// libvirtd in the foreground under tini, a subreaper (`-s`), in a session of its own so that
+    /// it outlives this command (never waited for: it is the lab's). libvirtd double-forks QEMU,
+    /// and an orphan goes to the nearest subreaper among its ancestors, else to PID 1; a
+    /// zombie's PID stays until it is reaped, and libvirt's destroy returns only once QEMU's PID
+    /// is gone. This machine's PID 1 reaps orphans about every 2 s, so every destroy waited
+    /// 1.4-2 s for it; tini reaps at once, as a host's init does. Without tini, `libvirtd -d`.
+    fn start_under_reaper(
+        &self,
+        stage: &str,
+        cmd: &mut Command,
+        log: &Path,
+    ) -> Result<(), LabError> {
+        let out = tool::append(log).map_err(|e| self.io(stage, e))?;
+        let err = out.try_clone().map_err(|e| self.io(stage, e))?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        cmd.spawn()
+            .map(drop)
+            .map_err(|e| self.fail(stage, format!("cannot run tini: {e}")))
     }
 
     /// A daemon's PID from its pidfile (written by the daemon itself, so it may lag a little).

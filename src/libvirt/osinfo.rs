@@ -258,7 +258,7 @@ fn ask_virt_install(state_dir: &Path) -> Result<String, OsinfoError> {
 fn stamp() -> String {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let mut paths: Vec<PathBuf> = vec![
-        which("virt-install").unwrap_or_else(|| "virt-install".into()),
+        crate::process::exec::which("virt-install").unwrap_or_else(|| "virt-install".into()),
         std::env::var_os("OSINFO_SYSTEM_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| "/usr/share/osinfo".into()),
@@ -288,12 +288,6 @@ fn stamp() -> String {
         })
         .collect();
     format!("vnode osinfo cache v1 {}", parts.join(" "))
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

@@ -181,6 +181,13 @@ pub fn wait(child: &mut Child, timeout: Duration) -> io::Result<ExitStatus> {
     }
 }
 
+/// A program's path on the PATH, if it is there.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
