@@ -104,6 +104,7 @@ pub async fn save(
         return Err(undo(e));
     }
     let snapshot_seconds = snapshotting.elapsed().as_secs_f64();
+    record.snapshot_done_ms = super::store::unix_ms();
     // From here on the guest runs on `run`: a failure leaves it so, and removes the state only
     // (the frozen disk goes with the node, as its backing).
     let written = async {

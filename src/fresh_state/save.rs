@@ -187,6 +187,7 @@ pub async fn save(
         return Err(undo(e));
     }
     let snapshot_seconds = snapshotting.elapsed().as_secs_f64();
+    record.snapshot_done_ms = super::store::unix_ms();
     // The guest writes only to its new overlay now; nothing may write the frozen disk again.
     std::fs::set_permissions(state.disk(), std::fs::Permissions::from_mode(0o400))
         .map_err(|e| undo(io("cannot make read-only", &state.disk())(e)))?;

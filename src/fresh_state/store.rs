@@ -14,6 +14,10 @@ use super::key::KeyInputs;
 use crate::node::identity::Identity;
 use crate::plan::planned_node::HostName;
 
+/// How old a state is at least when its guest resumes: the watcher's jump (2.5 s, in
+/// src/fresh_state/watcher.py) plus the RTC's whole second, and a margin.
+pub const MIN_AGE: std::time::Duration = std::time::Duration::from_millis(3600);
+
 /// The directory of all states, beside the node directories (hidden: not a node).
 pub const DIR: &str = ".fresh-states";
 
@@ -77,6 +81,10 @@ pub struct StateRecord {
     pub memory_bytes: u64,
     /// The snapshot's seconds (the guest paused while its memory was written).
     pub save_seconds: f64,
+    /// When the snapshot had ended, in milliseconds since the epoch (0 in states made before
+    /// it was recorded): the guest's clock in the state is at most this.
+    #[serde(default)]
+    pub snapshot_done_ms: u64,
     /// Bytes of the state's volumes on a `[[hosts]]` host (its memory and frozen disk, which
     /// never change); 0 for this host's states, whose files are all here.
     #[serde(default)]
@@ -157,11 +165,30 @@ impl StateRecord {
         crate::files::write_atomic(&paths.record(), json, 0o600)
     }
 
+    /// How long to wait before restoring the state, so that the guest wakes up at least
+    /// [`MIN_AGE`] after its snapshot: the watcher knows a restore by the guest's clock falling
+    /// behind the RTC, whose whole seconds it compares, and a guest resumed sooner (a reset
+    /// right after a save) would go unnoticed and its RNG not be reseeded.
+    pub fn too_young(&self) -> Option<std::time::Duration> {
+        let done = std::time::Duration::from_millis(self.snapshot_done_ms);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        (done + MIN_AGE).checked_sub(now).filter(|d| !d.is_zero())
+    }
+
     /// Marks the state used now (for the least-recently-used cap).
     pub fn touch(mut self, paths: &StatePaths) -> io::Result<()> {
         self.last_used_unix = crate::node::metadata::now().0;
         self.save(paths)
     }
+}
+
+/// Now, in milliseconds since the epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One state in a listing.
@@ -291,6 +318,7 @@ mod tests {
             last_used_unix: used,
             memory_bytes: 4096,
             save_seconds: 1.0,
+            snapshot_done_ms: 0,
             host_bytes: 0,
         }
     }
@@ -352,6 +380,20 @@ mod tests {
         assert_eq!(loaded.on_host(), Some("h1"));
         assert!(list(d.path())[0].bytes >= 300 << 20);
         assert_eq!(record("vnode04", "a", 1).on_host(), None);
+    }
+
+    #[test]
+    fn a_state_is_restored_only_once_its_guest_can_tell_a_restore() {
+        let mut r = record("vnode03", "a", 1);
+        assert_eq!(r.too_young(), None);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        r.snapshot_done_ms = now.as_millis() as u64;
+        let wait = r.too_young().unwrap();
+        assert!(wait <= MIN_AGE && wait > MIN_AGE / 2, "{wait:?}");
+        r.snapshot_done_ms -= 10_000;
+        assert_eq!(r.too_young(), None);
     }
 
     #[test]

@@ -422,6 +422,16 @@ impl Hypervisor {
                 volumes.extend(on_host::volumes(name));
             }
         }
+        self.delete_volumes(remote, name, volumes).await
+    }
+
+    /// Deletes node `name`'s `volumes` from the host's pool (those not there are fine).
+    async fn delete_volumes(
+        &self,
+        remote: &Remote,
+        name: &str,
+        volumes: impl IntoIterator<Item = String>,
+    ) -> Result<(), RemoveError> {
         for v in volumes {
             remote
                 .storage
@@ -446,17 +456,8 @@ impl Hypervisor {
     /// host, then its directory here. Whether there was one.
     pub async fn remove_state(&self, name: &str) -> Result<bool, RemoveError> {
         if let Some(remote) = &self.remote {
-            for v in on_host::volumes(name) {
-                remote
-                    .storage
-                    .delete(&v)
-                    .await
-                    .map_err(|source| RemoveError::Volumes {
-                        node: name.to_string(),
-                        host: self.name.clone(),
-                        source: Box::new(source),
-                    })?;
-            }
+            self.delete_volumes(remote, name, on_host::volumes(name))
+                .await?;
         }
         remove_state_dir(&self.state_dir, name)
     }

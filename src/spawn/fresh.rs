@@ -192,6 +192,10 @@ pub(super) async fn restore(
     t: &Tracker,
 ) -> Result<(), Fallback> {
     t.enter(Stage::Restoring, "");
+    if let Some(wait) = record.too_young() {
+        // A reset right after the save: the guest must wake up late enough to tell.
+        tokio::time::sleep(wait).await;
+    }
     let (virsh, name) = (run.host.virsh().clone(), node.name());
     let (paths, state) = (
         run.host.node_paths(&name),
@@ -353,6 +357,7 @@ pub(super) async fn save(
         last_used_unix: created,
         memory_bytes: 0,
         save_seconds: 0.0,
+        snapshot_done_ms: 0,
         host_bytes: 0,
     };
     let (host, disk_gib) = (run.host.clone(), node.resources.disk_gib);
