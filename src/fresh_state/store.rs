@@ -14,9 +14,9 @@ use super::key::KeyInputs;
 use crate::node::identity::Identity;
 use crate::plan::planned_node::HostName;
 
-/// How old a state is at least when its guest resumes: the watcher's jump (2.5 s, in
+/// How old a state is at least when its guest resumes: the watcher's jump (1 s, in
 /// src/fresh_state/watcher.py) plus the RTC's whole second, and a margin.
-pub const MIN_AGE: std::time::Duration = std::time::Duration::from_millis(3600);
+pub const MIN_AGE: std::time::Duration = std::time::Duration::from_millis(2100);
 
 /// The directory of all states, beside the node directories (hidden: not a node).
 pub const DIR: &str = ".fresh-states";

@@ -2,8 +2,10 @@
 """vnode's fresh-state watcher (vnode's docs/fresh-states.md).
 
 vnode starts it in a node just before it saves the node's state, so it is running in every
-restore of that state. When the node's clock falls behind its RTC (which follows the host's
-clock) by 2.5 s or more, the node was restored: the watcher reseeds the kernel's RNG from the
+restore of that state. It first sets the clock exactly at an edge of the RTC's second (the RTC
+follows the host's clock), so that the clock then trails the RTC's whole seconds by less than
+a second. When the clock falls behind the RTC by 1 s or more, the node was restored (vnode
+restores a state at least 2.1 s after its snapshot, so such a jump is always seen): the watcher reseeds the kernel's RNG from the
 host (virtio-rng, /dev/hwrng), sets the clock from the RTC (to the middle of its second: within
 0.5 s), says so on the kernel log (and so on the serial console, which vnode reads before its
 first login), then sets the clock again at the RTC's next second edge.
@@ -16,7 +18,7 @@ RTC = "/sys/class/rtc/rtc0/since_epoch"
 RNDADDENTROPY = 0x40085203
 RNDRESEEDCRNG = 0x5207
 POLL = 0.2
-JUMP = 2.5
+JUMP = 1.0
 
 
 def rtc():
@@ -54,6 +56,10 @@ def set_clock_at_edge():
 
 
 def main():
+    try:
+        set_clock_at_edge()
+    except (OSError, ValueError):
+        pass
     while True:
         time.sleep(POLL)
         try:
