@@ -1,6 +1,7 @@
 //! The machine's guest boots, shared by the VM tests that run at once (threads of this binary).
-//! `let _boots = budget::boots(n)` before a step that boots `n` guests at once; the boots go back
-//! when it is dropped. The budget is one boot more than the machine has CPUs (`VNODE_TEST_BOOTS`
+//! `let _boots = budget::boots(n)` before a step that boots or restores `n` guests at once (guests
+//! resumed beside other tests' boots answered 7-15 times later than alone); the
+//! boots go back when it is dropped. The budget is one boot more than the machine has CPUs (`VNODE_TEST_BOOTS`
 //! overrides it): TCG boots are CPU-bound, and on two cores three boots at once finish as many
 //! boots per minute as two (1.7 against 1.6 per 100 s, measured when the budget was set), four far fewer (0.95). One more
 //! than the CPUs lets a test that boots two guests run beside one that boots one, instead of a

@@ -107,7 +107,9 @@ fn warm_respawn_reset_ctrl_c_and_cold_fallbacks() {
 
     // A spawn restores both.
     let plan = lab.json(["plan", "3-4"]);
+    let boots = budget::boots(2);
     let spawned = lab.spawn(["-d", "debian-12-test", "3", "4"]).expect_ready();
+    drop(boots);
     let mut seen = Vec::new();
     for name in NODES {
         seen.push(check_restored(lab, &spawned, name, &plan));
@@ -117,7 +119,9 @@ fn warm_respawn_reset_ctrl_c_and_cold_fallbacks() {
     // Reset twice: the earlier run's file is gone, the first login reads other random bytes.
     for round in 0..2 {
         lab.ssh("vnode03", &["touch", "/root/earlier-run"]);
+        let boots = budget::boots(2);
         let reset = lab.spawn(["reset", "3", "4"]).expect_ready();
+        drop(boots);
         for name in NODES {
             seen.push(check_restored(lab, &reset, name, &plan));
             eprintln!("{name}: reset {round}: {} s", reset.node(name)["seconds"]);

@@ -201,7 +201,9 @@ fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     // addresses, the clock, no trace of the earlier run.
     let h4 = host_of(&report, "vnode04");
     lab.ssh("vnode04", &["touch", "/root/earlier-run"]);
+    let boots = budget::boots(1);
     let reset = lab.spawn(["reset", "4"]).expect_ready();
+    drop(boots);
     let first = check_restored(lab, &reset, "vnode04", &plan);
     assert_eq!(reset.node("vnode04")["host"], h4.as_str());
     assert_eq!(lab.ssh("vnode04", &["ls", "/root"]), "");
