@@ -21,9 +21,12 @@ use crate::plan::planned_node::HostName;
 use crate::plan::planned_node::PlannedNode;
 use crate::ssh::Session;
 
-/// How long a restored guest may take to answer at least before it is booted cold instead; each
-/// node restored beside it on the host adds [`PATIENCE_PER_NODE`] (six guests resuming at once
-/// on two TCG cores did not all answer within 60 s), and the node's --timeout caps it.
+/// How long a restored guest may go without a sign of life (its watcher's line on the console,
+/// or an ssh answer) before it is booted cold instead; each node restored beside it on the host
+/// adds [`PATIENCE_PER_NODE`] (six guests resuming at once on two TCG cores did not all show one
+/// within 60 s), and the node's --timeout caps it. A guest that has shown its watcher's line
+/// runs: it gets the node's whole --timeout to answer (on a busy TCG host a restored guest
+/// answered after 74 s, while a cold boot there takes minutes).
 const RESTORED_PATIENCE: Duration = Duration::from_secs(60);
 const PATIENCE_PER_NODE: Duration = Duration::from_secs(30);
 
@@ -248,9 +251,13 @@ pub(super) async fn first_login(
         Some(_) => Duration::from_millis(500),
         None => Duration::from_millis(100),
     };
-    let line = guest::restored_line(console, WATCHER_PATIENCE, poll).await;
+    let restored_at = Instant::now();
+    let line = guest::restored_line(&console, WATCHER_PATIENCE, poll).await;
     t.enter(Stage::Lease, "");
-    let deadline = Instant::now() + restored_patience(shared, run.nodes);
+    // A guest that shows no sign of life within the patience is booted cold; one that does has
+    // the node's whole --timeout to answer.
+    let patience = restored_patience(shared, run.nodes);
+    let deadline = restored_at + shared.options.timeout;
     let mut routes: Vec<Route> = Vec::new();
     if let Some(ip) = record.private_ip {
         routes.push(Route::of(&run.host, ip));
@@ -265,7 +272,29 @@ pub(super) async fn first_login(
             stages::login(route, key, &shared.client, deadline).await
         })
     });
-    let (session, _) = futures_util::future::select_ok(attempts).await?;
+    let logged_in = futures_util::future::select_ok(attempts);
+    let alive = async {
+        if line.is_none() {
+            let left = patience.saturating_sub(restored_at.elapsed());
+            if guest::restored_line(&console, left, poll).await.is_none() {
+                return StageError::NoSignOfLife {
+                    seconds: patience.as_secs(),
+                };
+            }
+        }
+        std::future::pending().await
+    };
+    let session = tokio::select! {
+        logged_in = logged_in => logged_in?.0,
+        dead = alive => return Err(dead),
+    };
+    // The line, when it came after the wait above.
+    let line = match line {
+        Some(line) => Some(line),
+        None => console()
+            .await
+            .and_then(|bytes| guest::find_restored(&String::from_utf8_lossy(&bytes))),
+    };
     t.enter(Stage::Ssh, "");
     let (fixes, facts) = match guest::fix_after_restore(&session, FACTS_COMMAND).await {
         Ok((fixes, out)) => (fixes, parse_facts(&out)),
@@ -296,7 +325,8 @@ pub(super) async fn answering(
     private: Option<Ipv4Addr>,
     public: Option<Ipv4Addr>,
 ) -> Result<(), StageError> {
-    let deadline = Instant::now() + restored_patience(shared, run.nodes);
+    // Beside the first login, or after it: the guest runs, so it has the node's whole --timeout.
+    let deadline = Instant::now() + shared.options.timeout;
     let route = match shared.options.wait_on {
         WaitOn::Private => private.map(|ip| Route::of(&run.host, ip)),
         WaitOn::Public => public.map(|ip| Route::Direct(SocketAddr::from((ip, 22)))),

@@ -48,6 +48,11 @@ pub enum StageError {
     PublicNoIpv4 { host: String },
     #[error("sshd on {addr} did not answer ({last})")]
     NoBanner { addr: SocketAddr, last: String },
+    #[error(
+        "no sign of life within {seconds} s: neither its fresh-state watcher's line on the console \
+         nor sshd's answer"
+    )]
+    NoSignOfLife { seconds: u64 },
     #[error(transparent)]
     WrongHostKey(SshError),
     #[error("could not log in: {0}")]

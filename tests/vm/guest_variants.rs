@@ -382,8 +382,7 @@ fn each_renderer_with_and_without_a_public_lease() {
     // A reset restores each served node from its state: the guest's own network manager renews
     // DHCP on both NICs, the addresses are the plan's, the route metrics stay.
     // Restores take boots from the budget like boots: beside other tests' boots, three guests
-    // resuming at once took 56 s to answer in one run, and one of them more than the restore's
-    // 120 s patience in another (a cold fallback), against about 8 s alone.
+    // resuming at once took 56 s to answer in one run, against about 8 s alone.
     let boots = budget::boots(3);
     let t0 = Instant::now();
     let reset = json(&lab.vnode_ok(["--json", "reset", "3-5"]));
