@@ -1,9 +1,9 @@
 //! vnode's end-to-end tests with real VMs (root; TCG guests in namespace labs), in one test binary
 //! so that they run side by side: `cargo test` runs test binaries one after another but the tests
-//! of one binary on as many threads as the machine has CPUs. A test that boots guests takes boots
-//! from the [`budget`] first, so that the tests running at once never boot more guests than the
-//! machine can take (its CPUs and one more: on two cores a fourth TCG boot halves the throughput),
-//! while a test that waits, checks or boots a single guest leaves room for another.
+//! of one binary on several threads (four: `.cargo/config.toml`). A test that boots or restores
+//! guests takes boots from the [`budget`] first, so that the tests running at once never boot more
+//! guests than the machine can take (its CPUs and one more: on two cores a fourth TCG boot halves
+//! the throughput), while a test that waits, checks or boots a single guest leaves room for another.
 //!
 //! - `lab`: the namespace lab itself (`lab up/down`, hosts, leases);
 //! - `spawn`: nodes in parallel, a broken one, refuse, `--force`, destroy;
