@@ -13,7 +13,7 @@ use super::boot_console;
 use super::fresh;
 use super::guest_facts::{FACTS_COMMAND, Facts, parse_facts};
 use super::live_status::Stage;
-use super::report::{CloudInitState, FreshHow, FreshReport, Outcome};
+use super::report::{self, CloudInitState, FreshHow, FreshReport, Outcome};
 use super::slots::Slot;
 use super::stages::{self, StageError};
 use super::tracker::Tracker;
@@ -55,6 +55,7 @@ pub(super) async fn bring_up(
         .flatten();
     let mut artifacts = n.prepare(identity).await?;
     let mut inputs = fresh::inputs(shared, run, node, &artifacts);
+    let mut restored_tail = Vec::new();
     let (save, note) = match fresh::plan(shared, node, found, &inputs) {
         fresh::Plan::AlreadyWarm => {
             let _ = run.host.remove_files(&n.name).await;
@@ -69,6 +70,9 @@ pub(super) async fn bring_up(
         fresh::Plan::Restore(record) => match n.restored(&artifacts, *record).await {
             Ok(ready) => return ready,
             Err(fallback) => {
+                // What the restored guest said last, before its domain and log go.
+                let log = run.host.console_log(&n.name).await;
+                restored_tail = report::console_tail(&log, 15);
                 // Nothing of the restore may stay: the node boots cold, and saves a new state.
                 stages::replace(&run.host, node).await?;
                 let _ = run.host.remove_state(&n.name).await;
@@ -91,6 +95,7 @@ pub(super) async fn bring_up(
             r.fresh = Some(FreshReport {
                 how: FreshHow::Cold,
                 note,
+                restored_console_tail: restored_tail,
                 ..FreshReport::default()
             })
         });

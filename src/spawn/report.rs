@@ -73,6 +73,10 @@ pub struct FreshReport {
     /// The state's bytes on disk after the save.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_bytes: Option<u64>,
+    /// When a restored guest did not answer and the node was booted cold instead: the restored
+    /// guest's last console lines (without control characters), read before its domain was removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restored_console_tail: Vec<String>,
 }
 
 /// Where cloud-init was when the node was reported.

@@ -107,7 +107,7 @@ fn warm_respawn_reset_ctrl_c_and_cold_fallbacks() {
 
     // A spawn restores both.
     let plan = lab.json(["plan", "3-4"]);
-    let boots = budget::boots(2);
+    let boots = budget::alone();
     let spawned = lab.spawn(["-d", "debian-12-test", "3", "4"]).expect_ready();
     drop(boots);
     let mut seen = Vec::new();
@@ -119,7 +119,7 @@ fn warm_respawn_reset_ctrl_c_and_cold_fallbacks() {
     // Reset twice: the earlier run's file is gone, the first login reads other random bytes.
     for round in 0..2 {
         lab.ssh("vnode03", &["touch", "/root/earlier-run"]);
-        let boots = budget::boots(2);
+        let boots = budget::alone();
         let reset = lab.spawn(["reset", "3", "4"]).expect_ready();
         drop(boots);
         for name in NODES {
@@ -139,6 +139,7 @@ fn warm_respawn_reset_ctrl_c_and_cold_fallbacks() {
 
     // Ctrl-C during a reset's restore: a node directory exists exactly when its domain does,
     // nothing half-made stays, and the state is intact (the next spawn restores it).
+    let boots = budget::alone();
     let run = Running::start(lab.cli().args(["--json", "reset", "3"]));
     run.wait_for(&["vnode03", "restoring"], Duration::from_secs(120));
     run.interrupt();
@@ -159,6 +160,7 @@ fn warm_respawn_reset_ctrl_c_and_cold_fallbacks() {
     let again = lab
         .spawn(["-d", "debian-12-test", "--force", "3"])
         .expect_ready();
+    drop(boots);
     check_restored(lab, &again, "vnode03", &plan);
 
     // vnode03's state no longer matches (the memory changed), vnode04's memory image is cut

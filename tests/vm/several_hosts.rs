@@ -201,7 +201,7 @@ fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     // addresses, the clock, no trace of the earlier run.
     let h4 = host_of(&report, "vnode04");
     lab.ssh("vnode04", &["touch", "/root/earlier-run"]);
-    let boots = budget::boots(1);
+    let boots = budget::alone();
     let reset = lab.spawn(["reset", "4"]).expect_ready();
     drop(boots);
     let first = check_restored(lab, &reset, "vnode04", &plan);
@@ -245,7 +245,9 @@ fn nodes_spread_over_three_hosts_then_move_destroy_and_a_host_down() {
     }
     // A spawn puts vnode04 back on the host of its state and restores it: other random bytes
     // at the first login than the reset's restore of the same state.
+    let boots = budget::alone();
     let respawn = lab.spawn(["-d", IMAGE, "4"]).expect_ready();
+    drop(boots);
     assert_eq!(respawn.node("vnode04")["host"], h4.as_str());
     let second = check_restored(lab, &respawn, "vnode04", &plan);
     assert_ne!(first, second, "urandom repeated across two restores");
