@@ -1,7 +1,9 @@
 //! The test image builder (tests/image/build.sh) on a machine that never built an image: the three
-//! variants build side by side into an empty cache, rootfs included, while the machine makes new
-//! mount namespaces all along, as libvirt does for every guest it starts and as the VM tests do
-//! beside a build. Each image then passes tests/image/check.sh, which reads it as its boot will.
+//! variants build side by side into an empty cache while the machine makes new mount namespaces
+//! all along, as libvirt does for every guest it starts and as the VM tests do beside a build.
+//! Only the rootfs tarballs (mmdebstrap: minutes of downloads and package installs) come from the
+//! machine's own cache when it has them: `.ci/run` builds them from nothing, side by side, just
+//! before the tests on every CI machine, and so does the first build anywhere. Each image then passes tests/image/check.sh, which reads it as its boot will.
 //! And check.sh itself catches each way a disk was seen broken: no grub.cfg, a kernel that
 //! grub.cfg names but the disk lacks, a root UUID (kernel command line or fstab) that is not the
 //! filesystem's.
@@ -99,6 +101,8 @@ fn three_variants_build_side_by_side_into_an_empty_cache_and_pass_their_checks()
     }
     let dir = scratch();
     let cache = dir.path().join("cache");
+    let reused = reuse_rootfs_tarballs(&cache);
+    eprintln!("rootfs tarballs from the machine's cache: {reused:?}");
     let churn = NamespaceChurn::start();
     let builds: Vec<(&str, Child)> = VARIANTS
         .iter()
@@ -164,6 +168,34 @@ fn three_variants_build_side_by_side_into_an_empty_cache_and_pass_their_checks()
         .next()
         .unwrap();
     check_catches_broken_disks(Path::new(&good), dir.path());
+}
+
+/// Links (or copies) the machine cache's rootfs tarballs into `cache` (made here); their names
+/// carry their content's key, so build.sh uses one only where it would build the same. Returns
+/// their names.
+fn reuse_rootfs_tarballs(cache: &Path) -> Vec<String> {
+    std::fs::create_dir_all(cache).unwrap();
+    let machine = std::env::var_os("VNODE_TEST_IMAGE_DIR").map_or_else(
+        || PathBuf::from("/var/cache/vnode-test-image"),
+        PathBuf::from,
+    );
+    let Ok(entries) = std::fs::read_dir(&machine) else {
+        return Vec::new();
+    };
+    let mut reused = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("rootfs-bookworm-") && name.ends_with(".tar")) {
+            continue;
+        }
+        let to = cache.join(&name);
+        if std::fs::hard_link(entry.path(), &to).is_err() {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+        reused.push(name);
+    }
+    reused.sort();
+    reused
 }
 
 fn check_catches_broken_disks(good: &Path, scratch: &Path) {
