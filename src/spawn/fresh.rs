@@ -23,7 +23,7 @@ use crate::ssh::Session;
 
 /// How long a restored guest may go without a sign of life (its watcher's line on the console,
 /// or an ssh answer) before it is booted cold instead; each node restored beside it on the host
-/// adds [`PATIENCE_PER_NODE`] (six guests resuming at once on two TCG cores did not all show one
+/// adds [`PATIENCE_PER_NODE`] (six guests resuming at once on two TCG cores did not all answer
 /// within 60 s), and the node's --timeout caps it. A guest that has shown its watcher's line
 /// runs: it gets the node's whole --timeout to answer (on a busy TCG host a restored guest
 /// answered after 74 s, while a cold boot there takes minutes).

@@ -1,6 +1,7 @@
 //! The machine's guest boots, shared by the VM tests that run at once (threads of this binary).
 //! `let _boots = budget::boots(n)` before a step that boots `n` guests at once, and
-//! `budget::alone()` before one that restores guests; the boots go back when it is dropped. The budget is one boot more than the machine has CPUs (`VNODE_TEST_BOOTS`
+//! `budget::alone()` before one that restores guests; the boots go back when it is dropped. The
+//! budget is one boot more than the machine has CPUs (`VNODE_TEST_BOOTS`
 //! overrides it): TCG boots are CPU-bound, and on two cores three boots at once finish as many
 //! boots per minute as two (1.7 against 1.6 per 100 s, measured when the budget was set), four far
 //! fewer (0.95). One more than the CPUs lets a test that boots two guests run beside one that boots
@@ -56,8 +57,7 @@ fn budget() -> &'static Budget {
 /// The whole budget, for a step that restores guests from their fresh states: no other test
 /// boots beside it. Restored guests beside other tests' boots answered 7-15 times later than
 /// alone (about 8 s), and in two suite runs one did not answer at all within its patience, while
-/// the same restore under a CPU hog alone answered in 14-16 s; the restores are short, so the
-/// wait for the whole budget costs the suite little.
+/// the same restore beside five CPU hogs answered in 14-16 s. A restore alone takes seconds.
 pub fn alone() -> Boots {
     boots(usize::MAX)
 }
