@@ -77,7 +77,7 @@ to_s() {
     printf "%.1f", t }' <<< "$1"
 }
 
-analyze=$(guest 'systemd-analyze' | head -n 1)
+analyze=$(guest 'systemd-analyze | head -n 1')
 chain=$(guest 'systemd-analyze critical-chain --no-pager ssh.service')
 blame=$(guest 'systemd-analyze blame --no-pager | head -n 15')
 ci=$(guest 'cloud-init analyze show')
@@ -103,12 +103,12 @@ echo "cloud-init's stages and modules (cloud-init analyze show):"
 grep -E 'Finished stage|ran successfully|failed' <<< "$ci" | sed 's/^/  /'
 
 # The summary: the chain's cloud-init stages, and the network stage's modules of vnode's seed.
-dur_of() { sed -n "s/.*$1 @[0-9a-z. ]* +\([0-9a-z. ]*\)$/\1/p" <<< "$chain" | head -n 1; }
+dur_of() { sed -n "s/.*$1 @[0-9a-z. ]* +\([0-9a-z. ]*\)$/\1/p" <<< "$chain" | sed -n 1p; }
 local_s=$(to_s "$(dur_of 'cloud-init-local\.service')")
 net_s=$(to_s "$(dur_of 'cloud-init\.service')")
-ssh_start=$(sed -n 's/.*basic\.target @\([0-9a-z. ]*\)$/\1/p' <<< "$chain" | head -n 1)
+ssh_start=$(sed -n 's/.*basic\.target @\([0-9a-z. ]*\)$/\1/p' <<< "$chain" | sed -n 1p)
 module_s() {
-  sed -n "s/.*config-$1 ran successfully @[0-9.]*s +\([0-9.]*\)s.*/\1/p" <<< "$ci" | head -n 1 |
+  sed -n "s/.*config-$1 ran successfully @[0-9.]*s +\([0-9.]*\)s.*/\1/p" <<< "$ci" | sed -n 1p |
     awk '{ printf "%.1f", $1 }'
 }
 mods=0
